@@ -1,0 +1,85 @@
+# vhotplug build.  `make`, `make check`, `make install`, `make demo`.
+# BUILD=dir puts every artifact somewhere else; SANITIZE=1 builds with ASan+UBSan.
+
+VERSION   := 0.1.0
+PREFIX    ?= /usr/local
+BUILD     ?= build
+CC        ?= cc
+PKG_CONFIG ?= pkg-config
+
+PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci
+WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
+             -Wvla -Wwrite-strings -Wno-unused-parameter
+CFLAGS    ?= -O2 -g
+ifeq ($(WERROR),1)
+WARN      += -Werror
+endif
+ifeq ($(SANITIZE),1)
+CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS   += -fsanitize=address,undefined
+endif
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DVHP_VERSION=\"$(VERSION)\" -Ilib -Idb \
+              $(PKG_CFLAGS) $(WARN) $(CFLAGS) -MMD -MP
+
+LIB_SRC   := $(sort $(wildcard lib/*.c db/*.c))
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIBVHP    := $(BUILD)/libvhotplug.a
+
+PROGS     := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile
+UNIT_SRC  := $(sort $(wildcard tests/unit/test-*.c))
+UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN  := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tests/%)
+
+all: $(PROGS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBVHP): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/vhotplug-helper: $(BUILD)/obj/helper/main.o $(LIBVHP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/vhotplug-reconcile: $(BUILD)/obj/reconcile/main.o $(LIBVHP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBVHP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIBVHP)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+tests: $(PROGS) $(UNIT_BIN) $(TOOL_BIN)
+
+# Installs missing Debian packages when run as root in CI; otherwise only reports them.
+deps:
+	@scripts/setup-deps.sh --check-or-install
+
+check: deps
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) tests/run-all.sh
+
+check-sanitize:
+	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 check
+
+demo: all
+	@scripts/demo.sh
+
+setup:
+	@scripts/setup-deps.sh --install
+
+clean:
+	rm -rf $(BUILD) build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+.PHONY: all tests deps check check-sanitize demo setup clean
+.SECONDARY:

@@ -1,0 +1,101 @@
+/* The SQLite state store. Owns the schema and every SQL statement of the product.
+ * Functions return 0 / -errno; -EBUSY only if the lock could not be had within the busy timeout
+ * (which is long: many helpers write at once and none may lose a row). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "device.h"
+#include "rule.h"
+
+struct db;
+
+/* Lifecycle state of an attachment row. */
+enum db_state {
+        DB_PENDING = 0,   /* decided, VM not running: reconcile attaches it later */
+        DB_ATTACHING,     /* intent recorded, VMM call under way (or the helper died) */
+        DB_ATTACHED,
+        DB_DETACHING,     /* device_del sent, guest has not released it yet */
+        DB_DETACHED,      /* closed */
+        DB_FAILED,        /* the VMM refused; closed */
+};
+
+/* Returns "pending", "attaching", ... as stored in the database. */
+const char *db_state_name(enum db_state s);
+
+struct db_attachment {
+        int64_t id;
+        enum db_state state;
+        enum dev_kind kind;
+        char *devpath, *vm, *vmm_id, *bus;  /* bus: QEMU root port ("" when none) */
+        int crosvm_port;                    /* -1 when none */
+        int busnum, devnum;
+        uint16_t vendor_id, product_id;
+        char *serial, *pci_address, *devnode, *error;
+};
+
+/* Frees the strings of a and zeroes it. */
+void db_attachment_clear(struct db_attachment *a);
+
+/* Opens (creating file and directory as needed, mode 0600/0700) and migrates the database.
+ * Returns -EUCLEAN when the file is not a usable SQLite database (corrupt): the caller decides
+ * whether to move it aside (db_move_aside). */
+int db_open(const char *path, struct db **ret);
+
+/* Closes; NULL-safe. */
+void db_close(struct db *db);
+
+/* Renames a broken database file (and its -wal/-shm) to PATH.corrupt-TIMESTAMP. */
+int db_move_aside(const char *path, char *ret_new_path, size_t len);
+
+/* The last SQLite error message of this connection (for logs). */
+const char *db_errmsg(struct db *db);
+
+/* Orders events per DEVPATH: returns 1 when an event with a seqnum >= this one was already handled
+ * for devpath in this boot (boot_id), else records seqnum and returns 0. seqnum 0 means "not from
+ * udev" (manual run): never stale, nothing recorded. */
+int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id);
+
+/* Gets the open attachment (pending/attaching/attached/detaching) of devpath. Returns 1 and fills
+ * ret when there is one, 0 when none. */
+int db_attachment_get(struct db *db, const char *devpath, struct db_attachment *ret);
+
+/* Gets every open attachment, optionally only of vm (NULL: all VMs). */
+int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret, size_t *ret_n);
+
+/* Frees an array returned by db_attachment_list. */
+void db_attachment_list_free(struct db_attachment *a, size_t n);
+
+/* Records the intent to attach d to dec->vm under vmm_id: opens an attachment row in state
+ * (DB_ATTACHING or DB_PENDING) and writes a history row. Returns the row id in ret_id. */
+int db_attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec,
+                    const char *vmm_id, enum db_state state, int64_t *ret_id);
+
+/* Records the outcome of an attach: DB_ATTACHED (with crosvm_port / bus when known), DB_PENDING
+ * (VM not running), DB_FAILED (error text). Writes a history row. */
+int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
+                     const char *error);
+
+/* Records the intent to detach attachment id (state DB_DETACHING) with a history row. */
+int db_detach_begin(struct db *db, int64_t id, const char *why);
+
+/* Records a detach outcome: DB_DETACHED closes the row; DB_DETACHING keeps it open (guest did not
+ * release the device yet); any error text is kept in history. */
+int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char *error);
+
+/* Records that d was ignored and why. Bounded: one row per (devpath, reason) with a count and
+ * first/last seen times, and the table is trimmed to a fixed maximum of rows. */
+int db_record_ignored(struct db *db, const struct dev *d, const char *reason);
+
+/* Stable key of a device for user choices: "usb:VID:PID:SERIAL" when it has a serial, else
+ * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG". Writes into buf. */
+void db_device_key(const struct dev *d, char *buf, size_t len);
+
+/* Gets the user's choice for d: preferred VM (NULL when none) and keep-detached flag.
+ * Returns 1 when a choice exists, 0 when none. */
+int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep_detached);
+
+/* Stores the user's choice for the device key. vm may be NULL. */
+int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);

@@ -1,0 +1,41 @@
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static bool use_stderr = true;
+static int max_level = LOG_INFO;
+static const char *log_ident = "vhotplug";
+
+void log_setup(const char *ident, bool debug, bool to_stderr) {
+        log_ident = ident;
+        max_level = debug ? LOG_DEBUG : LOG_INFO;
+        /* Under udev or systemd, stderr is not a terminal; JOURNAL_STREAM says stderr is the journal. */
+        use_stderr = to_stderr || isatty(STDERR_FILENO) || getenv("JOURNAL_STREAM");
+        if (!use_stderr)
+                openlog(ident, LOG_PID, LOG_DAEMON);
+}
+
+int log_full_errno(int level, int err, const char *fmt, ...) {
+        int saved = errno;
+        if (err < 0)
+                err = -err;
+        if (level <= max_level) {
+                char msg[2048];
+                va_list ap;
+                errno = err;
+                va_start(ap, fmt);
+                vsnprintf(msg, sizeof(msg), fmt, ap);
+                va_end(ap);
+                if (use_stderr)
+                        fprintf(stderr, "%s: %s\n", log_ident, msg);
+                else
+                        syslog(level, "%s", msg);
+        }
+        errno = saved;
+        return -err;
+}

@@ -1,0 +1,69 @@
+/* VMM-neutral attach/detach/list: dispatches to QEMU (QMP, qmp.h) or crosvm (crosvm.h). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "device.h"
+
+#define VMM_ID_MAX 64
+
+struct vmm_opts {
+        int timeout_ms;          /* bound for connect/greeting/each reply and for crosvm runs */
+        int attach_retries;      /* retries of "failed to find host usb device" (bounded backoff) */
+        const char *crosvm_bin;  /* crosvm executable (absolute, or looked up in a fixed PATH) */
+        int detach_timeout_ms;   /* bound for DEVICE_DELETED after device_del */
+};
+
+/* A device as attached in a VM. */
+struct vmm_attachment {
+        char id[VMM_ID_MAX];     /* QEMU device id ("vhp-usb-001-005"); crosvm: "" */
+        int port;                /* crosvm port; QEMU: -1 */
+        char bus[VMM_ID_MAX];    /* QEMU pcie-root-port the device went into, "" for USB/root bus */
+};
+
+/* What a VM reports it has. */
+struct vmm_device {
+        char id[VMM_ID_MAX];     /* QEMU id; crosvm: "" */
+        enum dev_kind kind;      /* DEV_UNKNOWN for drivers vhotplug does not manage */
+        char driver[32];         /* "usb-host", "vfio-pci", "virtio-input-host-pci", crosvm: "usb" */
+        bool ours;               /* id made by vmm_device_id() (prefix "vhp-") */
+        int hostbus, hostaddr;   /* usb-host */
+        char host[32];           /* vfio-pci host address */
+        char evdev[256];         /* virtio-input-host evdev path */
+        int port;                /* crosvm port, else -1 */
+        uint16_t vendor_id, product_id; /* crosvm */
+};
+
+struct vmm_list {
+        struct vmm_device *items;
+        size_t n;
+};
+
+/* Frees the items of a list and empties it. */
+void vmm_list_clear(struct vmm_list *l);
+
+/* Deterministic, collision-free QEMU id for a device: "vhp-usb-001-005", "vhp-pci-0000-00-14.3",
+ * "vhp-evdev-event3" (sanitized). Returns 0, or -EINVAL when the device lacks what the id needs. */
+int vmm_device_id(const struct dev *d, char *buf, size_t len);
+
+/* Attaches d to vm. root_bus: PCI/evdev into the root bus instead of a free pcie-root-port.
+ * Returns 0 and fills ret; -EHOSTDOWN when the VM is not running (socket missing, refused, no
+ * greeting in time); -EEXIST when the device is already attached under that id; -EBUSY when an evdev
+ * is held exclusively elsewhere; -ENOSPC when no port is free; -EREMOTEIO when the VMM refused
+ * (its message in *ret_error); -ETIMEDOUT; -EPROTO when the peer spoke garbage.
+ * *ret_error (malloc'd, may be set on any failure) says what happened in words. */
+int vmm_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct dev *d, bool root_bus,
+               struct vmm_attachment *ret, char **ret_error);
+
+/* Detaches a. QEMU: device_del, then waits for DEVICE_DELETED (bounded). Returns 0; -ENOENT when the
+ * VM has no such device (already gone: success for callers); -EINPROGRESS when device_del was
+ * accepted but DEVICE_DELETED did not come in time (a PCI guest that has not released it);
+ * -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO as for attach. */
+int vmm_detach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct vmm_attachment *a,
+               char **ret_error);
+
+/* Lists the devices the VM has (QEMU: qom-list /machine/peripheral + qom-get; crosvm: usb list). */
+int vmm_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_list *ret, char **ret_error);

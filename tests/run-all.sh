@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test and ends with "N passed, N failed".
+#  tests/unit/test-*.c          cmocka programs (built into $BUILD/tests/); test-umockdev-* run
+#                               under umockdev-wrapper.
+#  tests/integration/test-*.sh  scripts printing "ok - ..." / "not ok - ..." lines.
+# TESTS="pattern" limits the run to tests whose name contains pattern.
+set -u
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build}
+export BUILD VHP_TOP=$PWD
+export ASAN_OPTIONS=${ASAN_OPTIONS:-verify_asan_link_order=0:detect_leaks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+logdir=$BUILD/test-logs
+mkdir -p "$logdir"
+passed=0 failed=0 failed_names=()
+
+count() { # file -> adds cmocka or ok/not ok counts
+        local f=$1 p fl
+        p=$(grep -hoE '^\[  PASSED  \] [0-9]+' "$f" | awk '{s+=$NF} END {print s+0}')
+        fl=$(grep -hoE '^\[  FAILED  \] [0-9]+ test' "$f" | awk '{s+=$(NF-1)} END {print s+0}')
+        p=$((p + $(grep -cE '^ok( |$)' "$f")))
+        fl=$((fl + $(grep -cE '^not ok( |$)' "$f")))
+        echo "$p $fl"
+}
+
+run_one() { # name, command...
+        local name=$1; shift
+        [ -n "${TESTS:-}" ] && [[ $name != *"$TESTS"* ]] && return 0
+        local log=$logdir/$name.log rc p fl
+        echo "== $name"
+        "$@" >"$log" 2>&1
+        rc=$?
+        read -r p fl < <(count "$log")
+        if [ "$rc" -ne 0 ] && [ "$fl" -eq 0 ]; then
+                fl=1 # crashed or failed outside any test
+                echo "not ok - $name exited with status $rc" >>"$log"
+        fi
+        grep -E '^(not ok|\[  FAILED  \]|\[  ERROR   \])' "$log" | sed 's/^/   /'
+        [ "$fl" -gt 0 ] && { failed_names+=("$name"); tail -n 30 "$log" | sed 's/^/   | /'; }
+        echo "   $p passed, $fl failed"
+        passed=$((passed + p)) failed=$((failed + fl))
+}
+
+for t in tests/unit/test-*.c; do
+        [ -e "$t" ] || continue
+        name=$(basename "$t" .c)
+        bin=$BUILD/tests/$name
+        if [[ $name == test-umockdev-* ]]; then
+                run_one "$name" umockdev-wrapper "$bin"
+        else
+                run_one "$name" "$bin"
+        fi
+done
+for t in tests/integration/test-*.sh; do
+        [ -e "$t" ] || continue
+        run_one "$(basename "$t" .sh)" timeout 600 bash "$t"
+done
+
+[ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]} (logs in $logdir)"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
