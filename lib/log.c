@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static bool use_stderr = true;
@@ -14,8 +15,11 @@ static const char *log_ident = "vhotplug";
 void log_setup(const char *ident, bool debug, bool to_stderr) {
         log_ident = ident;
         max_level = debug ? LOG_DEBUG : LOG_INFO;
-        /* Under udev or systemd, stderr is not a terminal; JOURNAL_STREAM says stderr is the journal. */
-        use_stderr = to_stderr || isatty(STDERR_FILENO) || getenv("JOURNAL_STREAM");
+        /* stderr is right for a terminal, a pipe or file, and for systemd (JOURNAL_STREAM: it is the
+         * journal). Closed or /dev/null (udev's RUN) means nobody reads it: use syslog. */
+        struct stat st;
+        use_stderr = to_stderr || isatty(STDERR_FILENO) || getenv("JOURNAL_STREAM") ||
+                     (fstat(STDERR_FILENO, &st) == 0 && !S_ISCHR(st.st_mode));
         if (!use_stderr)
                 openlog(ident, LOG_PID, LOG_DAEMON);
 }

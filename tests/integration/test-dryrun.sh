@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# vhotplug-helper --dry-run --json on the shared umockdev fixtures: the decision for each real
+# device (action, VM, entry and allow rule, or the reason it is ignored).
+set -u
+top=${VHP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
+BUILD=${BUILD:-build}
+helper=$top/$BUILD/vhotplug-helper
+fx=$top/../shared/fixtures/umockdev
+conf=$top/tests/data/config/dryrun.json
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+n=0
+
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; }
+
+# run FIXTURE NAME ACTION DEVPATH [helper options...]: writes $tmp/NAME.json and .rc
+run() {
+        local fixture=$1 name=$2 action=$3 devpath=$4
+        shift 4
+        umockdev-run -d "$fixture" -- "$helper" --no-strict-perms -c "$conf" --dry-run --json "$@" \
+                "$action" "$devpath" >"$tmp/$name.json" 2>"$tmp/$name.err"
+        echo $? >"$tmp/$name.rc"
+}
+
+# expect NAME JQ-FILTER DESCRIPTION: the filter must yield true
+expect() {
+        local name=$1 filter=$2 desc=$3
+        if [ "$(cat "$tmp/$name.rc")" = 0 ] && jq -e "$filter" "$tmp/$name.json" >/dev/null 2>&1; then
+                ok "$desc"
+        else
+                notok "$desc (rc=$(cat "$tmp/$name.rc"): $(head -c 600 "$tmp/$name.json") $(head -c 300 "$tmp/$name.err"))"
+        fi
+}
+
+attach() { # name vm entry allow
+        echo ".action == \"attach\" and .vm == \"$2\" and .rule.section == \"${5:-usbPassthrough}\" and .rule.entry == $3 and .rule.allow == $4"
+}
+ignore() { # reason substring
+        echo ".action == \"ignore\" and .vm == null and .rule == null and (.reason | contains(\"$1\"))"
+}
+
+U=/devices/pci0000:00/0000:00:14.0
+run "$fx/usb-all.umockdev" mouse add $U/usb1/1-1
+run "$fx/usb-all.umockdev" unifying add $U/usb1/1-2
+run "$fx/usb-all.umockdev" hub add $U/usb1/1-3
+run "$fx/usb-all.umockdev" roothub add $U/usb1
+run "$fx/usb-all.umockdev" bluetooth add $U/usb1/1-4
+run "$fx/usb-all.umockdev" ethernet add $U/usb1/1-3/1-3.2
+run "$fx/usb-all.umockdev" serial add /sys$U/usb1/1-3/1-3.4
+run "$fx/usb-all.umockdev" ssd add $U/usb2/2-1
+run "$fx/usb-all.umockdev" iface add $U/usb1/1-1/1-1:1.0
+run "$fx/usb-all.umockdev" mouse-remove remove $U/usb1/1-1
+
+expect mouse "$(attach mouse gui-vm 0 0) and .kind == \"usb\" and .rule.description == \"HID Mouse\"" "HID mouse goes to gui-vm by rule 0"
+expect mouse '.device.vendorId == "046d" and .device.productId == "c077" and .device.bus == 1 and .device.devnum == 5 and .device.port == 1 and .device.portPath == "1" and .device.productName == "M105 Optical Mouse" and .device.interfaces == [{"class":3,"subclass":1,"protocol":2}] and .device.removable == "removable"' "mouse identity as vhotplug sees it"
+expect unifying "$(ignore 'denied by usbPassthrough[0] deny rule 0')" "Unifying receiver denied in entry 0, no later entry claims it"
+expect hub "$(ignore 'USB hub')" "external hub never passed through"
+expect roothub "$(ignore 'USB hub')" "root hub never passed through"
+expect bluetooth "$(ignore 'no usbPassthrough entry matched')" "bluetooth adapter matches no entry"
+expect ethernet "$(attach ethernet net-vm 1 0)" "AX88179 denied in entry 0 falls through to net-vm"
+expect ethernet '.device.portPath == "3.2" and .device.port == 3' "port path behind the hub"
+expect serial "$(attach serial net-vm 3 0)" "Prolific: disabled rule skipped, portPath 3.4 claims it (sysfs path accepted)"
+expect ssd "$(attach ssd gui-vm 2 0) and .device.interfaces[0].class == 8" "SSD claimed by the mass-storage entry"
+expect iface "$(ignore 'not a handled device')" "USB interface is not a handled device"
+expect mouse-remove '.action == "detach" and .vm == "gui-vm"' "remove of a claimed device is a detach"
+
+# Host-required mounts: the SSD's partition is /boot → never passed through.
+mi=$top/tests/data/mountinfo-boot-on-sda1
+run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" ssd-boot add $U/usb2/2-1 --mountinfo "$mi"
+expect ssd-boot "$(ignore 'host-required mount') and (.reason | contains(\"/boot\"))" "disk holding /boot stays on the host"
+run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" ssd-media add $U/usb2/2-1 \
+        --mountinfo "$top/tests/data/mountinfo-sda1-elsewhere"
+expect ssd-media "$(attach ssd-media gui-vm 2 0)" "disk mounted elsewhere may be passed"
+
+P=/devices/pci0000:00
+run "$fx/pci-all.umockdev" wifi add $P/0000:00:14.3
+run "$fx/pci-all.umockdev" gpu add $P/0000:00:02.0
+run "$fx/pci-all.umockdev" nvidia add $P/0000:00:01.0/0000:01:00.0
+expect wifi "$(attach wifi gui-vm 0 0 pciPassthrough) and .kind == \"pci\" and .device.address == \"0000:00:14.3\"" "WiFi by address"
+expect gpu "$(attach gpu gui-vm 0 1 pciPassthrough) and .device.deviceId == \"a7a1\" and .device.deviceClass == 3" "Intel GPU by vendor+device id"
+expect nvidia "$(ignore 'no pciPassthrough entry matched') and .device.iommuGroup == 13" "NVIDIA GPU not claimed; IOMMU group read"
+
+I=/devices/platform/i8042/serio0/input/input3
+run "$fx/input-all.umockdev" kbd add $I/event3
+run "$fx/input-all.umockdev" kbd-parent add $I
+run "$fx/input-usb-mouse-event.umockdev" usbev add $U/usb1/1-1/1-1:1.0/0003:046D:C077.0001/input/input20/event20
+expect kbd '.action == "attach" and .kind == "evdev" and .vm == "gui-vm" and .rule.section == "evdevPassthrough" and .rule.allow == null and .device.name == "AT Translated Set 2 keyboard" and .device.devnode == "/dev/input/event3"' "legacy evdev form passes the i8042 keyboard"
+expect kbd-parent "$(ignore 'not a handled device')" "input parent node is not an event node"
+expect usbev "$(ignore 'USB device')" "evdev node of a USB mouse is skipped"
+
+# Bad input: clear error, defined exit status.
+umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/9-9 \
+        >"$tmp/nodev.out" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q 'no device at' "$tmp/nodev.out" && ok "nonexistent DEVPATH: exit 2, clear error" ||
+        notok "nonexistent DEVPATH: rc=$rc $(cat "$tmp/nodev.out")"
+"$helper" --no-strict-perms -c "$conf" --dry-run add /etc/passwd >"$tmp/bad.out" 2>&1
+rc=$?
+[ $rc = 2 ] && grep -q 'invalid DEVPATH' "$tmp/bad.out" && ok "DEVPATH outside /devices refused" ||
+        notok "DEVPATH outside /devices: rc=$rc $(cat "$tmp/bad.out")"
+"$helper" --no-strict-perms -c "$conf" --dry-run add /devices/../../etc >"$tmp/dots.out" 2>&1
+rc=$?
+[ $rc = 2 ] && ok "DEVPATH with .. refused" || notok "DEVPATH with ..: rc=$rc"
+"$helper" --no-strict-perms -c "$tmp/missing.json" --dry-run add $U/usb1/1-1 >"$tmp/nocfg.out" 2>&1
+rc=$?
+[ $rc = 1 ] && grep -q 'missing.json' "$tmp/nocfg.out" && ok "missing config: exit 1 naming the file" ||
+        notok "missing config: rc=$rc $(cat "$tmp/nocfg.out")"
+"$helper" --bogus >"$tmp/usage.out" 2>&1
+[ $? = 2 ] && ok "unknown option: exit 2" || notok "unknown option"
+"$helper" --version | grep -q '^vhotplug-helper [0-9]' && ok "--version" || notok "--version"
+"$helper" --help | grep -q -- '--dry-run' && ok "--help lists options" || notok "--help"
+# Readable one-line summary without --json.
+umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/1-1 \
+        >"$tmp/line.out" 2>&1
+grep -q '^usb 1-1 046d:c077: attach -> gui-vm as vhp-usb-001-005' "$tmp/line.out" && ok "readable summary" ||
+        notok "readable summary: $(cat "$tmp/line.out")"
