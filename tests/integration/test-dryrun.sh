@@ -115,3 +115,16 @@ umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf"
         >"$tmp/line.out" 2>&1
 grep -q '^usb 1-1 046d:c077: attach -> gui-vm as vhp-usb-001-005' "$tmp/line.out" && ok "readable summary" ||
         notok "readable summary: $(cat "$tmp/line.out")"
+
+# Hostile device strings (quotes, backslash, tab, SQL and JSON metacharacters, 4.5 KB serial) come
+# through as data: valid JSON, verbatim, length-capped. No ID_USB_INTERFACES: interfaces are read
+# from the interface children's sysfs attributes.
+run "$top/tests/data/umockdev/usb-hostile-strings.umockdev" hostile add $U/usb1/1-1
+expect hostile '.device.vendorName == "Evil \"Corp\" back\\slash\ttab" and .device.productName == "Mouse '"'"'); DROP TABLE attachments;-- {\"a\":[1]} <x>"' "hostile strings verbatim in JSON"
+expect hostile '(.device.serial | length) <= 4096 and (.device.serial | test("^S+$")) and .device.interfaces == [{"class":3,"subclass":1,"protocol":2}]' "4.5 KB serial capped; interfaces from sysfs children"
+umockdev-run -d "$top/tests/data/umockdev/usb-hostile-strings.umockdev" -- "$helper" --no-strict-perms -c "$conf" \
+        --dry-run add $U/usb1/1-1 >"$tmp/hostile.line" 2>&1
+[ "$(wc -l <"$tmp/hostile.line")" = 1 ] && ok "readable summary stays on one line" || notok "summary lines: $(cat "$tmp/hostile.line")"
+# Neither udev's interface list nor interface children: the kernel's cached descriptors via libusb.
+run "$top/tests/data/umockdev/usb-mouse-descriptors-only.umockdev" descr add $U/usb1/1-1
+expect descr "$(attach descr gui-vm 0 0) and .device.interfaces == [{\"class\":3,\"subclass\":1,\"protocol\":2}]" "interfaces from cached descriptors (libusb)"

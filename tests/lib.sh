@@ -1,0 +1,150 @@
+# Shared helpers for the integration tests (tests/integration/test-*.sh). Source it:
+#
+#     . "$(dirname "$0")/../lib.sh"
+#
+# It sets:
+#   VHP_TOP    top of the source tree (kept when run-all.sh exported it)
+#   BUILD      build directory, relative to VHP_TOP (default "build"); VHP_BUILD is its full path
+#   VHP_TOOLS  $VHP_BUILD/tests: the test tools (vhp-qmp, vhp-vmm, ...)
+#   VHP_TMP    a private temporary directory, removed at exit
+# and installs an EXIT trap that stops every QEMU started by vhp_start_qemu and removes VHP_TMP.
+# Scripts that need more cleanup add it with vhp_on_exit "command".
+#
+# Reporting (TAP-like lines that run-all.sh counts):
+#   vhp_ok "desc"              prints "ok - desc"
+#   vhp_fail "desc" [detail]   prints "not ok - desc" (and the detail, indented)
+#   vhp_check "desc" cmd...    runs cmd; ok when it exits 0, else not ok with its output
+#   vhp_check_output "desc" PATTERN cmd...
+#                              runs cmd; ok when it exits 0 and its output matches the ERE PATTERN
+#   vhp_done                   prints the summary; exits 1 when anything failed
+#
+# QEMU:
+#   vhp_start_qemu NAME SOCKET [extra qemu args...]
+#       starts a paused q35 TCG QEMU with qemu-xhci (id xhci, 8+8 ports) and three
+#       pcie-root-ports (rp1..rp3) and a QMP server on SOCKET; waits for the socket (10 s).
+#       Its stdout/stderr go to $VHP_TMP/qemu-NAME.log. Returns 1 when it did not come up.
+#       Start it inside the same umockdev testbed as the code under test so its libusb sees the
+#       fake devices; keep it short-lived (a fake usbfs fd makes QEMU's main loop spin).
+#   vhp_stop_qemu NAME          stops it (SIGTERM, then SIGKILL after 5 s) and reaps it
+#   vhp_qemu_pid NAME           prints its pid
+
+set -u
+
+VHP_TOP=${VHP_TOP:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+BUILD=${BUILD:-build}
+case $BUILD in
+/*) VHP_BUILD=$BUILD ;;
+*) VHP_BUILD=$VHP_TOP/$BUILD ;;
+esac
+VHP_TOOLS=$VHP_BUILD/tests
+VHP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vhp-test.XXXXXX")
+export VHP_TOP BUILD VHP_BUILD VHP_TOOLS VHP_TMP
+
+_vhp_passed=0
+_vhp_failed=0
+declare -A _vhp_qemu_pids=()
+_vhp_exit_cmds=()
+
+# ---- reporting ----
+
+vhp_ok() {
+        echo "ok - $1"
+        _vhp_passed=$((_vhp_passed + 1))
+}
+
+vhp_fail() {
+        echo "not ok - $1"
+        [ $# -gt 1 ] && [ -n "$2" ] && printf '%s\n' "$2" | sed 's/^/#   /'
+        _vhp_failed=$((_vhp_failed + 1))
+        return 0
+}
+
+vhp_check() {
+        local desc=$1 out
+        shift
+        if out=$("$@" 2>&1); then
+                vhp_ok "$desc"
+        else
+                vhp_fail "$desc" "$out"
+        fi
+}
+
+vhp_check_output() {
+        local desc=$1 pattern=$2 out
+        shift 2
+        if out=$("$@" 2>&1) && grep -Eq -- "$pattern" <<<"$out"; then
+                vhp_ok "$desc"
+        else
+                vhp_fail "$desc" "expected /$pattern/, got: $out"
+        fi
+}
+
+vhp_done() {
+        echo "# $_vhp_passed passed, $_vhp_failed failed"
+        [ "$_vhp_failed" -eq 0 ]
+        exit $?
+}
+
+# ---- cleanup ----
+
+vhp_on_exit() {
+        _vhp_exit_cmds+=("$1")
+}
+
+_vhp_cleanup() {
+        local name cmd
+        for cmd in "${_vhp_exit_cmds[@]}"; do
+                eval "$cmd" || true
+        done
+        for name in "${!_vhp_qemu_pids[@]}"; do
+                vhp_stop_qemu "$name"
+        done
+        rm -rf "$VHP_TMP"
+}
+trap _vhp_cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- QEMU ----
+
+vhp_start_qemu() {
+        local name=$1 sock=$2 pid i
+        shift 2
+        rm -f "$sock"
+        qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none -S \
+                -device qemu-xhci,id=xhci,p2=8,p3=8 \
+                -device pcie-root-port,id=rp1,chassis=1 \
+                -device pcie-root-port,id=rp2,chassis=2 \
+                -device pcie-root-port,id=rp3,chassis=3 \
+                -qmp "unix:$sock,server=on,wait=off" "$@" \
+                </dev/null >"$VHP_TMP/qemu-$name.log" 2>&1 &
+        pid=$!
+        _vhp_qemu_pids[$name]=$pid
+        for ((i = 0; i < 200; i++)); do
+                [ -S "$sock" ] && return 0
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.05
+        done
+        echo "# QEMU $name did not come up:" >&2
+        sed 's/^/#   /' "$VHP_TMP/qemu-$name.log" >&2
+        vhp_stop_qemu "$name"
+        return 1
+}
+
+vhp_qemu_pid() {
+        echo "${_vhp_qemu_pids[$1]:-}"
+}
+
+vhp_stop_qemu() {
+        local name=$1 pid i
+        pid=${_vhp_qemu_pids[$name]:-}
+        [ -n "$pid" ] || return 0
+        unset "_vhp_qemu_pids[$name]"
+        kill "$pid" 2>/dev/null
+        for ((i = 0; i < 100; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.05
+        done
+        kill -9 "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+        return 0
+}

@@ -1,0 +1,927 @@
+/* Tests of the SQLite state store (db/): real database files in a temporary directory. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <sqlite3.h>
+
+#include "cleanup.h"
+#include "db.h"
+
+struct fixture {
+        char dir[64];
+        char path[128];
+};
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw) {
+        return remove(p);
+}
+
+static int setup(void **state) {
+        struct fixture *f = calloc(1, sizeof(*f));
+
+        assert_non_null(f);
+        snprintf(f->dir, sizeof(f->dir), "/tmp/vhp-test-db-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->path, sizeof(f->path), "%s/state.db", f->dir);
+        *state = f;
+        return 0;
+}
+
+static int teardown(void **state) {
+        struct fixture *f = *state;
+
+        nftw(f->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+        assert_int_equal(access(f->dir, F_OK), -1);
+        free(f);
+        return 0;
+}
+
+/* Raw read-only access, to check what the API wrote. */
+static sqlite3 *raw_open(const char *path) {
+        sqlite3 *s = NULL;
+
+        assert_int_equal(sqlite3_open_v2(path, &s, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
+        sqlite3_busy_timeout(s, 30000);
+        return s;
+}
+
+static int64_t raw_int(const char *path, const char *sql) {
+        sqlite3 *s = raw_open(path);
+        sqlite3_stmt *st = NULL;
+        int64_t v;
+
+        if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+                fail_msg("%s: %s", sql, sqlite3_errmsg(s));
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        v = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        sqlite3_close(s);
+        return v;
+}
+
+/* First column of the first row as text ("(null)" for NULL); caller frees. */
+static char *raw_text(const char *path, const char *sql, const char *arg) {
+        sqlite3 *s = raw_open(path);
+        sqlite3_stmt *st = NULL;
+        const char *t;
+        char *v;
+
+        if (sqlite3_prepare_v2(s, sql, -1, &st, NULL) != SQLITE_OK)
+                fail_msg("%s: %s", sql, sqlite3_errmsg(s));
+        if (arg)
+                sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+        assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+        t = (const char *) sqlite3_column_text(st, 0);
+        v = strdup(t ? t : "(null)");
+        sqlite3_finalize(st);
+        sqlite3_close(s);
+        return v;
+}
+
+static void raw_exec(const char *path, const char *sql) {
+        sqlite3 *s = raw_open(path);
+
+        if (sqlite3_exec(s, sql, NULL, NULL, NULL) != SQLITE_OK)
+                fail_msg("%s: %s", sql, sqlite3_errmsg(s));
+        sqlite3_close(s);
+}
+
+static struct cfg_vm vm1 = { .name = (char *) "vm1" };
+static struct cfg_vm gui_vm = { .name = (char *) "gui-vm" };
+static struct cfg_vm net_vm = { .name = (char *) "net-vm" };
+static struct cfg_vm audio_vm = { .name = (char *) "audio-vm" };
+
+static struct rule_decision decision(const struct cfg_vm *vm, int entry, int rule, const char *descr) {
+        return (struct rule_decision) {
+                .action = RULE_ATTACH,
+                .entry_index = entry,
+                .rule_index = rule,
+                .rule_description = descr,
+                .vm = vm,
+        };
+}
+
+static struct dev usb_dev(const char *devpath, uint16_t vid, uint16_t pid, const char *serial) {
+        return (struct dev) {
+                .kind = DEV_USB,
+                .devpath = (char *) devpath,
+                .sysname = (char *) "1-3.2",
+                .vendor_name = (char *) "Logitech, Inc.",
+                .product_name = (char *) "Unifying Receiver",
+                .serial = (char *) serial,
+                .has_ids = true,
+                .vendor_id = vid,
+                .product_id = pid,
+                .busnum = 1,
+                .devnum = 5,
+                .port = 3,
+                .port_path = (char *) "3.2",
+                .devnode = (char *) "/dev/bus/usb/001/005",
+                .dev_class = 0,
+                .iommu_group = -1,
+        };
+}
+
+static void test_open_creates(void **state) {
+        struct fixture *f = *state;
+        char dir[192], path[256];
+        struct db *db = NULL;
+        struct stat st;
+
+        snprintf(dir, sizeof(dir), "%s/a/b", f->dir);
+        snprintf(path, sizeof(path), "%s/state.db", dir);
+        assert_int_equal(db_open(path, &db), 0);
+        assert_non_null(db);
+        assert_int_equal(stat(dir, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0600);
+        db_close(db);
+
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+        char *mode = raw_text(path, "PRAGMA journal_mode", NULL);
+        assert_string_equal(mode, "wal");
+        free(mode);
+        /* Reopening an up-to-date database is fine and changes nothing. */
+        assert_int_equal(db_open(path, &db), 0);
+        db_close(db);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 5);
+        db_close(NULL);
+}
+
+static void test_open_invalid(void **state) {
+        struct db *db = NULL;
+
+        assert_int_equal(db_open(NULL, &db), -EINVAL);
+        assert_int_equal(db_open("", &db), -EINVAL);
+        assert_int_equal(db_open_version("/tmp/x.db", 0, &db), -EINVAL);
+        assert_int_equal(db_open_version("/tmp/x.db", DB_SCHEMA_VERSION + 1, &db), -EINVAL);
+        assert_null(db);
+}
+
+static void check_moves_aside(const char *path) {
+        char moved[512];
+        struct db *db = NULL;
+
+        assert_int_equal(db_move_aside(path, moved, sizeof(moved)), 0);
+        assert_non_null(strstr(moved, ".corrupt-"));
+        assert_int_equal(access(path, F_OK), -1);
+        assert_int_equal(access(moved, F_OK), 0);
+        assert_int_equal(db_open(path, &db), 0);
+        db_close(db);
+}
+
+static void test_open_garbage(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+        char buf[8192];
+        int fd;
+
+        srand(42);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (char) (rand() & 0xff);
+        fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t) sizeof(buf));
+        close(fd);
+
+        assert_int_equal(db_open(f->path, &db), -EUCLEAN);
+        assert_null(db);
+        check_moves_aside(f->path);
+        assert_int_equal(db_move_aside("/nonexistent/state.db", NULL, 0), -ENOENT);
+}
+
+static void test_open_truncated(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+        struct stat st;
+        char devpath[64];
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (int i = 0; i < 200; i++) {
+                struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
+                snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
+                assert_int_equal(db_record_ignored(db, &d, "no entry matched"), 0);
+        }
+        db_close(db);
+        /* The last close checkpoints the WAL into the main file. */
+        assert_int_equal(access(f->path, F_OK), 0);
+        assert_int_equal(stat(f->path, &st), 0);
+        assert_true(st.st_size > 8 * 4096);
+        assert_int_equal(truncate(f->path, st.st_size / 2), 0);
+
+        assert_int_equal(db_open(f->path, &db), -EUCLEAN);
+        assert_null(db);
+        check_moves_aside(f->path);
+}
+
+static void test_open_newer(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        db_close(db);
+        raw_exec(f->path, "PRAGMA user_version = 99");
+        assert_int_equal(db_open(f->path, &db), -EPROTONOSUPPORT);
+        assert_null(db);
+        /* It was not touched. */
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 99);
+}
+
+static void test_migrate(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 1, "receiver");
+        struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc52b, "ABC");
+        struct db *db = NULL;
+        int64_t id;
+
+        assert_int_equal(db_open_version(f->path, 1, &db), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 0);
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+        char *vm = raw_text(f->path, "SELECT vm FROM current_attachments WHERE serial = ?1", "ABC");
+        assert_string_equal(vm, "vm1");
+        free(vm);
+        /* Asking for an older version of a newer database does not downgrade it. */
+        assert_int_equal(db_open_version(f->path, 1, &db), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+}
+
+static void test_lifecycle(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 2, 0, "Logitech receivers");
+        struct dev d = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3.2", 0x046d, 0xc52b, "ABC123");
+        struct db_attachment a = {}, *list = NULL;
+        struct db *db = NULL;
+        size_t n = 99;
+        int64_t id = 0;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_true(id > 0);
+
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_int_equal(a.id, id);
+        assert_int_equal(a.state, DB_ATTACHING);
+        assert_int_equal(a.kind, DEV_USB);
+        assert_string_equal(a.devpath, d.devpath);
+        assert_string_equal(a.vm, "vm1");
+        assert_string_equal(a.vmm_id, "vhp-usb-001-005");
+        assert_string_equal(a.bus, "");
+        assert_int_equal(a.crosvm_port, -1);
+        assert_int_equal(a.busnum, 1);
+        assert_int_equal(a.devnum, 5);
+        assert_int_equal(a.vendor_id, 0x046d);
+        assert_int_equal(a.product_id, 0xc52b);
+        assert_string_equal(a.serial, "ABC123");
+        assert_null(a.pci_address);
+        assert_string_equal(a.devnode, "/dev/bus/usb/001/005");
+        assert_null(a.error);
+        db_attachment_clear(&a);
+        assert_null(a.devpath);
+
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, 3, "rp1", NULL), 0);
+        assert_int_equal(db_attachment_list(db, NULL, &list, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(list[0].state, DB_ATTACHED);
+        assert_int_equal(list[0].crosvm_port, 3);
+        assert_string_equal(list[0].bus, "rp1");
+        db_attachment_list_free(list, n);
+        assert_int_equal(db_attachment_list(db, "other-vm", &list, &n), 0);
+        assert_int_equal(n, 0);
+        db_attachment_list_free(list, n);
+
+        assert_int_equal(db_detach_begin(db, id, "device removed"), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_int_equal(a.state, DB_DETACHING);
+        db_attachment_clear(&a);
+        assert_int_equal(db_detach_finish(db, id, DB_DETACHING, "timeout waiting for DEVICE_DELETED"), 0);
+        assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
+        /* A closed row takes no more steps. */
+        assert_int_equal(db_detach_begin(db, id, NULL), -ENOENT);
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
+        assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), -ENOENT);
+        assert_int_equal(db_attach_finish(db, 12345, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
+        db_close(db);
+
+        char *s = raw_text(f->path,
+                           "SELECT group_concat(action || '/' || outcome || '/' || coalesce(detail, '-') "
+                           "|| '/' || coalesce(error, '-'), ' ') FROM (SELECT * FROM history ORDER BY id)", NULL);
+        assert_string_equal(s, "attach/started/-/- attach/attached/-/- detach/detaching/device removed/- "
+                               "detach/detaching/-/timeout waiting for DEVICE_DELETED detach/detached/-/-");
+        free(s);
+        s = raw_text(f->path,
+                     "SELECT state || ' ' || (attached_at IS NOT NULL) || ' ' || (closed_at IS NOT NULL) || ' ' "
+                     "|| rule_section || ' ' || rule_entry || ' ' || rule_allow || ' ' || rule_description || ' ' "
+                     "|| vendor_id || ':' || product_id || ' ' || port_path || ' ' || device_key "
+                     "FROM attachments", NULL);
+        assert_string_equal(s, "detached 1 1 usbPassthrough 2 0 Logitech receivers 046d:c52b 3.2 "
+                               "usb:046d:c52b:ABC123");
+        free(s);
+        /* Every history row carries the identity. */
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history WHERE serial = 'ABC123' AND vm = 'vm1' "
+                                          "AND busnum = 1 AND devnum = 5 AND rule_entry = 2"), 5);
+        /* Timestamps are ISO-8601 UTC with milliseconds. */
+        s = raw_text(f->path, "SELECT created_at FROM attachments", NULL);
+        assert_int_equal(strlen(s), 24);
+        assert_true(s[10] == 'T' && s[19] == '.' && s[23] == 'Z');
+        free(s);
+        assert_true(raw_int(f->path, "SELECT seconds >= 0 FROM attachment_durations") == 1);
+}
+
+static void test_failed_and_pending(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, -1, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-4", 0x0781, 0x5581, NULL);
+        struct db_attachment a = {};
+        struct db *db = NULL;
+        int64_t id;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_PENDING, &id), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_int_equal(a.state, DB_PENDING);
+        db_attachment_clear(&a);
+        /* Reconcile attaches it later, and it fails. */
+        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:5"), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
+        db_close(db);
+        char *s = raw_text(f->path, "SELECT state || '|' || error || '|' || (closed_at IS NOT NULL) || '|' "
+                                    "|| (attached_at IS NULL) || '|' || coalesce(rule_allow, 'null') FROM attachments",
+                           NULL);
+        assert_string_equal(s, "failed|failed to find host usb device 1:5|1|1|null");
+        free(s);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM failures"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history WHERE outcome = 'pending'"), 1);
+}
+
+static void test_superseded(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 0, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-5", 0x1050, 0x0407, "YK1");
+        struct db_attachment a = {};
+        struct db *db = NULL;
+        int64_t id1, id2, id3;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        /* A helper died after recording its intent. */
+        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id1), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id2), 0);
+        assert_int_not_equal(id1, id2);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_int_equal(a.id, id2);
+        db_attachment_clear(&a);
+        assert_int_equal(db_attach_finish(db, id1, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
+        assert_int_equal(db_attach_finish(db, id2, DB_ATTACHED, -1, NULL, NULL), 0);
+        /* An attached one superseded counts as detached. */
+        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id3), 0);
+        db_close(db);
+
+        char *s = raw_text(f->path, "SELECT group_concat(state || ':' || coalesce(error, '-'), ' ') "
+                                    "FROM (SELECT * FROM attachments ORDER BY id)", NULL);
+        assert_string_equal(s, "failed:superseded detached:superseded attaching:-");
+        free(s);
+        s = raw_text(f->path, "SELECT group_concat(action || '/' || outcome, ' ') FROM "
+                              "(SELECT * FROM history WHERE error = 'superseded' ORDER BY id)", NULL);
+        assert_string_equal(s, "attach/failed detach/detached");
+        free(s);
+}
+
+static void test_invalid_args(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 0, NULL), novm = decision(NULL, 0, 0, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-5", 1, 2, NULL), unk = d;
+        struct db *db = NULL;
+        int64_t id;
+
+        unk.kind = DEV_UNKNOWN;
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHED, &id), -EINVAL);
+        assert_int_equal(db_attach_begin(db, &d, &novm, NULL, DB_ATTACHING, &id), -EINVAL);
+        assert_int_equal(db_attach_begin(db, &unk, &dec, NULL, DB_ATTACHING, &id), -EINVAL);
+        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_DETACHED, -1, NULL, NULL), -EINVAL);
+        assert_int_equal(db_detach_finish(db, id, DB_ATTACHED, NULL), -EINVAL);
+        assert_int_equal(db_event_seqnum_check(db, "/devices/x", UINT64_MAX, "b"), -EINVAL);
+        db_close(db);
+        assert_string_equal(db_state_name(DB_DETACHING), "detaching");
+        assert_null(db_state_name((enum db_state) 42));
+}
+
+static void test_seqnum(void **state) {
+        static const struct {
+                const char *devpath;
+                uint64_t seqnum;
+                const char *boot;
+                int stale;
+        } steps[] = {
+                { "/devices/a", 10, "boot1", 0 },
+                { "/devices/a", 10, "boot1", 1 },  /* duplicate */
+                { "/devices/a", 9, "boot1", 1 },   /* older */
+                { "/devices/a", 11, "boot1", 0 },
+                { "/devices/b", 5, "boot1", 0 },   /* per devpath */
+                { "/devices/a", 3, "boot2", 0 },   /* SEQNUM restarts at boot */
+                { "/devices/a", 3, "boot2", 1 },
+                { "/devices/a", 0, "boot2", 0 },   /* manual run: never stale */
+                { "/devices/a", 0, "boot2", 0 },
+                { "/devices/a", 4, "boot2", 0 },   /* 0 recorded nothing */
+        };
+        struct fixture *f = *state;
+        struct db *db = NULL;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
+                int r = db_event_seqnum_check(db, steps[i].devpath, steps[i].seqnum, steps[i].boot);
+                if (r != steps[i].stale)
+                        fail_msg("step %zu: got %d, expected %d", i, r, steps[i].stale);
+        }
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT seqnum FROM seqnums WHERE devpath = '/devices/a'"), 4);
+}
+
+static void test_ignored_bounded(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+        char devpath[64];
+        struct dev pci = {
+                .kind = DEV_PCI,
+                .devpath = (char *) "/devices/pci0000:00/0000:00:02.0",
+                .has_ids = true,
+                .vendor_id = 0x8086,
+                .product_id = 0x46a6,
+                .pci_address = (char *) "0000:00:02.0",
+                .iommu_group = -1,
+        };
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(db_record_ignored(db, &pci, "no entry matched"), 0);
+        assert_int_equal(db_record_ignored(db, &pci, "denied by pciPassthrough[0] deny[1]"), 0);
+        for (int i = 0; i < DB_IGNORED_MAX + 50; i++) {
+                struct dev d = usb_dev(devpath, 0x1d6b, 0x0002, NULL);
+                snprintf(devpath, sizeof(devpath), "/devices/usb%d", i);
+                assert_int_equal(db_record_ignored(db, &d, "hub"), 0);
+        }
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), DB_IGNORED_MAX);
+        /* The oldest went first; the newest stays. */
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE kind = 'pci'"), 0);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb1049'"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb49'"), 0);
+
+        /* A repeated (devpath, reason) only counts. */
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(db_record_ignored(db, &pci, "no entry matched"), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count FROM ignored_devices WHERE ids = '8086:46a6'"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), DB_IGNORED_MAX);
+}
+
+static void test_device_key(void **state) {
+        struct dev usb = usb_dev("/devices/usb1/1-3.2", 0x046D, 0xC52B, "ABC"), usb_noserial = usb, empty_serial = usb;
+        struct dev pci = { .kind = DEV_PCI, .pci_address = (char *) "0000:00:14.3" };
+        struct dev ev = { .kind = DEV_EVDEV, .name = (char *) "AT Translated Set 2 keyboard",
+                          .path_tag = (char *) "platform-i8042-serio-0" };
+        struct dev ev_bare = { .kind = DEV_EVDEV };
+        struct dev unk = { .kind = DEV_UNKNOWN, .devpath = (char *) "/devices/x" };
+        const struct {
+                const struct dev *d;
+                const char *key;
+        } cases[] = {
+                { &usb, "usb:046d:c52b:ABC" },
+                { &usb_noserial, "usb:046d:c52b@3.2" },
+                { &empty_serial, "usb:046d:c52b@3.2" },
+                { &pci, "pci:0000:00:14.3" },
+                { &ev, "evdev:AT Translated Set 2 keyboard@platform-i8042-serio-0" },
+                { &ev_bare, "evdev:@" },
+                { &unk, "unknown:/devices/x" },
+        };
+        char buf[DB_DEVICE_KEY_MAX], small[8];
+
+        usb_noserial.serial = NULL;
+        empty_serial.serial = (char *) "";
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                db_device_key(cases[i].d, buf, sizeof(buf));
+                assert_string_equal(buf, cases[i].key);
+        }
+        db_device_key(&usb, small, sizeof(small));
+        assert_string_equal(small, "usb:046");
+}
+
+static void test_user_choice(void **state) {
+        struct fixture *f = *state;
+        struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc52b, "ABC");
+        struct db *db = NULL;
+        char key[DB_DEVICE_KEY_MAX];
+        char *vm = (char *) "untouched";
+        bool keep = true;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 0);
+        assert_null(vm);
+        assert_false(keep);
+        db_device_key(&d, key, sizeof(key));
+        assert_int_equal(db_user_choice_set(db, key, "vm2", false), 0);
+        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+        assert_string_equal(vm, "vm2");
+        assert_false(keep);
+        free(vm);
+        assert_int_equal(db_user_choice_set(db, key, NULL, true), 0);
+        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+        assert_null(vm);
+        assert_true(keep);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM user_choices"), 1);
+}
+
+static void test_hostile_strings(void **state) {
+        struct fixture *f = *state;
+        static char big[DEV_STR_MAX];
+        const char *hostile[] = {
+                "'); DROP TABLE attachments;--",
+                "\"quoted\" 'single' `back`",
+                "line1\nline2\r\n\ttab",
+                "{\"json\": [1, 2, {\"k\": \"v\\\"\"}], \"x\": null}\\",
+                "%s%n%x %% ?1 :name @p $v",
+                "\xff\xfe invalid utf-8 \xc3\x28",
+                big,
+        };
+        struct db *db = NULL;
+
+        memset(big, 'A', sizeof(big) - 1);
+        memcpy(big, "'\";--", 5);
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {
+                struct rule_decision dec = decision(&vm1, 0, 0, hostile[i]);
+                char devpath[64];
+                struct dev d = usb_dev(devpath, 0x1234, 0x5678, hostile[i]);
+                struct db_attachment a = {};
+                int64_t id;
+                char *vm = NULL;
+                bool keep;
+
+                snprintf(devpath, sizeof(devpath), "/devices/usb1/1-%zu", i);
+                d.vendor_name = d.product_name = d.devnode = (char *) hostile[i];
+                assert_int_equal(db_attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
+                assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, hostile[i], hostile[i]), 0);
+
+                /* A hostile devpath too. */
+                d.devpath = (char *) hostile[i];
+                assert_int_equal(db_record_ignored(db, &d, hostile[i]), 0);
+                assert_int_equal(db_attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
+                assert_int_equal(db_attachment_get(db, hostile[i], &a), 1);
+                assert_string_equal(a.devpath, hostile[i]);
+                assert_string_equal(a.serial, hostile[i]);
+                assert_string_equal(a.vmm_id, hostile[i]);
+                assert_string_equal(a.devnode, hostile[i]);
+                db_attachment_clear(&a);
+                assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 0);
+                assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 1);
+
+                assert_int_equal(db_user_choice_set(db, "usb:1234:5678:x", hostile[i], false), 0);
+                d.serial = (char *) "x";
+                assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+                assert_string_equal(vm, hostile[i]);
+                free(vm);
+        }
+        db_close(db);
+
+        for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {
+                static const char *const checks[] = {
+                        "SELECT product_name FROM attachments WHERE devpath = ?1",
+                        "SELECT vendor_name FROM attachments WHERE devpath = ?1",
+                        "SELECT rule_description FROM attachments WHERE devpath = ?1",
+                        "SELECT reason FROM ignored WHERE devpath = ?1",
+                        "SELECT serial FROM history WHERE devpath = ?1",
+                        "SELECT boot_id FROM seqnums WHERE devpath = ?1",
+                };
+                for (size_t c = 0; c < ELEMENTSOF(checks); c++) {
+                        char *s = raw_text(f->path, checks[c], hostile[i]);
+                        assert_string_equal(s, hostile[i]);
+                        free(s);
+                }
+        }
+        char devpath[64];
+        snprintf(devpath, sizeof(devpath), "/devices/usb1/1-0");
+        char *s = raw_text(f->path, "SELECT error FROM attachments WHERE devpath = ?1", devpath);
+        assert_string_equal(s, hostile[0]);
+        free(s);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'attachments'"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attachments"), 2 * ELEMENTSOF(hostile));
+}
+
+/* Another connection holds the write lock for about a second; a writer waits and succeeds. */
+static void test_busy_wait(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 0, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-1", 1, 2, NULL);
+        struct db *db = NULL;
+        struct timespec t0, t1;
+        int pfd[2], status;
+        char c;
+        int64_t id;
+        pid_t pid;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(pipe(pfd), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                sqlite3 *s = NULL;
+                int ok = sqlite3_open_v2(f->path, &s, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
+                         sqlite3_exec(s, "BEGIN IMMEDIATE; INSERT INTO user_choices (device_key) VALUES ('k')",
+                                      NULL, NULL, NULL) == SQLITE_OK;
+                if (write(pfd[1], ok ? "1" : "0", 1) != 1)
+                        _exit(3);
+                usleep(1000 * 1000);
+                ok = ok && sqlite3_exec(s, "COMMIT", NULL, NULL, NULL) == SQLITE_OK;
+                sqlite3_close(s);
+                _exit(ok ? 0 : 2);
+        }
+        close(pfd[1]);
+        assert_int_equal(read(pfd[0], &c, 1), 1);
+        close(pfd[0]);
+        assert_int_equal(c, '1');
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        /* It really waited for the lock (a lower bound only). */
+        assert_true((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 500);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM user_choices"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history"), 1);
+}
+
+#define CYCLES 5
+
+static int child_work(const char *path, int n, int go_fd) {
+        struct rule_decision dec = decision(&vm1, 0, 0, NULL);
+        char devpath[64];
+        struct dev d = usb_dev(devpath, 0x046d, 0xc52b, NULL);
+        struct dev hub = usb_dev("/devices/usb1", 0x1d6b, 0x0002, NULL);
+        struct db *db = NULL;
+        int errors = 0;
+        char c;
+
+        snprintf(devpath, sizeof(devpath), "/devices/usb1/1-%d", n);
+        if (read(go_fd, &c, 1) != 0)
+                return 100;
+        if (db_open(path, &db) < 0)
+                return 101;
+        for (int i = 0; i < CYCLES; i++) {
+                int64_t id;
+                errors += db_event_seqnum_check(db, "/devices/shared", (uint64_t) n * CYCLES + i + 1, "boot") < 0;
+                errors += db_attach_begin(db, &d, &dec, "vhp", DB_ATTACHING, &id) < 0;
+                errors += db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL) < 0;
+                errors += db_detach_begin(db, id, "removed") < 0;
+                errors += db_detach_finish(db, id, DB_DETACHED, NULL) < 0;
+                errors += db_record_ignored(db, &hub, "hub") < 0;
+        }
+        db_close(db);
+        return errors > 99 ? 99 : errors;
+}
+
+static void run_concurrent(const char *path, int nproc) {
+        pid_t *pids = calloc((size_t) nproc, sizeof(pid_t));
+        int go[2], failures = 0;
+        char sql[128];
+
+        assert_non_null(pids);
+        assert_int_equal(pipe(go), 0);
+        for (int i = 0; i < nproc; i++) {
+                pids[i] = fork();
+                assert_true(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        close(go[1]);
+                        _exit(child_work(path, i, go[0]));
+                }
+        }
+        close(go[0]);
+        close(go[1]); /* start them all at once */
+        for (int i = 0; i < nproc; i++) {
+                int status;
+                assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+                if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        print_error("child %d: status 0x%x\n", i, status);
+                        failures++;
+                }
+        }
+        free(pids);
+        assert_int_equal(failures, 0);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM history"), (int64_t) nproc * CYCLES * 4);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM attachments WHERE state = 'detached'"),
+                         (int64_t) nproc * CYCLES);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM attachments"), (int64_t) nproc * CYCLES);
+        snprintf(sql, sizeof(sql), "SELECT count(DISTINCT devpath) FROM history");
+        assert_int_equal(raw_int(path, sql), nproc);
+        assert_int_equal(raw_int(path, "SELECT count FROM ignored WHERE devpath = '/devices/usb1'"),
+                         (int64_t) nproc * CYCLES);
+        /* The highest seqnum offered always wins. */
+        assert_int_equal(raw_int(path, "SELECT seqnum FROM seqnums WHERE devpath = '/devices/shared'"),
+                         (int64_t) nproc * CYCLES);
+}
+
+static void test_concurrent_20(void **state) {
+        struct fixture *f = *state;
+
+        run_concurrent(f->path, 20);
+}
+
+static void test_concurrent_200(void **state) {
+        struct fixture *f = *state;
+
+        run_concurrent(f->path, 200);
+}
+
+/* Populates a database like a small laptop's, for the README queries. */
+static void populate(const char *path) {
+        struct rule_decision gui = decision(&gui_vm, 0, 1, "Logitech receivers");
+        struct rule_decision net = decision(&net_vm, 0, 0, "Wi-Fi card");
+        struct rule_decision audio = decision(&audio_vm, 0, -1, "all input devices");
+        struct dev logi = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3.2", 0x046d, 0xc52b, "ABC123");
+        struct dev stick = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-4", 0x0781, 0x5581, "4C530001");
+        struct dev hub = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-1", 0x05e3, 0x0610, NULL);
+        struct dev wifi = {
+                .kind = DEV_PCI,
+                .devpath = (char *) "/devices/pci0000:00/0000:00:14.3",
+                .has_ids = true, .vendor_id = 0x8086, .product_id = 0xa0f0,
+                .vendor_name = (char *) "Intel Corporation",
+                .product_name = (char *) "Wi-Fi 6 AX201",
+                .pci_address = (char *) "0000:00:14.3",
+                .iommu_group = 8,
+        };
+        struct dev kbd = {
+                .kind = DEV_EVDEV,
+                .devpath = (char *) "/devices/platform/i8042/serio0/input/input3/event3",
+                .name = (char *) "AT Translated Set 2 keyboard",
+                .path_tag = (char *) "platform-i8042-serio-0",
+                .devnode = (char *) "/dev/input/event3",
+                .iommu_group = -1,
+        };
+        struct db *db = NULL;
+        char key[DB_DEVICE_KEY_MAX];
+        int64_t id;
+
+        stick.product_name = (char *) "Cruzer Blade";
+        stick.vendor_name = (char *) "SanDisk Corp.";
+        hub.product_name = (char *) "Hub";
+        assert_int_equal(db_open(path, &db), 0);
+        assert_int_equal(db_attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, "rp1", NULL), 0);
+        assert_int_equal(db_detach_begin(db, id, "VM stopped"), 0);
+        assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
+        assert_int_equal(db_attach_begin(db, &logi, &gui, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
+        assert_int_equal(db_attach_begin(db, &stick, &gui, "vhp-usb-001-006", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:6"), 0);
+        assert_int_equal(db_attach_begin(db, &kbd, &audio, "vhp-evdev-event3", DB_PENDING, &id), 0);
+        assert_int_equal(db_record_ignored(db, &hub, "hub"), 0);
+        assert_int_equal(db_record_ignored(db, &hub, "hub"), 0);
+        db_device_key(&logi, key, sizeof(key));
+        assert_int_equal(db_user_choice_set(db, key, "gui-vm", false), 0);
+        db_close(db);
+}
+
+static char *read_file(const char *path) {
+        _cleanup_fclose_ FILE *fp = fopen(path, "re");
+        char *buf;
+        long n;
+
+        if (!fp)
+                return NULL;
+        assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+        n = ftell(fp);
+        assert_true(n >= 0);
+        rewind(fp);
+        buf = malloc((size_t) n + 1);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, (size_t) n, fp), (size_t) n);
+        buf[n] = '\0';
+        return buf;
+}
+
+/* Runs every statement of sql; returns the rows as "a|b|c\n" lines. Fails the test on any error. */
+static char *run_block(sqlite3 *s, const char *sql, size_t *ret_rows) {
+        char *out = NULL;
+        size_t outlen = 0, rows = 0;
+        FILE *mem = open_memstream(&out, &outlen);
+        const char *p = sql;
+
+        assert_non_null(mem);
+        while (*p) {
+                sqlite3_stmt *st = NULL;
+                const char *tail;
+                int rc;
+
+                if (sqlite3_prepare_v2(s, p, -1, &st, &tail) != SQLITE_OK)
+                        fail_msg("README query fails: %s\n%s", sqlite3_errmsg(s), sql);
+                p = tail;
+                if (!st)
+                        continue; /* whitespace or a comment */
+                while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+                        for (int i = 0; i < sqlite3_column_count(st); i++) {
+                                const char *t = (const char *) sqlite3_column_text(st, i);
+                                fprintf(mem, "%s%s", i ? "|" : "", t ? t : "");
+                        }
+                        fputc('\n', mem);
+                        rows++;
+                }
+                if (rc != SQLITE_DONE)
+                        fail_msg("README query fails: %s\n%s", sqlite3_errmsg(s), sql);
+                sqlite3_finalize(st);
+        }
+        fclose(mem);
+        *ret_rows = rows;
+        return out;
+}
+
+static void test_readme_queries(void **state) {
+        struct fixture *f = *state;
+        const char *top = getenv("VHP_TOP");
+        char readme[4096];
+        _cleanup_free_ char *text = NULL;
+        sqlite3 *s;
+        int blocks = 0;
+        bool current_seen = false;
+
+        snprintf(readme, sizeof(readme), "%s/README.md", top ? top : ".");
+        text = read_file(readme);
+        if (!text)
+                fail_msg("cannot read %s (run from the top directory or set VHP_TOP)", readme);
+        populate(f->path);
+        s = raw_open(f->path);
+
+        for (const char *p = text; (p = strstr(p, "```sql\n"));) {
+                const char *start = p + strlen("```sql\n"), *end = strstr(start, "\n```");
+                size_t rows;
+
+                assert_non_null(end);
+                _cleanup_free_ char *sql = strndup(start, (size_t) (end - start));
+                _cleanup_free_ char *out = run_block(s, sql, &rows);
+                /* The data set is made so that every example has an answer. */
+                if (rows == 0)
+                        fail_msg("README query returns no rows:\n%s", sql);
+                if (strstr(sql, "FROM current_attachments")) {
+                        current_seen = true;
+                        if (!strstr(out, "gui-vm|") || !strstr(out, "ABC123") || strstr(out, "net-vm"))
+                                fail_msg("current attachments query returned:\n%s", out);
+                }
+                blocks++;
+                p = end + 4;
+        }
+        sqlite3_close(s);
+        assert_true(blocks >= 6);
+        assert_true(current_seen);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test_setup_teardown(test_open_creates, setup, teardown),
+                cmocka_unit_test(test_open_invalid),
+                cmocka_unit_test_setup_teardown(test_open_garbage, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_truncated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_newer, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_failed_and_pending, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_superseded, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_seqnum, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_ignored_bounded, setup, teardown),
+                cmocka_unit_test(test_device_key),
+                cmocka_unit_test_setup_teardown(test_user_choice, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_busy_wait, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_20, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_concurrent_200, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_readme_queries, setup, teardown),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
