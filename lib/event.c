@@ -137,8 +137,7 @@ static void set_error(struct event_result *res, int r, const char *what, const c
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail && *detail ? detail : strerror(-r));
 }
 
-/* Attaches under the VM lock; records the outcome. Returns 0 or -errno (database/lock failure). */
-static int do_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
+int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         const struct cfg_vm *vm = res->decision.vm;
         struct vmm_opts o = make_opts(ctx->cfg);
         struct vmm_attachment at = { .port = -1 };
@@ -189,21 +188,28 @@ static int do_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, 
         return r;
 }
 
+int event_check_host_mount(const struct event_ctx *ctx, struct dev *d) {
+        if (d->kind != DEV_USB)
+                return 0;
+        return dev_find_host_mount(d, ctx->udev, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                   ctx->cfg->general.n_host_mounts);
+}
+
 static int handle_add(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         struct db_attachment cur = { 0 };
         _cleanup_free_ char *preferred = NULL;
         bool keep_detached = false;
         int r;
 
-        if (d->kind == DEV_USB)
-                (void)dev_find_host_mount(d, ctx->udev, ctx->mountinfo, ctx->cfg->general.host_mounts,
-                                          ctx->cfg->general.n_host_mounts);
         if (db) {
                 r = db_user_choice_get(db, d, &preferred, &keep_detached);
                 if (r < 0)
                         return set_error(res, r, "cannot read user choice", db_errmsg(db)), r;
         }
         rule_decide(ctx->cfg, d, preferred, &res->decision);
+        /* Only a device about to be passed needs the (costlier) look at the mount table. */
+        if (res->decision.action == RULE_ATTACH && event_check_host_mount(ctx, d) > 0)
+                rule_decide(ctx->cfg, d, preferred, &res->decision);
         if (res->decision.action != RULE_ATTACH) {
                 res->action = EVENT_IGNORE;
                 res->outcome = ctx->dry_run ? EVENT_DECIDED : EVENT_SKIPPED;
@@ -234,16 +240,68 @@ static int handle_add(const struct event_ctx *ctx, struct db *db, struct dev *d,
                 return 0;
         }
         db_attachment_clear(&cur);
-        return do_attach(ctx, db, d, res);
+        return event_attach(ctx, db, d, res);
+}
+
+int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
+                 struct event_result *res) {
+        const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
+        struct vmm_opts o = make_opts(ctx->cfg);
+        struct vmm_attachment at = { .port = a->crosvm_port };
+        _cleanup_free_ char *verr = NULL;
+        int r, lock;
+
+        res->action = EVENT_DETACH;
+        snprintf(res->vm, sizeof(res->vm), "%s", a->vm);
+        snprintf(res->vmm_id, sizeof(res->vmm_id), "%s", a->vmm_id ? a->vmm_id : "");
+        r = db_detach_begin(db, a->id, vm ? why : "VM no longer configured");
+        if (r < 0)
+                return set_error(res, r, "cannot record detach", db_errmsg(db)), r;
+        if (a->state == DB_PENDING || !vm) {
+                /* Never reached the VM (or the VM left the config): only the record is closed. */
+                res->outcome = EVENT_DONE;
+                r = db_detach_finish(db, a->id, DB_DETACHED, NULL);
+                goto out;
+        }
+        snprintf(at.id, sizeof(at.id), "%s", a->vmm_id ? a->vmm_id : "");
+        snprintf(at.bus, sizeof(at.bus), "%s", a->bus ? a->bus : "");
+
+        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
+        if (lock < 0) {
+                set_error(res, lock, "cannot lock VM", NULL);
+                res->outcome = EVENT_FAILED;
+                r = db_detach_finish(db, a->id, DB_DETACHING, res->error);
+                goto out;
+        }
+        r = vmm_detach(vm, &o, &at, &verr);
+        lock_release(lock);
+        switch (r) {
+        case 0:
+        case -ENOENT:    /* the VM no longer has it */
+        case -EHOSTDOWN: /* the VM is gone, and the device with it */
+                res->outcome = EVENT_DONE;
+                r = db_detach_finish(db, a->id, DB_DETACHED, r == 0 ? NULL : verr);
+                break;
+        case -EINPROGRESS:
+                res->outcome = EVENT_PENDING;
+                set_error(res, r, "guest has not released the device yet", verr);
+                r = db_detach_finish(db, a->id, DB_DETACHING, res->error);
+                break;
+        default:
+                res->outcome = EVENT_FAILED;
+                set_error(res, r, "detach failed", verr);
+                r = db_detach_finish(db, a->id, DB_DETACHING, res->error);
+                break;
+        }
+out:
+        if (r < 0)
+                set_error(res, r, "cannot record detach", db_errmsg(db));
+        return r < 0 ? r : 0;
 }
 
 static int handle_remove(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         struct db_attachment a = { 0 };
-        const struct cfg_vm *vm;
-        struct vmm_opts o = make_opts(ctx->cfg);
-        struct vmm_attachment at = { .port = -1 };
-        _cleanup_free_ char *verr = NULL;
-        int r, lock;
+        int r;
 
         if (ctx->dry_run) {
                 rule_decide(ctx->cfg, d, NULL, &res->decision);
@@ -262,58 +320,10 @@ static int handle_remove(const struct event_ctx *ctx, struct db *db, struct dev 
                 snprintf(res->decision.reason, sizeof(res->decision.reason), "nothing attached for this device");
                 return 0;
         }
-        res->action = EVENT_DETACH;
-        snprintf(res->vm, sizeof(res->vm), "%s", a.vm);
-        snprintf(res->vmm_id, sizeof(res->vmm_id), "%s", a.vmm_id ? a.vmm_id : "");
         snprintf(res->decision.reason, sizeof(res->decision.reason), "device removed from the host");
-
-        vm = cfg_find_vm(ctx->cfg, a.vm);
-        if (a.state == DB_PENDING || !vm) {
-                /* Never reached the VM (or the VM left the config): just close the record. */
-                r = db_detach_begin(db, a.id, vm ? "device removed" : "device removed; VM no longer configured");
-                if (r >= 0)
-                        r = db_detach_finish(db, a.id, DB_DETACHED, NULL);
-                res->outcome = EVENT_DONE;
-                goto out;
-        }
-        r = db_detach_begin(db, a.id, "device removed");
-        if (r < 0)
-                goto out;
-        snprintf(at.id, sizeof(at.id), "%s", a.vmm_id ? a.vmm_id : "");
-        at.port = a.crosvm_port;
-        snprintf(at.bus, sizeof(at.bus), "%s", a.bus ? a.bus : "");
-
-        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
-        if (lock < 0) {
-                set_error(res, lock, "cannot lock VM", NULL);
-                r = lock;
-                goto out;
-        }
-        r = vmm_detach(vm, &o, &at, &verr);
-        lock_release(lock);
-        switch (r) {
-        case 0:
-        case -ENOENT:    /* the VM no longer has it */
-        case -EHOSTDOWN: /* the VM is gone, and the device with it */
-                res->outcome = EVENT_DONE;
-                r = db_detach_finish(db, a.id, DB_DETACHED, r == 0 ? NULL : verr);
-                break;
-        case -EINPROGRESS:
-                res->outcome = EVENT_PENDING;
-                set_error(res, r, "guest has not released the device yet", verr);
-                r = db_detach_finish(db, a.id, DB_DETACHING, res->error);
-                break;
-        default:
-                res->outcome = EVENT_FAILED;
-                set_error(res, r, "detach failed", verr);
-                r = db_detach_finish(db, a.id, DB_DETACHING, res->error);
-                break;
-        }
-out:
-        if (r < 0 && !res->error[0])
-                set_error(res, r, "cannot record detach", db_errmsg(db));
+        r = event_detach(ctx, db, &a, "device removed from the host", res);
         db_attachment_clear(&a);
-        return r < 0 ? r : 0;
+        return r;
 }
 
 int event_handle(const struct event_ctx *ctx, const struct event *ev, struct event_result *res) {

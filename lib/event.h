@@ -62,6 +62,23 @@ void event_clear(struct event *ev);
  * for an error outside the VMM (database, lock), with result->error set. */
 int event_handle(const struct event_ctx *ctx, const struct event *ev, struct event_result *result);
 
+struct db;
+struct db_attachment;
+
+/* For a USB device: whether it holds a host-required mount (sets d->host_mount). 1, 0 or -errno. */
+int event_check_host_mount(const struct event_ctx *ctx, struct dev *d);
+
+/* Attaches d to res->decision.vm (decision already made) under the VM lock, recording intent and
+ * outcome. The caller holds the device lock. Returns 0 (outcome in res) or -errno for a database or
+ * lock failure. Shared by the helper and reconcile. */
+int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res);
+
+/* Detaches the recorded attachment a (why goes into history) under the VM lock and records the
+ * outcome: closed, still detaching (guest has not released it), or failed. The caller holds the
+ * device lock. */
+int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
+                 struct event_result *res);
+
 /* The result as the helper's JSON object (SPEC §7). */
 int event_result_to_json(const struct event *ev, const struct event_result *r, struct cJSON **ret);
 

@@ -1,0 +1,166 @@
+/* vhotplug-reconcile: repairs drift between rules, database and running VMs (SPEC §7).
+ * All the work is in lib/reconcile.c. */
+#include <errno.h>
+#include <getopt.h>
+#include <libudev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup-types.h"
+#include "config.h"
+#include "log.h"
+#include "reconcile.h"
+
+enum { EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_FAILED = 3 };
+#define MAX_VMS 64
+
+static void help(void) {
+        printf("Usage: vhotplug-reconcile [OPTIONS]\n"
+               "Attach present devices the rules give to running VMs, detach what left the host, and repair\n"
+               "records that disagree with the VMs.\n\n"
+               "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
+               "      --db FILE        state database (default: general.database)\n"
+               "      --vm NAME        only this VM (repeatable; used by a VM's start hook)\n"
+               "  -n, --dry-run        print the plan; change nothing\n"
+               "      --json           print the plan and results as JSON\n"
+               "      --no-strict-perms  accept a configuration not owned by root or writable by others\n"
+               "  -d, --debug          verbose logging\n"
+               "  -h, --help           show this help\n"
+               "      --version        show the version\n\n"
+               "Exit status: 0 state agrees (VMs not running are reported and skipped), 1 configuration or\n"
+               "database error, 2 usage error, 3 some action failed.\n");
+}
+
+struct options {
+        const char *config, *db, *mountinfo;
+        char *vms[MAX_VMS];
+        size_t n_vms;
+        bool dry_run, json, debug;
+        unsigned cfg_flags;
+};
+
+static int parse_args(int argc, char **argv, struct options *o) {
+        enum { ARG_DB = 0x100, ARG_VM, ARG_JSON, ARG_NO_STRICT, ARG_VERSION, ARG_MOUNTINFO };
+        static const struct option longopts[] = {
+                { "config", required_argument, NULL, 'c' },       { "db", required_argument, NULL, ARG_DB },
+                { "vm", required_argument, NULL, ARG_VM },        { "dry-run", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, ARG_JSON },          { "no-strict-perms", no_argument, NULL, ARG_NO_STRICT },
+                { "debug", no_argument, NULL, 'd' },              { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, ARG_VERSION },    { "mountinfo", required_argument, NULL, ARG_MOUNTINFO },
+                {},
+        };
+        int c;
+
+        *o = (struct options){ .config = CFG_DEFAULT_PATH };
+        while ((c = getopt_long(argc, argv, "c:ndh", longopts, NULL)) >= 0) {
+                switch (c) {
+                case 'c': o->config = optarg; break;
+                case ARG_DB: o->db = optarg; break;
+                case ARG_VM:
+                        if (o->n_vms == MAX_VMS) {
+                                fprintf(stderr, "vhotplug-reconcile: too many --vm options\n");
+                                return -EINVAL;
+                        }
+                        o->vms[o->n_vms++] = optarg;
+                        break;
+                case 'n': o->dry_run = true; break;
+                case ARG_JSON: o->json = true; break;
+                case ARG_NO_STRICT: o->cfg_flags |= CFG_NO_STRICT_PERMS; break;
+                case ARG_MOUNTINFO: o->mountinfo = optarg; break;
+                case 'd': o->debug = true; break;
+                case 'h': help(); return 0;
+                case ARG_VERSION: printf("vhotplug-reconcile " VHP_VERSION "\n"); return 0;
+                default: return -EINVAL;
+                }
+        }
+        if (optind != argc) {
+                fprintf(stderr, "vhotplug-reconcile: unexpected argument '%s' (see --help)\n", argv[optind]);
+                return -EINVAL;
+        }
+        return 1;
+}
+
+static void print_plan(const struct options *o, const struct recon_plan *plan) {
+        size_t failed = 0;
+        if (o->json) {
+                _cleanup_cjson_ cJSON *j = NULL;
+                _cleanup_free_ char *s = NULL;
+                if (recon_plan_to_json(plan, o->dry_run, &j) == 0 && (s = cJSON_PrintUnformatted(j)))
+                        printf("%s\n", s);
+                return;
+        }
+        for (size_t i = 0; i < plan->n; i++) {
+                const struct recon_item *it = &plan->items[i];
+                failed += it->failed;
+                printf("%-8s %s: %s%s%s (%s)%s%s%s\n", recon_op_name(it->op), it->vm, it->what,
+                       it->id[0] && strcmp(it->id, it->what) ? " as " : "", strcmp(it->id, it->what) ? it->id : "",
+                       it->why, it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "",
+                       it->error);
+        }
+        printf("%zu devices, %zu actions%s, %zu failed\n", plan->n_devices, plan->n,
+               o->dry_run ? " planned (dry run)" : "", failed);
+}
+
+static void log_plan(const struct recon_plan *plan) {
+        for (size_t i = 0; i < plan->n; i++) {
+                const struct recon_item *it = &plan->items[i];
+                if (it->failed)
+                        log_error("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm, it->error);
+                else if (it->done)
+                        log_info("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm, it->why);
+                else if (it->op == RECON_VM_DOWN)
+                        log_notice("VM %s not running, skipped: %s", it->vm, it->why);
+        }
+}
+
+static int run(int argc, char **argv) {
+        struct options o;
+        struct cfg *cfg = NULL;
+        struct cfg_error cerr;
+        struct recon_plan plan = { 0 };
+        char err[512];
+        int r, failed;
+
+        r = parse_args(argc, argv, &o);
+        if (r <= 0)
+                return r < 0 ? EXIT_USAGE : 0;
+        log_setup("vhotplug-reconcile", o.debug, false);
+        r = cfg_load(o.config, o.cfg_flags, &cfg, &cerr);
+        if (r < 0) {
+                log_error("%s", cerr.msg);
+                return EXIT_ERROR;
+        }
+        for (size_t i = 0; i < cfg->n_warnings; i++)
+                log_warning("%s", cfg->warnings[i]);
+
+        struct recon_opts ro = {
+                .ctx = { .cfg = cfg, .udev = udev_new(), .db_path = o.db, .mountinfo = o.mountinfo,
+                         .dry_run = o.dry_run },
+                .vms = o.vms,
+                .n_vms = o.n_vms,
+        };
+        if (!ro.ctx.udev) {
+                cfg_free(cfg);
+                return log_error_errno(ENOMEM, "Failed to initialize libudev: %m"), EXIT_ERROR;
+        }
+        r = recon_plan(&ro, &plan, err, sizeof(err));
+        if (r < 0) {
+                log_error("%s", err);
+                r = r == -ENOENT ? EXIT_USAGE : EXIT_ERROR;
+                goto out;
+        }
+        failed = recon_apply(&ro, &plan);
+        print_plan(&o, &plan);
+        log_plan(&plan);
+        r = failed > 0 ? EXIT_FAILED : 0;
+out:
+        recon_plan_clear(&plan);
+        udev_unref(ro.ctx.udev);
+        cfg_free(cfg);
+        return r;
+}
+
+int main(int argc, char **argv) {
+        return run(argc, argv);
+}
