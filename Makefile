@@ -51,7 +51,13 @@ $(BUILD)/vhotplug-reconcile: $(BUILD)/obj/reconcile/main.o $(LIBVHP)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBVHP)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(TEST_LIBS) -lcmocka
+
+# Unit tests named test-umockdev-* build a libumockdev testbed (they run under umockdev-wrapper).
+UMOCKDEV_CFLAGS := $(shell $(PKG_CONFIG) --cflags umockdev-1.0 2>/dev/null)
+UMOCKDEV_LIBS   := $(shell $(PKG_CONFIG) --libs umockdev-1.0 2>/dev/null)
+$(BUILD)/obj/tests/unit/test-umockdev-%.o: ALL_CFLAGS += $(UMOCKDEV_CFLAGS)
+$(BUILD)/tests/test-umockdev-%: TEST_LIBS = $(UMOCKDEV_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(LIBVHP)
 	@mkdir -p $(dir $@)
@@ -78,6 +84,8 @@ setup:
 
 clean:
 	rm -rf $(BUILD) build-san
+
+include mk/install.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -12,6 +12,12 @@
 
 struct db;
 
+#define DB_SCHEMA_VERSION 2        /* PRAGMA user_version of a database this code created */
+#define DB_BUSY_TIMEOUT_MS 30000   /* how long a writer waits for the lock */
+#define DB_IGNORED_MAX 1000        /* rows kept in the ignored table */
+#define DB_STR_MAX 4096            /* longest string stored (device strings, errors); longer is cut */
+#define DB_DEVICE_KEY_MAX (2 * DEV_STR_MAX + 32) /* buffer size that holds any db_device_key() */
+
 /* Lifecycle state of an attachment row. */
 enum db_state {
         DB_PENDING = 0,   /* decided, VM not running: reconcile attaches it later */
@@ -41,13 +47,20 @@ void db_attachment_clear(struct db_attachment *a);
 
 /* Opens (creating file and directory as needed, mode 0600/0700) and migrates the database.
  * Returns -EUCLEAN when the file is not a usable SQLite database (corrupt): the caller decides
- * whether to move it aside (db_move_aside). */
+ * whether to move it aside (db_move_aside); -EPROTONOSUPPORT when its schema is newer than
+ * DB_SCHEMA_VERSION; -EBUSY when the lock could not be had within the busy timeout. */
 int db_open(const char *path, struct db **ret);
+
+/* Like db_open, but migrates no further than schema version max_version (1..DB_SCHEMA_VERSION).
+ * For tests of the migration path. */
+int db_open_version(const char *path, int max_version, struct db **ret);
 
 /* Closes; NULL-safe. */
 void db_close(struct db *db);
 
-/* Renames a broken database file (and its -wal/-shm) to PATH.corrupt-TIMESTAMP. */
+/* Renames a broken database file (and its -wal/-shm) to PATH.corrupt-TIMESTAMP (UTC,
+ * "20240501T120000Z", with "-N" appended if taken). ret_new_path (may be NULL) receives the new
+ * name of PATH. Returns -ENOENT when PATH does not exist. */
 int db_move_aside(const char *path, char *ret_new_path, size_t len);
 
 /* The last SQLite error message of this connection (for logs). */
@@ -55,34 +68,40 @@ const char *db_errmsg(struct db *db);
 
 /* Orders events per DEVPATH: returns 1 when an event with a seqnum >= this one was already handled
  * for devpath in this boot (boot_id), else records seqnum and returns 0. seqnum 0 means "not from
- * udev" (manual run): never stale, nothing recorded. */
+ * udev" (manual run): never stale, nothing recorded. Atomic among concurrent callers. */
 int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id);
 
 /* Gets the open attachment (pending/attaching/attached/detaching) of devpath. Returns 1 and fills
- * ret when there is one, 0 when none. */
+ * ret when there is one, 0 when none. Strings absent in the row are NULL, except bus (""). */
 int db_attachment_get(struct db *db, const char *devpath, struct db_attachment *ret);
 
-/* Gets every open attachment, optionally only of vm (NULL: all VMs). */
+/* Gets every open attachment, optionally only of vm (NULL: all VMs), ordered by vm and devpath.
+ * Free with db_attachment_list_free (*ret is NULL when *ret_n is 0). */
 int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret, size_t *ret_n);
 
 /* Frees an array returned by db_attachment_list. */
 void db_attachment_list_free(struct db_attachment *a, size_t n);
 
-/* Records the intent to attach d to dec->vm under vmm_id: opens an attachment row in state
- * (DB_ATTACHING or DB_PENDING) and writes a history row. Returns the row id in ret_id. */
+/* Records the intent to attach d to dec->vm under vmm_id (may be NULL): opens an attachment row in
+ * state (DB_ATTACHING or DB_PENDING) and writes a history row ('started' or 'pending'), with the
+ * device identity and the deciding rule. An open row of the same devpath (left by a killed helper)
+ * is closed first with error 'superseded'. Returns the row id in ret_id (may be NULL). */
 int db_attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec,
                     const char *vmm_id, enum db_state state, int64_t *ret_id);
 
-/* Records the outcome of an attach: DB_ATTACHED (with crosvm_port / bus when known), DB_PENDING
- * (VM not running), DB_FAILED (error text). Writes a history row. */
+/* Records the outcome of an attach: DB_ATTACHED (with crosvm_port >= 0 / bus non-NULL when known),
+ * DB_PENDING (VM not running), DB_FAILED (error text; closes the row). Writes a history row.
+ * The row must be open and not detaching: else -ENOENT. Other states: -EINVAL. */
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
                      const char *error);
 
-/* Records the intent to detach attachment id (state DB_DETACHING) with a history row. */
+/* Records the intent to detach attachment id (state DB_DETACHING) with a history row whose detail
+ * is why (may be NULL). -ENOENT when the row is not open. */
 int db_detach_begin(struct db *db, int64_t id, const char *why);
 
 /* Records a detach outcome: DB_DETACHED closes the row; DB_DETACHING keeps it open (guest did not
- * release the device yet); any error text is kept in history. */
+ * release the device yet); any error text is kept in history. -ENOENT when the row is not open;
+ * other states: -EINVAL. */
 int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char *error);
 
 /* Records that d was ignored and why. Bounded: one row per (devpath, reason) with a count and
@@ -90,12 +109,13 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 int db_record_ignored(struct db *db, const struct dev *d, const char *reason);
 
 /* Stable key of a device for user choices: "usb:VID:PID:SERIAL" when it has a serial, else
- * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG". Writes into buf. */
+ * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG" (VID/PID: 4 lower-case hex digits;
+ * missing strings are empty; other kinds: "unknown:DEVPATH"). Writes into buf, truncated to len. */
 void db_device_key(const struct dev *d, char *buf, size_t len);
 
-/* Gets the user's choice for d: preferred VM (NULL when none) and keep-detached flag.
- * Returns 1 when a choice exists, 0 when none. */
+/* Gets the user's choice for d: preferred VM (NULL when none; caller frees) and keep-detached flag.
+ * Returns 1 when a choice exists, 0 when none (then *ret_vm = NULL, *ret_keep_detached = false). */
 int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep_detached);
 
-/* Stores the user's choice for the device key. vm may be NULL. */
+/* Stores (replaces) the user's choice for the device key. vm may be NULL. */
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);

@@ -16,6 +16,15 @@
 #define CFG_DEFAULT_ATTACH_RETRIES 10
 #define CFG_MAX_FILE_SIZE (16u << 20)
 
+/* Bounds on what a configuration may hold; larger values are configuration errors. */
+#define CFG_MAX_STRING 4096          /* bytes in one string value */
+#define CFG_MAX_VM_NAME 64           /* bytes in a VM name ([A-Za-z0-9._:@+-]) */
+#define CFG_MAX_VMS 1024
+#define CFG_MAX_ENTRIES 10000        /* entries per passthrough section */
+#define CFG_MAX_RULES 100000         /* allow + deny rules over all sections */
+#define CFG_MAX_HOST_MOUNTS 256
+#define CFG_MAX_WARNINGS 100         /* further warnings are summarized in one line */
+
 /* Match fields of a rule (bit set = field present). */
 enum {
         RF_VENDOR_ID = 1u << 0,
@@ -104,11 +113,15 @@ struct cfg_error {
         char msg[1024];         /* "FILE: JSON.PATH: what was expected" or "FILE:LINE:COL: ..." */
 };
 
-/* Loads and validates path. On failure returns -errno (-EINVAL for invalid content, -EPERM for
- * unsafe ownership or mode) and fills err. */
+/* Loads and validates path. Before reading, refuses a file that is not a regular file (-EINVAL),
+ * not owned by root or writable by group or others (-EPERM, unless flags has CFG_NO_STRICT_PERMS),
+ * or larger than CFG_MAX_FILE_SIZE (-EFBIG). On failure returns -errno (-ENOENT for a missing file,
+ * -EINVAL for invalid content), fills err (may be NULL) and leaves *ret untouched. On success the
+ * caller should show (*ret)->warnings. */
 int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_error *err);
 
-/* Same for a configuration held in memory; name is used in messages. */
+/* Same for a configuration held in memory (len bytes, need not be NUL-terminated); name (NULL:
+ * "<string>") is used in messages and as cfg->path. No ownership check. */
 int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err);
 
 /* Frees a configuration; NULL-safe. */

@@ -94,10 +94,31 @@ static int add_prop(struct dev *d, const char *key, size_t keylen, const char *v
         return 0;
 }
 
+/* Whether an environment variable is a udev property: the process's own environment (PATH, HOME,
+ * LD_PRELOAD, INVOCATION_ID...) must not pass for the device's. */
+static bool is_udev_key(const char *key, size_t len) {
+        static const char *const prefixes[] = { "ID_", "PCI_", "USB_", "LIBINPUT_", "MOUSE_", "KEYBOARD_",
+                                                "XKB", "UDEV_", "SOUND_", "MEDIA_", "DM_" };
+        static const char *const names[] = {
+                "ACTION", "DEVPATH", "SUBSYSTEM", "DEVTYPE", "DEVNAME", "SEQNUM", "MAJOR", "MINOR", "PRODUCT",
+                "TYPE", "INTERFACE", "BUSNUM", "DEVNUM", "DRIVER", "MODALIAS", "NAME", "PHYS", "UNIQ", "PROP",
+                "EV", "KEY", "REL", "ABS", "MSC", "LED", "SND", "FF", "SW", "TAGS", "CURRENT_TAGS",
+                "USEC_INITIALIZED", "DEVLINKS", "SYNTH_UUID",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
+                if (len > strlen(prefixes[i]) && strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+                        return true;
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (len == strlen(names[i]) && strncmp(key, names[i], len) == 0)
+                        return true;
+        return false;
+}
+
 static int add_environ(struct dev *d, char *const *envp) {
         for (size_t i = 0; envp && envp[i] && i < 4 * DEV_MAX_PROPS; i++) {
                 const char *eq = strchr(envp[i], '=');
-                if (!eq)
+                /* systemd-run -E passes a variable udev lacked as an empty string: absent. */
+                if (!eq || !eq[1] || !is_udev_key(envp[i], (size_t)(eq - envp[i])))
                         continue;
                 int r = add_prop(d, envp[i], (size_t)(eq - envp[i]), eq + 1);
                 if (r < 0)

@@ -10,6 +10,7 @@
 
 #define VMM_ID_MAX 64
 
+/* Values <= 0 select defaults (CFG_DEFAULT_QMP_TIMEOUT_MS; no retries; "crosvm" for a NULL bin). */
 struct vmm_opts {
         int timeout_ms;          /* bound for connect/greeting/each reply and for crosvm runs */
         int attach_retries;      /* retries of "failed to find host usb device" (bounded backoff) */
@@ -29,7 +30,8 @@ struct vmm_device {
         char id[VMM_ID_MAX];     /* QEMU id; crosvm: "" */
         enum dev_kind kind;      /* DEV_UNKNOWN for drivers vhotplug does not manage */
         char driver[32];         /* "usb-host", "vfio-pci", "virtio-input-host-pci", crosvm: "usb" */
-        bool ours;               /* id made by vmm_device_id() (prefix "vhp-") */
+        bool ours;               /* id made by vmm_device_id() (prefix "vhp-"); crosvm has no ids:
+                                  * every device it lists counts as ours */
         int hostbus, hostaddr;   /* usb-host */
         char host[32];           /* vfio-pci host address */
         char evdev[256];         /* virtio-input-host evdev path */
@@ -50,20 +52,30 @@ void vmm_list_clear(struct vmm_list *l);
 int vmm_device_id(const struct dev *d, char *buf, size_t len);
 
 /* Attaches d to vm. root_bus: PCI/evdev into the root bus instead of a free pcie-root-port.
+ * PCI: the device (and its IOMMU group) must already be bound to vfio-pci (vfio.h).
+ * USB to QEMU retries "failed to find host usb device" o->attach_retries times (backoff from 20 ms,
+ * capped at 500 ms, reconnecting each time so the monitor stays free for others).
  * Returns 0 and fills ret; -EHOSTDOWN when the VM is not running (socket missing, refused, no
  * greeting in time); -EEXIST when the device is already attached under that id; -EBUSY when an evdev
  * is held exclusively elsewhere; -ENOSPC when no port is free; -EREMOTEIO when the VMM refused
- * (its message in *ret_error); -ETIMEDOUT; -EPROTO when the peer spoke garbage.
- * *ret_error (malloc'd, may be set on any failure) says what happened in words. */
+ * (its message in *ret_error); -ETIMEDOUT; -EPROTO when the peer spoke garbage (-EMSGSIZE when it
+ * sent too much). crosvm also: -ENOENT when the device node is gone (no_such_device), -EACCES,
+ * -EOPNOTSUPP for a device other than USB, -ENOEXEC when the crosvm binary cannot be run.
+ * ret->id is filled for QEMU also on -EEXIST.
+ * *ret_error (set to NULL on entry; malloc'd, may be set on any failure; caller frees; ret_error may
+ * be NULL) says what happened in words. */
 int vmm_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct dev *d, bool root_bus,
                struct vmm_attachment *ret, char **ret_error);
 
 /* Detaches a. QEMU: device_del, then waits for DEVICE_DELETED (bounded). Returns 0; -ENOENT when the
  * VM has no such device (already gone: success for callers); -EINPROGRESS when device_del was
- * accepted but DEVICE_DELETED did not come in time (a PCI guest that has not released it);
+ * accepted but DEVICE_DELETED did not come in time (a PCI guest that has not released it), or an
+ * earlier device_del of it is still pending; crosvm detaches a->port (no_such_port: -ENOENT);
  * -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO as for attach. */
 int vmm_detach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct vmm_attachment *a,
                char **ret_error);
 
-/* Lists the devices the VM has (QEMU: qom-list /machine/peripheral + qom-get; crosvm: usb list). */
+/* Lists the devices the VM has (QEMU: qom-list /machine/peripheral + qom-get; crosvm: usb list).
+ * QEMU: every device with an id, those vhotplug does not manage with kind DEV_UNKNOWN (xhci, ports).
+ * *ret is emptied on failure; free it with vmm_list_clear(). */
 int vmm_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_list *ret, char **ret_error);

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared helpers for the integration tests (tests/integration/test-*.sh). Source it:
 #
 #     . "$(dirname "$0")/../lib.sh"
@@ -7,6 +8,7 @@
 #   BUILD      build directory, relative to VHP_TOP (default "build"); VHP_BUILD is its full path
 #   VHP_TOOLS  $VHP_BUILD/tests: the test tools (vhp-qmp, vhp-vmm, ...)
 #   VHP_TMP    a private temporary directory, removed at exit
+#   VHP_FIXTURES  the shared umockdev fixtures (default $VHP_TOP/../shared/fixtures/umockdev)
 # and installs an EXIT trap that stops every QEMU started by vhp_start_qemu and removes VHP_TMP.
 # Scripts that need more cleanup add it with vhp_on_exit "command".
 #
@@ -17,6 +19,13 @@
 #   vhp_check_output "desc" PATTERN cmd...
 #                              runs cmd; ok when it exits 0 and its output matches the ERE PATTERN
 #   vhp_done                   prints the summary; exits 1 when anything failed
+#
+# umockdev:
+#   vhp_run_in_testbed FIXTURE...
+#       re-runs the calling script inside `umockdev-run -d FIXTURE ...` and does not return;
+#       inside the testbed (UMOCKDEV_DIR set) it returns at once. VHP_TMP (and what the script put
+#       there before) is handed over to the inner run, which removes it at exit. Call it right after
+#       sourcing this file, or after preparing files in VHP_TMP (e.g. a generated fixture).
 #
 # QEMU:
 #   vhp_start_qemu NAME SOCKET [extra qemu args...]
@@ -37,8 +46,14 @@ case $BUILD in
 *) VHP_BUILD=$VHP_TOP/$BUILD ;;
 esac
 VHP_TOOLS=$VHP_BUILD/tests
-VHP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vhp-test.XXXXXX")
-export VHP_TOP BUILD VHP_BUILD VHP_TOOLS VHP_TMP
+VHP_FIXTURES=${VHP_FIXTURES:-$VHP_TOP/../shared/fixtures/umockdev}
+if [ -n "${VHP_TMP_HANDOVER:-}" ] && [ -d "$VHP_TMP_HANDOVER" ]; then
+        VHP_TMP=$VHP_TMP_HANDOVER # handed over by vhp_run_in_testbed: ours to remove now
+        unset VHP_TMP_HANDOVER
+else
+        VHP_TMP=$(mktemp -d "${TMPDIR:-/tmp}/vhp-test.XXXXXX")
+fi
+export VHP_TOP BUILD VHP_BUILD VHP_TOOLS VHP_TMP VHP_FIXTURES
 
 _vhp_passed=0
 _vhp_failed=0
@@ -103,6 +118,20 @@ _vhp_cleanup() {
 }
 trap _vhp_cleanup EXIT
 trap 'exit 130' INT TERM
+
+# ---- umockdev ----
+
+vhp_run_in_testbed() {
+        [ -n "${UMOCKDEV_DIR:-}" ] && return 0
+        local args=() f
+        for f in "$@"; do
+                [ -r "$f" ] || { vhp_fail "umockdev fixture $f readable"; vhp_done; }
+                args+=(-d "$f")
+        done
+        trap - EXIT
+        export VHP_TMP_HANDOVER=$VHP_TMP
+        exec umockdev-run "${args[@]}" -- bash "$0"
+}
 
 # ---- QEMU ----
 

@@ -70,6 +70,7 @@ struct fake_dev {
 struct kernel {
         const char *tbroot;
         bool make_node;         /* create /dev/vfio/13 when vfio-pci takes a device */
+        bool refuse_vfio;       /* vfio-pci's probe fails: the device stays driverless */
         int node_delay_ms;
         struct timespec node_due;
         bool node_pending;
@@ -135,7 +136,7 @@ static void make_node(struct kernel *k)
 static void handle(struct kernel *k, struct chan *c, const char *rec)
 {
         struct fake_dev *d;
-        char drv[32], path[PATH_MAX];
+        char drv[64], path[PATH_MAX];
         struct stat st;
 
         snprintf(c->log + strlen(c->log), sizeof(c->log) - strlen(c->log), "%s%s", c->log[0] ? "|" : "",
@@ -154,9 +155,9 @@ static void handle(struct kernel *k, struct chan *c, const char *rec)
                 driver_of(k->tbroot, rec, drv, sizeof(drv));
                 if (!d || drv[0])
                         break;
-                snprintf(drv, sizeof(drv), "%s", d->override[0] ? d->override : d->host_driver);
+                xsnprintf(drv, sizeof(drv), "%s", d->override[0] ? d->override : d->host_driver);
                 xsnprintf(path, sizeof(path), "%s/sys/bus/pci/drivers/%s", k->tbroot, drv);
-                if (stat(path, &st) < 0)
+                if (stat(path, &st) < 0 || (k->refuse_vfio && strcmp(drv, "vfio-pci") == 0))
                         break;
                 set_driver(k->tbroot, rec, drv);
                 if (strcmp(drv, "vfio-pci") == 0 && k->make_node) {
@@ -262,6 +263,8 @@ struct setup {
         bool no_node;           /* vfio-pci binds, but /dev/vfio/13 never appears */
         int node_delay_ms;
         bool no_vfio_driver;    /* vfio-pci module not loaded */
+        bool refuse_vfio;       /* vfio-pci's probe fails */
+        bool node_exists;       /* /dev/vfio/13 is there from the start (a sibling holds the group) */
         const char *dirs[3];    /* paths made directories: writing them fails with EISDIR */
         const char *unbound[3]; /* devices with no driver */
         const char *on_vfio[3]; /* devices already bound to vfio-pci */
@@ -344,9 +347,12 @@ static void env_start(struct env *e, const struct setup *s, bool explicit_root)
         e->k.tbroot = e->tbroot;
         e->k.make_node = !s->no_node;
         e->k.node_delay_ms = s->node_delay_ms;
+        e->k.refuse_vfio = s->refuse_vfio;
         pthread_mutex_init(&e->k.lock, NULL);
 
         mkdirs(e->tbroot, "dev/vfio");
+        if (s->node_exists)
+                make_node(&e->k);
         for (size_t i = 0; i < ELEMENTSOF(drivers); i++) {
                 xsnprintf(path, sizeof(path), "sys/bus/pci/drivers/%s", drivers[i]);
                 if (strcmp(drivers[i], "vfio-pci") == 0 && s->no_vfio_driver)
@@ -480,16 +486,19 @@ static const struct bind_case bind_cases[] = {
         { "bind already on vfio-pci is a no-op", { .on_vfio = { GPU } }, OP_BIND, GPU, 10000, 0, {},
           "vfio-pci", false, {} },
         { "group node never appears", { .no_node = true }, OP_BIND, GPU, 1000, -ETIMEDOUT,
-          { "/dev/vfio/13", "restored", "nvidia" }, "nvidia", false,
+          { "/dev/vfio/13", "restored: driver_override cleared, unbound from vfio-pci, probed again" }, "nvidia", false,
           { { OV(GPU), "vfio-pci|" }, { UNBIND("nvidia"), GPU }, { UNBIND("vfio-pci"), GPU },
             { PROBE, GPU "|" GPU } } },
+        { "vfio-pci refuses the device while the group node exists", { .refuse_vfio = true, .node_exists = true },
+          OP_BIND, GPU, 1000, -ETIMEDOUT, { "vfio-pci did not take the device", "(driver: none)", "restored: driver_override cleared, probed again" },
+          "nvidia", true, { { OV(GPU), "vfio-pci|" }, { UNBIND("nvidia"), GPU }, { PROBE, GPU "|" GPU } } },
         { "unbind file not writable", { .dirs = { UNBIND("nvidia") } }, OP_BIND, GPU, 10000, -EISDIR,
-          { "sys/bus/pci/drivers/nvidia/unbind", "restored: driver_override cleared" }, "nvidia", false,
+          { "sys/bus/pci/drivers/nvidia/unbind: Is a directory; restored: driver_override cleared" }, "nvidia", false,
           { { OV(GPU), "vfio-pci|" } } },
         { "driver_override not writable", { .dirs = { OV(GPU) } }, OP_BIND, GPU, 10000, -EISDIR,
-          { "/driver_override: Is a directory", "restore failed" }, "nvidia", false, {} },
+          { "/driver_override: Is a directory; nothing changed" }, "nvidia", false, {} },
         { "drivers_probe not writable", { .dirs = { PROBE } }, OP_BIND, GPU, 10000, -EISDIR,
-          { "cannot write", "drivers_probe", "restore failed" }, "", false,
+          { "drivers_probe: Is a directory; restore incomplete (driver_override cleared): cannot write" }, "", false,
           { { OV(GPU), "vfio-pci|" }, { UNBIND("nvidia"), GPU } } },
         { "vfio-pci not loaded", { .no_vfio_driver = true }, OP_BIND, GPU, 10000, -ENOENT,
           { "vfio-pci driver is not loaded" }, "nvidia", false, {} },
@@ -539,6 +548,8 @@ static void test_bind(void **state)
                          msg ? msg : "(none)");
         if (r == 0)
                 assert_null(msg);
+        else
+                print_message("%s: %s\n", c->name, msg);
         check_msg(msg, c->msg, ELEMENTSOF(c->msg), c->name);
         check_logs(&e, c->logs, ELEMENTSOF(c->logs), c->name);
         if (c->driver)
@@ -691,6 +702,9 @@ static const struct apply_case apply_cases[] = {
         /* Audio was on vfio-pci before: not ours, so neither bound nor given back. */
         { "member already on vfio-pci is left alone", { .on_vfio = { AUDIO }, .dirs = { UNBIND("nvidia") } },
           -EISDIR, { "binding " GPU " failed" }, "nvidia", "vfio-pci", { { OV(GPU), "vfio-pci|" } } },
+        { "member already on vfio-pci stays there on rollback",
+          { .on_vfio = { GPU }, .dirs = { UNBIND("snd_hda_intel") } }, -EISDIR, { "binding " AUDIO " failed" },
+          "vfio-pci", "snd_hda_intel", { { OV(AUDIO), "vfio-pci|" } } },
 };
 
 static void test_apply(void **state)
@@ -708,6 +722,8 @@ static void test_apply(void **state)
         r = vfio_apply(e.root, &plan, 10000, &msg);
         if (r != c->ret)
                 fail_msg("%s: returned %d, expected %d; message: %s", c->name, r, c->ret, msg ? msg : "(none)");
+        if (msg)
+                print_message("%s: %s\n", c->name, msg);
         check_msg(msg, c->msg, ELEMENTSOF(c->msg), c->name);
         check_logs(&e, c->logs, ELEMENTSOF(c->logs), c->name);
         check_driver(&e, GPU, c->gpu_driver, c->name);

@@ -1,0 +1,1364 @@
+/* Configuration loader (SPEC §3): reads the JSON file, checks every key of every object against
+ * the tables below, and builds the in-memory form the rule engine reads. Errors name the file, the
+ * JSON path and what was expected; unknown or ineffective keys become warnings. Never logs. */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup-types.h"
+
+#define PATH_DEPTH 16           /* JSON path segments kept for messages (ours nest 6 deep) */
+#define KEY_SHOWN 64            /* bytes of a key shown in a path or message */
+#define VALUE_SHOWN 48          /* bytes of a string value shown after "got" */
+#define REGEX_MAX_REPEAT 10000  /* product of {m,n} bounds in one regex: regcomp expands them */
+#define PORT_PATH_MAX_DEPTH 7   /* USB allows at most 7 tiers */
+
+/* Where a key is valid: one bit per passthrough section (1 << enum dev_kind). */
+enum {
+        S_USB = 1u << DEV_USB,
+        S_PCI = 1u << DEV_PCI,
+        S_EVDEV = 1u << DEV_EVDEV,
+        S_ALL = S_USB | S_PCI | S_EVDEV,
+};
+
+enum field_type {
+        FT_CUSTOM,      /* parsed by the caller from found[] */
+        FT_TEXT,        /* char *: any string, empty allowed (descriptions) */
+        FT_STRING,      /* char *: non-empty string */
+        FT_PATH,        /* char *: absolute path */
+        FT_BOOL,        /* bool */
+        FT_INT,         /* int within [min, max] */
+        FT_HEX16,       /* uint16_t: 1 to 4 hex digits */
+        FT_REGEX,       /* regex_t: POSIX extended, case-insensitive, anchored at the start */
+        FT_PORT_PATH,   /* char *: USB port path "3.2", stored canonical */
+        FT_REMOVABLE,   /* unsigned: bit (1 << enum dev_removable) per listed value */
+        FT_PCI_ADDRESS, /* char[13]: normalized PCI address */
+        FT_NO_EFFECT,   /* any value, accepted with a warning that it does nothing */
+};
+
+/* One key of a JSON object: where it is valid, how its value is parsed and where it is stored. */
+struct field {
+        const char *key;
+        unsigned where;         /* S_* bits */
+        enum field_type type;
+        size_t offset;          /* into the struct being filled */
+        unsigned flag;          /* RF_* recorded in cfg_rule.fields once parsed */
+        int min, max;           /* FT_INT bounds */
+        bool required;
+};
+
+#define RULE(k, w, t, m, f) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
+#define RULE_INT(k, w, m, f, lo, hi) \
+        { .key = k, .where = w, .type = FT_INT, .offset = offsetof(struct cfg_rule, m), .flag = f, .min = lo, .max = hi }
+
+enum { R_DISABLE, R_ENABLE };
+static const struct field rule_fields[] = {
+        [R_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [R_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        RULE("description", S_ALL, FT_TEXT, description, 0),
+        RULE("vendorId", S_USB | S_PCI, FT_HEX16, vendor_id, RF_VENDOR_ID),
+        RULE("productId", S_USB, FT_HEX16, product_id, RF_PRODUCT_ID),
+        RULE("deviceId", S_PCI, FT_HEX16, product_id, RF_PRODUCT_ID),
+        RULE("vendorName", S_USB, FT_REGEX, vendor_name, RF_VENDOR_NAME),
+        RULE("productName", S_USB, FT_REGEX, product_name, RF_PRODUCT_NAME),
+        RULE("serial", S_USB, FT_STRING, serial, RF_SERIAL),
+        RULE_INT("bus", S_USB, bus, RF_BUS, 0, 65535),
+        RULE_INT("port", S_USB, port, RF_PORT, 0, 255),
+        RULE("portPath", S_USB, FT_PORT_PATH, port_path, RF_PORT_PATH),
+        RULE_INT("deviceClass", S_USB | S_PCI, dev_class, RF_DEV_CLASS, 0, 255),
+        RULE_INT("deviceSubclass", S_USB | S_PCI, dev_subclass, RF_DEV_SUBCLASS, 0, 255),
+        RULE_INT("deviceProtocol", S_USB, dev_protocol, RF_DEV_PROTOCOL, 0, 255),
+        RULE_INT("deviceProgIf", S_PCI, dev_protocol, RF_DEV_PROTOCOL, 0, 255),
+        RULE_INT("interfaceClass", S_USB, if_class, RF_IF_CLASS, 0, 255),
+        RULE_INT("interfaceSubclass", S_USB, if_subclass, RF_IF_SUBCLASS, 0, 255),
+        RULE_INT("interfaceProtocol", S_USB, if_protocol, RF_IF_PROTOCOL, 0, 255),
+        RULE("removable", S_USB, FT_REMOVABLE, removable, RF_REMOVABLE),
+        RULE("address", S_PCI, FT_PCI_ADDRESS, address, RF_ADDRESS),
+        RULE("name", S_EVDEV, FT_REGEX, name, RF_NAME),
+        RULE("pathTag", S_EVDEV, FT_REGEX, path_tag, RF_PATH_TAG),
+        RULE("property", S_EVDEV, FT_STRING, property, RF_PROPERTY),
+        RULE("value", S_EVDEV, FT_STRING, value, 0), /* checked together with property */
+};
+
+#define ENTRY(k, w, t, m) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_entry, m) }
+
+enum { E_TARGET_VM, E_ALLOWED_VMS, E_ALLOW, E_DENY, E_DISABLE, E_ENABLE };
+static const struct field entry_fields[] = {
+        [E_TARGET_VM] = { "targetVm", S_ALL, FT_CUSTOM },
+        [E_ALLOWED_VMS] = { "allowedVms", S_USB, FT_CUSTOM },
+        [E_ALLOW] = { "allow", S_ALL, FT_CUSTOM },
+        [E_DENY] = { "deny", S_ALL, FT_CUSTOM },
+        [E_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [E_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        ENTRY("description", S_ALL, FT_TEXT, description),
+        ENTRY("tag", S_ALL, FT_STRING, tag),
+        ENTRY("skipOnSuspend", S_ALL, FT_BOOL, skip_on_suspend),
+        ENTRY("pciIommuAddAll", S_PCI, FT_BOOL, iommu_add_all),
+        ENTRY("pciIommuSkipIfShared", S_PCI, FT_BOOL, iommu_skip_if_shared),
+        ENTRY("qemuUseRootBus", S_PCI, FT_BOOL, use_root_bus),
+};
+
+enum { V_NAME, V_TYPE };
+static const struct field vm_fields[] = {
+        [V_NAME] = { "name", S_ALL, FT_CUSTOM, .required = true },
+        [V_TYPE] = { "type", S_ALL, FT_CUSTOM, .required = true },
+        { "socket", S_ALL, FT_STRING, offsetof(struct cfg_vm, socket), .required = true },
+};
+
+#define GENERAL(k, t, m) { .key = k, .where = S_ALL, .type = t, .offset = offsetof(struct cfg_general, m) }
+
+enum { G_HOST_MOUNTS };
+static const struct field general_fields[] = {
+        [G_HOST_MOUNTS] = { "hostRequiredMounts", S_ALL, FT_CUSTOM },
+        GENERAL("database", FT_PATH, database),
+        GENERAL("crosvm", FT_STRING, crosvm),
+        GENERAL("lockDir", FT_PATH, lock_dir),
+        { "qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1, .max = 600000 },
+        { "attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100 },
+        /* Used by other deployments of the older daemon. */
+        { "api", S_ALL, FT_NO_EFFECT },
+        { "modprobe", S_ALL, FT_NO_EFFECT },
+        { "modinfo", S_ALL, FT_NO_EFFECT },
+        { "ovmfCode", S_ALL, FT_NO_EFFECT },
+        { "ovmfVars", S_ALL, FT_NO_EFFECT },
+        { "statePath", S_ALL, FT_NO_EFFECT },
+        { "persistency", S_ALL, FT_NO_EFFECT },
+};
+
+enum { T_USB, T_PCI, T_EVDEV, T_VMS, T_USB_AUTHORIZATION, T_GENERAL };
+static const struct field top_fields[] = {
+        [T_USB] = { "usbPassthrough", S_ALL, FT_CUSTOM },
+        [T_PCI] = { "pciPassthrough", S_ALL, FT_CUSTOM },
+        [T_EVDEV] = { "evdevPassthrough", S_ALL, FT_CUSTOM },
+        [T_VMS] = { "vms", S_ALL, FT_CUSTOM },
+        [T_USB_AUTHORIZATION] = { "usbAuthorization", S_ALL, FT_CUSTOM },
+        [T_GENERAL] = { "general", S_ALL, FT_CUSTOM },
+};
+
+static const char *const section_names[DEV_KIND_MAX] = {
+        [DEV_USB] = "usbPassthrough",
+        [DEV_PCI] = "pciPassthrough",
+        [DEV_EVDEV] = "evdevPassthrough",
+};
+
+static const char *const default_host_mounts[] = { "/", "/boot", "/usr" };
+
+/* One step of a JSON path: an object key, or an array index when key is NULL. */
+struct segment {
+        const char *key;
+        size_t index;
+};
+
+/* Parsing state: the configuration being built and the JSON path of the value at hand. The path
+ * is kept as segments pointing into the JSON tree and only rendered for a message. */
+struct ctx {
+        const char *file;
+        struct cfg *c;
+        struct cfg_error *err;
+        size_t n_rules;         /* over all sections, against CFG_MAX_RULES */
+        size_t depth;
+        struct segment path[PATH_DEPTH];
+};
+
+/* Writes s into buf as printable ASCII (quotes, backslashes, control and non-ASCII bytes escaped),
+ * at most max bytes of s, with "..." when cut. */
+static void escape(const char *s, size_t max, char *buf, size_t size) {
+        static const char hex[] = "0123456789abcdef";
+        size_t o = 0, i;
+
+        for (i = 0; s[i] && i < max; i++) {
+                unsigned char ch = (unsigned char)s[i];
+                char tmp[4];
+                size_t l = 0;
+
+                if (ch == '"' || ch == '\\' || ch == '\n' || ch == '\t') {
+                        tmp[l++] = '\\';
+                        tmp[l++] = ch == '\n' ? 'n' : ch == '\t' ? 't' : (char)ch;
+                } else if (ch < 0x20 || ch >= 0x7f) {
+                        tmp[l++] = '\\';
+                        tmp[l++] = 'x';
+                        tmp[l++] = hex[ch >> 4];
+                        tmp[l++] = hex[ch & 0xf];
+                } else
+                        tmp[l++] = (char)ch;
+                if (o + l + 4 >= size)
+                        break;
+                memcpy(buf + o, tmp, l);
+                o += l;
+        }
+        if (s[i] && o + 3 < size) {
+                memcpy(buf + o, "...", 3);
+                o += 3;
+        }
+        buf[o] = '\0';
+}
+
+/* Describes a JSON value for "got ..." in messages. */
+static const char *describe(const cJSON *v, char *buf, size_t size) {
+        if (cJSON_IsString(v)) {
+                char tmp[VALUE_SHOWN * 4 + 4];
+                escape(v->valuestring, VALUE_SHOWN, tmp, sizeof(tmp));
+                snprintf(buf, size, "\"%s\"", tmp);
+        } else if (cJSON_IsNumber(v))
+                snprintf(buf, size, "%.10g", v->valuedouble);
+        else if (cJSON_IsBool(v))
+                snprintf(buf, size, "%s", cJSON_IsTrue(v) ? "true" : "false");
+        else if (cJSON_IsNull(v))
+                snprintf(buf, size, "null");
+        else if (cJSON_IsArray(v))
+                snprintf(buf, size, "an array");
+        else
+                snprintf(buf, size, "an object");
+        return buf;
+}
+
+/* Pushes an object key onto the path; returns the mark path_pop() goes back to. */
+static size_t path_key(struct ctx *x, const char *key) {
+        if (x->depth < PATH_DEPTH)
+                x->path[x->depth] = (struct segment){ .key = key };
+        return x->depth++;
+}
+
+static size_t path_index(struct ctx *x, size_t index) {
+        if (x->depth < PATH_DEPTH)
+                x->path[x->depth] = (struct segment){ .index = index };
+        return x->depth++;
+}
+
+static void path_pop(struct ctx *x, size_t mark) {
+        x->depth = mark;
+}
+
+/* "usbPassthrough[0].allow[2].vendorId", keys escaped and cut. */
+static void path_render(const struct ctx *x, char *buf, size_t size) {
+        size_t o = 0, n = x->depth < PATH_DEPTH ? x->depth : PATH_DEPTH;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < n && o + 1 < size; i++) {
+                const struct segment *seg = &x->path[i];
+                if (seg->key) {
+                        if (i > 0)
+                                buf[o++] = '.';
+                        escape(seg->key, KEY_SHOWN, buf + o, size - o);
+                } else
+                        snprintf(buf + o, size - o, "[%zu]", seg->index);
+                o += strlen(buf + o);
+        }
+        if (x->depth > PATH_DEPTH && o + 4 < size)
+                strcpy(buf + o, "...");
+}
+
+/* Formats "FILE: PATH: what" (or "FILE: what" at the top). */
+static void vformat(const struct ctx *x, char *buf, size_t size, const char *fmt, va_list ap) {
+        char what[768], path[300];
+
+        vsnprintf(what, sizeof(what), fmt, ap);
+        path_render(x, path, sizeof(path));
+        if (x->depth > 0)
+                snprintf(buf, size, "%.200s: %s: %.500s", x->file, path, what);
+        else
+                snprintf(buf, size, "%.200s: %.500s", x->file, what);
+}
+
+__attribute__((format(printf, 2, 3)))
+static int fail(struct ctx *x, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vformat(x, x->err->msg, sizeof(x->err->msg), fmt, ap);
+        va_end(ap);
+        return -EINVAL;
+}
+
+static int oom(struct ctx *x) {
+        snprintf(x->err->msg, sizeof(x->err->msg), "%.200s: out of memory", x->file);
+        return -ENOMEM;
+}
+
+/* "expected WHAT, got VALUE" at the current path. */
+static int fail_expected(struct ctx *x, const cJSON *v, const char *what) {
+        char got[VALUE_SHOWN * 4 + 8];
+        return fail(x, "expected %s, got %s", what, describe(v, got, sizeof(got)));
+}
+
+static int add_warning(struct ctx *x, const char *line) {
+        struct cfg *c = x->c;
+        char **w = realloc(c->warnings, (c->n_warnings + 1) * sizeof(*w));
+
+        if (!w)
+                return oom(x);
+        c->warnings = w;
+        w[c->n_warnings] = strdup(line);
+        if (!w[c->n_warnings])
+                return oom(x);
+        c->n_warnings++;
+        return 0;
+}
+
+__attribute__((format(printf, 2, 3)))
+static int warn(struct ctx *x, const char *fmt, ...) {
+        char line[sizeof(x->err->msg)];
+        va_list ap;
+
+        if (x->c->n_warnings > CFG_MAX_WARNINGS)
+                return 0;
+        if (x->c->n_warnings == CFG_MAX_WARNINGS) {
+                snprintf(line, sizeof(line), "%.200s: more than %d warnings, not showing the rest", x->file,
+                         CFG_MAX_WARNINGS);
+                return add_warning(x, line);
+        }
+        va_start(ap, fmt);
+        vformat(x, line, sizeof(line), fmt, ap);
+        va_end(ap);
+        return add_warning(x, line);
+}
+
+/* Case-insensitive edit distance, for "did you mean". Long keys are never close. */
+static size_t edit_distance(const char *a, const char *b) {
+        size_t la = strlen(a), lb = strlen(b), row[KEY_SHOWN + 1];
+
+        if (la > KEY_SHOWN || lb > KEY_SHOWN)
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                row[j] = j;
+        for (size_t i = 1; i <= la; i++) {
+                size_t diag = row[0];
+                row[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t up = row[j];
+                        size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+                        size_t best = diag + cost;
+                        if (up + 1 < best)
+                                best = up + 1;
+                        if (row[j - 1] + 1 < best)
+                                best = row[j - 1] + 1;
+                        row[j] = best;
+                        diag = up;
+                }
+        }
+        return row[lb];
+}
+
+/* The known key an unknown one is probably a typo of, or NULL. */
+static const char *suggest(const char *key, const struct field *tab, size_t n, unsigned where) {
+        const char *best = NULL;
+        size_t best_d = 3;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!(tab[i].where & where))
+                        continue;
+                size_t d = edit_distance(key, tab[i].key);
+                if (d < best_d && d * 3 <= strlen(tab[i].key)) {
+                        best = tab[i].key;
+                        best_d = d;
+                }
+        }
+        return best;
+}
+
+/* "usbPassthrough" or "usbPassthrough and pciPassthrough", for a set of S_* bits. */
+static void sections_text(unsigned where, char *buf, size_t size) {
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (int k = 0; k < DEV_KIND_MAX; k++) {
+                if (!section_names[k] || !(where & (1u << k)))
+                        continue;
+                int n = snprintf(buf + o, size - o, "%s%s", o ? " and " : "", section_names[k]);
+                if (n < 0 || (size_t)n >= size - o)
+                        return;
+                o += (size_t)n;
+        }
+}
+
+/* Files key item (the current path) into found[]: unknown keys warn, misplaced and repeated keys
+ * are errors. */
+static int classify_key(struct ctx *x, const cJSON *item, const struct field *tab, size_t n, unsigned where,
+                        const cJSON **found) {
+        const char *key = item->string, *hint;
+        char shown[KEY_SHOWN * 4 + 4];
+
+        escape(key, KEY_SHOWN, shown, sizeof(shown));
+        for (size_t i = 0; i < n; i++) {
+                if (strcmp(key, tab[i].key) != 0)
+                        continue;
+                if (!(tab[i].where & where)) {
+                        char valid[128], here[64];
+                        sections_text(tab[i].where, valid, sizeof(valid));
+                        sections_text(where, here, sizeof(here));
+                        return fail(x, "'%s' belongs to %s; it cannot be used in %s", shown, valid, here);
+                }
+                if (found[i])
+                        return fail(x, "duplicate key '%s'", shown);
+                found[i] = item;
+                return 0;
+        }
+        hint = suggest(key, tab, n, where);
+        if (hint)
+                return warn(x, "unknown key '%s' (did you mean '%s'?), ignoring", shown, hint);
+        return warn(x, "unknown key '%s', ignoring", shown);
+}
+
+static int get_string(struct ctx *x, const cJSON *v, bool allow_empty, const char **ret) {
+        if (!cJSON_IsString(v))
+                return fail_expected(x, v, allow_empty ? "a string" : "a non-empty string");
+        size_t len = strnlen(v->valuestring, CFG_MAX_STRING + 1);
+        if (len > CFG_MAX_STRING)
+                return fail(x, "expected a string of at most %d bytes, got a longer one", CFG_MAX_STRING);
+        if (len == 0 && !allow_empty)
+                return fail_expected(x, v, "a non-empty string");
+        *ret = v->valuestring;
+        return 0;
+}
+
+static int set_string(struct ctx *x, char **slot, const char *s) {
+        char *copy = strdup(s);
+
+        if (!copy)
+                return oom(x);
+        free(*slot);
+        *slot = copy;
+        return 0;
+}
+
+static int get_int(struct ctx *x, const cJSON *v, int min, int max, int *ret) {
+        /* The range test also rejects NaN and infinities. */
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max) ||
+            v->valuedouble != (double)(int)v->valuedouble) {
+                char what[64];
+                snprintf(what, sizeof(what), "an integer from %d to %d", min, max);
+                return fail_expected(x, v, what);
+        }
+        *ret = (int)v->valuedouble;
+        return 0;
+}
+
+static int get_hex16(struct ctx *x, const cJSON *v, uint16_t *ret) {
+        static const char what[] = "a string of 1 to 4 hex digits, like \"0bda\"";
+        const char *s;
+        size_t len;
+
+        if (!cJSON_IsString(v))
+                return fail_expected(x, v, what);
+        s = v->valuestring;
+        len = strlen(s);
+        if (len < 1 || len > 4 || strspn(s, "0123456789abcdefABCDEF") != len)
+                return fail_expected(x, v, what);
+        *ret = (uint16_t)strtoul(s, NULL, 16);
+        return 0;
+}
+
+/* Checks what wrapping a pattern in "^(" ")" would break or regcomp would blow up on: an
+ * unmatched ')' (glibc takes it literally, and it would close our group), back-references (their
+ * numbers shift) and large nested {m,n} repetitions. Returns NULL or the reason. */
+static const char *regex_problem(const char *p) {
+        unsigned long repeat = 1;
+        int depth = 0;
+
+        for (const char *s = p; *s; s++) {
+                switch (*s) {
+                case '\\':
+                        if (s[1] >= '1' && s[1] <= '9')
+                                return "back-references are not supported";
+                        if (s[1])
+                                s++;
+                        break;
+                case '[':
+                        /* Skip a bracket expression: a leading ']' is literal, [:x:] [=x=] [.x.] nest. */
+                        s++;
+                        if (*s == '^')
+                                s++;
+                        if (*s == ']')
+                                s++;
+                        for (; *s && *s != ']'; s++) {
+                                if (*s == '[' && (s[1] == ':' || s[1] == '=' || s[1] == '.')) {
+                                        const char *end = strchr(s + 2, s[1]);
+                                        while (end && end[1] != ']')
+                                                end = strchr(end + 1, s[1]);
+                                        if (!end)
+                                                return NULL; /* regcomp reports it */
+                                        s = end + 1;
+                                }
+                        }
+                        if (!*s)
+                                return NULL;
+                        break;
+                case '(':
+                        depth++;
+                        break;
+                case ')':
+                        if (depth == 0)
+                                return "unmatched ')' (write '\\)' for a literal parenthesis)";
+                        depth--;
+                        break;
+                case '{': {
+                        unsigned long lo = strtoul(s + 1, NULL, 10), hi = lo;
+                        const char *comma = s + 1 + strspn(s + 1, "0123456789");
+                        if (*comma == ',')
+                                hi = strtoul(comma + 1, NULL, 10);
+                        unsigned long m = (hi > lo ? hi : lo);
+                        if (m >= REGEX_MAX_REPEAT || (repeat *= m + 1) > REGEX_MAX_REPEAT)
+                                return "repetition counts ({m,n}) are too large";
+                        break;
+                }
+                default:
+                        break;
+                }
+        }
+        return NULL;
+}
+
+static int get_regex(struct ctx *x, const cJSON *v, regex_t *ret) {
+        _cleanup_free_ char *anchored = NULL;
+        const char *s, *problem;
+        char shown[VALUE_SHOWN * 4 + 8], why[128];
+        int r;
+
+        r = get_string(x, v, false, &s);
+        if (r < 0)
+                return r;
+        describe(v, shown, sizeof(shown));
+        problem = regex_problem(s);
+        if (problem)
+                return fail(x, "invalid regular expression %s: %s", shown, problem);
+        if (asprintf(&anchored, "^(%s)", s) < 0)
+                return oom(x);
+        r = regcomp(ret, anchored, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        if (r != 0) {
+                regerror(r, ret, why, sizeof(why));
+                return fail(x, "invalid regular expression %s: %s", shown, why);
+        }
+        return 0;
+}
+
+/* "3.2" or "03.2" -> "3.2": dot-separated port numbers 1..255. */
+static int get_port_path(struct ctx *x, const cJSON *v, char **ret) {
+        static const char what[] = "a USB port path of numbers 1-255 joined by dots, like \"3.2\"";
+        char canon[PORT_PATH_MAX_DEPTH * 4 + 1];
+        const char *s;
+        size_t o = 0;
+        int depth = 0;
+
+        if (!cJSON_IsString(v))
+                return fail_expected(x, v, what);
+        for (s = v->valuestring;; s++) {
+                size_t digits = strspn(s, "0123456789");
+                if (digits == 0 || digits > 3 || ++depth > PORT_PATH_MAX_DEPTH)
+                        return fail_expected(x, v, what);
+                unsigned long n = strtoul(s, NULL, 10);
+                if (n < 1 || n > 255)
+                        return fail_expected(x, v, what);
+                o += (size_t)snprintf(canon + o, sizeof(canon) - o, "%s%lu", o ? "." : "", n);
+                s += digits;
+                if (*s == '\0')
+                        break;
+                if (*s != '.')
+                        return fail_expected(x, v, what);
+        }
+        return set_string(x, ret, canon);
+}
+
+static int get_removable(struct ctx *x, const cJSON *v, unsigned *ret) {
+        static const char what[] = "a non-empty array of \"fixed\", \"removable\" or \"unknown\"";
+        static const struct {
+                const char *name;
+                enum dev_removable value;
+        } names[] = {
+                { "fixed", DEV_REMOVABLE_FIXED },
+                { "removable", DEV_REMOVABLE_REMOVABLE },
+                { "unknown", DEV_REMOVABLE_UNKNOWN },
+        };
+        const cJSON *item;
+        unsigned bits = 0;
+        size_t i = 0;
+
+        if (!cJSON_IsArray(v) || !v->child)
+                return fail_expected(x, v, what);
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i++), k;
+                for (k = 0; k < ELEMENTSOF(names); k++)
+                        if (cJSON_IsString(item) && strcasecmp(item->valuestring, names[k].name) == 0)
+                                break;
+                if (k == ELEMENTSOF(names))
+                        return fail_expected(x, item, "\"fixed\", \"removable\" or \"unknown\"");
+                bits |= 1u << names[k].value;
+                path_pop(x, mark);
+        }
+        *ret = bits;
+        return 0;
+}
+
+/* Parses one value of a simple type into the struct at target. */
+static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, void *target) {
+        void *slot;
+        const char *s;
+        int r;
+
+        if (f->type == FT_CUSTOM)
+                return 0;
+        if (f->type == FT_NO_EFFECT)
+                return warn(x, "'%s' has no effect in this version, ignoring", f->key);
+        slot = (char *)target + f->offset;
+        switch (f->type) {
+        case FT_TEXT:
+        case FT_STRING:
+                r = get_string(x, v, f->type == FT_TEXT, &s);
+                return r < 0 ? r : set_string(x, slot, s);
+        case FT_PATH:
+                r = get_string(x, v, false, &s);
+                if (r < 0)
+                        return r;
+                if (s[0] != '/')
+                        return fail_expected(x, v, "an absolute path");
+                return set_string(x, slot, s);
+        case FT_BOOL:
+                if (!cJSON_IsBool(v))
+                        return fail_expected(x, v, "true or false");
+                *(bool *)slot = cJSON_IsTrue(v);
+                return 0;
+        case FT_INT:
+                return get_int(x, v, f->min, f->max, slot);
+        case FT_HEX16:
+                return get_hex16(x, v, slot);
+        case FT_REGEX:
+                return get_regex(x, v, slot);
+        case FT_PORT_PATH:
+                return get_port_path(x, v, slot);
+        case FT_REMOVABLE:
+                return get_removable(x, v, slot);
+        case FT_PCI_ADDRESS:
+                if (!cJSON_IsString(v) || dev_normalize_pci_address(v->valuestring, slot) < 0)
+                        return fail_expected(x, v, "a PCI address like \"0000:00:14.3\" or \"00:14.3\"");
+                return 0;
+        case FT_NO_EFFECT:
+        case FT_CUSTOM:
+                break;
+        }
+        return 0;
+}
+
+/* Checks the keys of object obj against tab for section bits where, parses every present
+ * simple-typed field into target (OR-ing its flag into *fields when given), and leaves each
+ * present key's value in found[] for the caller's FT_CUSTOM ones. */
+static int parse_object(struct ctx *x, const cJSON *obj, const struct field *tab, size_t n, unsigned where,
+                        void *target, unsigned *fields, const cJSON **found) {
+        const cJSON *item;
+        size_t mark;
+        int r;
+
+        if (!cJSON_IsObject(obj))
+                return fail_expected(x, obj, "an object");
+        memset(found, 0, n * sizeof(*found));
+        for (item = obj->child; item; item = item->next) {
+                mark = path_key(x, item->string);
+                r = classify_key(x, item, tab, n, where, found);
+                path_pop(x, mark);
+                if (r < 0)
+                        return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (!found[i]) {
+                        if (tab[i].required)
+                                return fail(x, "missing required key '%s'", tab[i].key);
+                        continue;
+                }
+                mark = path_key(x, tab[i].key);
+                r = parse_value(x, found[i], &tab[i], target);
+                path_pop(x, mark);
+                if (r < 0)
+                        return r;
+                if (fields)
+                        *fields |= tab[i].flag;
+        }
+        return 0;
+}
+
+/* disable/enable: enable:false means disable:true; contradicting values are an error. */
+static int parse_enabled(struct ctx *x, const cJSON *disable, const cJSON *enable, bool *ret) {
+        bool enabled = true;
+
+        if (disable) {
+                if (!cJSON_IsBool(disable)) {
+                        path_key(x, "disable");
+                        return fail_expected(x, disable, "true or false");
+                }
+                enabled = !cJSON_IsTrue(disable);
+        }
+        if (enable) {
+                if (!cJSON_IsBool(enable)) {
+                        path_key(x, "enable");
+                        return fail_expected(x, enable, "true or false");
+                }
+                if (disable && cJSON_IsTrue(enable) != enabled)
+                        return fail(x, "'disable' and 'enable' contradict each other");
+                enabled = cJSON_IsTrue(enable);
+        }
+        *ret = enabled;
+        return 0;
+}
+
+/* Validates an array and its length; returns the length or a negative errno. */
+static long get_array(struct ctx *x, const cJSON *v, const char *what, size_t max) {
+        size_t n = 0;
+        const cJSON *item;
+
+        if (!cJSON_IsArray(v))
+                return fail_expected(x, v, what);
+        cJSON_ArrayForEach(item, v)
+                if (++n > max)
+                        return fail(x, "too many items: at most %zu allowed", max);
+        return (long)n;
+}
+
+static void rule_free_contents(struct cfg_rule *r) {
+        for (size_t i = 0; i < ELEMENTSOF(rule_fields); i++)
+                if (rule_fields[i].type == FT_REGEX && (r->fields & rule_fields[i].flag))
+                        regfree((regex_t *)((char *)r + rule_fields[i].offset));
+        free(r->description);
+        free(r->serial);
+        free(r->port_path);
+        free(r->property);
+        free(r->value);
+}
+
+/* Lists the match fields of a section, for "a rule needs one of ...". */
+static void match_fields_text(unsigned where, char *buf, size_t size) {
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(rule_fields); i++) {
+                if (!rule_fields[i].flag || !(rule_fields[i].where & where))
+                        continue;
+                int n = snprintf(buf + o, size - o, "%s%s", o ? ", " : "", rule_fields[i].key);
+                if (n < 0 || (size_t)n >= size - o)
+                        return;
+                o += (size_t)n;
+        }
+}
+
+static int parse_rule(struct ctx *x, const cJSON *obj, enum dev_kind kind, struct cfg_rule *r) {
+        const cJSON *found[ELEMENTSOF(rule_fields)];
+        char list[256];
+        int ret;
+
+        ret = parse_object(x, obj, rule_fields, ELEMENTSOF(rule_fields), 1u << kind, r, &r->fields, found);
+        if (ret < 0)
+                return ret;
+        ret = parse_enabled(x, found[R_DISABLE], found[R_ENABLE], &r->enabled);
+        if (ret < 0)
+                return ret;
+        if ((r->fields & RF_PROPERTY) && !r->value)
+                return fail(x, "'property' requires 'value' (the exact value to compare)");
+        if (r->value && !(r->fields & RF_PROPERTY))
+                return fail(x, "'value' requires 'property' (the udev property to compare)");
+        if (r->fields == 0) {
+                match_fields_text(1u << kind, list, sizeof(list));
+                return fail(x, "a rule needs at least one match field (it would match every device): %s", list);
+        }
+        return 0;
+}
+
+static int parse_rules(struct ctx *x, const cJSON *v, const char *key, enum dev_kind kind, struct cfg_rule **ret,
+                       size_t *ret_n) {
+        size_t mark = path_key(x, key), i = 0;
+        const cJSON *item;
+        long n;
+        int r;
+
+        n = get_array(x, v, "an array of rules", CFG_MAX_RULES);
+        if (n < 0)
+                return (int)n;
+        if (x->n_rules + (size_t)n > CFG_MAX_RULES)
+                return fail(x, "too many rules: at most %d in the whole configuration", CFG_MAX_RULES);
+        x->n_rules += (size_t)n;
+        if (n > 0) {
+                *ret = calloc((size_t)n, sizeof(**ret));
+                if (!*ret)
+                        return oom(x);
+        }
+        *ret_n = (size_t)n; /* set now so cfg_free() sees partly parsed rules */
+        cJSON_ArrayForEach(item, v) {
+                size_t m = path_index(x, i);
+                r = parse_rule(x, item, kind, &(*ret)[i]);
+                if (r < 0)
+                        return r;
+                path_pop(x, m);
+                i++;
+        }
+        path_pop(x, mark);
+        return 0;
+}
+
+static int find_vm(struct ctx *x, const cJSON *v, const struct cfg_vm **ret) {
+        const char *name;
+        char shown[VALUE_SHOWN * 4 + 8];
+        int r;
+
+        r = get_string(x, v, false, &name);
+        if (r < 0)
+                return r;
+        *ret = cfg_find_vm(x->c, name);
+        if (!*ret)
+                return fail(x, "unknown VM %s: expected the name of a VM listed in 'vms'",
+                            describe(v, shown, sizeof(shown)));
+        return 0;
+}
+
+/* targetVm and/or allowedVms -> e->vms, targetVm (the default) first. */
+static int parse_targets(struct ctx *x, const cJSON *target, const cJSON *allowed, struct cfg_entry *e) {
+        const struct cfg_vm *def = NULL, *vm;
+        const cJSON *item;
+        bool def_listed = false;
+        size_t mark, i = 0;
+        long n = 0;
+        int r;
+
+        if (target) {
+                mark = path_key(x, "targetVm");
+                r = find_vm(x, target, &def);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (allowed) {
+                mark = path_key(x, "allowedVms");
+                n = get_array(x, allowed, "a non-empty array of VM names", CFG_MAX_VMS);
+                if (n < 0)
+                        return (int)n;
+                if (n == 0)
+                        return fail_expected(x, allowed, "a non-empty array of VM names");
+        }
+        e->vms = calloc((size_t)n + 1, sizeof(*e->vms)); /* + 1: allowedVms may lack targetVm */
+        if (!e->vms)
+                return oom(x);
+        if (def)
+                e->vms[e->n_vms++] = def;
+        if (!allowed)
+                return 0;
+        cJSON_ArrayForEach(item, allowed) {
+                size_t m = path_index(x, i++);
+                r = find_vm(x, item, &vm);
+                if (r < 0)
+                        return r;
+                bool twice = vm == def ? def_listed : false;
+                for (size_t k = 0; k < e->n_vms && !twice; k++)
+                        twice = vm != def && e->vms[k] == vm;
+                if (twice)
+                        return fail(x, "VM '%s' is listed twice", vm->name);
+                if (vm == def)
+                        def_listed = true;
+                else
+                        e->vms[e->n_vms++] = vm;
+                path_pop(x, m);
+        }
+        path_pop(x, mark);
+        if (def && !def_listed) {
+                path_key(x, "targetVm");
+                return fail(x, "targetVm '%s' is not one of allowedVms", def->name);
+        }
+        return 0;
+}
+
+static void entry_free_contents(struct cfg_entry *e) {
+        free(e->description);
+        free(e->tag);
+        free(e->vms);
+        for (size_t i = 0; i < e->n_allow; i++)
+                rule_free_contents(&e->allow[i]);
+        free(e->allow);
+        for (size_t i = 0; i < e->n_deny; i++)
+                rule_free_contents(&e->deny[i]);
+        free(e->deny);
+}
+
+static int parse_entry(struct ctx *x, const cJSON *obj, enum dev_kind kind, struct cfg_entry *e) {
+        const cJSON *found[ELEMENTSOF(entry_fields)];
+        int r;
+
+        r = parse_object(x, obj, entry_fields, ELEMENTSOF(entry_fields), 1u << kind, e, NULL, found);
+        if (r < 0)
+                return r;
+        r = parse_enabled(x, found[E_DISABLE], found[E_ENABLE], &e->enabled);
+        if (r < 0)
+                return r;
+        if (!found[E_TARGET_VM] && !found[E_ALLOWED_VMS]) {
+                if (e->legacy_all_inputs && !e->enabled)
+                        return 0; /* {"disable": true}: nothing to route */
+                return fail(x, "missing 'targetVm'%s: expected the VM that gets the devices",
+                            kind == DEV_USB ? " (or 'allowedVms')" : "");
+        }
+        r = parse_targets(x, found[E_TARGET_VM], found[E_ALLOWED_VMS], e);
+        if (r < 0)
+                return r;
+        if (found[E_ALLOW]) {
+                r = parse_rules(x, found[E_ALLOW], "allow", kind, &e->allow, &e->n_allow);
+                if (r < 0)
+                        return r;
+        }
+        if (found[E_DENY]) {
+                r = parse_rules(x, found[E_DENY], "deny", kind, &e->deny, &e->n_deny);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* The older evdevPassthrough object: one entry passing every non-USB input device. */
+static int parse_legacy_evdev(struct ctx *x, const cJSON *obj) {
+        static const char *const rule_keys[] = { "allow", "deny" };
+        struct cfg *c = x->c;
+        struct cfg_entry *e;
+        int r;
+
+        for (size_t i = 0; i < ELEMENTSOF(rule_keys); i++)
+                if (cJSON_GetObjectItemCaseSensitive(obj, rule_keys[i])) {
+                        path_key(x, rule_keys[i]);
+                        return fail(x, "the object form of evdevPassthrough takes no rules; "
+                                       "expected an array of entries to use '%s'", rule_keys[i]);
+                }
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return oom(x);
+        c->entries[DEV_EVDEV] = e;
+        c->n_entries[DEV_EVDEV] = 1;
+        e->legacy_all_inputs = true;
+        r = parse_entry(x, obj, DEV_EVDEV, e);
+        if (r < 0)
+                return r;
+        if (e->n_vms == 0) {
+                entry_free_contents(e);
+                free(e);
+                c->entries[DEV_EVDEV] = NULL;
+                c->n_entries[DEV_EVDEV] = 0;
+        }
+        return 0;
+}
+
+static int parse_section(struct ctx *x, const cJSON *v, enum dev_kind kind) {
+        struct cfg *c = x->c;
+        const cJSON *item;
+        size_t i = 0;
+        long n;
+        int r;
+
+        if (kind == DEV_EVDEV && cJSON_IsObject(v))
+                return parse_legacy_evdev(x, v);
+        n = get_array(x, v, kind == DEV_EVDEV ? "an array of entries (or the older object form)" : "an array of entries",
+                      CFG_MAX_ENTRIES);
+        if (n <= 0)
+                return (int)n;
+        c->entries[kind] = calloc((size_t)n, sizeof(struct cfg_entry));
+        if (!c->entries[kind])
+                return oom(x);
+        c->n_entries[kind] = (size_t)n;
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i);
+                r = parse_entry(x, item, kind, &c->entries[kind][i]);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+                i++;
+        }
+        return 0;
+}
+
+static int parse_vm(struct ctx *x, const cJSON *obj, struct cfg_vm *vm) {
+        const cJSON *found[ELEMENTSOF(vm_fields)];
+        const char *name;
+        size_t mark;
+        int r;
+
+        r = parse_object(x, obj, vm_fields, ELEMENTSOF(vm_fields), S_ALL, vm, NULL, found);
+        if (r < 0)
+                return r;
+
+        mark = path_key(x, "name");
+        r = get_string(x, found[V_NAME], false, &name);
+        if (r < 0)
+                return r;
+        if (strlen(name) > CFG_MAX_VM_NAME ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@+-") != strlen(name))
+                return fail_expected(x, found[V_NAME], "a name of letters, digits and ._:@+- (at most 64 bytes)");
+        if (cfg_find_vm(x->c, name))
+                return fail(x, "duplicate VM name '%s'", name);
+        r = set_string(x, &vm->name, name);
+        if (r < 0)
+                return r;
+        path_pop(x, mark);
+
+        mark = path_key(x, "type");
+        const cJSON *type = found[V_TYPE];
+        if (cJSON_IsString(type) && strcmp(type->valuestring, "qemu") == 0)
+                vm->type = VMM_QEMU;
+        else if (cJSON_IsString(type) && strcmp(type->valuestring, "crosvm") == 0)
+                vm->type = VMM_CROSVM;
+        else
+                return fail_expected(x, type, "\"qemu\" or \"crosvm\"");
+        path_pop(x, mark);
+        return 0;
+}
+
+static int parse_vms(struct ctx *x, const cJSON *v) {
+        struct cfg *c = x->c;
+        const cJSON *item;
+        long n;
+        int r;
+
+        n = get_array(x, v, "an array of VMs", CFG_MAX_VMS);
+        if (n <= 0)
+                return (int)n;
+        c->vms = calloc((size_t)n, sizeof(*c->vms));
+        if (!c->vms)
+                return oom(x);
+        /* n_vms grows as VMs are parsed, so cfg_find_vm() sees only earlier ones. */
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, c->n_vms);
+                r = parse_vm(x, item, &c->vms[c->n_vms]);
+                c->n_vms++;
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+/* "/boot/" -> "/boot" */
+static int add_host_mount(struct ctx *x, const char *path) {
+        struct cfg_general *g = &x->c->general;
+        size_t len = strlen(path);
+        char *copy;
+
+        while (len > 1 && path[len - 1] == '/')
+                len--;
+        for (size_t i = 0; i < g->n_host_mounts; i++)
+                if (strlen(g->host_mounts[i]) == len && strncmp(g->host_mounts[i], path, len) == 0)
+                        return 0;
+        if (g->n_host_mounts >= CFG_MAX_HOST_MOUNTS)
+                return fail(x, "too many host-required mounts: at most %d", CFG_MAX_HOST_MOUNTS);
+        copy = strndup(path, len);
+        if (!copy)
+                return oom(x);
+        g->host_mounts[g->n_host_mounts++] = copy;
+        return 0;
+}
+
+static int parse_host_mounts(struct ctx *x, const cJSON *v) {
+        const cJSON *item;
+        const char *s;
+        size_t i = 0;
+        long n;
+        int r;
+
+        n = get_array(x, v, "an array of absolute paths", CFG_MAX_HOST_MOUNTS);
+        if (n < 0)
+                return (int)n;
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i++);
+                r = get_string(x, item, false, &s);
+                if (r < 0)
+                        return r;
+                if (s[0] != '/')
+                        return fail_expected(x, item, "an absolute path");
+                r = add_host_mount(x, s);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+static int general_init(struct ctx *x) {
+        struct cfg_general *g = &x->c->general;
+
+        g->database = strdup(CFG_DEFAULT_DATABASE);
+        g->crosvm = strdup(CFG_DEFAULT_CROSVM);
+        g->lock_dir = strdup(CFG_DEFAULT_LOCK_DIR);
+        g->host_mounts = calloc(CFG_MAX_HOST_MOUNTS, sizeof(*g->host_mounts));
+        if (!g->database || !g->crosvm || !g->lock_dir || !g->host_mounts)
+                return oom(x);
+        g->qmp_timeout_ms = CFG_DEFAULT_QMP_TIMEOUT_MS;
+        g->attach_retries = CFG_DEFAULT_ATTACH_RETRIES;
+        for (size_t i = 0; i < ELEMENTSOF(default_host_mounts); i++) {
+                int r = add_host_mount(x, default_host_mounts[i]);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int parse_general(struct ctx *x, const cJSON *obj) {
+        const cJSON *found[ELEMENTSOF(general_fields)];
+        int r;
+
+        r = parse_object(x, obj, general_fields, ELEMENTSOF(general_fields), S_ALL, &x->c->general, NULL, found);
+        if (r < 0 || !found[G_HOST_MOUNTS])
+                return r;
+        size_t mark = path_key(x, "hostRequiredMounts");
+        r = parse_host_mounts(x, found[G_HOST_MOUNTS]);
+        if (r < 0)
+                return r;
+        path_pop(x, mark);
+        return 0;
+}
+
+static int parse_usb(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_USB); }
+static int parse_pci(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_PCI); }
+static int parse_evdev(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_EVDEV); }
+
+static int parse_usb_authorization(struct ctx *x, const cJSON *v) {
+        if (!cJSON_IsObject(v))
+                return fail_expected(x, v, "an object");
+        return warn(x, "'usbAuthorization' has no effect in this version, ignoring");
+}
+
+static int parse_root(struct ctx *x, const cJSON *root) {
+        const cJSON *found[ELEMENTSOF(top_fields)];
+        char got[64];
+        int r;
+
+        if (!cJSON_IsObject(root))
+                return fail(x, "expected a JSON object at the top level, got %s", describe(root, got, sizeof(got)));
+        r = general_init(x);
+        if (r < 0)
+                return r;
+        r = parse_object(x, root, top_fields, ELEMENTSOF(top_fields), S_ALL, NULL, NULL, found);
+        if (r < 0)
+                return r;
+        /* vms before the sections, which refer to them by name. */
+        const struct {
+                int index;
+                int (*parse)(struct ctx *, const cJSON *);
+        } order[] = {
+                { T_GENERAL, parse_general },
+                { T_VMS, parse_vms },
+                { T_USB_AUTHORIZATION, parse_usb_authorization },
+                { T_USB, parse_usb },
+                { T_PCI, parse_pci },
+                { T_EVDEV, parse_evdev },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(order); i++) {
+                const cJSON *v = found[order[i].index];
+                if (!v)
+                        continue;
+                size_t mark = path_key(x, top_fields[order[i].index].key);
+                r = order[i].parse(x, v);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+/* Line and column (1-based, in characters) of byte offset off. */
+static void line_col(const char *text, size_t off, unsigned *ret_line, unsigned *ret_col) {
+        unsigned line = 1, col = 1;
+
+        for (size_t i = 0; i < off; i++) {
+                if (text[i] == '\n') {
+                        line++;
+                        col = 1;
+                } else if (((unsigned char)text[i] & 0xc0) != 0x80)
+                        col++;
+        }
+        *ret_line = line;
+        *ret_col = col;
+}
+
+static int syntax_error(const char *name, const char *text, size_t len, size_t off, const char *what,
+                        struct cfg_error *err) {
+        char near[16 * 4 + 8];
+        unsigned line, col;
+
+        if (off > len)
+                off = len;
+        line_col(text, off, &line, &col);
+        if (off < len) {
+                char snippet[17];
+                snprintf(snippet, sizeof(snippet), "%s", text + off);
+                escape(snippet, 16, near, sizeof(near));
+                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s near \"%s\"", name, line, col, what, near);
+        } else
+                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s at the end of the file", name, line, col, what);
+        return -EINVAL;
+}
+
+static int parse_text(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+        _cleanup_free_ char *buf = NULL;
+        _cleanup_cjson_ cJSON *root = NULL;
+        const char *end = NULL, *nul;
+        struct ctx x = { .file = name, .err = err };
+        int r;
+
+        nul = memchr(text, '\0', len);
+        if (nul)
+                return syntax_error(name, text, len, (size_t)(nul - text), "NUL byte in the JSON text", err);
+        /* cJSON needs a NUL-terminated buffer even when given a length. */
+        buf = malloc(len + 1);
+        if (!buf) {
+                snprintf(err->msg, sizeof(err->msg), "%.200s: out of memory", name);
+                return -ENOMEM;
+        }
+        memcpy(buf, text, len);
+        buf[len] = '\0';
+        if (strspn(buf, " \t\r\n") == len)
+                return syntax_error(name, buf, len, len, "empty file: expected a JSON object", err);
+        root = cJSON_ParseWithLengthOpts(buf, len, &end, false);
+        if (!root)
+                return syntax_error(name, buf, len, end ? (size_t)(end - buf) : 0, "JSON syntax error", err);
+        end += strspn(end, " \t\r\n");
+        if (*end)
+                return syntax_error(name, buf, len, (size_t)(end - buf), "unexpected text after the JSON value",
+                                    err);
+
+        x.c = calloc(1, sizeof(*x.c));
+        if (!x.c)
+                return oom(&x);
+        x.c->path = strdup(name);
+        r = x.c->path ? parse_root(&x, root) : oom(&x);
+        if (r < 0) {
+                cfg_free(x.c);
+                return r;
+        }
+        *ret = x.c;
+        return 0;
+}
+
+int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+        struct cfg_error dummy;
+
+        return parse_text(text, len, name ? name : "<string>", ret, err ? err : &dummy);
+}
+
+int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_error *err) {
+        _cleanup_close_ int fd = -1;
+        _cleanup_free_ char *text = NULL;
+        struct cfg_error dummy;
+        struct stat st;
+        size_t len = 0;
+
+        if (!err)
+                err = &dummy;
+        /* O_NONBLOCK: opening a FIFO must not hang; it is refused below anyway. */
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                int e = errno;
+                if (e == ENOENT)
+                        snprintf(err->msg, sizeof(err->msg), "%.200s: no such file", path);
+                else
+                        snprintf(err->msg, sizeof(err->msg), "%.200s: cannot open: %s", path, strerror(e));
+                return -e;
+        }
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                snprintf(err->msg, sizeof(err->msg), "%.200s: cannot stat: %s", path, strerror(e));
+                return -e;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                snprintf(err->msg, sizeof(err->msg), "%.200s: not a regular file", path);
+                return -EINVAL;
+        }
+        if (!(flags & CFG_NO_STRICT_PERMS)) {
+                if (st.st_uid != 0) {
+                        snprintf(err->msg, sizeof(err->msg), "%.200s: refusing to read: owned by uid %u, not by root",
+                                 path, (unsigned)st.st_uid);
+                        return -EPERM;
+                }
+                if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                        snprintf(err->msg, sizeof(err->msg),
+                                 "%.200s: refusing to read: writable by group or others (mode %04o; chmod go-w)",
+                                 path, (unsigned)(st.st_mode & 07777));
+                        return -EPERM;
+                }
+        }
+        if (st.st_size > (off_t)CFG_MAX_FILE_SIZE)
+                goto too_big;
+
+        /* Read at most one byte past the limit: the file may grow after fstat(). */
+        text = malloc((size_t)st.st_size + 1);
+        if (!text) {
+                snprintf(err->msg, sizeof(err->msg), "%.200s: out of memory", path);
+                return -ENOMEM;
+        }
+        size_t cap = (size_t)st.st_size + 1;
+        for (;;) {
+                if (len == cap) {
+                        if (cap > CFG_MAX_FILE_SIZE)
+                                goto too_big;
+                        size_t ncap = cap * 2 > CFG_MAX_FILE_SIZE + 1 ? CFG_MAX_FILE_SIZE + 1 : cap * 2;
+                        char *p = realloc(text, ncap);
+                        if (!p) {
+                                snprintf(err->msg, sizeof(err->msg), "%.200s: out of memory", path);
+                                return -ENOMEM;
+                        }
+                        text = p;
+                        cap = ncap;
+                }
+                ssize_t n = read(fd, text + len, cap - len);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0) {
+                        int e = errno;
+                        snprintf(err->msg, sizeof(err->msg), "%.200s: cannot read: %s", path, strerror(e));
+                        return -e;
+                }
+                if (n == 0)
+                        break;
+                len += (size_t)n;
+        }
+        if (len > CFG_MAX_FILE_SIZE)
+                goto too_big;
+        return parse_text(text, len, path, ret, err);
+
+too_big:
+        snprintf(err->msg, sizeof(err->msg), "%.200s: file too large: more than %u bytes (the limit is %u MiB)", path,
+                 CFG_MAX_FILE_SIZE, CFG_MAX_FILE_SIZE >> 20);
+        return -EFBIG;
+}
+
+void cfg_free(struct cfg *c) {
+        if (!c)
+                return;
+        for (int k = 0; k < DEV_KIND_MAX; k++) {
+                for (size_t i = 0; i < c->n_entries[k]; i++)
+                        entry_free_contents(&c->entries[k][i]);
+                free(c->entries[k]);
+        }
+        for (size_t i = 0; i < c->n_vms; i++) {
+                free(c->vms[i].name);
+                free(c->vms[i].socket);
+        }
+        free(c->vms);
+        free(c->general.database);
+        free(c->general.crosvm);
+        free(c->general.lock_dir);
+        for (size_t i = 0; i < c->general.n_host_mounts; i++)
+                free(c->general.host_mounts[i]);
+        free(c->general.host_mounts);
+        for (size_t i = 0; i < c->n_warnings; i++)
+                free(c->warnings[i]);
+        free(c->warnings);
+        free(c->path);
+        free(c);
+}
+
+const struct cfg_vm *cfg_find_vm(const struct cfg *c, const char *name) {
+        if (!c || !name)
+                return NULL;
+        for (size_t i = 0; i < c->n_vms; i++)
+                if (c->vms[i].name && strcmp(c->vms[i].name, name) == 0)
+                        return &c->vms[i];
+        return NULL;
+}
+
+const char *cfg_section_name(enum dev_kind k) {
+        return k >= 0 && k < DEV_KIND_MAX ? section_names[k] : NULL;
+}

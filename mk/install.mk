@@ -1,0 +1,82 @@
+# make install / make uninstall.  Included from the top-level Makefile.
+#
+#   make install PREFIX=/usr DESTDIR=/tmp/pkg
+#
+# Programs go to $(SBINDIR) (administrator commands, manual section 8). The udev rule, the
+# systemd units and the tmpfiles snippet go where udev and systemd look for them, which does not
+# follow PREFIX (udev does not read /usr/local): the directories come from pkg-config, can be
+# overridden (UDEVDIR=, SYSTEMDUNITDIR=, TMPFILESDIR=), and are always below DESTDIR.
+# /etc/vhotplug.conf is never written: an example goes to $(DOCDIR)/examples.
+
+DESTDIR        ?=
+SBINDIR        ?= $(PREFIX)/sbin
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+DOCDIR         ?= $(DATADIR)/doc/vhotplug
+SYSCONFDIR     ?= /etc
+LOCALSTATEDIR  ?= /var
+SYSTEMD_RUN    ?= /usr/bin/systemd-run
+UDEVDIR        ?= $(or $(shell $(PKG_CONFIG) --variable=udevdir udev 2>/dev/null),/usr/lib/udev)
+SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
+TMPFILESDIR    ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+INSTALL        ?= install
+
+# Sources whose @sbindir@ / @systemd_run@ / @sysconfdir@ are filled in at install time.
+SUBST = sed -e 's|@sbindir@|$(SBINDIR)|g' -e 's|@systemd_run@|$(SYSTEMD_RUN)|g' \
+            -e 's|@sysconfdir@|$(SYSCONFDIR)|g'
+
+HELPER_DROPIN := vhotplug-helper-.service.d/10-vhotplug.conf
+UNITS_IN      := vhotplug-reconcile.service vhotplug-reconcile@.service
+UNITS_PLAIN   := vhotplug-reconcile.timer
+MAN5          := vhotplug.conf.5
+MAN8          := vhotplug-helper.8 vhotplug-reconcile.8
+DOCS          := $(wildcard README.md)
+EXAMPLES      := $(wildcard examples/vhotplug.conf)
+
+install: all
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR)
+	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(UDEVDIR)/rules.d
+	$(SUBST) udev-rules/90-vhotplug.rules.in >$(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
+	chmod 0644 $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d
+	$(INSTALL) -m 0644 systemd/$(HELPER_DROPIN) $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
+	set -e; for u in $(UNITS_IN); do \
+		$(SUBST) systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
+	done
+	$(INSTALL) -m 0644 $(addprefix systemd/,$(UNITS_PLAIN)) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(TMPFILESDIR)
+	$(INSTALL) -m 0644 systemd/vhotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0644 $(addprefix man/,$(MAN5)) $(DESTDIR)$(MANDIR)/man5/
+	$(INSTALL) -m 0644 $(addprefix man/,$(MAN8)) $(DESTDIR)$(MANDIR)/man8/
+	$(if $(DOCS),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR))
+	$(if $(DOCS),$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/)
+	$(if $(EXAMPLES),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR)/examples)
+	$(if $(EXAMPLES),$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
+	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug
+	@# On a live system (no DESTDIR): create /run/vhotplug and tell udev and systemd.
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemd-tmpfiles --create $(TMPFILESDIR)/vhotplug.conf || :; \
+		systemctl daemon-reload || :; \
+		udevadm control --reload || :; \
+	fi
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGS)))
+	rm -f $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
+	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d 2>/dev/null || :
+	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS_IN) $(UNITS_PLAIN))
+	rm -f $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(MAN5)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))
+	rm -rf $(DESTDIR)$(DOCDIR)
+	@# The state directory holds the attachment history: kept unless empty.
+	rmdir $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug 2>/dev/null || :
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl daemon-reload || :; \
+		udevadm control --reload || :; \
+	fi
+
+.PHONY: install uninstall

@@ -1,0 +1,821 @@
+/* Configuration loader: every error class names the file and the JSON path, warnings for unknown
+ * and ineffective keys, the legacy evdev form, enable/disable, file checks, and scale. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "config.h"
+
+/* Tests write JSON with single quotes for readability; q() turns them into double quotes. */
+static char *q(const char *s) {
+        char *r = strdup(s);
+        assert_non_null(r);
+        for (char *p = r; *p; p++)
+                if (*p == '\'')
+                        *p = '"';
+        return r;
+}
+
+#define VMS                                                                          \
+        "'vms': [{'name': 'vm1', 'type': 'qemu', 'socket': '/run/vm1.qmp'},"         \
+        "        {'name': 'vm2', 'type': 'qemu', 'socket': '/run/vm2.qmp'},"         \
+        "        {'name': 'audio', 'type': 'crosvm', 'socket': '/run/audio.sock'}]"
+#define SECTION(sec, entry) "{" VMS ", '" sec "': [" entry "]}"
+#define ENTRY_RULE(rule) "{'targetVm': 'vm1', 'allow': [" rule "]}"
+#define USB(rule) SECTION("usbPassthrough", ENTRY_RULE(rule))
+#define PCI(rule) SECTION("pciPassthrough", ENTRY_RULE(rule))
+#define EVDEV(rule) SECTION("evdevPassthrough", ENTRY_RULE(rule))
+#define GENERAL(body) "{'general': {" body "}}"
+
+/* Loads single-quoted JSON as "cfg.json"; returns the result code. */
+static int load(const char *json, struct cfg **ret, struct cfg_error *err) {
+        _cleanup_free_ char *text = q(json);
+        return cfg_load_string(text, strlen(text), "cfg.json", ret, err);
+}
+
+static struct cfg *load_ok(const char *json) {
+        struct cfg_error err = { .msg = "" };
+        struct cfg *c = NULL;
+        int r = load(json, &c, &err);
+        if (r < 0)
+                fail_msg("unexpected error %d: %s", r, err.msg);
+        assert_non_null(c);
+        return c;
+}
+
+static void assert_contains(const char *haystack, const char *needle) {
+        if (!strstr(haystack, needle))
+                fail_msg("expected \"%s\" in \"%s\"", needle, haystack);
+}
+
+/* ---- one case per error class: the message names the file, the JSON path and what was expected */
+
+struct error_case {
+        const char *json;
+        const char *path;      /* "cfg.json: PATH: " must appear */
+        const char *expected;  /* and this text */
+};
+
+static const struct error_case error_cases[] = {
+        /* types and values of match fields */
+        { USB("{'vendorId': 1234}"), "usbPassthrough[0].allow[0].vendorId", "expected a string of 1 to 4 hex digits, like \"0bda\", got 1234" },
+        { USB("{'vendorId': '046d'}, {'vendorId': 'zz'}"), "usbPassthrough[0].allow[1].vendorId", "got \"zz\"" },
+        { USB("{'productId': '12345'}"), "usbPassthrough[0].allow[0].productId", "got \"12345\"" },
+        { USB("{'productId': '0x12'}"), "usbPassthrough[0].allow[0].productId", "hex digits" },
+        { USB("{'productId': ''}"), "usbPassthrough[0].allow[0].productId", "hex digits" },
+        { USB("{'interfaceClass': 256}"), "usbPassthrough[0].allow[0].interfaceClass", "expected an integer from 0 to 255, got 256" },
+        { USB("{'deviceClass': -1}"), "usbPassthrough[0].allow[0].deviceClass", "from 0 to 255, got -1" },
+        { USB("{'interfaceProtocol': 1.5}"), "usbPassthrough[0].allow[0].interfaceProtocol", "got 1.5" },
+        { USB("{'interfaceSubclass': '3'}"), "usbPassthrough[0].allow[0].interfaceSubclass", "got \"3\"" },
+        { USB("{'bus': -1}"), "usbPassthrough[0].allow[0].bus", "an integer from 0 to" },
+        { USB("{'port': 1e9}"), "usbPassthrough[0].allow[0].port", "an integer from 0 to 255" },
+        { USB("{'portPath': '3..2'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
+        { USB("{'portPath': '3.0'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
+        { USB("{'portPath': 3}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
+        { USB("{'serial': ''}"), "usbPassthrough[0].allow[0].serial", "expected a non-empty string, got \"\"" },
+        { USB("{'serial': null}"), "usbPassthrough[0].allow[0].serial", "got null" },
+        { USB("{'removable': ['fixed', 'sometimes']}"), "usbPassthrough[0].allow[0].removable[1]", "got \"sometimes\"" },
+        { USB("{'removable': []}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
+        { USB("{'removable': 'fixed'}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
+        { PCI("{'address': '0000:00:14'}"), "pciPassthrough[0].allow[0].address", "a PCI address like" },
+        { PCI("{'address': '00:20.0'}"), "pciPassthrough[0].allow[0].address", "got \"00:20.0\"" },
+        { PCI("{'deviceProgIf': 300}"), "pciPassthrough[0].allow[0].deviceProgIf", "from 0 to 255" },
+        /* regular expressions */
+        { USB("{'productName': '('}"), "usbPassthrough[0].allow[0].productName", "invalid regular expression \"(\"" },
+        { USB("{'vendorName': 'a)|(b'}"), "usbPassthrough[0].allow[0].vendorName", "unmatched ')'" },
+        { USB("{'vendorName': '(a)\\\\1'}"), "usbPassthrough[0].allow[0].vendorName", "back-references" },
+        { USB("{'vendorName': '((a{1,100}){1,100}){1,100}'}"), "usbPassthrough[0].allow[0].vendorName", "too large" },
+        { USB("{'productName': ''}"), "usbPassthrough[0].allow[0].productName", "a non-empty string" },
+        { USB("{'productName': 'a{99999999999999999999999}'}"), "usbPassthrough[0].allow[0].productName", "too large" },
+        { EVDEV("{'name': '[[:nope:]]'}"), "evdevPassthrough[0].allow[0].name", "invalid regular expression" },
+        /* rule shape */
+        { USB("{'description': 'everything'}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
+        { USB("{'vendorId': '046d', 'vendorId': '046d'}"), "usbPassthrough[0].allow[0].vendorId", "duplicate key 'vendorId'" },
+        { USB("{'deviceId': '1234'}"), "usbPassthrough[0].allow[0].deviceId", "'deviceId' belongs to pciPassthrough; it cannot be used in usbPassthrough" },
+        { PCI("{'productName': 'x'}"), "pciPassthrough[0].allow[0].productName", "belongs to usbPassthrough" },
+        { EVDEV("{'vendorId': '1234'}"), "evdevPassthrough[0].allow[0].vendorId", "belongs to usbPassthrough and pciPassthrough" },
+        { EVDEV("{'property': 'ID_INPUT_KEY'}"), "evdevPassthrough[0].allow[0]: ", "'property' requires 'value'" },
+        { EVDEV("{'value': '1'}"), "evdevPassthrough[0].allow[0]: ", "'value' requires 'property'" },
+        { USB("{'vendorId': '1234', 'disable': true, 'enable': true}"), "usbPassthrough[0].allow[0]: ", "contradict" },
+        { USB("{'vendorId': '1234', 'disable': 'yes'}"), "usbPassthrough[0].allow[0].disable", "expected true or false, got \"yes\"" },
+        { USB("{'vendorId': '1234', 'enable': 1}"), "usbPassthrough[0].allow[0].enable", "expected true or false, got 1" },
+        { USB("'vendorId'"), "usbPassthrough[0].allow[0]: ", "expected an object, got \"vendorId\"" },
+        /* entries */
+        { SECTION("usbPassthrough", "{'allow': []}"), "usbPassthrough[0]: ", "missing 'targetVm' (or 'allowedVms')" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm9'}"), "usbPassthrough[0].targetVm", "unknown VM \"vm9\"" },
+        { SECTION("pciPassthrough", "{'targetVm': 'vm1'}, {'targetVm': 42}"), "pciPassthrough[1].targetVm", "expected a non-empty string, got 42" },
+        { SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'nope']}"), "usbPassthrough[0].allowedVms[1]", "unknown VM \"nope\"" },
+        { SECTION("usbPassthrough", "{'allowedVms': []}"), "usbPassthrough[0].allowedVms", "a non-empty array of VM names" },
+        { SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'vm1']}"), "usbPassthrough[0].allowedVms[1]", "listed twice" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allowedVms': ['vm1', 'vm2', 'vm1']}"), "usbPassthrough[0].allowedVms[2]", "listed twice" },
+        { SECTION("pciPassthrough", "{'allow': [{'address': '00:02.0'}]}"), "pciPassthrough[0]: ", "missing 'targetVm': expected" },
+        { SECTION("usbPassthrough", "{'targetVm': 'audio', 'allowedVms': ['vm1', 'vm2']}"), "usbPassthrough[0].targetVm", "not one of allowedVms" },
+        { SECTION("pciPassthrough", "{'allowedVms': ['vm1']}"), "pciPassthrough[0].allowedVms", "'allowedVms' belongs to usbPassthrough" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'pciIommuAddAll': true}"), "usbPassthrough[0].pciIommuAddAll", "belongs to pciPassthrough" },
+        { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'qemuUseRootBus': 'yes'}"), "pciPassthrough[0].qemuUseRootBus", "true or false" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'enable': false, 'disable': false}"), "usbPassthrough[0]: ", "contradict" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': {}}"), "usbPassthrough[0].allow", "expected an array of rules, got an object" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'deny': [{'bus': 1}, {}]}"), "usbPassthrough[0].deny[1]: ", "at least one match field" },
+        { SECTION("usbPassthrough", "[]"), "usbPassthrough[0]: ", "expected an object, got an array" },
+        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'tag': ''}"), "usbPassthrough[0].tag", "non-empty string" },
+        { "{" VMS ", 'usbPassthrough': {}}", "usbPassthrough: ", "expected an array of entries, got an object" },
+        { "{" VMS ", 'evdevPassthrough': 'vm1'}", "evdevPassthrough: ", "or the older object form" },
+        /* legacy evdev object */
+        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allow': []}}", "evdevPassthrough.allow", "takes no rules" },
+        { "{" VMS ", 'evdevPassthrough': {'disable': false}}", "evdevPassthrough: ", "missing 'targetVm'" },
+        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'ghost'}}", "evdevPassthrough.targetVm", "unknown VM \"ghost\"" },
+        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allowedVms': ['vm1']}}", "evdevPassthrough.allowedVms", "belongs to usbPassthrough" },
+        /* vms */
+        { "{'vms': [{'name': 'a', 'type': 'qemu', 'socket': '/s'}, {'name': 'a', 'type': 'qemu', 'socket': '/t'}]}", "vms[1].name", "duplicate VM name 'a'" },
+        { "{'vms': [{'name': 'a', 'type': 'kvm', 'socket': '/s'}]}", "vms[0].type", "expected \"qemu\" or \"crosvm\", got \"kvm\"" },
+        { "{'vms': [{'name': 'a', 'type': 'qemu'}]}", "vms[0]: ", "missing required key 'socket'" },
+        { "{'vms': [{'type': 'qemu', 'socket': '/s'}]}", "vms[0]: ", "missing required key 'name'" },
+        { "{'vms': [{'name': 'a b', 'type': 'qemu', 'socket': '/s'}]}", "vms[0].name", "letters, digits" },
+        { "{'vms': [{'name': 'a', 'type': 'qemu', 'socket': ''}]}", "vms[0].socket", "non-empty string" },
+        { "{'vms': {'name': 'a'}}", "vms: ", "expected an array of VMs" },
+        /* general */
+        { GENERAL("'qmpTimeoutMs': 0"), "general.qmpTimeoutMs", "expected an integer from 1 to 600000, got 0" },
+        { GENERAL("'attachRetries': 101"), "general.attachRetries", "from 0 to 100, got 101" },
+        { GENERAL("'hostRequiredMounts': ['/data', 'home']"), "general.hostRequiredMounts[1]", "expected an absolute path, got \"home\"" },
+        { GENERAL("'hostRequiredMounts': '/data'"), "general.hostRequiredMounts", "an array of absolute paths" },
+        { GENERAL("'database': 'state.db'"), "general.database", "an absolute path" },
+        { GENERAL("'lockDir': ''"), "general.lockDir", "non-empty string" },
+        { GENERAL("'crosvm': false"), "general.crosvm", "got false" },
+        { "{'general': []}", "general: ", "expected an object, got an array" },
+        /* top level */
+        { "{'usbAuthorization': true}", "usbAuthorization: ", "expected an object, got true" },
+        { "{'vms': [], 'vms': []}", "vms: ", "duplicate key 'vms'" },
+};
+
+static void test_error_cases(void **state) {
+        for (size_t i = 0; i < ELEMENTSOF(error_cases); i++) {
+                const struct error_case *t = &error_cases[i];
+                struct cfg_error err = { .msg = "" };
+                struct cfg *c = NULL;
+                char prefix[256];
+
+                int r = load(t->json, &c, &err);
+                if (r != -EINVAL)
+                        fail_msg("case %zu (%s): expected -EINVAL, got %d (%s)", i, t->json, r, err.msg);
+                assert_null(c);
+                snprintf(prefix, sizeof(prefix), "cfg.json: %s", t->path);
+                if (strncmp(err.msg, prefix, strlen(prefix)) != 0)
+                        fail_msg("case %zu: expected the message to start with \"%s\": \"%s\"", i, prefix, err.msg);
+                assert_contains(err.msg, t->expected);
+        }
+}
+
+/* ---- JSON syntax errors: FILE:LINE:COL */
+
+static void test_syntax_errors(void **state) {
+        static const struct {
+                const char *text, *expected;
+        } cases[] = {
+                { "{\n  \"vms\": [\n    {\"name\": tru}\n  ]\n}", "cfg.json:3:14: JSON syntax error near \"tru}" },
+                { "{\n  \"a\": 1\n  \"b\": 2\n}", "cfg.json:3:3: JSON syntax error near \"\\\"b\\\": 2" },
+                { "{\"vms\": [1, 2,]}", "cfg.json:1:15: JSON syntax error" },
+                { "{\"vms\": [", "cfg.json:1:9: JSON syntax error near \"[\"" }, /* cJSON points at the unclosed array */
+                { "{} {}", "cfg.json:1:4: unexpected text after the JSON value" },
+                { "  \n ", "cfg.json:2:2: empty file" },
+                { "", "cfg.json:1:1: empty file" },
+                { "{\"é\": [}", "cfg.json:1:8: JSON syntax error" }, /* columns count characters */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct cfg_error err = { .msg = "" };
+                struct cfg *c = NULL;
+                int r = cfg_load_string(cases[i].text, strlen(cases[i].text), "cfg.json", &c, &err);
+                assert_int_equal(r, -EINVAL);
+                assert_null(c);
+                if (strncmp(err.msg, cases[i].expected, strlen(cases[i].expected)) != 0)
+                        fail_msg("case %zu: expected \"%s...\", got \"%s\"", i, cases[i].expected, err.msg);
+        }
+
+        /* A NUL byte inside the text is refused, not silently cut. */
+        struct cfg_error err;
+        struct cfg *c = NULL;
+        static const char with_nul[] = "{\"vms\": []}\0{\"x\": 1}";
+        assert_int_equal(cfg_load_string(with_nul, sizeof(with_nul) - 1, "cfg.json", &c, &err), -EINVAL);
+        assert_contains(err.msg, "cfg.json:1:12: NUL byte");
+
+        /* Nesting deeper than cJSON allows is a syntax error, not a crash. */
+        size_t depth = 5000;
+        _cleanup_free_ char *deep = malloc(2 * depth + 1);
+        assert_non_null(deep);
+        memset(deep, '[', depth);
+        memset(deep + depth, ']', depth);
+        deep[2 * depth] = '\0';
+        assert_int_equal(cfg_load_string(deep, 2 * depth, "deep.json", &c, &err), -EINVAL);
+        assert_contains(err.msg, "deep.json:1:");
+}
+
+/* ---- warnings: unknown keys with the path and a suggestion; ineffective keys */
+
+static void assert_one_warning(const char *json, const char *expected) {
+        struct cfg *c = load_ok(json);
+        if (c->n_warnings != 1)
+                fail_msg("expected 1 warning for %s, got %zu", json, c->n_warnings);
+        if (strcmp(c->warnings[0], expected) != 0)
+                fail_msg("expected warning \"%s\", got \"%s\"", expected, c->warnings[0]);
+        cfg_free(c);
+}
+
+static void test_warnings(void **state) {
+        assert_one_warning(USB("{'vendorID': '046d', 'productId': 'c52b'}"),
+                           "cfg.json: usbPassthrough[0].allow[0].vendorID: unknown key 'vendorID' (did you mean 'vendorId'?), ignoring");
+        assert_one_warning("{'usbPasthrough': []}",
+                           "cfg.json: usbPasthrough: unknown key 'usbPasthrough' (did you mean 'usbPassthrough'?), ignoring");
+        assert_one_warning(SECTION("pciPassthrough", "{'targetVM': 'vm1', 'targetVm': 'vm1'}"),
+                           "cfg.json: pciPassthrough[0].targetVM: unknown key 'targetVM' (did you mean 'targetVm'?), ignoring");
+        assert_one_warning("{'vms': [{'name': 'a', 'type': 'qemu', 'socket': '/s', 'memory': 2048}]}",
+                           "cfg.json: vms[0].memory: unknown key 'memory', ignoring");
+        assert_one_warning(GENERAL("'lockdir': '/run/x'"),
+                           "cfg.json: general.lockdir: unknown key 'lockdir' (did you mean 'lockDir'?), ignoring");
+        /* Keys of the older daemon: accepted, but they do nothing here. */
+        static const char *const no_effect[] = { "api", "modprobe", "modinfo", "ovmfCode", "ovmfVars", "statePath", "persistency" };
+        for (size_t i = 0; i < ELEMENTSOF(no_effect); i++) {
+                char json[256], expected[256];
+                snprintf(json, sizeof(json), "{'general': {'%s': {'enable': true, 'port': 8000}}}", no_effect[i]);
+                snprintf(expected, sizeof(expected), "cfg.json: general.%s: '%s' has no effect in this version, ignoring",
+                         no_effect[i], no_effect[i]);
+                assert_one_warning(json, expected);
+        }
+        assert_one_warning("{'usbAuthorization': {'defaultPolicy': 'deny', 'anything': [1, {'goes': null}]}}",
+                           "cfg.json: usbAuthorization: 'usbAuthorization' has no effect in this version, ignoring");
+
+        /* A typo that removes a rule's only match field is an error, not a warning. */
+        struct cfg_error err;
+        struct cfg *c = NULL;
+        assert_int_equal(load(USB("{'vendorid': '046d'}"), &c, &err), -EINVAL);
+        assert_contains(err.msg, "usbPassthrough[0].allow[0]: a rule needs at least one match field");
+
+        /* Warnings are capped: a file of junk keys cannot flood the log. */
+        size_t n = 500, len = 0;
+        _cleanup_free_ char *junk = malloc(n * 32 + 8);
+        assert_non_null(junk);
+        len += (size_t)sprintf(junk, "{");
+        for (size_t i = 0; i < n; i++)
+                len += (size_t)sprintf(junk + len, "%s\"junk%zu\": %zu", i ? "," : "", i, i);
+        sprintf(junk + len, "}");
+        c = NULL;
+        assert_int_equal(cfg_load_string(junk, strlen(junk), "junk.json", &c, &err), 0);
+        assert_int_equal(c->n_warnings, CFG_MAX_WARNINGS + 1);
+        assert_contains(c->warnings[CFG_MAX_WARNINGS], "more than 100 warnings");
+        cfg_free(c);
+}
+
+/* ---- what a valid configuration becomes */
+
+static const char *const sample_path = "tests/data/config/seed-sample.json";
+
+static void test_seed_sample(void **state) {
+        struct cfg_error err = { .msg = "" };
+        struct cfg *c = NULL;
+
+        int r = cfg_load(sample_path, CFG_NO_STRICT_PERMS, &c, &err);
+        if (r < 0)
+                fail_msg("%s", err.msg);
+        assert_int_equal(c->n_warnings, 0);
+        assert_string_equal(c->path, sample_path);
+
+        assert_int_equal(c->n_vms, 1);
+        assert_string_equal(c->vms[0].name, "vm1");
+        assert_int_equal(c->vms[0].type, VMM_QEMU);
+        assert_string_equal(c->vms[0].socket, "/tmp/qmp-socket1");
+
+        assert_int_equal(c->n_entries[DEV_USB], 1);
+        const struct cfg_entry *e = &c->entries[DEV_USB][0];
+        assert_string_equal(e->description, "Devices for VM1");
+        assert_true(e->enabled);
+        assert_int_equal(e->n_vms, 1);
+        assert_ptr_equal(e->vms[0], &c->vms[0]);
+        assert_int_equal(e->n_allow, 3);
+        assert_int_equal(e->n_deny, 2);
+        assert_int_equal(e->allow[0].fields, RF_IF_CLASS | RF_IF_PROTOCOL);
+        assert_int_equal(e->allow[0].if_class, 3);
+        assert_int_equal(e->allow[0].if_protocol, 2);
+        assert_string_equal(e->allow[0].description, "HID Mouse");
+        assert_true(e->allow[0].enabled);
+        assert_int_equal(e->allow[1].fields, RF_PRODUCT_NAME);
+        /* ".*ethernet.*": case-insensitive, anywhere. */
+        assert_int_equal(regexec(&e->allow[1].product_name, "AX88179 Gigabit Ethernet", 0, NULL, 0), 0);
+        assert_int_not_equal(regexec(&e->allow[1].product_name, "Unifying Receiver", 0, NULL, 0), 0);
+        assert_int_equal(e->allow[2].vendor_id, 0x067b);
+        assert_int_equal(e->allow[2].product_id, 0x23a3);
+        assert_false(e->allow[2].enabled);
+        assert_int_equal(e->deny[0].vendor_id, 0x046d);
+        assert_int_equal(e->deny[0].product_id, 0xc52b);
+        assert_int_equal(e->deny[1].fields, RF_VENDOR_ID | RF_PRODUCT_ID);
+
+        assert_int_equal(c->n_entries[DEV_PCI], 1);
+        e = &c->entries[DEV_PCI][0];
+        assert_int_equal(e->allow[0].fields, RF_ADDRESS);
+        assert_string_equal(e->allow[0].address, "0000:00:14.3");
+        assert_int_equal(e->allow[1].vendor_id, 0x8086);
+        assert_int_equal(e->allow[1].product_id, 0xa7a1);
+
+        /* The object form of evdevPassthrough: one disabled entry for every input device. */
+        assert_int_equal(c->n_entries[DEV_EVDEV], 1);
+        e = &c->entries[DEV_EVDEV][0];
+        assert_true(e->legacy_all_inputs);
+        assert_false(e->enabled);
+        assert_int_equal(e->n_allow, 0);
+        assert_ptr_equal(e->vms[0], &c->vms[0]);
+
+        /* Defaults. */
+        assert_string_equal(c->general.database, CFG_DEFAULT_DATABASE);
+        assert_string_equal(c->general.crosvm, CFG_DEFAULT_CROSVM);
+        assert_string_equal(c->general.lock_dir, CFG_DEFAULT_LOCK_DIR);
+        assert_int_equal(c->general.qmp_timeout_ms, CFG_DEFAULT_QMP_TIMEOUT_MS);
+        assert_int_equal(c->general.attach_retries, CFG_DEFAULT_ATTACH_RETRIES);
+        assert_int_equal(c->general.n_host_mounts, 3);
+        assert_string_equal(c->general.host_mounts[0], "/");
+        assert_string_equal(c->general.host_mounts[1], "/boot");
+        assert_string_equal(c->general.host_mounts[2], "/usr");
+        cfg_free(c);
+}
+
+static void test_example_config(void **state) {
+        struct cfg_error err = { .msg = "" };
+        struct cfg *c = NULL;
+
+        int r = cfg_load("examples/vhotplug.conf", CFG_NO_STRICT_PERMS, &c, &err);
+        if (r < 0)
+                fail_msg("%s", err.msg);
+        for (size_t i = 0; i < c->n_warnings; i++)
+                print_error("unexpected warning: %s\n", c->warnings[i]);
+        assert_int_equal(c->n_warnings, 0);
+        assert_int_equal(c->n_vms, 3);
+        assert_int_equal(cfg_find_vm(c, "audio-vm")->type, VMM_CROSVM);
+        assert_int_equal(c->n_entries[DEV_USB], 4);
+        assert_int_equal(c->n_entries[DEV_PCI], 1);
+        assert_int_equal(c->n_entries[DEV_EVDEV], 1);
+        /* targetVm is the default among allowedVms. */
+        const struct cfg_entry *serial = &c->entries[DEV_USB][2];
+        assert_int_equal(serial->n_vms, 2);
+        assert_string_equal(serial->vms[0]->name, "gui-vm");
+        assert_string_equal(serial->vms[1]->name, "net-vm");
+        assert_true(c->entries[DEV_PCI][0].iommu_add_all);
+        assert_int_equal(c->general.n_host_mounts, 4);
+        assert_string_equal(c->general.host_mounts[3], "/var/lib/vms");
+        cfg_free(c);
+}
+
+static void test_fields(void **state) {
+        struct cfg *c = load_ok(USB("{'vendorId': '0BDA', 'productId': 'a', 'portPath': '03.2.10', 'bus': 3, 'port': 2,"
+                                    " 'removable': ['Fixed', 'unknown'], 'serial': 'A\\'B', 'vendorName': 'Logitech',"
+                                    " 'deviceClass': 239, 'deviceSubclass': 2, 'deviceProtocol': 1,"
+                                    " 'interfaceClass': 0, 'interfaceSubclass': 255, 'interfaceProtocol': 2}"));
+        const struct cfg_rule *r = &c->entries[DEV_USB][0].allow[0];
+        assert_int_equal(r->vendor_id, 0x0bda);
+        assert_int_equal(r->product_id, 0x000a);
+        assert_string_equal(r->port_path, "3.2.10");
+        assert_int_equal(r->bus, 3);
+        assert_int_equal(r->port, 2);
+        assert_int_equal(r->removable, (1u << DEV_REMOVABLE_FIXED) | (1u << DEV_REMOVABLE_UNKNOWN));
+        assert_string_equal(r->serial, "A\"B");
+        assert_int_equal(r->dev_class, 239);
+        assert_int_equal(r->if_class, 0);
+        assert_int_equal(r->if_subclass, 255);
+        /* Anchored at the start only, case-insensitive. */
+        assert_int_equal(regexec(&r->vendor_name, "logitech, Inc.", 0, NULL, 0), 0);
+        assert_int_not_equal(regexec(&r->vendor_name, "Not Logitech", 0, NULL, 0), 0);
+        assert_int_equal(r->fields, RF_VENDOR_ID | RF_PRODUCT_ID | RF_PORT_PATH | RF_BUS | RF_PORT | RF_REMOVABLE | RF_SERIAL |
+                                            RF_VENDOR_NAME | RF_DEV_CLASS | RF_DEV_SUBCLASS | RF_DEV_PROTOCOL | RF_IF_CLASS |
+                                            RF_IF_SUBCLASS | RF_IF_PROTOCOL);
+        cfg_free(c);
+
+        /* The anchor covers every alternative; brackets and escaped parentheses are literal. */
+        c = load_ok(USB("{'productName': 'Hub|Mouse'}, {'productName': '[)(]x\\\\)'}"));
+        r = &c->entries[DEV_USB][0].allow[0];
+        assert_int_equal(regexec(&r->product_name, "mouse 2", 0, NULL, 0), 0);
+        assert_int_not_equal(regexec(&r->product_name, "USB Mouse", 0, NULL, 0), 0);
+        r = &c->entries[DEV_USB][0].allow[1];
+        assert_int_equal(regexec(&r->product_name, "(x)", 0, NULL, 0), 0);
+        assert_int_not_equal(regexec(&r->product_name, "x)", 0, NULL, 0), 0);
+        cfg_free(c);
+
+        c = load_ok(PCI("{'address': '00:1F.3', 'deviceClass': 4, 'deviceSubclass': 3, 'deviceProgIf': 0},"
+                        "{'vendorId': '8086', 'deviceId': 'A0F0'}"));
+        r = &c->entries[DEV_PCI][0].allow[0];
+        assert_string_equal(r->address, "0000:00:1f.3");
+        assert_int_equal(r->fields, RF_ADDRESS | RF_DEV_CLASS | RF_DEV_SUBCLASS | RF_DEV_PROTOCOL);
+        assert_int_equal(c->entries[DEV_PCI][0].allow[1].product_id, 0xa0f0);
+        cfg_free(c);
+
+        c = load_ok(EVDEV("{'name': 'AT Translated', 'pathTag': 'platform-i8042', 'property': 'ID_INPUT_KEYBOARD', 'value': '1'}"));
+        r = &c->entries[DEV_EVDEV][0].allow[0];
+        assert_int_equal(r->fields, RF_NAME | RF_PATH_TAG | RF_PROPERTY);
+        assert_string_equal(r->property, "ID_INPUT_KEYBOARD");
+        assert_string_equal(r->value, "1");
+        assert_int_equal(regexec(&r->name, "AT Translated Set 2 keyboard", 0, NULL, 0), 0);
+        assert_false(c->entries[DEV_EVDEV][0].legacy_all_inputs);
+        cfg_free(c);
+
+        c = load_ok(SECTION("pciPassthrough", "{'targetVm': 'vm2', 'tag': 'wifi', 'skipOnSuspend': true, 'pciIommuAddAll': true,"
+                                              " 'pciIommuSkipIfShared': true, 'qemuUseRootBus': false}"));
+        const struct cfg_entry *e = &c->entries[DEV_PCI][0];
+        assert_string_equal(e->tag, "wifi");
+        assert_true(e->skip_on_suspend && e->iommu_add_all && e->iommu_skip_if_shared);
+        assert_false(e->use_root_bus);
+        assert_string_equal(e->vms[0]->name, "vm2");
+        assert_null(e->allow);
+        cfg_free(c);
+
+        c = load_ok(GENERAL("'database': '/srv/state.db', 'crosvm': '/opt/crosvm', 'lockDir': '/run/vhp', 'qmpTimeoutMs': 600000,"
+                            " 'attachRetries': 0, 'hostRequiredMounts': ['/boot/', '/var/lib/vms', '/var/lib/vms', '/']"));
+        assert_string_equal(c->general.database, "/srv/state.db");
+        assert_string_equal(c->general.crosvm, "/opt/crosvm");
+        assert_string_equal(c->general.lock_dir, "/run/vhp");
+        assert_int_equal(c->general.qmp_timeout_ms, 600000);
+        assert_int_equal(c->general.attach_retries, 0);
+        assert_int_equal(c->general.n_host_mounts, 4);
+        assert_string_equal(c->general.host_mounts[3], "/var/lib/vms");
+        cfg_free(c);
+}
+
+static void test_order_and_lookup(void **state) {
+        struct cfg *c = load_ok("{" VMS ", 'usbPassthrough': ["
+                                "  {'targetVm': 'vm2', 'allow': [{'bus': 1}, {'bus': 2}, {'bus': 3}]},"
+                                "  {'allowedVms': ['audio', 'vm1'], 'deny': [{'port': 4}]},"
+                                "  {'targetVm': 'vm1', 'allowedVms': ['audio', 'vm2', 'vm1']}]}");
+        assert_int_equal(c->n_entries[DEV_USB], 3);
+        const struct cfg_entry *e = c->entries[DEV_USB];
+        for (int i = 0; i < 3; i++)
+                assert_int_equal(e[0].allow[i].bus, i + 1);
+        assert_int_equal(e[1].n_vms, 2);
+        assert_string_equal(e[1].vms[0]->name, "audio");
+        assert_string_equal(e[1].vms[1]->name, "vm1");
+        assert_int_equal(e[1].deny[0].port, 4);
+        assert_int_equal(e[2].n_vms, 3);
+        assert_string_equal(e[2].vms[0]->name, "vm1");
+        assert_string_equal(e[2].vms[1]->name, "audio");
+        assert_string_equal(e[2].vms[2]->name, "vm2");
+
+        assert_ptr_equal(cfg_find_vm(c, "vm2"), &c->vms[1]);
+        assert_null(cfg_find_vm(c, "VM2"));
+        assert_null(cfg_find_vm(c, NULL));
+        assert_string_equal(cfg_section_name(DEV_USB), "usbPassthrough");
+        assert_string_equal(cfg_section_name(DEV_PCI), "pciPassthrough");
+        assert_string_equal(cfg_section_name(DEV_EVDEV), "evdevPassthrough");
+        assert_null(cfg_section_name(DEV_UNKNOWN));
+        cfg_free(c);
+
+        /* An empty configuration is valid and has defaults. */
+        c = load_ok("{}");
+        assert_int_equal(c->n_vms, 0);
+        assert_int_equal(c->n_entries[DEV_USB] + c->n_entries[DEV_PCI] + c->n_entries[DEV_EVDEV], 0);
+        assert_int_equal(c->general.n_host_mounts, 3);
+        cfg_free(c);
+        cfg_free(NULL);
+}
+
+/* enable/disable on entries and rules: enable:false == disable:true. */
+static void test_enable_disable(void **state) {
+        static const struct {
+                const char *keys;
+                bool enabled;
+        } cases[] = {
+                { "", true },
+                { ", 'disable': true", false },
+                { ", 'disable': false", true },
+                { ", 'enable': false", false },
+                { ", 'enable': true", true },
+                { ", 'disable': true, 'enable': false", false },
+                { ", 'disable': false, 'enable': true", true },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char json[512];
+                snprintf(json, sizeof(json), SECTION("usbPassthrough", "{'targetVm': 'vm1'%s, 'allow': [{'bus': 1%s}]}"),
+                         cases[i].keys, cases[i].keys);
+                struct cfg *c = load_ok(json);
+                assert_int_equal(c->entries[DEV_USB][0].enabled, cases[i].enabled);
+                assert_int_equal(c->entries[DEV_USB][0].allow[0].enabled, cases[i].enabled);
+                cfg_free(c);
+        }
+}
+
+static void test_legacy_evdev(void **state) {
+        struct cfg *c = load_ok("{" VMS ", 'evdevPassthrough': {'disable': false, 'targetVm': 'vm2'}}");
+        assert_int_equal(c->n_entries[DEV_EVDEV], 1);
+        const struct cfg_entry *e = &c->entries[DEV_EVDEV][0];
+        assert_true(e->legacy_all_inputs);
+        assert_true(e->enabled);
+        assert_int_equal(e->n_vms, 1);
+        assert_string_equal(e->vms[0]->name, "vm2");
+        assert_int_equal(e->n_allow + e->n_deny, 0);
+        cfg_free(c);
+
+        /* Disabled with no target: nothing to route. */
+        c = load_ok("{" VMS ", 'evdevPassthrough': {'disable': true}}");
+        assert_int_equal(c->n_entries[DEV_EVDEV], 0);
+        assert_int_equal(c->n_warnings, 0);
+        cfg_free(c);
+
+        c = load_ok("{" VMS ", 'evdevPassthrough': {'enable': true, 'targetVm': 'vm1', 'description': 'all inputs'}}");
+        assert_true(c->entries[DEV_EVDEV][0].enabled);
+        assert_string_equal(c->entries[DEV_EVDEV][0].description, "all inputs");
+        cfg_free(c);
+}
+
+/* ---- hostile strings: bounded, stored as data, escaped in messages */
+
+static void test_hostile_strings(void **state) {
+        struct cfg_error err;
+        struct cfg *c = NULL;
+
+        /* A 4096-byte description full of quotes, backslashes, newlines and UTF-8 loads intact. */
+        static const char piece[] = "\\\"q\\\" \\\\ \\n\\t\\u00e9\\ud83d\\ude00;'"; /* JSON escapes */
+        static const char decoded[] = "\"q\" \\ \n\t\xc3\xa9\xf0\x9f\x98\x80;'";
+        size_t reps = CFG_MAX_STRING / (sizeof(decoded) - 1);
+        size_t cap = 64 + reps * sizeof(piece) + 256;
+        _cleanup_free_ char *json = malloc(cap), *want = malloc(CFG_MAX_STRING + 1);
+        assert_non_null(json);
+        assert_non_null(want);
+        size_t len = (size_t)snprintf(json, cap, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}], "
+                                                 "\"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [{\"bus\": 1, \"description\": \"");
+        want[0] = '\0';
+        for (size_t i = 0; i < reps; i++) {
+                len += (size_t)snprintf(json + len, cap - len, "%s", piece);
+                strcat(want, decoded);
+        }
+        snprintf(json + len, cap - len, "\"}]}]}");
+        assert_int_equal(cfg_load_string(json, strlen(json), "cfg.json", &c, &err), 0);
+        assert_string_equal(c->entries[DEV_USB][0].allow[0].description, want);
+        cfg_free(c);
+
+        /* One byte more than CFG_MAX_STRING is refused with the path. */
+        _cleanup_free_ char *big = malloc(CFG_MAX_STRING + 256);
+        assert_non_null(big);
+        len = (size_t)sprintf(big, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"");
+        memset(big + len, 'x', CFG_MAX_STRING + 1);
+        strcpy(big + len + CFG_MAX_STRING + 1, "\"}]}");
+        c = NULL;
+        assert_int_equal(cfg_load_string(big, strlen(big), "cfg.json", &c, &err), -EINVAL);
+        assert_null(c);
+        assert_contains(err.msg, "cfg.json: vms[0].socket: expected a string of at most 4096 bytes");
+
+        /* Control bytes and quotes in keys and values are escaped and cut in messages. */
+        _cleanup_free_ char *key = malloc(3000);
+        assert_non_null(key);
+        strcpy(key, "{\"bad\\\"key\\nwith\\u0001");
+        memset(key + strlen(key), 'k', 2000);
+        strcpy(key + 22 + 2000, "\": 1}");
+        c = NULL;
+        assert_int_equal(cfg_load_string(key, strlen(key), "cfg.json", &c, &err), 0);
+        assert_int_equal(c->n_warnings, 1);
+        assert_contains(c->warnings[0], "cfg.json: bad\\\"key\\nwith\\x01kk");
+        assert_contains(c->warnings[0], "kk...: unknown key 'bad\\\"key\\nwith\\x01kk");
+        assert_null(strchr(c->warnings[0], '\n'));
+        assert_true(strlen(c->warnings[0]) < 400);
+        cfg_free(c);
+
+        c = NULL;
+        assert_int_equal(load(USB("{'vendorId': '\\n\\u0007\\'x'}"), &c, &err), -EINVAL);
+        assert_contains(err.msg, "got \"\\n\\x07\\\"x\"");
+
+        /* A NULL error pointer is accepted. */
+        assert_int_equal(cfg_load_string("[", 1, NULL, &c, NULL), -EINVAL);
+}
+
+/* ---- scale: 50 000 rules load; more than CFG_MAX_RULES are refused */
+
+static char *many_rules(size_t n_entries, size_t per_entry) {
+        size_t cap = 256 + n_entries * (64 + per_entry * 96), len;
+        char *s = malloc(cap);
+        assert_non_null(s);
+        len = (size_t)snprintf(s, cap, "{\"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"/s\"}],\n"
+                                       " \"usbPassthrough\": [\n");
+        for (size_t e = 0; e < n_entries; e++) {
+                len += (size_t)snprintf(s + len, cap - len, "%s  {\"targetVm\": \"vm1\", \"allow\": [\n", e ? ",\n" : "");
+                for (size_t r = 0; r < per_entry; r++) {
+                        size_t k = e * per_entry + r;
+                        if (k % 10 == 0)
+                                len += (size_t)snprintf(s + len, cap - len, "%s   {\"productName\": \"Device %zu.*\"}",
+                                                        r ? ",\n" : "", k);
+                        else
+                                len += (size_t)snprintf(s + len, cap - len,
+                                                        "%s   {\"vendorId\": \"%04zx\", \"productId\": \"%04zx\"}",
+                                                        r ? ",\n" : "", k >> 16, k & 0xffff);
+                }
+                len += (size_t)snprintf(s + len, cap - len, "]}");
+        }
+        snprintf(s + len, cap - len, "]}\n");
+        return s;
+}
+
+static void test_50k_rules(void **state) {
+        _cleanup_free_ char *json = many_rules(50, 1000);
+        struct cfg_error err = { .msg = "" };
+        struct cfg *c = NULL;
+        struct timespec t0, t1;
+
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = cfg_load_string(json, strlen(json), "big.json", &c, &err);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        if (r < 0)
+                fail_msg("%s", err.msg);
+        print_message("50000 rules (%zu KiB) loaded in %.1f ms\n", strlen(json) >> 10,
+                      (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        assert_int_equal(c->n_entries[DEV_USB], 50);
+        const struct cfg_rule *last = &c->entries[DEV_USB][49].allow[999];
+        assert_int_equal(last->vendor_id, 49999 >> 16);
+        assert_int_equal(last->product_id, 49999 & 0xffff);
+        assert_int_equal(regexec(&c->entries[DEV_USB][49].allow[990].product_name, "device 49990 x", 0, NULL, 0), 0);
+        cfg_free(c);
+
+        _cleanup_free_ char *too_many = many_rules(101, 1000);
+        c = NULL;
+        assert_int_equal(cfg_load_string(too_many, strlen(too_many), "big.json", &c, &err), -EINVAL);
+        assert_null(c);
+        assert_contains(err.msg, "big.json: usbPassthrough[100].allow: too many rules");
+}
+
+/* ---- damaged configurations: never a crash, always an error that names the file */
+
+static void test_mutations(void **state) {
+        _cleanup_free_ char *text = NULL;
+        FILE *f = fopen("examples/vhotplug.conf", "r");
+        size_t len;
+
+        assert_non_null(f);
+        text = malloc(1 << 16);
+        assert_non_null(text);
+        len = fread(text, 1, 1 << 16, f);
+        fclose(f);
+        assert_true(len > 100);
+
+        _cleanup_free_ char *buf = malloc(len);
+        assert_non_null(buf);
+        srand(1234);
+        for (int i = 0; i < 3000; i++) {
+                size_t n = len;
+                memcpy(buf, text, len);
+                for (int k = rand() % 4; k >= 0; k--)
+                        buf[rand() % n] = "{}[],:\"0a-1 .\\z"[rand() % 16];
+                if (rand() % 4 == 0)
+                        n = (size_t)rand() % len;
+
+                struct cfg_error err = { .msg = "" };
+                struct cfg *c = NULL;
+                int r = cfg_load_string(buf, n, "m.json", &c, &err);
+                if (r == 0) {
+                        assert_non_null(c);
+                        cfg_free(c);
+                        continue;
+                }
+                assert_int_equal(r, -EINVAL);
+                assert_null(c);
+                if (strncmp(err.msg, "m.json:", 7) != 0)
+                        fail_msg("iteration %d: message without the file name: %s", i, err.msg);
+        }
+}
+
+/* ---- the file: ownership, mode, type, size, existence */
+
+struct tmp {
+        char dir[64];
+        char file[96];
+};
+
+static int tmp_setup(void **state) {
+        struct tmp *t = calloc(1, sizeof(*t));
+        assert_non_null(t);
+        strcpy(t->dir, "/tmp/test-config-XXXXXX");
+        assert_non_null(mkdtemp(t->dir));
+        snprintf(t->file, sizeof(t->file), "%s/vhotplug.conf", t->dir);
+        *state = t;
+        return 0;
+}
+
+static int tmp_teardown(void **state) {
+        struct tmp *t = *state;
+        char path[128];
+        static const char *const names[] = { "vhotplug.conf", "fifo", "sub" };
+
+        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
+                snprintf(path, sizeof(path), "%s/%s", t->dir, names[i]);
+                (void)(unlink(path) == 0 || rmdir(path) == 0);
+        }
+        assert_int_equal(rmdir(t->dir), 0);
+        free(t);
+        return 0;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode) {
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        assert_int_equal(fputs(text, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_file_permissions(void **state) {
+        struct tmp *t = *state;
+        struct cfg_error err;
+        struct cfg *c = NULL;
+
+        write_file(t->file, "{\"vms\": []}", 0666);
+        assert_int_equal(cfg_load(t->file, 0, &c, &err), -EPERM);
+        assert_null(c);
+        if (geteuid() == 0) {
+                assert_contains(err.msg, t->file);
+                assert_contains(err.msg, "writable by group or others (mode 0666");
+        }
+        assert_int_equal(cfg_load(t->file, CFG_NO_STRICT_PERMS, &c, &err), 0);
+        assert_string_equal(c->path, t->file);
+        cfg_free(c);
+        c = NULL;
+
+        assert_int_equal(chmod(t->file, 0620), 0);
+        assert_int_equal(cfg_load(t->file, 0, &c, &err), -EPERM);
+
+        if (geteuid() != 0) {
+                print_message("not root: the root-owned cases are skipped\n");
+                return;
+        }
+        assert_int_equal(chmod(t->file, 0644), 0);
+        assert_int_equal(cfg_load(t->file, 0, &c, &err), 0);
+        cfg_free(c);
+        c = NULL;
+
+        assert_int_equal(chown(t->file, 65534, 65534), 0);
+        assert_int_equal(cfg_load(t->file, 0, &c, &err), -EPERM);
+        assert_contains(err.msg, "owned by uid 65534, not by root");
+        assert_int_equal(cfg_load(t->file, CFG_NO_STRICT_PERMS, &c, &err), 0);
+        cfg_free(c);
+}
+
+static void test_file_checks(void **state) {
+        struct tmp *t = *state;
+        struct cfg_error err;
+        struct cfg *c = NULL;
+        char path[128];
+
+        /* Missing. */
+        snprintf(path, sizeof(path), "%s/missing.conf", t->dir);
+        assert_int_equal(cfg_load(path, CFG_NO_STRICT_PERMS, &c, &err), -ENOENT);
+        assert_contains(err.msg, path);
+        assert_contains(err.msg, "no such file");
+
+        /* 20 MB (sparse): refused before reading, whatever the mode. */
+        write_file(t->file, "", 0644);
+        assert_int_equal(truncate(t->file, 20 << 20), 0);
+        assert_int_equal(cfg_load(t->file, CFG_NO_STRICT_PERMS, &c, &err), -EFBIG);
+        assert_null(c);
+        assert_contains(err.msg, t->file);
+        assert_contains(err.msg, "file too large");
+
+        /* Exactly at the limit is read (and here fails as JSON, since it is all NUL bytes). */
+        assert_int_equal(truncate(t->file, CFG_MAX_FILE_SIZE), 0);
+        assert_int_equal(cfg_load(t->file, CFG_NO_STRICT_PERMS, &c, &err), -EINVAL);
+        assert_contains(err.msg, "NUL byte");
+
+        /* Not regular files: a directory, and a FIFO (which must not block). */
+        snprintf(path, sizeof(path), "%s/sub", t->dir);
+        assert_int_equal(mkdir(path, 0755), 0);
+        assert_int_equal(cfg_load(path, CFG_NO_STRICT_PERMS, &c, &err), -EINVAL);
+        assert_contains(err.msg, "not a regular file");
+        snprintf(path, sizeof(path), "%s/fifo", t->dir);
+        assert_int_equal(mkfifo(path, 0600), 0);
+        assert_int_equal(cfg_load(path, CFG_NO_STRICT_PERMS, &c, &err), -EINVAL);
+        assert_contains(err.msg, "not a regular file");
+
+        /* Syntax errors in a file name the file, line and column. */
+        write_file(t->file, "{\n  \"vms\": [\n    {\"name\": \"a\",, }\n  ]\n}\n", 0644);
+        assert_int_equal(cfg_load(t->file, CFG_NO_STRICT_PERMS, &c, &err), -EINVAL);
+        char expected[160];
+        snprintf(expected, sizeof(expected), "%s:3:19: JSON syntax error", t->file);
+        assert_contains(err.msg, expected);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_error_cases),
+                cmocka_unit_test(test_syntax_errors),
+                cmocka_unit_test(test_warnings),
+                cmocka_unit_test(test_seed_sample),
+                cmocka_unit_test(test_example_config),
+                cmocka_unit_test(test_fields),
+                cmocka_unit_test(test_order_and_lookup),
+                cmocka_unit_test(test_enable_disable),
+                cmocka_unit_test(test_legacy_evdev),
+                cmocka_unit_test(test_hostile_strings),
+                cmocka_unit_test(test_50k_rules),
+                cmocka_unit_test(test_mutations),
+                cmocka_unit_test_setup_teardown(test_file_permissions, tmp_setup, tmp_teardown),
+                cmocka_unit_test_setup_teardown(test_file_checks, tmp_setup, tmp_teardown),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
