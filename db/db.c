@@ -513,31 +513,34 @@ int db_move_aside(const char *path, char *ret_new_path, size_t len) {
         return 0;
 }
 
+/* Returns 1 when stale, 0 when recorded. */
+static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r;
+
+        r = prepare(db, Q_SEQNUM_UPSERT, &s);
+        if (r < 0)
+                return r;
+        if (bind_str(s, 1, devpath) != SQLITE_OK || sqlite3_bind_int64(s, 2, (int64_t) seqnum) != SQLITE_OK ||
+            bind_str(s, 3, boot_id) != SQLITE_OK)
+                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+        r = step_done(db, s);
+        if (r < 0)
+                return r;
+        return sqlite3_changes(db->sql) == 0;
+}
+
 int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
-        sqlite3_stmt *s;
         int r;
 
         if (!db || !devpath || seqnum > INT64_MAX)
                 return -EINVAL;
         if (seqnum == 0)
                 return 0;
-
         r = tx_begin(db);
         if (r < 0)
                 return r;
-        r = prepare(db, Q_SEQNUM_UPSERT, &s);
-        if (r >= 0) {
-                r = bind_check(db, bind_str(s, 1, devpath));
-                if (r >= 0)
-                        r = bind_check(db, sqlite3_bind_int64(s, 2, (int64_t) seqnum));
-                if (r >= 0)
-                        r = bind_check(db, bind_str(s, 3, boot_id ? boot_id : ""));
-                if (r >= 0)
-                        r = step_done(db, s);
-                if (r >= 0)
-                        r = sqlite3_changes(db->sql) == 0;
-                stmt_resetp(&s);
-        }
+        r = seqnum_upsert(db, devpath, seqnum, boot_id ? boot_id : "");
         return tx_end(db, r);
 }
 
@@ -969,8 +972,20 @@ int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *
         return 1;
 }
 
+static int user_choice_upsert(struct db *db, const char *device_key, const char *vm, bool keep_detached) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r;
+
+        r = prepare(db, Q_CHOICE_SET, &s);
+        if (r < 0)
+                return r;
+        if (bind_str(s, 1, device_key) != SQLITE_OK || bind_str(s, 2, vm) != SQLITE_OK ||
+            sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK)
+                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+        return step_done(db, s);
+}
+
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached) {
-        sqlite3_stmt *s;
         int r;
 
         if (!db || !device_key)
@@ -978,12 +993,6 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
         r = tx_begin(db);
         if (r < 0)
                 return r;
-        r = prepare(db, Q_CHOICE_SET, &s);
-        if (r >= 0) {
-                int rc = bind_str(s, 1, device_key) | bind_str(s, 2, vm) |
-                         sqlite3_bind_int(s, 3, keep_detached);
-                r = rc == SQLITE_OK ? step_done(db, s) : errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
-                stmt_resetp(&s);
-        }
+        r = user_choice_upsert(db, device_key, vm, keep_detached);
         return tx_end(db, r);
 }

@@ -5,9 +5,7 @@
 #include "device.h"
 
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <pci/pci.h>
 #include <libusb.h>
@@ -18,6 +16,7 @@
 #include <sys/types.h>
 
 #include "cleanup-types.h"
+#include "vfio.h"
 
 static const char *const kind_names[DEV_KIND_MAX] = {
         [DEV_USB] = "usb",
@@ -517,44 +516,23 @@ static void fill_usb_from_sysfs(struct dev *d, struct udev_device *u) {
                 usb_ifaces_from_libusb(d);
 }
 
-/* Reads the IOMMU group number and its members from sysfs. */
-static void fill_pci_group(struct dev *d, struct udev_device *u) {
-        char link[PATH_MAX], dir[PATH_MAX + 64];
-        const char *syspath = udev_device_get_syspath(u);
-        _cleanup_free_ char *lpath = NULL;
-        ssize_t n;
-        long g;
-        DIR *dd;
-        struct dirent *de;
+/* The IOMMU group and its members, as vfio.c reads them for binding. */
+static void fill_pci_group(struct dev *d) {
+        char **members = NULL;
+        size_t n = 0;
+        int g;
 
-        if (asprintf(&lpath, "%s/iommu_group", syspath) < 0)
+        if (!d->pci_address)
                 return;
-        n = readlink(lpath, link, sizeof(link) - 1);
-        if (n <= 0)
-                return;
-        link[n] = 0;
-        g = parse_num(basename(link), 10, INT_MAX);
+        g = vfio_iommu_group(NULL, d->pci_address);
         if (g < 0)
                 return;
-        d->iommu_group = (int)g;
-        snprintf(dir, sizeof(dir), "%s/devices", lpath);
-        dd = opendir(dir);
-        if (!dd)
+        d->iommu_group = g;
+        if (vfio_group_members(NULL, d->pci_address, &members, &n) < 0)
                 return;
-        while ((de = readdir(dd)) && d->n_group < DEV_MAX_GROUP) {
-                char addr[13];
-                if (dev_normalize_pci_address(de->d_name, addr) == 0)
-                        d->group[d->n_group++] = strdup(addr);
-        }
-        closedir(dd);
-        /* Stable order for output and tests. */
-        for (size_t i = 1; i < d->n_group; i++)
-                for (size_t j = i; j > 0 && d->group[j] && d->group[j - 1] &&
-                                   strcmp(d->group[j], d->group[j - 1]) < 0; j--) {
-                        char *t = d->group[j];
-                        d->group[j] = d->group[j - 1];
-                        d->group[j - 1] = t;
-                }
+        for (size_t i = 0; i < n && d->n_group < DEV_MAX_GROUP; i++)
+                d->group[d->n_group++] = TAKE_PTR(members[i]);
+        vfio_strv_free(members);
 }
 
 /* Names from pci.ids when udev's hwdb gave none. */
@@ -593,7 +571,7 @@ static void fill_pci_from_sysfs(struct dev *d, struct udev_device *u) {
                 d->subsys_device_id = (uint16_t)sd;
         }
         set_str(&d->driver, udev_device_get_driver(u));
-        fill_pci_group(d, u);
+        fill_pci_group(d);
         fill_from_props(d);
         fill_pci_names(d);
 }

@@ -18,9 +18,11 @@
 #include "cleanup-types.h"
 #include "db.h"
 #include "lock.h"
+#include "vfio.h"
 #include "vmm.h"
 
 #define LOCK_TIMEOUT_MS 120000
+#define VFIO_BIND_TIMEOUT_MS 5000
 
 const char *event_action_name(enum event_action a) {
         static const char *const names[] = { "ignore", "attach", "detach" };
@@ -137,10 +139,33 @@ static void set_error(struct event_result *res, int r, const char *what, const c
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail && *detail ? detail : strerror(-r));
 }
 
+/* Binds a PCI device (and, per the entry's policy, its IOMMU group) to vfio-pci. */
+static int pci_bind(const struct cfg_entry *e, const struct dev *d, struct vfio_plan *plan, char **ret_error) {
+        struct vfio_policy policy = {
+                .add_all = e && e->iommu_add_all,
+                .skip_if_shared = e && e->iommu_skip_if_shared,
+        };
+        int r = vfio_prepare(NULL, d->pci_address, &policy, plan, ret_error);
+        if (r < 0)
+                return r;
+        return vfio_apply(NULL, plan, VFIO_BIND_TIMEOUT_MS, ret_error);
+}
+
+/* Returns the plan's devices that were on a host driver to it (best effort: the attach failed). */
+static void pci_give_back(const struct vfio_plan *plan) {
+        for (size_t i = 0; i < plan->n; i++) {
+                char *err = NULL;
+                if (plan->members[i].driver && strcmp(plan->members[i].driver, "vfio-pci") != 0)
+                        (void)vfio_unbind(NULL, plan->members[i].addr, &err);
+                free(err);
+        }
+}
+
 int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         const struct cfg_vm *vm = res->decision.vm;
         struct vmm_opts o = make_opts(ctx->cfg);
         struct vmm_attachment at = { .port = -1 };
+        struct vfio_plan plan = { 0 };
         _cleanup_free_ char *verr = NULL;
         int64_t id;
         int r, lock;
@@ -161,7 +186,20 @@ int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, stru
                 db_attach_finish(db, id, DB_FAILED, -1, NULL, res->error);
                 return lock;
         }
+        if (d->kind == DEV_PCI && vm->type == VMM_QEMU) {
+                r = pci_bind(res->decision.entry, d, &plan, &verr);
+                if (r < 0) {
+                        lock_release(lock);
+                        res->outcome = EVENT_FAILED;
+                        set_error(res, r, "cannot hand the device to vfio-pci", verr);
+                        r = db_attach_finish(db, id, DB_FAILED, -1, NULL, res->error);
+                        return r < 0 ? r : 0;
+                }
+        }
         r = vmm_attach(vm, &o, d, res->decision.entry && res->decision.entry->use_root_bus, &at, &verr);
+        if (r < 0 && r != -EEXIST && r != -EHOSTDOWN)
+                pci_give_back(&plan); /* nothing left half-done: the host gets its devices back */
+        vfio_plan_clear(&plan);
         lock_release(lock);
 
         switch (r) {

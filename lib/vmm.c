@@ -68,6 +68,14 @@ static void sleep_ms(int ms) {
                 ;
 }
 
+/* Copies src into dst, cut to fit. */
+static void str_copy(char *dst, size_t len, const char *src) {
+        size_t n = strnlen(src, len - 1);
+
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
 static bool id_char_ok(char c) {
         return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
                c == '.' || c == '_';
@@ -329,7 +337,7 @@ static int qemu_add_to_free_port(struct qmp *q, cJSON *args, const char *vm_name
                 }
                 take_error(ret_error, r, msg);
                 if (r == 0)
-                        snprintf(ret->bus, sizeof(ret->bus), "%s", ports[i]);
+                        str_copy(ret->bus, sizeof(ret->bus), ports[i]);
                 break;
         }
         free_strv(ports, n);
@@ -430,7 +438,7 @@ static int qemu_get_str(struct qmp *q, const char *path, const char *prop, char 
                 return r;
         if (!cJSON_IsString(v))
                 return set_error(ret_error, -EPROTO, "qom-get %s %s: not a string", path, prop);
-        snprintf(buf, len, "%s", v->valuestring);
+        str_copy(buf, len, v->valuestring);
         return 0;
 }
 
@@ -465,7 +473,7 @@ static int qemu_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct v
         if (r < 0)
                 return r;
         cJSON_ArrayForEach(e, list) {
-                char type[32];
+                char type[128];
                 const char *name = entry_name(e);
                 if (!name || !child_type(e, type, sizeof(type)))
                         continue;
@@ -474,8 +482,8 @@ static int qemu_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct v
                 struct vmm_device *v = list_append(ret);
                 if (!v)
                         return -ENOMEM;
-                snprintf(v->id, sizeof(v->id), "%s", name);
-                snprintf(v->driver, sizeof(v->driver), "%s", type);
+                str_copy(v->id, sizeof(v->id), name);
+                str_copy(v->driver, sizeof(v->driver), type);
                 v->kind = kind_of_driver(type);
                 v->ours = strncmp(name, "vhp-", 4) == 0;
                 r = qemu_fill_device(q, v, ret_error);
@@ -510,7 +518,7 @@ static int crosvm_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct
                 if (!v)
                         return -ENOMEM;
                 v->kind = DEV_USB;
-                snprintf(v->driver, sizeof(v->driver), "usb");
+                str_copy(v->driver, sizeof(v->driver), "usb");
                 v->ours = true;
                 v->port = devs[i].port;
                 v->vendor_id = devs[i].vendor_id;

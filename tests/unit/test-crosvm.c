@@ -211,7 +211,15 @@ static void test_standin_errors(void **state) {
         snprintf(missing_dev, sizeof(missing_dev), "%s/gone", e->dir);
         assert_int_equal(crosvm_usb_attach(e->standin, e->socket, missing_dev, 10000, &port, &err), -ENOENT);
         free(TAKE_PTR(err));
-        assert_int_equal(crosvm_usb_attach(e->standin, e->socket, e->dir, 10000, &port, &err), -ENOENT);
+        /* Opens, but no USB device behind it. */
+        snprintf(missing_dev, sizeof(missing_dev), "%s/fifo", e->dir);
+        assert_int_equal(mkfifo(missing_dev, 0600), 0);
+        assert_int_equal(crosvm_usb_attach(e->standin, e->socket, missing_dev, 10000, &port, &err), -ENOENT);
+        assert_non_null(strstr(err, "no_such_device"));
+        free(TAKE_PTR(err));
+        /* crosvm cannot open it at all. */
+        assert_int_equal(crosvm_usb_attach(e->standin, e->socket, e->dir, 10000, &port, &err), -EREMOTEIO);
+        assert_non_null(strstr(err, "Is a directory"));
         free(TAKE_PTR(err));
 
         assert_int_equal(crosvm_usb_attach("vhp-no-such-crosvm", e->socket, e->dev1, 10000, &port, &err), -ENOEXEC);

@@ -365,6 +365,10 @@ static void test_lifecycle(void **state) {
         assert_true(s[10] == 'T' && s[19] == '.' && s[23] == 'Z');
         free(s);
         assert_true(raw_int(f->path, "SELECT seconds >= 0 FROM attachment_durations") == 1);
+        /* The stalled detach is the one failure. */
+        s = raw_text(f->path, "SELECT group_concat(outcome || ':' || error) FROM failures", NULL);
+        assert_string_equal(s, "detaching:timeout waiting for DEVICE_DELETED");
+        free(s);
 }
 
 static void test_failed_and_pending(void **state) {
@@ -380,6 +384,8 @@ static void test_failed_and_pending(void **state) {
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.state, DB_PENDING);
         db_attachment_clear(&a);
+        /* Still not running when the helper checks: not a failure. */
+        assert_int_equal(db_attach_finish(db, id, DB_PENDING, -1, NULL, "VM not running"), 0);
         /* Reconcile attaches it later, and it fails. */
         assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:5"), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
@@ -390,7 +396,7 @@ static void test_failed_and_pending(void **state) {
         assert_string_equal(s, "failed|failed to find host usb device 1:5|1|1|null");
         free(s);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM failures"), 1);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history WHERE outcome = 'pending'"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history WHERE outcome = 'pending'"), 2);
 }
 
 static void test_superseded(void **state) {
