@@ -86,6 +86,7 @@ clean:
 	rm -rf $(BUILD) build-san
 
 include mk/install.mk
+include mk/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -38,6 +38,7 @@ enum query {
         Q_ROLLBACK,
         Q_USER_VERSION,
         Q_SEQNUM_UPSERT,
+        Q_SEQNUM_FORGET_BOOTS,
         Q_SUPERSEDE_HISTORY,
         Q_SUPERSEDE,
         Q_ATTACHMENT_INSERT,
@@ -66,6 +67,8 @@ static const char *const queries[_Q_MAX] = {
                 "ON CONFLICT (devpath) DO UPDATE SET seqnum = excluded.seqnum, "
                 "boot_id = excluded.boot_id, updated_at = excluded.updated_at "
                 "WHERE NOT (seqnums.boot_id = excluded.boot_id AND seqnums.seqnum >= excluded.seqnum)",
+        /* Rows of earlier boots order nothing any more (written so that the index serves it). */
+        [Q_SEQNUM_FORGET_BOOTS] = "DELETE FROM seqnums WHERE boot_id < ?1 OR boot_id > ?1",
         [Q_SUPERSEDE_HISTORY] =
                 "INSERT INTO history (attachment_id, action, outcome, error, " HISTORY_COPY_COLUMNS ") "
                 "SELECT id, CASE WHEN attached_at IS NULL THEN 'attach' ELSE 'detach' END, "
@@ -530,6 +533,17 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
         return sqlite3_changes(db->sql) == 0;
 }
 
+static int seqnum_forget_boots(struct db *db, const char *boot_id) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r;
+
+        r = prepare(db, Q_SEQNUM_FORGET_BOOTS, &s);
+        if (r < 0)
+                return r;
+        r = bind_check(db, bind_str(s, 1, boot_id));
+        return r < 0 ? r : step_done(db, s);
+}
+
 int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
         int r;
 
@@ -540,7 +554,14 @@ int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, c
         r = tx_begin(db);
         if (r < 0)
                 return r;
-        r = seqnum_upsert(db, devpath, seqnum, boot_id ? boot_id : "");
+        if (!boot_id)
+                boot_id = "";
+        r = seqnum_upsert(db, devpath, seqnum, boot_id);
+        if (r >= 0) {
+                int k = seqnum_forget_boots(db, boot_id);
+                if (k < 0)
+                        r = k;
+        }
         return tx_end(db, r);
 }
 

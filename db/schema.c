@@ -112,6 +112,7 @@ static const char schema_v1[] =
 "        boot_id TEXT NOT NULL,            -- SEQNUM restarts at boot\n"
 "        updated_at TEXT NOT NULL DEFAULT (" NOW ")\n"
 ");\n"
+"CREATE INDEX seqnums_boot ON seqnums(boot_id);\n"
 "\n"
 "CREATE TABLE user_choices ( -- per-device choices: preferred VM among allowedVms, keep detached\n"
 "        device_key TEXT PRIMARY KEY,      -- 'usb:VID:PID:SERIAL', 'usb:VID:PID@PORTPATH', ...\n"

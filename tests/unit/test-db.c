@@ -481,6 +481,8 @@ static void test_seqnum(void **state) {
         }
         db_close(db);
         assert_int_equal(raw_int(f->path, "SELECT seqnum FROM seqnums WHERE devpath = '/devices/a'"), 4);
+        /* Rows of earlier boots are dropped. */
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM seqnums"), 1);
 }
 
 static void test_ignored_bounded(void **state) {
@@ -622,6 +624,9 @@ static void test_hostile_strings(void **state) {
                 db_attachment_clear(&a);
                 assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 0);
                 assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 1);
+                char *boot = raw_text(f->path, "SELECT boot_id FROM seqnums WHERE devpath = ?1", hostile[i]);
+                assert_string_equal(boot, hostile[i]);
+                free(boot);
 
                 assert_int_equal(db_user_choice_set(db, "usb:1234:5678:x", hostile[i], false), 0);
                 d.serial = (char *) "x";
@@ -638,7 +643,6 @@ static void test_hostile_strings(void **state) {
                         "SELECT rule_description FROM attachments WHERE devpath = ?1",
                         "SELECT reason FROM ignored WHERE devpath = ?1",
                         "SELECT serial FROM history WHERE devpath = ?1",
-                        "SELECT boot_id FROM seqnums WHERE devpath = ?1",
                 };
                 for (size_t c = 0; c < ELEMENTSOF(checks); c++) {
                         char *s = raw_text(f->path, checks[c], hostile[i]);

@@ -1,0 +1,306 @@
+/* vhp-fake-vfio TESTBED LOG: a stand-in for the kernel's PCI core in a umockdev testbed, so that
+ * binding devices to vfio-pci can be tested end to end (the logic of tests/unit/test-umockdev-vfio.c
+ * as a program).
+ *
+ * Setup, for every PCI device in TESTBED/sys/bus/pci/devices: its driver and iommu_group links are
+ * rewritten to resolve inside the testbed (recorded fixtures may have them a level short), it is
+ * linked into sys/kernel/iommu_groups/N/devices, and its driver_override becomes a FIFO; every driver
+ * seen, and vfio-pci, gets sys/bus/pci/drivers/D/unbind as a FIFO; sys/bus/pci/drivers_probe is a
+ * FIFO; dev/vfio exists. Then it prints "ready" on stdout and serves the FIFOs as the kernel would:
+ * driver_override remembers the value, unbind removes the driver link, drivers_probe binds a
+ * driverless device to its override (else its original driver) and creates dev/vfio/N when vfio-pci
+ * takes it. Every write is appended to LOG as "PATH=VALUE" (PATH relative to TESTBED). Runs until
+ * SIGTERM/SIGINT. Run it without the umockdev preload: it works on the testbed's real paths. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define MAX_DEVS 32
+#define MAX_CHANS 64
+
+enum kind { CH_OVERRIDE, CH_UNBIND, CH_PROBE, CH_KINDS };
+
+struct dev {
+        char addr[32], host_driver[64], override[64], dir[PATH_MAX];
+        int group;
+};
+
+struct chan {
+        enum kind kind;
+        char rel[256], driver[64];
+        int dev, fd_r, fd_w;
+        char partial[256];
+};
+
+static const char *tb;
+static FILE *logf;
+static struct dev devs[MAX_DEVS];
+static size_t n_devs;
+static struct chan chans[MAX_CHANS];
+static size_t n_chans;
+static volatile sig_atomic_t stop;
+
+static void die(const char *what) {
+        fprintf(stderr, "vhp-fake-vfio: %s: %s\n", what, strerror(errno));
+        exit(1);
+}
+
+static void tbpath(char *buf, const char *rel) {
+        if (snprintf(buf, PATH_MAX, "%s/%s", tb, rel) >= PATH_MAX) {
+                errno = ENAMETOOLONG;
+                die(rel);
+        }
+}
+
+static void mkdirs(const char *rel) {
+        char path[PATH_MAX];
+        tbpath(path, rel);
+        for (char *p = path + strlen(tb) + 1; (p = strchr(p, '/')); p++) {
+                *p = '\0';
+                if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                        die(path);
+                *p = '/';
+        }
+        if (mkdir(path, 0755) < 0 && errno != EEXIST)
+                die(path);
+}
+
+/* "../" repeated for each component of dir below TESTBED/sys, so a link in dir reaches sys/. */
+static void up_to_sys(const char *dir, char *buf, size_t len) {
+        const char *p = dir + strlen(tb) + strlen("/sys");
+        buf[0] = '\0';
+        for (; *p; p++)
+                if (*p == '/')
+                        strncat(buf, "../", len - strlen(buf) - 1);
+}
+
+static void link_basename(const char *path, char *buf, size_t len) {
+        char target[PATH_MAX];
+        ssize_t n = readlink(path, target, sizeof(target) - 1);
+        buf[0] = '\0';
+        if (n < 0)
+                return;
+        target[n] = '\0';
+        snprintf(buf, len, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
+}
+
+static void set_driver(struct dev *d, const char *driver) {
+        char path[PATH_MAX], target[PATH_MAX], up[256];
+        snprintf(path, sizeof(path), "%s/driver", d->dir);
+        unlink(path);
+        if (!driver)
+                return;
+        up_to_sys(d->dir, up, sizeof(up));
+        snprintf(target, sizeof(target), "%sbus/pci/drivers/%s", up, driver);
+        if (symlink(target, path) < 0)
+                die(path);
+}
+
+static void add_chan(enum kind kind, const char *rel, int dev, const char *driver) {
+        char path[PATH_MAX];
+        struct chan *c;
+
+        for (size_t i = 0; i < n_chans; i++)
+                if (strcmp(chans[i].rel, rel) == 0)
+                        return;
+        if (n_chans == MAX_CHANS) {
+                errno = ENOSPC;
+                die("too many FIFOs");
+        }
+        c = &chans[n_chans++];
+        *c = (struct chan){ .kind = kind, .dev = dev };
+        snprintf(c->rel, sizeof(c->rel), "%s", rel);
+        snprintf(c->driver, sizeof(c->driver), "%s", driver ? driver : "");
+        tbpath(path, rel);
+        unlink(path);
+        if (mkfifo(path, 0644) < 0)
+                die(path);
+        /* Our own writer keeps reads from ever seeing EOF. */
+        if ((c->fd_r = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
+            (c->fd_w = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+                die(path);
+}
+
+static void add_driver(const char *driver) {
+        char rel[256];
+        snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", driver);
+        mkdirs(rel);
+        snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/unbind", driver);
+        add_chan(CH_UNBIND, rel, -1, driver);
+}
+
+static void setup(void) {
+        char path[PATH_MAX], rel[512], up[256], target[PATH_MAX], group[32];
+        struct dirent *de;
+        DIR *dir;
+
+        mkdirs("dev/vfio");
+        add_driver("vfio-pci");
+        tbpath(path, "sys/bus/pci/devices");
+        if (!(dir = opendir(path)))
+                die(path);
+        while ((de = readdir(dir)) && n_devs < MAX_DEVS) {
+                struct dev *d = &devs[n_devs];
+                char lpath[PATH_MAX * 2];
+                if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(d->addr))
+                        continue;
+                snprintf(lpath, sizeof(lpath), "%s/%s", path, de->d_name);
+                if (!realpath(lpath, d->dir))
+                        die(lpath);
+                snprintf(d->addr, sizeof(d->addr), "%s", de->d_name);
+                snprintf(lpath, sizeof(lpath), "%s/driver", d->dir);
+                link_basename(lpath, d->host_driver, sizeof(d->host_driver));
+                snprintf(lpath, sizeof(lpath), "%s/iommu_group", d->dir);
+                link_basename(lpath, group, sizeof(group));
+                d->group = group[0] ? atoi(group) : -1;
+                up_to_sys(d->dir, up, sizeof(up));
+                if (d->host_driver[0]) {
+                        add_driver(d->host_driver);
+                        set_driver(d, d->host_driver);
+                }
+                if (d->group >= 0) {
+                        unlink(lpath);
+                        snprintf(target, sizeof(target), "%skernel/iommu_groups/%d", up, d->group);
+                        if (symlink(target, lpath) < 0)
+                                die(lpath);
+                        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices", d->group);
+                        mkdirs(rel);
+                        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", d->group, d->addr);
+                        tbpath(lpath, rel);
+                        /* from sys/kernel/iommu_groups/N/devices up to sys/ */
+                        snprintf(target, sizeof(target), "../../../..%s", d->dir + strlen(tb) + strlen("/sys"));
+                        unlink(lpath);
+                        if (symlink(target, lpath) < 0)
+                                die(lpath);
+                }
+                snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/driver_override", d->addr);
+                add_chan(CH_OVERRIDE, rel, (int)n_devs, NULL);
+                n_devs++;
+        }
+        closedir(dir);
+        add_chan(CH_PROBE, "sys/bus/pci/drivers_probe", -1, NULL);
+}
+
+static struct dev *find_dev(const char *addr) {
+        for (size_t i = 0; i < n_devs; i++)
+                if (strcmp(devs[i].addr, addr) == 0)
+                        return &devs[i];
+        return NULL;
+}
+
+static void make_node(int group) {
+        char rel[64], path[PATH_MAX];
+        int fd;
+        snprintf(rel, sizeof(rel), "dev/vfio/%d", group);
+        tbpath(path, rel);
+        if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0)
+                close(fd);
+}
+
+static void handle(struct chan *c, const char *rec) {
+        char drv[64], path[PATH_MAX * 2], rel[128];
+        struct dev *d;
+        struct stat st;
+
+        fprintf(logf, "%s=%s\n", c->rel, rec);
+        fflush(logf);
+        switch (c->kind) {
+        case CH_OVERRIDE:
+                snprintf(devs[c->dev].override, sizeof(devs[c->dev].override), "%s", rec);
+                break;
+        case CH_UNBIND:
+                if (!(d = find_dev(rec)))
+                        break;
+                snprintf(path, sizeof(path), "%s/driver", d->dir);
+                link_basename(path, drv, sizeof(drv));
+                if (strcmp(drv, c->driver) == 0)
+                        set_driver(d, NULL);
+                break;
+        case CH_PROBE:
+                if (!(d = find_dev(rec)))
+                        break;
+                snprintf(path, sizeof(path), "%s/driver", d->dir);
+                link_basename(path, drv, sizeof(drv));
+                if (drv[0])
+                        break;
+                snprintf(drv, sizeof(drv), "%s", d->override[0] ? d->override : d->host_driver);
+                snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", drv);
+                tbpath(path, rel);
+                if (!drv[0] || stat(path, &st) < 0)
+                        break;
+                set_driver(d, drv);
+                if (strcmp(drv, "vfio-pci") == 0 && d->group >= 0)
+                        make_node(d->group);
+                break;
+        case CH_KINDS:
+                break;
+        }
+}
+
+static void drain(struct chan *c) {
+        char buf[256], *nl;
+        int avail = 0;
+        ssize_t n;
+        size_t have;
+
+        if (ioctl(c->fd_r, FIONREAD, &avail) < 0 || avail == 0)
+                return;
+        n = read(c->fd_r, buf, sizeof(buf) - 1);
+        if (n <= 0)
+                return;
+        have = strlen(c->partial);
+        if (have + (size_t)n >= sizeof(c->partial))
+                n = (ssize_t)(sizeof(c->partial) - have - 1);
+        memcpy(c->partial + have, buf, (size_t)n);
+        c->partial[have + (size_t)n] = '\0';
+        while ((nl = strchr(c->partial, '\n'))) {
+                *nl = '\0';
+                handle(c, c->partial);
+                memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
+        }
+}
+
+static void on_signal(int sig) {
+        (void)sig;
+        stop = 1;
+}
+
+int main(int argc, char **argv) {
+        struct pollfd pfd[MAX_CHANS];
+
+        if (argc != 3) {
+                fprintf(stderr, "usage: %s TESTBED LOG\n", argv[0]);
+                return 2;
+        }
+        tb = argv[1];
+        if (!(logf = fopen(argv[2], "ae")))
+                die(argv[2]);
+        signal(SIGTERM, on_signal);
+        signal(SIGINT, on_signal);
+        setup();
+        printf("ready\n");
+        fflush(stdout);
+        while (!stop) {
+                for (size_t i = 0; i < n_chans; i++)
+                        pfd[i] = (struct pollfd){ .fd = chans[i].fd_r, .events = POLLIN };
+                poll(pfd, n_chans, 100);
+                /* One device's writes come in this order (override, unbind, probe); a round may
+                 * hold several of them, so handle them in that order. */
+                for (int kind = 0; kind < CH_KINDS; kind++)
+                        for (size_t i = 0; i < n_chans; i++)
+                                if ((int)chans[i].kind == kind)
+                                        drain(&chans[i]);
+        }
+        fclose(logf);
+        return 0;
+}
