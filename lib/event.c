@@ -18,6 +18,7 @@
 #include "cleanup-types.h"
 #include "db.h"
 #include "lock.h"
+#include "qmp.h"
 #include "vfio.h"
 #include "vmm.h"
 
@@ -161,6 +162,17 @@ static void pci_give_back(const struct vfio_plan *plan) {
         }
 }
 
+/* Returns 0 when the QEMU of vm answers on its QMP socket, -EHOSTDOWN (and a message) when it is not
+ * running, other -errno when it answers badly (left for vmm_attach to report). */
+static int qemu_probe(const struct cfg_vm *vm, const struct vmm_opts *o, char **ret_error) {
+        _cleanup_qmp_ struct qmp *q = NULL;
+        int r = qmp_connect(vm->socket, o->timeout_ms > 0 ? o->timeout_ms : CFG_DEFAULT_QMP_TIMEOUT_MS, &q);
+        if (r == -EHOSTDOWN && asprintf(ret_error, "VM %s is not running (no QMP answer on %s)", vm->name,
+                                        vm->socket) < 0)
+                *ret_error = NULL;
+        return r;
+}
+
 int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         const struct cfg_vm *vm = res->decision.vm;
         struct vmm_opts o = make_opts(ctx->cfg);
@@ -187,6 +199,19 @@ int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, stru
                 return lock;
         }
         if (d->kind == DEV_PCI && vm->type == VMM_QEMU) {
+                /* A VM that is not running gets nothing: the host keeps the device until it is up
+                 * (reconcile binds and attaches it then). Ask before binding, not after. */
+                r = qemu_probe(vm, &o, &verr);
+                if (r == -EHOSTDOWN) {
+                        lock_release(lock);
+                        res->outcome = EVENT_PENDING;
+                        set_error(res, r, "VM not running", verr);
+                        r = db_attach_finish(db, id, DB_PENDING, -1, NULL, res->error);
+                        if (r < 0)
+                                set_error(res, r, "cannot record attach outcome", db_errmsg(db));
+                        return r;
+                }
+                free(TAKE_PTR(verr));
                 r = pci_bind(res->decision.entry, d, &plan, &verr);
                 if (r < 0) {
                         lock_release(lock);
@@ -197,8 +222,9 @@ int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, stru
                 }
         }
         r = vmm_attach(vm, &o, d, res->decision.entry && res->decision.entry->use_root_bus, &at, &verr);
-        if (r < 0 && r != -EEXIST && r != -EHOSTDOWN)
-                pci_give_back(&plan); /* nothing left half-done: the host gets its devices back */
+        if (r < 0 && r != -EEXIST)
+                pci_give_back(&plan); /* nothing left half-done (not even when the VM went away
+                                       * meanwhile): the host gets its devices back */
         vfio_plan_clear(&plan);
         lock_release(lock);
 

@@ -93,6 +93,8 @@ vhp_check_output "qom-get: vhp-usb-001-013 is hostaddr 13" '^13$' "$qmp" "$VHP_T
 vhp_check_output "SQL: 10 attached rows with the right VM and id" \
         '^vm1\|7\|vhp-usb-001-002,vhp-usb-001-003,vhp-usb-001-004,vhp-usb-001-005,vhp-usb-001-006,vhp-usb-001-007,vhp-usb-001-013 vm2\|3\|vhp-usb-001-008,vhp-usb-001-009,vhp-usb-001-010 $' \
         bash -c "sqlite3 -batch '$db' \"SELECT vm, count(*), group_concat(vmm_id) FROM (SELECT * FROM current_attachments WHERE state='attached' ORDER BY vmm_id) GROUP BY vm ORDER BY vm\" | tr '\n' ' '"
+[ "$(opens vm1)" -ge 7 ] && vhp_ok "QEMU traces its usb-host opens (used below to spot device_adds)" ||
+        vhp_fail "no usb_host_open_started trace in the QEMU log" "$(cat "$VHP_TMP/qemu-vm1.log")"
 vhp_check_output "unclaimed 1-10 and kept-detached 1-11 are not recorded" '^0$' \
         sql "SELECT count(*) FROM attachments WHERE serial IN ('SN0010', 'SN0011')"
 
@@ -163,7 +165,7 @@ VM1_IDS="vhp-usb-001-002 vhp-usb-001-003 vhp-usb-001-004 vhp-usb-001-005 vhp-usb
 # ---- 9. Both QEMUs killed and restarted on the same sockets; --vm vm2 repairs only vm2.
 for vm in vm1 vm2; do
         kill -9 "$(vhp_qemu_pid $vm)"
-        vhp_stop_qemu $vm
+        vhp_stop_qemu $vm 2>/dev/null # reaps it (quietly: bash reports the SIGKILL)
         start_vm $vm || { vhp_fail "QEMU $vm did not restart"; vhp_done; }
 done
 [ -z "$(peripherals "$VHP_TMP/vm1.sock")$(peripherals "$VHP_TMP/vm2.sock")" ] && vhp_ok "restarted QEMUs have no devices" ||
@@ -204,5 +206,16 @@ vhp_check_output "adopt: 10 attached rows, history says adopted by reconcile" '^
                     (SELECT count(*) FROM history WHERE outcome='attached' AND 'adopted by reconcile' IN (detail, error))"
 rec
 [ $rc = 0 ] && [ "$(j '.actions | length')" = 0 ] && vhp_ok "after adoption: nothing to do" || vhp_fail "after adoption" "$(recout)"
+
+# ---- 11. Database lost while a device was unplugged: our id in the VM, no record, no device: removed.
+rm -rf "$UMOCKDEV_DIR/sys$U/1-5" "$UMOCKDEV_DIR/sys/bus/usb/devices/1-5"
+rm -f "$db" "$db-wal" "$db-shm"
+rec
+[ $rc = 0 ] && [ "$(ops | grep -v ^adopt)" = "remove vm1 vhp-usb-001-006 done" ] && [ "$(ops | grep -c '^adopt .* done$')" = 9 ] &&
+        vhp_ok "orphan vhp-usb-001-006 removed (op remove), the other 9 adopted" || vhp_fail "remove orphan" "$(recout)"
+peripherals "$VHP_TMP/vm1.sock" | grep -qx vhp-usb-001-006 && vhp_fail "vm1 still has vhp-usb-001-006" ||
+        vhp_ok "vm1 no longer has vhp-usb-001-006"
+vhp_check_output "9 attached rows, none for 1-5" '^9\|0$' \
+        sql "SELECT count(*), sum(devpath='$U/1-5') FROM current_attachments WHERE state='attached'"
 
 vhp_done

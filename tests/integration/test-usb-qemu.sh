@@ -4,10 +4,9 @@
 # Checked through QMP (qom-list/qom-get) and SQL.
 . "$(dirname "$0")/../lib.sh"
 
-if [ -z "${VHP_IN_TESTBED:-}" ]; then
+if [ -z "${UMOCKDEV_DIR:-}" ]; then
         "$VHP_TOP/tests/tools/gen-usb-fixture.sh" 24 >"$VHP_TMP/many.umockdev"
-        VHP_IN_TESTBED=1 exec umockdev-run -d "$VHP_TMP/many.umockdev" \
-                -d "$VHP_TOP/tests/data/umockdev/usb-hostile-strings-bus9.umockdev" -- bash "$0"
+        vhp_run_in_testbed "$VHP_TMP/many.umockdev" "$VHP_TOP/tests/data/umockdev/usb-hostile-strings-bus9.umockdev"
 fi
 
 helper=$VHP_BUILD/vhotplug-helper

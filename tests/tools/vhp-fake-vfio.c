@@ -9,7 +9,9 @@
  * FIFO; dev/vfio exists. Then it prints "ready" on stdout and serves the FIFOs as the kernel would:
  * driver_override remembers the value, unbind removes the driver link, drivers_probe binds a
  * driverless device to its override (else its original driver) and creates dev/vfio/N when vfio-pci
- * takes it. Every write is appended to LOG as "PATH=VALUE" (PATH relative to TESTBED). Runs until
+ * takes it. Every write is appended to LOG as "PATH=VALUE" (PATH relative to TESTBED).
+ * Sync: a line written to the FIFO LOG.sync is answered, once everything written to the other FIFOs
+ * before it has been handled, by replacing the file LOG.ack with that line. Runs until
  * SIGTERM/SIGINT. Run it without the umockdev preload: it works on the testbed's real paths. */
 #include <dirent.h>
 #include <errno.h>
@@ -28,10 +30,10 @@
 #define MAX_DEVS 32
 #define MAX_CHANS 64
 
-enum kind { CH_OVERRIDE, CH_UNBIND, CH_PROBE, CH_KINDS };
+enum kind { CH_OVERRIDE, CH_UNBIND, CH_PROBE, CH_SYNC, CH_KINDS };
 
 struct dev {
-        char addr[32], host_driver[64], override[64], dir[PATH_MAX];
+        char addr[32], host_driver[64], override[256], dir[1024];
         int group;
 };
 
@@ -42,8 +44,8 @@ struct chan {
         char partial[256];
 };
 
-static const char *tb;
-static FILE *logf;
+static const char *tb, *log_path;
+static FILE *logfile;
 static struct dev devs[MAX_DEVS];
 static size_t n_devs;
 static struct chan chans[MAX_CHANS];
@@ -54,6 +56,16 @@ static void die(const char *what) {
         fprintf(stderr, "vhp-fake-vfio: %s: %s\n", what, strerror(errno));
         exit(1);
 }
+
+/* snprintf that stops the program instead of truncating. */
+#define xsnprintf(buf, len, ...) \
+        do { \
+                int n_ = snprintf(buf, len, __VA_ARGS__); \
+                if (n_ < 0 || (size_t)n_ >= (size_t)(len)) { \
+                        errno = ENAMETOOLONG; \
+                        die("string too long"); \
+                } \
+        } while (0)
 
 static void tbpath(char *buf, const char *rel) {
         if (snprintf(buf, PATH_MAX, "%s/%s", tb, rel) >= PATH_MAX) {
@@ -91,17 +103,17 @@ static void link_basename(const char *path, char *buf, size_t len) {
         if (n < 0)
                 return;
         target[n] = '\0';
-        snprintf(buf, len, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
+        xsnprintf(buf, len, "%s", strrchr(target, '/') ? strrchr(target, '/') + 1 : target);
 }
 
 static void set_driver(struct dev *d, const char *driver) {
-        char path[PATH_MAX], target[PATH_MAX], up[256];
-        snprintf(path, sizeof(path), "%s/driver", d->dir);
+        char path[2048], target[PATH_MAX], up[256];
+        xsnprintf(path, sizeof(path), "%s/driver", d->dir);
         unlink(path);
         if (!driver)
                 return;
         up_to_sys(d->dir, up, sizeof(up));
-        snprintf(target, sizeof(target), "%sbus/pci/drivers/%s", up, driver);
+        xsnprintf(target, sizeof(target), "%sbus/pci/drivers/%s", up, driver);
         if (symlink(target, path) < 0)
                 die(path);
 }
@@ -119,8 +131,8 @@ static void add_chan(enum kind kind, const char *rel, int dev, const char *drive
         }
         c = &chans[n_chans++];
         *c = (struct chan){ .kind = kind, .dev = dev };
-        snprintf(c->rel, sizeof(c->rel), "%s", rel);
-        snprintf(c->driver, sizeof(c->driver), "%s", driver ? driver : "");
+        xsnprintf(c->rel, sizeof(c->rel), "%s", rel);
+        xsnprintf(c->driver, sizeof(c->driver), "%s", driver ? driver : "");
         tbpath(path, rel);
         unlink(path);
         if (mkfifo(path, 0644) < 0)
@@ -133,9 +145,9 @@ static void add_chan(enum kind kind, const char *rel, int dev, const char *drive
 
 static void add_driver(const char *driver) {
         char rel[256];
-        snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", driver);
+        xsnprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", driver);
         mkdirs(rel);
-        snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/unbind", driver);
+        xsnprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s/unbind", driver);
         add_chan(CH_UNBIND, rel, -1, driver);
 }
 
@@ -154,13 +166,19 @@ static void setup(void) {
                 char lpath[PATH_MAX * 2];
                 if (de->d_name[0] == '.' || strlen(de->d_name) >= sizeof(d->addr))
                         continue;
-                snprintf(lpath, sizeof(lpath), "%s/%s", path, de->d_name);
-                if (!realpath(lpath, d->dir))
+                xsnprintf(lpath, sizeof(lpath), "%s/%s", path, de->d_name);
+                char real[PATH_MAX];
+                if (!realpath(lpath, real))
                         die(lpath);
-                snprintf(d->addr, sizeof(d->addr), "%s", de->d_name);
-                snprintf(lpath, sizeof(lpath), "%s/driver", d->dir);
+                if (strlen(real) >= sizeof(d->dir)) {
+                        errno = ENAMETOOLONG;
+                        die(real);
+                }
+                memcpy(d->dir, real, strlen(real) + 1);
+                xsnprintf(d->addr, sizeof(d->addr), "%s", de->d_name);
+                xsnprintf(lpath, sizeof(lpath), "%s/driver", d->dir);
                 link_basename(lpath, d->host_driver, sizeof(d->host_driver));
-                snprintf(lpath, sizeof(lpath), "%s/iommu_group", d->dir);
+                xsnprintf(lpath, sizeof(lpath), "%s/iommu_group", d->dir);
                 link_basename(lpath, group, sizeof(group));
                 d->group = group[0] ? atoi(group) : -1;
                 up_to_sys(d->dir, up, sizeof(up));
@@ -170,25 +188,38 @@ static void setup(void) {
                 }
                 if (d->group >= 0) {
                         unlink(lpath);
-                        snprintf(target, sizeof(target), "%skernel/iommu_groups/%d", up, d->group);
+                        xsnprintf(target, sizeof(target), "%skernel/iommu_groups/%d", up, d->group);
                         if (symlink(target, lpath) < 0)
                                 die(lpath);
-                        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices", d->group);
+                        xsnprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices", d->group);
                         mkdirs(rel);
-                        snprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", d->group, d->addr);
+                        xsnprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", d->group, d->addr);
                         tbpath(lpath, rel);
                         /* from sys/kernel/iommu_groups/N/devices up to sys/ */
-                        snprintf(target, sizeof(target), "../../../..%s", d->dir + strlen(tb) + strlen("/sys"));
+                        xsnprintf(target, sizeof(target), "../../../..%s", d->dir + strlen(tb) + strlen("/sys"));
                         unlink(lpath);
                         if (symlink(target, lpath) < 0)
                                 die(lpath);
                 }
-                snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/driver_override", d->addr);
+                xsnprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/driver_override", d->addr);
                 add_chan(CH_OVERRIDE, rel, (int)n_devs, NULL);
                 n_devs++;
         }
         closedir(dir);
         add_chan(CH_PROBE, "sys/bus/pci/drivers_probe", -1, NULL);
+}
+
+/* The sync FIFO lives beside the log, outside the testbed. */
+static void add_sync(void) {
+        char path[PATH_MAX];
+        struct chan *c = &chans[n_chans++];
+        xsnprintf(path, sizeof(path), "%s.sync", log_path);
+        *c = (struct chan){ .kind = CH_SYNC, .dev = -1 };
+        xsnprintf(c->rel, sizeof(c->rel), "(sync)");
+        unlink(path);
+        if (mkfifo(path, 0644) < 0 || (c->fd_r = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
+            (c->fd_w = open(path, O_WRONLY | O_CLOEXEC)) < 0)
+                die(path);
 }
 
 static struct dev *find_dev(const char *addr) {
@@ -201,7 +232,7 @@ static struct dev *find_dev(const char *addr) {
 static void make_node(int group) {
         char rel[64], path[PATH_MAX];
         int fd;
-        snprintf(rel, sizeof(rel), "dev/vfio/%d", group);
+        xsnprintf(rel, sizeof(rel), "dev/vfio/%d", group);
         tbpath(path, rel);
         if ((fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644)) >= 0)
                 close(fd);
@@ -212,16 +243,28 @@ static void handle(struct chan *c, const char *rec) {
         struct dev *d;
         struct stat st;
 
-        fprintf(logf, "%s=%s\n", c->rel, rec);
-        fflush(logf);
+        if (c->kind == CH_SYNC) {
+                char tmp[PATH_MAX], ack[PATH_MAX];
+                FILE *f;
+                xsnprintf(tmp, sizeof(tmp), "%s.ack.tmp", log_path);
+                xsnprintf(ack, sizeof(ack), "%s.ack", log_path);
+                if (!(f = fopen(tmp, "we")))
+                        die(tmp);
+                fprintf(f, "%s\n", rec);
+                if (fclose(f) != 0 || rename(tmp, ack) < 0)
+                        die(ack);
+                return;
+        }
+        fprintf(logfile, "%s=%s\n", c->rel, rec);
+        fflush(logfile);
         switch (c->kind) {
         case CH_OVERRIDE:
-                snprintf(devs[c->dev].override, sizeof(devs[c->dev].override), "%s", rec);
+                xsnprintf(devs[c->dev].override, sizeof(devs[c->dev].override), "%s", rec);
                 break;
         case CH_UNBIND:
                 if (!(d = find_dev(rec)))
                         break;
-                snprintf(path, sizeof(path), "%s/driver", d->dir);
+                xsnprintf(path, sizeof(path), "%s/driver", d->dir);
                 link_basename(path, drv, sizeof(drv));
                 if (strcmp(drv, c->driver) == 0)
                         set_driver(d, NULL);
@@ -229,12 +272,12 @@ static void handle(struct chan *c, const char *rec) {
         case CH_PROBE:
                 if (!(d = find_dev(rec)))
                         break;
-                snprintf(path, sizeof(path), "%s/driver", d->dir);
+                xsnprintf(path, sizeof(path), "%s/driver", d->dir);
                 link_basename(path, drv, sizeof(drv));
                 if (drv[0])
                         break;
-                snprintf(drv, sizeof(drv), "%s", d->override[0] ? d->override : d->host_driver);
-                snprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", drv);
+                xsnprintf(drv, sizeof(drv), "%s", d->override[0] ? d->override : d->host_driver);
+                xsnprintf(rel, sizeof(rel), "sys/bus/pci/drivers/%s", drv);
                 tbpath(path, rel);
                 if (!drv[0] || stat(path, &st) < 0)
                         break;
@@ -242,6 +285,7 @@ static void handle(struct chan *c, const char *rec) {
                 if (strcmp(drv, "vfio-pci") == 0 && d->group >= 0)
                         make_node(d->group);
                 break;
+        case CH_SYNC:
         case CH_KINDS:
                 break;
         }
@@ -253,20 +297,20 @@ static void drain(struct chan *c) {
         ssize_t n;
         size_t have;
 
-        if (ioctl(c->fd_r, FIONREAD, &avail) < 0 || avail == 0)
-                return;
-        n = read(c->fd_r, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return;
-        have = strlen(c->partial);
-        if (have + (size_t)n >= sizeof(c->partial))
-                n = (ssize_t)(sizeof(c->partial) - have - 1);
-        memcpy(c->partial + have, buf, (size_t)n);
-        c->partial[have + (size_t)n] = '\0';
-        while ((nl = strchr(c->partial, '\n'))) {
-                *nl = '\0';
-                handle(c, c->partial);
-                memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
+        while (ioctl(c->fd_r, FIONREAD, &avail) == 0 && avail > 0) {
+                n = read(c->fd_r, buf, sizeof(buf) - 1);
+                if (n <= 0)
+                        return;
+                have = strlen(c->partial);
+                if (have + (size_t)n >= sizeof(c->partial))
+                        n = (ssize_t)(sizeof(c->partial) - have - 1);
+                memcpy(c->partial + have, buf, (size_t)n);
+                c->partial[have + (size_t)n] = '\0';
+                while ((nl = strchr(c->partial, '\n'))) {
+                        *nl = '\0';
+                        handle(c, c->partial);
+                        memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
+                }
         }
 }
 
@@ -283,11 +327,17 @@ int main(int argc, char **argv) {
                 return 2;
         }
         tb = argv[1];
-        if (!(logf = fopen(argv[2], "ae")))
+        log_path = argv[2];
+        if (!(logfile = fopen(argv[2], "ae")))
                 die(argv[2]);
         signal(SIGTERM, on_signal);
         signal(SIGINT, on_signal);
         setup();
+        if (n_chans == MAX_CHANS) {
+                errno = ENOSPC;
+                die("too many FIFOs");
+        }
+        add_sync();
         printf("ready\n");
         fflush(stdout);
         while (!stop) {
@@ -301,6 +351,6 @@ int main(int argc, char **argv) {
                                 if ((int)chans[i].kind == kind)
                                         drain(&chans[i]);
         }
-        fclose(logf);
+        fclose(logfile);
         return 0;
 }
