@@ -28,9 +28,8 @@ result() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$BENCH_OUT/resul
 hyperfine_median() {
         local key=$1 n=$2 json=$VHP_TMP/hf.json
         shift 2
-        hyperfine -N --style none --warmup 3 --min-runs "$(runs "$n")" --export-json "$json" "$@" >/dev/null 2>"$VHP_TMP/hf.err" ||
-                hyperfine --shell=bash --style none --warmup 3 --min-runs "$(runs "$n")" --export-json "$json" "$@" >/dev/null 2>"$VHP_TMP/hf.err" ||
-                { echo "bench: hyperfine failed for $key:" >&2; cat "$VHP_TMP/hf.err" >&2; result "$key" NaN ms failed; return 1; }
+        hyperfine -N --show-output --warmup 3 --min-runs "$(runs "$n")" --export-json "$json" "$@" >"$VHP_TMP/hf.out" 2>"$VHP_TMP/hf.err" ||
+                { echo "bench: hyperfine failed for $key:" >&2; tail -n 5 "$VHP_TMP/hf.out" "$VHP_TMP/hf.err" >&2; result "$key" NaN ms failed; return 1; }
         result "$key" "$(jq -r '.results[0].median * 1000 | . * 1000 | round / 1000' "$json")" ms \
                 "runs=$(jq -r '.results[0].times | length' "$json") stddev=$(jq -r '.results[0].stddev * 1000 | . * 100 | round / 100' "$json")ms"
 }
@@ -40,8 +39,8 @@ hyperfine_median() {
 hyperfine_bash() {
         local key=$1 n=$2 json=$VHP_TMP/hf.json
         shift 2
-        hyperfine --shell=bash --style none --warmup 3 --min-runs "$(runs "$n")" --export-json "$json" "$@" >/dev/null 2>"$VHP_TMP/hf.err" ||
-                { echo "bench: hyperfine failed for $key:" >&2; cat "$VHP_TMP/hf.err" >&2; result "$key" NaN ms failed; return 1; }
+        hyperfine --shell=bash --show-output --warmup 3 --min-runs "$(runs "$n")" --export-json "$json" "$@" >"$VHP_TMP/hf.out" 2>"$VHP_TMP/hf.err" ||
+                { echo "bench: hyperfine failed for $key:" >&2; tail -n 5 "$VHP_TMP/hf.out" "$VHP_TMP/hf.err" >&2; result "$key" NaN ms failed; return 1; }
         result "$key" "$(jq -r '.results[0].median * 1000 | . * 1000 | round / 1000' "$json")" ms \
                 "runs=$(jq -r '.results[0].times | length' "$json") stddev=$(jq -r '.results[0].stddev * 1000 | . * 100 | round / 100' "$json")ms"
 }

@@ -41,7 +41,7 @@ struct chan {
         enum kind kind;
         char rel[256], driver[64];
         int dev, fd_r, fd_w;
-        char partial[256];
+        char partial[4096];
 };
 
 static const char *tb, *log_path;
@@ -291,26 +291,30 @@ static void handle(struct chan *c, const char *rec) {
         }
 }
 
-static void drain(struct chan *c) {
-        char buf[256], *nl;
+/* Appends what the FIFO holds now to c->partial. */
+static void fill(struct chan *c) {
         int avail = 0;
         ssize_t n;
         size_t have;
 
         while (ioctl(c->fd_r, FIONREAD, &avail) == 0 && avail > 0) {
-                n = read(c->fd_r, buf, sizeof(buf) - 1);
+                have = strlen(c->partial);
+                if (have + 1 >= sizeof(c->partial))
+                        return;
+                n = read(c->fd_r, c->partial + have, sizeof(c->partial) - have - 1);
                 if (n <= 0)
                         return;
-                have = strlen(c->partial);
-                if (have + (size_t)n >= sizeof(c->partial))
-                        n = (ssize_t)(sizeof(c->partial) - have - 1);
-                memcpy(c->partial + have, buf, (size_t)n);
                 c->partial[have + (size_t)n] = '\0';
-                while ((nl = strchr(c->partial, '\n'))) {
-                        *nl = '\0';
-                        handle(c, c->partial);
-                        memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
-                }
+        }
+}
+
+/* Handles the complete records in c->partial. */
+static void drain(struct chan *c) {
+        char *nl;
+        while ((nl = strchr(c->partial, '\n'))) {
+                *nl = '\0';
+                handle(c, c->partial);
+                memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
         }
 }
 
@@ -344,8 +348,14 @@ int main(int argc, char **argv) {
                 for (size_t i = 0; i < n_chans; i++)
                         pfd[i] = (struct pollfd){ .fd = chans[i].fd_r, .events = POLLIN };
                 poll(pfd, n_chans, 100);
-                /* One device's writes come in this order (override, unbind, probe); a round may
-                 * hold several of them, so handle them in that order. */
+                /* A device's writes come in kind order (override, unbind, probe, then a test's
+                 * sync). Reading the FIFOs in reverse order means every record read has the
+                 * earlier-kind records written before it read too; handling them in kind order
+                 * then replays them as the kernel would have seen them. */
+                for (int kind = CH_KINDS - 1; kind >= 0; kind--)
+                        for (size_t i = 0; i < n_chans; i++)
+                                if ((int)chans[i].kind == kind)
+                                        fill(&chans[i]);
                 for (int kind = 0; kind < CH_KINDS; kind++)
                         for (size_t i = 0; i < n_chans; i++)
                                 if ((int)chans[i].kind == kind)

@@ -913,8 +913,9 @@ static void test_readme_queries(void **state) {
                 assert_non_null(end);
                 _cleanup_free_ char *sql = strndup(start, (size_t) (end - start));
                 _cleanup_free_ char *out = run_block(s, sql, &rows);
-                /* The data set is made so that every example has an answer. */
-                if (rows == 0)
+                /* The data set is made so that every query has an answer (the INSERT examples
+                 * only have to run). */
+                if (rows == 0 && strstr(sql, "SELECT"))
                         fail_msg("README query returns no rows:\n%s", sql);
                 if (strstr(sql, "FROM current_attachments")) {
                         current_seen = true;
