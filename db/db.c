@@ -4,6 +4,7 @@
  * (busy_timeout) instead of failing on a lock upgrade. */
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -310,9 +311,10 @@ static int bind_check(struct db *db, int rc) {
 }
 
 /* Starts a write transaction. The busy handler waits up to DB_BUSY_TIMEOUT_MS; SQLite also returns
- * SQLITE_BUSY without calling it in some WAL situations (recovery), so retry until a deadline. */
+ * SQLITE_BUSY without calling it in some WAL situations (recovery), and its polling is not fair
+ * under heavy contention, so retry until a longer deadline. */
 static int tx_begin(struct db *db) {
-        int64_t deadline = now_ms() + DB_BUSY_TIMEOUT_MS;
+        int64_t deadline = now_ms() + DB_LOCK_WAIT_MS;
         unsigned delay = 1000;
         int r;
 
@@ -466,6 +468,24 @@ int db_open_version(const char *path, int max_version, struct db **ret) {
         }
         *ret = db;
         return 0;
+}
+
+/* PRAGMA quick_check: -EUCLEAN unless SQLite finds the file sound. */
+static int quick_check(struct db *db) {
+        sqlite3_stmt *s = NULL;
+        const char *v;
+        int rc = sqlite3_prepare_v2(db->sql, "PRAGMA quick_check", -1, &s, NULL), r;
+        if (rc != SQLITE_OK)
+                return errno_from_sqlite(db->sql, rc);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_ROW) {
+                r = rc == SQLITE_DONE ? -EUCLEAN : errno_from_sqlite(db->sql, rc);
+        } else {
+                v = (const char *)sqlite3_column_text(s, 0);
+                r = v && strcmp(v, "ok") == 0 ? 0 : -EUCLEAN;
+        }
+        sqlite3_finalize(s);
+        return r;
 }
 
 int db_open(const char *path, struct db **ret) {
@@ -837,6 +857,19 @@ static int attachment_update(struct db *db, enum query q, int64_t id, enum db_st
         return history_add(db, id, action, outcome, detail, error);
 }
 
+int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail) {
+        int r;
+
+        if (!db)
+                return -EINVAL;
+        r = tx_begin(db);
+        if (r < 0)
+                return r;
+        r = attachment_update(db, Q_ATTACH_FINISH, id, DB_ATTACHED, crosvm_port, bus, NULL, "attach",
+                              db_state_name(DB_ATTACHED), detail);
+        return tx_end(db, r);
+}
+
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
                      const char *error) {
         int r;
@@ -1016,4 +1049,57 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
                 return r;
         r = user_choice_upsert(db, device_key, vm, keep_detached);
         return tx_end(db, r);
+}
+
+int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len) {
+        _cleanup_free_ char *lockpath = NULL;
+        struct db *db = NULL;
+        int r, lock;
+
+        if (ret_moved && len > 0)
+                ret_moved[0] = 0;
+        r = db_open(path, &db);
+        if (r >= 0 && check)
+                r = quick_check(db);
+        if (r != -EUCLEAN) {
+                if (r < 0)
+                        db_close(db);
+                else
+                        *ret = db;
+                return r < 0 ? r : 0;
+        }
+        db_close(db);
+
+        /* Many helpers may find the damage at once: one moves the file aside, the others must then
+         * use the new file rather than move it aside again. */
+        if (asprintf(&lockpath, "%s.repair-lock", path) < 0)
+                return -ENOMEM;
+        lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (lock < 0)
+                return -errno;
+        if (flock(lock, LOCK_EX) < 0) {
+                r = -errno;
+                close(lock);
+                return r;
+        }
+        db = NULL;
+        r = db_open(path, &db);
+        if (r >= 0 && check)
+                r = quick_check(db);
+        if (r == -EUCLEAN) {
+                db_close(db);
+                db = NULL;
+                r = db_move_aside(path, ret_moved, len);
+                if (r >= 0)
+                        r = db_open(path, &db);
+                if (r >= 0)
+                        r = 1;
+        }
+        close(lock);
+        if (r < 0) {
+                db_close(db);
+                return r;
+        }
+        *ret = db;
+        return r;
 }

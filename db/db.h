@@ -1,6 +1,7 @@
 /* The SQLite state store. Owns the schema and every SQL statement of the product.
- * Functions return 0 / -errno; -EBUSY only if the lock could not be had within the busy timeout
- * (which is long: many helpers write at once and none may lose a row). */
+ * Functions return 0 / -errno; -EBUSY only if the lock could not be had within DB_LOCK_WAIT_MS
+ * (which is long: many helpers write at once and none may lose a row); -EUCLEAN when the file is
+ * corrupt. */
 #pragma once
 
 #include <stdbool.h>
@@ -13,7 +14,8 @@
 struct db;
 
 #define DB_SCHEMA_VERSION 2        /* PRAGMA user_version of a database this code created */
-#define DB_BUSY_TIMEOUT_MS 30000   /* how long a writer waits for the lock */
+#define DB_BUSY_TIMEOUT_MS 30000   /* SQLite busy_timeout: one wait for the lock */
+#define DB_LOCK_WAIT_MS 120000     /* a write retries the lock this long in all before -EBUSY */
 #define DB_IGNORED_MAX 1000        /* rows kept in the ignored table */
 #define DB_STR_MAX 4096            /* longest string stored (device strings, errors); longer is cut */
 #define DB_DEVICE_KEY_MAX (2 * DEV_STR_MAX + 32) /* buffer size that holds any db_device_key() */
@@ -58,6 +60,12 @@ int db_open_version(const char *path, int max_version, struct db **ret);
 /* Closes; NULL-safe. */
 void db_close(struct db *db);
 
+/* Opens like db_open(); a file that is not a sound database (with check: also by PRAGMA
+ * quick_check, which reads the whole file) is moved aside (db_move_aside) and a new one created,
+ * once even when many processes find the damage at once. Returns 1 when it moved the file aside
+ * (its new name in ret_moved), 0 when the file was fine, or -errno. */
+int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len);
+
 /* Renames a broken database file (and its -wal/-shm) to PATH.corrupt-TIMESTAMP (UTC,
  * "20240501T120000Z", with "-N" appended if taken). ret_new_path (may be NULL) receives the new
  * name of PATH. Returns -ENOENT when PATH does not exist. */
@@ -94,6 +102,10 @@ int db_attach_begin(struct db *db, const struct dev *d, const struct rule_decisi
  * The row must be open and not detaching: else -ENOENT. Other states: -EINVAL. */
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
                      const char *error);
+
+/* Records as attached a device found already in the VM (reconcile adopting it): like
+ * db_attach_finish(DB_ATTACHED) with detail (not an error) in history. */
+int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail);
 
 /* Records the intent to detach attachment id (state DB_DETACHING) with a history row whose detail
  * is why (may be NULL). -ENOENT when the row is not open. */

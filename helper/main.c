@@ -165,6 +165,8 @@ static int run(int argc, char **argv) {
                 .cfg = cfg, .udev = udev, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
         };
         r = event_handle(&ctx, &ev, &res);
+        if (res.notice[0])
+                log_warning("%s", res.notice);
         print_result(&o, &ev, &res);
         if (r < 0) {
                 log_error("%s", res.error);

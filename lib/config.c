@@ -510,6 +510,11 @@ static const char *regex_problem(const char *p) {
                                 return "repetition counts ({m,n}) are too large";
                         break;
                 }
+                case '+':
+                        /* glibc expands x+ to xx*, copying x: stacked or nested '+' double the size */
+                        if ((repeat *= 2) > REGEX_MAX_REPEAT)
+                                return "too many '+' repetitions";
+                        break;
                 default:
                         break;
                 }

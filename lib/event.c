@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -392,7 +393,7 @@ static int handle_remove(const struct event_ctx *ctx, struct db *db, struct dev 
 
 int event_handle(const struct event_ctx *ctx, const struct event *ev, struct event_result *res) {
         struct db *db = NULL;
-        char boot_id[64];
+        char boot_id[64], moved[PATH_MAX];
         int r, dlock = -1;
         bool add = is_add_like(ev->action);
 
@@ -411,11 +412,15 @@ int event_handle(const struct event_ctx *ctx, const struct event *ev, struct eve
         dlock = lock_take_device(ctx->cfg->general.lock_dir, ev->dev->devpath, LOCK_TIMEOUT_MS);
         if (dlock < 0)
                 return set_error(res, dlock, "cannot lock device", NULL), dlock;
-        r = db_open(ctx->db_path ? ctx->db_path : ctx->cfg->general.database, &db);
+        r = db_open_repair(ctx->db_path ? ctx->db_path : ctx->cfg->general.database, false, &db, moved,
+                           sizeof(moved));
         if (r < 0) {
                 set_error(res, r, "cannot open state database", NULL);
                 goto out;
         }
+        if (r > 0)
+                snprintf(res->notice, sizeof(res->notice),
+                         "state database was corrupt: moved aside to %s, starting a new one", moved);
         read_boot_id(boot_id, sizeof(boot_id));
         r = db_event_seqnum_check(db, ev->dev->devpath, ev->seqnum, boot_id);
         if (r < 0) {

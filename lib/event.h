@@ -2,6 +2,7 @@
  * This is the helper's whole job; helper/main.c only parses options and prints the result. */
 #pragma once
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -46,6 +47,7 @@ struct event_result {
         char vm[128];           /* the VM acted on ("" when none) */
         char vmm_id[64];        /* QEMU id / "port N" for crosvm */
         char error[512];        /* what failed, in words */
+        char notice[PATH_MAX + 128]; /* something repaired on the way (a corrupt database moved aside) */
 };
 
 /* Builds the event from ACTION and DEVPATH (arguments) or from the udev environment (envp, used

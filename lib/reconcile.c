@@ -6,7 +6,9 @@
 #include <libudev.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup-types.h"
 #include "db.h"
@@ -126,7 +128,7 @@ static int enumerate(struct state *s) {
                 }
                 p = &s->present[s->n_present++];
                 *p = (struct present){ .dev = d };
-                r = db_user_choice_get(s->db, d, &vm, &p->keep_detached);
+                r = s->db ? db_user_choice_get(s->db, d, &vm, &p->keep_detached) : 0;
                 if (r < 0)
                         return r;
                 rule_decide(ctx->cfg, d, vm, &p->dec);
@@ -296,6 +298,26 @@ static void state_free(struct state *s) {
         db_close(s->db);
 }
 
+/* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
+ * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
+ * from an empty record. */
+static int open_db(const struct recon_opts *o, struct state *s, char *notice, size_t len) {
+        const char *path = o->ctx.db_path ? o->ctx.db_path : o->ctx.cfg->general.database;
+        char moved[PATH_MAX];
+        int r;
+
+        if (o->ctx.dry_run) {
+                if (access(path, F_OK) < 0 && errno == ENOENT)
+                        return 0;
+                return db_open(path, &s->db);
+        }
+        r = db_open_repair(path, true, &s->db, moved, sizeof(moved));
+        if (r > 0)
+                snprintf(notice, len, "state database was corrupt: moved aside to %s, rebuilding from the VMs",
+                         moved);
+        return r < 0 ? r : 0;
+}
+
 int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, size_t errlen) {
         const struct cfg *cfg = o->ctx.cfg;
         struct state *s;
@@ -313,12 +335,12 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
                 return -ENOMEM;
         *s = (struct state){ .o = o, .plan = ret };
         ret->priv = s;
-        r = db_open(o->ctx.db_path ? o->ctx.db_path : cfg->general.database, &s->db);
+        r = open_db(o, s, ret->notice, sizeof(ret->notice));
         if (r < 0) {
                 snprintf(err, errlen, "cannot open state database: %s", strerror(-r));
                 goto out;
         }
-        r = db_attachment_list(s->db, NULL, &s->rows, &s->n_rows);
+        r = s->db ? db_attachment_list(s->db, NULL, &s->rows, &s->n_rows) : 0;
         if (r < 0) {
                 snprintf(err, errlen, "cannot read attachments: %s", db_errmsg(s->db));
                 goto out;
@@ -389,7 +411,7 @@ static int apply_adopt(struct db *db, struct present *p, struct recon_item *it) 
                 port = atoi(it->id + 5);
         r = db_attach_begin(db, p->dev, &p->dec, port >= 0 ? "" : it->id, DB_ATTACHING, &id);
         if (r >= 0)
-                r = db_attach_finish(db, id, DB_ATTACHED, port, NULL, "adopted by reconcile");
+                r = db_attach_adopted(db, id, port, NULL, "adopted by reconcile");
         it->done = true;
         if (r < 0) {
                 it->failed = true;

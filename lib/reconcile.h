@@ -37,6 +37,7 @@ struct recon_plan {
         struct recon_item *items;
         size_t n;
         size_t n_devices;     /* present devices looked at */
+        char notice[4224];    /* something repaired on the way (a corrupt database moved aside) */
         void *priv;           /* what recon_apply() needs of the planning (devices, database) */
 };
 

@@ -150,6 +150,8 @@ static int run(int argc, char **argv) {
                 r = r == -ENOENT ? EXIT_USAGE : EXIT_ERROR;
                 goto out;
         }
+        if (plan.notice[0])
+                log_warning("%s", plan.notice);
         failed = recon_apply(&ro, &plan);
         print_plan(&o, &plan);
         log_plan(&plan);

@@ -229,6 +229,7 @@ event wifi-down add $WIFI
 expect_eq "VM down: exit 0, pending" "0 pending" "$rc $(j .outcome)"
 vhp_check_output "VM down: pending row" '^pending\|down-vm\|0000:00:14.3$' \
         sql "SELECT state, vm, pci_address FROM current_attachments WHERE devpath='$WIFI'"
+vhp_check_output "VM down: history says the VM is not running" '^pending\|VM not running: VM down-vm is not running' last_history $WIFI
 expect_eq "VM down: nothing bound (no sysfs writes)" "" "$(writes)"
 expect_eq "VM down: still on iwlwifi" iwlwifi "$(driver 0000:00:14.3)"
 

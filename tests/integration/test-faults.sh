@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Faults: 200 helpers at once, a corrupted database, a helper killed between recording its intent
+# and the VM's reply. Nothing may crash, and no history row may be lost.
+. "$(dirname "$0")/../lib.sh"
+
+if [ -z "${UMOCKDEV_DIR:-}" ]; then
+        "$VHP_TOP/tests/tools/gen-usb-fixture.sh" 200 >"$VHP_TMP/many.umockdev"
+        vhp_run_in_testbed "$VHP_TMP/many.umockdev"
+fi
+
+helper=$VHP_BUILD/vhotplug-helper
+reconcile=$VHP_BUILD/vhotplug-reconcile
+conf=$VHP_TMP/vhotplug.conf
+db=$VHP_TMP/state.db
+C=/devices/pci0000:00/0000:00:14.0
+cat >"$conf" <<EOF
+{
+  "usbPassthrough": [
+    { "targetVm": "vm1", "allow": [ { "vendorId": "1209", "bus": 1, "port": 1 } ] },
+    { "targetVm": "down-vm", "allow": [ { "vendorId": "1209" } ] }
+  ],
+  "vms": [ { "name": "vm1", "type": "qemu", "socket": "$VHP_TMP/vm1.sock" },
+           { "name": "down-vm", "type": "qemu", "socket": "$VHP_TMP/down.sock" } ],
+  "general": { "database": "$db", "lockDir": "$VHP_TMP/lock", "qmpTimeoutMs": 2000 }
+}
+EOF
+devpath() { echo "$C/usb$((1 + $1 / 100))/$((1 + $1 / 100))-$((1 + $1 % 100))"; }
+event() { # ACTION INDEX SEQNUM
+        local p line
+        p=$(devpath "$2")
+        local -a props=()
+        while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "/sys$p/uevent")
+        env "${props[@]}" ACTION="$1" DEVPATH="$p" SEQNUM="$3" "$helper" -c "$conf" --no-strict-perms
+}
+sql() { sqlite3 -batch -noheader "$db" "$1"; }
+
+# 1. 200 helpers at once (the VM is down: each records a pending attachment).
+for i in $(seq 0 199); do
+        ( event add "$i" $((1000 + i)) >/dev/null 2>"$VHP_TMP/err-$i"; echo $? >"$VHP_TMP/rc-$i" ) &
+done
+wait
+bad=$(cat "$VHP_TMP"/rc-* | grep -vc '^0$')
+[ "$bad" = 0 ] && vhp_ok "200 concurrent helpers all exit 0" ||
+        vhp_fail "200 helpers: $bad failed" "$(cat "$VHP_TMP"/err-* | sort | uniq -c | head -5)"
+vhp_check_output "200 pending attachments recorded" '^200$' sql "SELECT count(*) FROM current_attachments WHERE state='pending'"
+vhp_check_output "no history row lost (200 started + 200 pending)" '^200\|200$' \
+        sql "SELECT sum(outcome='started'), sum(outcome='pending') FROM history"
+if cat "$VHP_TMP"/err-* | grep -qiE 'database|locked|busy'; then
+        vhp_fail "database errors in helper output" "$(cat "$VHP_TMP"/err-* | grep -iE 'database|locked|busy' | head -3)"
+else
+        vhp_ok "no database errors"
+fi
+
+# 2. A corrupted database: moved aside, a new one created, the event handled; reconcile too.
+head -c 8192 /dev/urandom >"$db"
+rm -f "$db-wal" "$db-shm"
+event add 150 5000 >"$VHP_TMP/corrupt.out" 2>&1
+rc=$?
+[ $rc = 0 ] && vhp_ok "helper survives a corrupted database" ||
+        vhp_fail "helper on a corrupted database (rc=$rc)" "$(cat "$VHP_TMP/corrupt.out")"
+ls "$db".corrupt-* >/dev/null 2>&1 && vhp_ok "corrupted file moved aside" || vhp_fail "no $db.corrupt-* file"
+grep -q 'corrupt' "$VHP_TMP/corrupt.out" && vhp_ok "the move is logged" ||
+        vhp_fail "no log line about the corrupted database" "$(cat "$VHP_TMP/corrupt.out")"
+vhp_check_output "the new database has the event" '^1$' sql "SELECT count(*) FROM current_attachments"
+printf 'SQLite format 3\0garbage garbage garbage' >"$db"
+"$reconcile" -c "$conf" --no-strict-perms >"$VHP_TMP/rcorrupt.out" 2>&1
+rc=$?
+[ $rc = 0 ] && vhp_ok "reconcile rebuilds after a corrupted database" ||
+        vhp_fail "reconcile on a corrupted database (rc=$rc)" "$(cat "$VHP_TMP/rcorrupt.out")"
+[ "$(ls -d "$db".corrupt-* | wc -l)" = 2 ] && vhp_ok "second corrupted file moved aside too" ||
+        vhp_fail "corrupt files: $(ls "$db".corrupt-*)"
+
+# 3. A helper killed between recording its intent and the VM's reply: someone else holds the VM
+#    lock, the helper waits with its 'attaching' row recorded, and is killed.
+vhp_start_qemu vm1 "$VHP_TMP/vm1.sock" || vhp_fail "QEMU did not start"
+mkdir -p "$VHP_TMP/lock"
+exec 9>"$VHP_TMP/lock/vm-vm1.lock"
+flock 9
+event add 0 6000 >/dev/null 2>&1 &
+hp=$!
+for _ in $(seq 100); do
+        [ "$(sql "SELECT state FROM current_attachments WHERE devpath='$(devpath 0)'")" = attaching ] && break
+        sleep 0.1
+done
+kill -9 $hp
+wait $hp 2>/dev/null
+flock -u 9
+exec 9>&-
+vhp_check_output "killed helper left an 'attaching' row" '^attaching$' \
+        sql "SELECT state FROM current_attachments WHERE devpath='$(devpath 0)'"
+"$reconcile" -c "$conf" --no-strict-perms --vm vm1 >"$VHP_TMP/rkill.out" 2>&1
+vhp_check_output "reconcile resolves it: attached" '^attached\|vhp-usb-001-002$' \
+        sql "SELECT state, vmm_id FROM current_attachments WHERE devpath='$(devpath 0)'"
+vhp_check_output "QEMU has the device" 'vhp-usb-001-002' \
+        "$VHP_TOOLS/vhp-qmp" "$VHP_TMP/vm1.sock" qom-list '{"path":"/machine/peripheral"}'
+vhp_done
