@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "crosvm.h"
+#include "errmsg.h"
 
 #define CROSVM_TOKENS_MAX (1 + 3 * CROSVM_PORTS_MAX)
 
@@ -330,20 +331,6 @@ static int crosvm_run(const char *bin, char *const argv[], int timeout_ms, struc
         return 0;
 }
 
-static int set_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return r;
-        free(*ret_error);
-        *ret_error = NULL;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 /* Runs `crosvm usb ARGS...` and returns its output when it exited with status 0. Failures to run,
  * timeouts and "error ..." exits are classified here. */
@@ -357,7 +344,7 @@ static int crosvm_usb(const char *bin_name, char *const args[], int timeout_ms, 
         if (ret_error)
                 *ret_error = NULL;
         if (crosvm_find_binary(bin_name, &bin) < 0)
-                return set_error(ret_error, -ENOEXEC, "crosvm binary '%s' not found or not executable",
+                return errmsg_set(ret_error, -ENOEXEC, "crosvm binary '%s' not found or not executable",
                                  bin_name ? bin_name : "");
         for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
                 argv[n++] = args[i];
@@ -365,20 +352,20 @@ static int crosvm_usb(const char *bin_name, char *const args[], int timeout_ms, 
 
         int r = crosvm_run(bin, argv, timeout_ms, run);
         if (r == -ETIMEDOUT)
-                return set_error(ret_error, r, "%s usb %s did not finish within %d ms, killed", bin, args[0],
+                return errmsg_set(ret_error, r, "%s usb %s did not finish within %d ms, killed", bin, args[0],
                                  timeout_ms);
         if (r < 0)
-                return set_error(ret_error, r, "cannot run %s: %s", bin, strerror(-r));
+                return errmsg_set(ret_error, r, "cannot run %s: %s", bin, strerror(-r));
         if (!WIFEXITED(run->status))
-                return set_error(ret_error, -EPROTO, "%s usb %s died with signal %d", bin, args[0],
+                return errmsg_set(ret_error, -EPROTO, "%s usb %s died with signal %d", bin, args[0],
                                  WTERMSIG(run->status));
 
         last_line(run->out, line, sizeof(line));
         if (WEXITSTATUS(run->status) == 0)
                 return 0;
         if (strncmp(line, "error", 5) == 0)
-                return set_error(ret_error, crosvm_parse_error_output(line), "crosvm: %s", line);
-        return set_error(ret_error, -EPROTO, "crosvm exited with status %d: %s", WEXITSTATUS(run->status),
+                return errmsg_set(ret_error, crosvm_parse_error_output(line), "crosvm: %s", line);
+        return errmsg_set(ret_error, -EPROTO, "crosvm exited with status %d: %s", WEXITSTATUS(run->status),
                          line);
 }
 
@@ -387,7 +374,7 @@ static int answer_error(char **ret_error, int r, const char *out) {
         char line[CROSVM_OUTPUT_MAX];
 
         last_line(out, line, sizeof(line));
-        return set_error(ret_error, r, "crosvm: %s", *line ? line : "(no output)");
+        return errmsg_set(ret_error, r, "crosvm: %s", *line ? line : "(no output)");
 }
 
 int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, int timeout_ms, int *ret_port,
@@ -412,7 +399,7 @@ int crosvm_usb_detach(const char *bin, const char *socket, int port, int timeout
         if (!run)
                 return -ENOMEM;
         if (port < 1 || port > 255)
-                return set_error(ret_error, -EINVAL, "invalid crosvm port %d", port);
+                return errmsg_set(ret_error, -EINVAL, "invalid crosvm port %d", port);
         snprintf(portstr, sizeof(portstr), "%d", port);
         int r = crosvm_usb(bin, args, timeout_ms, run, ret_error);
         if (r < 0)

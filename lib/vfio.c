@@ -14,6 +14,8 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "device.h"
+#include "errmsg.h"
 
 #define ADDR_LEN 13           /* "dddd:bb:dd.f" + NUL */
 #define NAME_MAX_DRIVER 64    /* longest driver name taken from a driver link */
@@ -25,55 +27,6 @@ static void closedirp(DIR **d) { if (*d) closedir(*d); }
 static void strvp(char ***p) { vfio_strv_free(*p); }
 #define _cleanup_strv_ _cleanup_(strvp)
 
-__attribute__((format(printf, 3, 4)))
-static int fail(char **ret_error, int r, const char *fmt, ...)
-{
-        va_list ap;
-        char *s;
-
-        if (!ret_error)
-                return r;
-        va_start(ap, fmt);
-        if (vasprintf(&s, fmt, ap) < 0)
-                s = NULL;
-        va_end(ap);
-        free(*ret_error);
-        *ret_error = s;
-        return r;
-}
-
-static bool is_hex(char c, bool upper_ok)
-{
-        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (upper_ok && c >= 'A' && c <= 'F');
-}
-
-/* "dddd:bb:dd.f" or "bb:dd.f" (any case) -> "dddd:bb:dd.f" lower case. */
-static int norm_addr(const char *in, char out[static ADDR_LEN])
-{
-        static const char pattern[] = "xxxx:xx:xx.x";
-        char buf[ADDR_LEN];
-        size_t len;
-
-        if (!in)
-                return -EINVAL;
-        len = strnlen(in, ADDR_LEN);
-        if (len == 7)
-                snprintf(buf, sizeof(buf), "0000:%s", in);
-        else if (len == 12)
-                memcpy(buf, in, ADDR_LEN);
-        else
-                return -EINVAL;
-        for (size_t i = 0; i < 12; i++) {
-                if (pattern[i] == 'x' ? !is_hex(buf[i], true) : buf[i] != pattern[i])
-                        return -EINVAL;
-                out[i] = (buf[i] >= 'A' && buf[i] <= 'F') ? (char)(buf[i] - 'A' + 'a') : buf[i];
-        }
-        /* Device 0-1f, function 0-7. */
-        if (out[8] > '1' || out[11] > '7')
-                return -EINVAL;
-        out[12] = '\0';
-        return 0;
-}
 
 __attribute__((format(printf, 4, 5)))
 static int path_fmt(char *buf, size_t len, const char *root, const char *fmt, ...)
@@ -222,7 +175,7 @@ int vfio_iommu_group(const char *root, const char *pci_addr)
         char addr[ADDR_LEN];
         int r;
 
-        r = norm_addr(pci_addr, addr);
+        r = dev_normalize_pci_address(pci_addr, addr);
         if (r < 0)
                 return r;
         return group_of(root, addr);
@@ -274,7 +227,7 @@ static int members_from_group_dir(const char *root, int group, char ***strv, siz
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                if (norm_addr(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
+                if (dev_normalize_pci_address(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
                         continue; /* not a PCI device name */
                 r = strv_push(strv, n, addr);
                 if (r < 0)
@@ -298,7 +251,7 @@ static int members_from_links(const char *root, int group, char ***strv, size_t 
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                if (norm_addr(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
+                if (dev_normalize_pci_address(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
                         continue;
                 if (group_of(root, addr) != group)
                         continue;
@@ -316,7 +269,7 @@ int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size
         size_t n = 0;
         int group, r;
 
-        r = norm_addr(pci_addr, addr);
+        r = dev_normalize_pci_address(pci_addr, addr);
         if (r < 0)
                 return r;
         group = group_of(root, addr);
@@ -416,22 +369,22 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
 
         if (!policy)
                 policy = &none;
-        r = norm_addr(pci_addr, addr);
+        r = dev_normalize_pci_address(pci_addr, addr);
         if (r < 0)
-                return fail(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
+                return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         r = vfio_group_members(root, addr, &members, &n);
         if (r == -ENODEV)
-                return fail(ret_error, r, "PCI device %s not found", addr);
+                return errmsg_set(ret_error, r, "PCI device %s not found", addr);
         if (r == -EOPNOTSUPP)
-                return fail(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
+                return errmsg_set(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
         if (r < 0)
-                return fail(ret_error, r, "cannot list the IOMMU group of %s: %s", addr, strerror(-r));
+                return errmsg_set(ret_error, r, "cannot list the IOMMU group of %s: %s", addr, strerror(-r));
         if (is_bridge(root, addr))
-                return fail(ret_error, -EINVAL, "PCI device %s is a bridge; bridges are not passed through",
+                return errmsg_set(ret_error, -EINVAL, "PCI device %s is a bridge; bridges are not passed through",
                             addr);
         plan.group = group_of(root, addr);
         if (plan.group < 0)
-                return fail(ret_error, plan.group, "cannot read the IOMMU group of %s: %s", addr,
+                return errmsg_set(ret_error, plan.group, "cannot read the IOMMU group of %s: %s", addr,
                             strerror(-plan.group));
 
         for (size_t i = 0; i < n; i++) {
@@ -440,17 +393,17 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
                 n_others++;
                 r = current_driver(root, members[i], drv, sizeof(drv));
                 if (r < 0)
-                        return fail(ret_error, r, "cannot read the driver of %s: %s", members[i],
+                        return errmsg_set(ret_error, r, "cannot read the driver of %s: %s", members[i],
                                     strerror(-r));
                 if (list_append(&others, members[i], NULL) < 0 ||
                     (!driver_is_vfio_safe(drv) && list_append(&busy, members[i], drv) < 0))
-                        return fail(ret_error, -ENOMEM, "out of memory");
+                        return errmsg_set(ret_error, -ENOMEM, "out of memory");
         }
         if (n_others > 0 && policy->skip_if_shared)
-                return fail(ret_error, -EXDEV, "IOMMU group %d is shared with %s; skipped (pciIommuSkipIfShared)",
+                return errmsg_set(ret_error, -EXDEV, "IOMMU group %d is shared with %s; skipped (pciIommuSkipIfShared)",
                             plan.group, others);
         if (n_others > 0 && !policy->add_all && busy)
-                return fail(ret_error, -EBUSY,
+                return errmsg_set(ret_error, -EBUSY,
                             "IOMMU group %d of %s is shared with %s; bind them to vfio-pci or set pciIommuAddAll",
                             plan.group, addr, busy);
 
@@ -460,7 +413,7 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
                         r = plan_add(root, &plan, members[i]);
         if (r < 0) {
                 vfio_plan_clear(&plan);
-                return fail(ret_error, r, "cannot plan binding %s: %s", addr, strerror(-r));
+                return errmsg_set(ret_error, r, "cannot plan binding %s: %s", addr, strerror(-r));
         }
         *ret = plan;
         return 0;
@@ -591,31 +544,31 @@ int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret
         struct stat st;
         int group, r;
 
-        r = norm_addr(pci_addr, addr);
+        r = dev_normalize_pci_address(pci_addr, addr);
         if (r < 0)
-                return fail(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
+                return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         group = group_of(root, addr);
         if (group == -ENODEV)
-                return fail(ret_error, group, "PCI device %s not found", addr);
+                return errmsg_set(ret_error, group, "PCI device %s not found", addr);
         if (group == -EOPNOTSUPP)
-                return fail(ret_error, group, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
+                return errmsg_set(ret_error, group, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
         if (group < 0)
-                return fail(ret_error, group, "cannot read the IOMMU group of %s: %s", addr, strerror(-group));
+                return errmsg_set(ret_error, group, "cannot read the IOMMU group of %s: %s", addr, strerror(-group));
         r = current_driver(root, addr, drv, sizeof(drv));
         if (r < 0)
-                return fail(ret_error, r, "cannot read the driver of %s: %s", addr, strerror(-r));
+                return errmsg_set(ret_error, r, "cannot read the driver of %s: %s", addr, strerror(-r));
         if (strcmp(drv, VFIO_DRIVER) == 0)
                 return 0;
 
         r = path_fmt(path, sizeof(path), root, "/sys/bus/pci/drivers/" VFIO_DRIVER);
         if (r < 0 || stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-                return fail(ret_error, -ENOENT, "%s: the vfio-pci driver is not loaded (%s missing)", addr,
+                return errmsg_set(ret_error, -ENOENT, "%s: the vfio-pci driver is not loaded (%s missing)", addr,
                             path);
 
         r = write_dev_attr(root, addr, "driver_override", VFIO_DRIVER, what, sizeof(what));
         if (r < 0)
                 /* The kernel takes a sysfs store whole or not at all. */
-                return fail(ret_error, r, "%s: %s; nothing changed", addr, what);
+                return errmsg_set(ret_error, r, "%s: %s; nothing changed", addr, what);
         if (drv[0]) {
                 r = unbind_from(root, addr, drv, what, sizeof(what));
                 if (r < 0)
@@ -636,7 +589,7 @@ int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret
                 return 0;
 undo:
         give_back(root, addr, unbound, undo, sizeof(undo));
-        return fail(ret_error, r, "%s: %s; %s", addr, what, undo);
+        return errmsg_set(ret_error, r, "%s: %s; %s", addr, what, undo);
 }
 
 int vfio_unbind(const char *root, const char *pci_addr, char **ret_error)
@@ -644,18 +597,18 @@ int vfio_unbind(const char *root, const char *pci_addr, char **ret_error)
         char addr[ADDR_LEN], drv[NAME_MAX_DRIVER], what[PATH_MAX + 128];
         int r;
 
-        r = norm_addr(pci_addr, addr);
+        r = dev_normalize_pci_address(pci_addr, addr);
         if (r < 0)
-                return fail(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
+                return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         if (!dev_exists(root, addr))
-                return fail(ret_error, -ENODEV, "PCI device %s not found", addr);
+                return errmsg_set(ret_error, -ENODEV, "PCI device %s not found", addr);
         r = current_driver(root, addr, drv, sizeof(drv));
         if (r < 0)
-                return fail(ret_error, r, "cannot read the driver of %s: %s", addr, strerror(-r));
+                return errmsg_set(ret_error, r, "cannot read the driver of %s: %s", addr, strerror(-r));
         /* Driverless devices are probed too: an earlier, interrupted bind may have left them so. */
         r = give_back(root, addr, drv[0] == '\0', what, sizeof(what));
         if (r < 0)
-                return fail(ret_error, r, "%s: %s", addr, what);
+                return errmsg_set(ret_error, r, "%s: %s", addr, what);
         return 0;
 }
 
@@ -668,10 +621,10 @@ int vfio_apply(const char *root, const struct vfio_plan *plan, int timeout_ms, c
         int r = 0;
 
         if (!plan || (plan->n > 0 && !plan->members))
-                return fail(ret_error, -EINVAL, "no plan");
+                return errmsg_set(ret_error, -EINVAL, "no plan");
         bound = calloc(plan->n ? plan->n : 1, sizeof(bool));
         if (!bound)
-                return fail(ret_error, -ENOMEM, "out of memory");
+                return errmsg_set(ret_error, -ENOMEM, "out of memory");
         for (i = 0; i < plan->n; i++) {
                 const char *a = plan->members[i].addr;
 
@@ -693,11 +646,11 @@ int vfio_apply(const char *root, const struct vfio_plan *plan, int timeout_ms, c
                         continue;
                 if (vfio_unbind(root, plan->members[j].addr, &uerr) < 0) {
                         if (list_append(&unrolled, uerr ? uerr : plan->members[j].addr, NULL) < 0)
-                                return fail(ret_error, r, "out of memory");
+                                return errmsg_set(ret_error, r, "out of memory");
                 } else if (list_append(&rolled, plan->members[j].addr, NULL) < 0)
-                        return fail(ret_error, r, "out of memory");
+                        return errmsg_set(ret_error, r, "out of memory");
         }
-        return fail(ret_error, r, "IOMMU group %d: binding %s failed: %s%s%s%s%s", plan->group,
+        return errmsg_set(ret_error, r, "IOMMU group %d: binding %s failed: %s%s%s%s%s", plan->group,
                     plan->members[i].addr, err ? err : strerror(-r),
                     rolled ? "; given back: " : "", rolled ? rolled : "",
                     unrolled ? "; could not give back: " : "", unrolled ? unrolled : "");

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cleanup-types.h"
+#include "errmsg.h"
 #include "crosvm.h"
 #include "qmp.h"
 #include "vmm.h"
@@ -19,20 +20,6 @@
 
 /* ---- small helpers ---- */
 
-static int set_error(char **ret_error, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(char **ret_error, int r, const char *fmt, ...) {
-        va_list ap;
-
-        if (!ret_error)
-                return r;
-        free(*ret_error);
-        *ret_error = NULL;
-        va_start(ap, fmt);
-        if (vasprintf(ret_error, fmt, ap) < 0)
-                *ret_error = NULL;
-        va_end(ap);
-        return r;
-}
 
 /* Hands a message over as the error text (taking ownership). */
 static int take_error(char **ret_error, int r, char *msg) {
@@ -143,10 +130,10 @@ static struct vmm_device *list_append(struct vmm_list *l) {
 static int qemu_open(const struct cfg_vm *vm, const struct vmm_opts *o, struct qmp **ret, char **ret_error) {
         int r = qmp_connect(vm->socket, timeout_of(o), ret);
         if (r == -EHOSTDOWN)
-                return set_error(ret_error, r, "VM %s is not running (no QMP answer on %s)", vm->name,
+                return errmsg_set(ret_error, r, "VM %s is not running (no QMP answer on %s)", vm->name,
                                  vm->socket);
         if (r < 0)
-                return set_error(ret_error, r, "VM %s: QMP connection to %s failed: %s", vm->name, vm->socket,
+                return errmsg_set(ret_error, r, "VM %s: QMP connection to %s failed: %s", vm->name, vm->socket,
                                  strerror(-r));
         return 0;
 }
@@ -159,7 +146,7 @@ static int qemu_execute(struct qmp *q, const char *cmd, const cJSON *args, cJSON
         if (r == -EREMOTEIO)
                 return take_error(ret_error, r, desc);
         if (r < 0)
-                return set_error(ret_error, r, "QMP %s failed: %s", cmd, strerror(-r));
+                return errmsg_set(ret_error, r, "QMP %s failed: %s", cmd, strerror(-r));
         return 0;
 }
 
@@ -342,7 +329,7 @@ static int qemu_add_to_free_port(struct qmp *q, cJSON *args, const char *vm_name
         }
         free_strv(ports, n);
         if (r == -ENOSPC)
-                return set_error(ret_error, r, "VM %s has no free pcie-root-port", vm_name);
+                return errmsg_set(ret_error, r, "VM %s has no free pcie-root-port", vm_name);
         return r;
 }
 
@@ -353,7 +340,7 @@ static int qemu_attach_pci_like(const struct cfg_vm *vm, const struct vmm_opts *
         const char *value = pci ? d->pci_address : d->devnode;
 
         if (!value)
-                return set_error(ret_error, -EINVAL, "device has no %s", pci ? "PCI address" : "device node");
+                return errmsg_set(ret_error, -EINVAL, "device has no %s", pci ? "PCI address" : "device node");
         if (!args || !cJSON_AddStringToObject(args, "driver", pci ? "vfio-pci" : "virtio-input-host-pci") ||
             !cJSON_AddStringToObject(args, pci ? "host" : "evdev", value) ||
             !cJSON_AddStringToObject(args, "id", id))
@@ -374,7 +361,7 @@ static int qemu_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const 
                        struct vmm_attachment *ret, char **ret_error) {
         int r = vmm_device_id(d, ret->id, sizeof(ret->id));
         if (r < 0)
-                return set_error(ret_error, r, "device has no usable id");
+                return errmsg_set(ret_error, r, "device has no usable id");
         if (d->kind == DEV_USB)
                 return qemu_attach_usb(vm, o, d, ret->id, ret_error);
         return qemu_attach_pci_like(vm, o, d, ret->id, root_bus, ret, ret_error);
@@ -401,11 +388,11 @@ static int qemu_detach(const struct cfg_vm *vm, const struct vmm_opts *o, const 
 
         r = qmp_wait_event(q, "DEVICE_DELETED", id, detach_timeout_of(o), NULL);
         if (r == -ETIMEDOUT)
-                return set_error(ret_error, -EINPROGRESS,
+                return errmsg_set(ret_error, -EINPROGRESS,
                                  "VM %s accepted device_del of %s but has not released it within %d ms",
                                  vm->name, id, detach_timeout_of(o));
         if (r < 0)
-                return set_error(ret_error, r, "waiting for DEVICE_DELETED of %s failed: %s", id, strerror(-r));
+                return errmsg_set(ret_error, r, "waiting for DEVICE_DELETED of %s failed: %s", id, strerror(-r));
         return 0;
 }
 
@@ -425,7 +412,7 @@ static int qemu_get_int(struct qmp *q, const char *path, const char *prop, int *
         if (r < 0)
                 return r;
         if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 65535)
-                return set_error(ret_error, -EPROTO, "qom-get %s %s: not a small integer", path, prop);
+                return errmsg_set(ret_error, -EPROTO, "qom-get %s %s: not a small integer", path, prop);
         *ret = v->valueint;
         return 0;
 }
@@ -437,7 +424,7 @@ static int qemu_get_str(struct qmp *q, const char *path, const char *prop, char 
         if (r < 0)
                 return r;
         if (!cJSON_IsString(v))
-                return set_error(ret_error, -EPROTO, "qom-get %s %s: not a string", path, prop);
+                return errmsg_set(ret_error, -EPROTO, "qom-get %s %s: not a string", path, prop);
         str_copy(buf, len, v->valuestring);
         return 0;
 }
@@ -498,9 +485,9 @@ static int qemu_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct v
 static int crosvm_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct dev *d,
                          struct vmm_attachment *ret, char **ret_error) {
         if (d->kind != DEV_USB)
-                return set_error(ret_error, -EOPNOTSUPP, "crosvm VM %s takes USB devices only", vm->name);
+                return errmsg_set(ret_error, -EOPNOTSUPP, "crosvm VM %s takes USB devices only", vm->name);
         if (!d->devnode)
-                return set_error(ret_error, -EINVAL, "USB device has no device node");
+                return errmsg_set(ret_error, -EINVAL, "USB device has no device node");
         return crosvm_usb_attach(crosvm_bin_of(o), vm->socket, d->devnode, timeout_of(o), &ret->port,
                                  ret_error);
 }
@@ -544,7 +531,7 @@ int vmm_detach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct v
         if (vm->type == VMM_CROSVM)
                 return crosvm_usb_detach(crosvm_bin_of(o), vm->socket, a->port, timeout_of(o), ret_error);
         if (!a->id[0])
-                return set_error(ret_error, -EINVAL, "attachment has no QEMU device id");
+                return errmsg_set(ret_error, -EINVAL, "attachment has no QEMU device id");
         return qemu_detach(vm, o, a->id, ret_error);
 }
 
