@@ -308,6 +308,14 @@ static int handle_add(const struct event_ctx *ctx, struct db *db, struct dev *d,
         return event_attach(ctx, db, d, res);
 }
 
+void event_give_back(const struct db_attachment *a) {
+        char *err = NULL;
+        /* A PCI device still on the host goes back to its driver; one that left needs nothing. */
+        if (a->kind == DEV_PCI && a->pci_address)
+                (void)vfio_unbind(NULL, a->pci_address, &err);
+        free(err);
+}
+
 int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                  struct event_result *res) {
         const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
@@ -345,6 +353,7 @@ int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_att
         case -ENOENT:    /* the VM no longer has it */
         case -EHOSTDOWN: /* the VM is gone, and the device with it */
                 res->outcome = EVENT_DONE;
+                event_give_back(a);
                 r = db_detach_finish(db, a->id, DB_DETACHED, r == 0 ? NULL : verr);
                 break;
         case -EINPROGRESS:

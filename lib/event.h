@@ -81,6 +81,10 @@ int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, stru
 int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                  struct event_result *res);
 
+/* After a detach: hands a PCI device that is still on the host back from vfio-pci to its driver
+ * (best effort). Other kinds need nothing. */
+void event_give_back(const struct db_attachment *a);
+
 /* The result as the helper's JSON object (SPEC §7). */
 int event_result_to_json(const struct event *ev, const struct event_result *r, struct cJSON **ret);
 

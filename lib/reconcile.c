@@ -74,6 +74,17 @@ static int cmp_present(const void *a, const void *b) {
         return strcmp(((const struct present *)a)->dev->devpath, ((const struct present *)b)->dev->devpath);
 }
 
+static int cmp_rule_order(const void *a, const void *b) {
+        const struct present *x = *(const struct present *const *)a, *y = *(const struct present *const *)b;
+        if (x->dec.kind != y->dec.kind)
+                return x->dec.kind - y->dec.kind;
+        if (x->dec.entry_index != y->dec.entry_index)
+                return x->dec.entry_index - y->dec.entry_index;
+        if (x->dec.rule_index != y->dec.rule_index)
+                return x->dec.rule_index - y->dec.rule_index;
+        return strcmp(x->dev->devpath, y->dev->devpath);
+}
+
 static struct present *find_present(const struct state *s, const char *devpath) {
         struct dev key_dev = { .devpath = (char *)devpath };
         struct present key = { .dev = &key_dev };
@@ -184,6 +195,7 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         struct vmm_list l = { 0 };
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ bool *claimed = NULL;
+        _cleanup_free_ struct present **order = NULL;
         char what[160], port[32];
         int r;
 
@@ -201,9 +213,16 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                 return -ENOMEM;
         }
 
-        /* Desired here: present, claimed by the rules for this VM. */
+        /* Desired here: present, claimed by the rules for this VM; in file order of the rules, then
+         * by path (PCI: by address), so devices land in the VM's ports in a stable order. */
+        order = malloc((s->n_present + 1) * sizeof(*order));
+        if (!order)
+                goto oom;
+        for (size_t i = 0; i < s->n_present; i++)
+                order[i] = &s->present[i];
+        qsort(order, s->n_present, sizeof(*order), cmp_rule_order);
         for (size_t i = 0; i < s->n_present; i++) {
-                struct present *p = &s->present[i];
+                struct present *p = order[i];
                 struct db_attachment *row;
                 ssize_t k;
                 bool recorded;
@@ -466,6 +485,8 @@ static int apply_item(const struct recon_opts *o, struct db *db, struct present 
                 }
                 if (it->op == RECON_CLOSE) {
                         r = db_detach_begin(db, row.id, it->why);
+                        if (r >= 0 && row.state == DB_DETACHING)
+                                event_give_back(&row); /* the guest released it at last */
                         if (r >= 0)
                                 r = db_detach_finish(db, row.id, DB_DETACHED, NULL);
                         it->done = true;
