@@ -38,6 +38,7 @@ enum query {
         Q_COMMIT,
         Q_ROLLBACK,
         Q_USER_VERSION,
+        Q_QUICK_CHECK,
         Q_SEQNUM_UPSERT,
         Q_SEQNUM_FORGET_BOOTS,
         Q_SUPERSEDE_HISTORY,
@@ -61,6 +62,7 @@ static const char *const queries[_Q_MAX] = {
         [Q_COMMIT] = "COMMIT",
         [Q_ROLLBACK] = "ROLLBACK",
         [Q_USER_VERSION] = "PRAGMA user_version",
+        [Q_QUICK_CHECK] = "PRAGMA quick_check(1)",
         /* No row changed: an event with seqnum >= ?2 was handled in this boot already. */
         [Q_SEQNUM_UPSERT] =
                 "INSERT INTO seqnums (devpath, seqnum, boot_id, updated_at) "
@@ -139,6 +141,7 @@ static const char *const queries[_Q_MAX] = {
 struct db {
         sqlite3 *sql;
         sqlite3_stmt *stmt[_Q_MAX];
+        int lock_fd;            /* flock on PATH.repair-lock: shared while open, see db_open_repair */
 };
 
 static const char *const state_names[] = {
@@ -417,74 +420,119 @@ static int mkdir_parents(const char *path) {
         }
 }
 
+/* Creates the file ourselves (SQLite would use 0644; -wal/-shm inherit its mode), then opens it.
+ * Another process may rename the file away in between (db_open_repair): then try again. */
+static int open_connection(const char *path, sqlite3 **ret) {
+        int r = -ENOENT;
+
+        for (int attempt = 0; attempt < 10 && r == -ENOENT; attempt++) {
+                sqlite3 *sql = NULL;
+                int fd, rc;
+
+                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+                if (fd >= 0)
+                        close(fd);
+                else if (errno != EEXIST)
+                        return -errno;
+                rc = sqlite3_open_v2(path, &sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+                if (rc == SQLITE_OK) {
+                        *ret = sql;
+                        return 0;
+                }
+                r = sql ? errno_from_sqlite(sql, rc) : -ENOMEM;
+                sqlite3_close(sql);
+        }
+        return r;
+}
+
 void db_close(struct db *db) {
         if (!db)
                 return;
         for (size_t i = 0; i < _Q_MAX; i++)
                 sqlite3_finalize(db->stmt[i]);
         sqlite3_close(db->sql);
+        if (db->lock_fd >= 0)
+                close(db->lock_fd);
         free(db);
 }
 
-int db_open_version(const char *path, int max_version, struct db **ret) {
-        struct db *db;
-        int fd, rc, r;
+/* Takes the repair lock of path: LOCK_SH for every connection while it is open, LOCK_EX to move a
+ * broken file aside. SQLite opens PATH-wal and PATH-shm by name, so a connection opened on the old
+ * file must not live on while a new file takes its name. Waits at most DB_LOCK_WAIT_MS. */
+static int repair_lock(const char *path, int op) {
+        _cleanup_free_ char *lockpath = NULL;
+        int64_t deadline = now_ms() + DB_LOCK_WAIT_MS;
+        unsigned delay = 1000;
+        int fd, r;
 
-        if (!path || !*path || !ret || max_version < 1 || max_version > db_schema_n_migrations)
-                return -EINVAL;
-
-        r = mkdir_parents(path);
-        if (r < 0)
-                return r;
-        /* Create the file ourselves: SQLite would use 0644. -wal/-shm inherit its mode. */
-        fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-        if (fd >= 0)
-                close(fd);
-        else if (errno != EEXIST)
+        if (asprintf(&lockpath, "%s.repair-lock", path) < 0)
+                return -ENOMEM;
+        fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        if (fd < 0)
                 return -errno;
+        while (flock(fd, op | LOCK_NB) < 0) {
+                if (errno == EINTR)
+                        continue;
+                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
+                if (r != -EBUSY || now_ms() >= deadline) {
+                        close(fd);
+                        return r;
+                }
+                backoff(&delay);
+        }
+        return fd;
+}
+
+/* Opens and migrates path; the caller holds the repair lock (lock_fd, owned by the result on
+ * success, or -1 when the caller keeps it). */
+static int open_locked(const char *path, int max_version, int lock_fd, struct db **ret) {
+        struct db *db;
+        int r;
 
         db = calloc(1, sizeof(*db));
         if (!db)
                 return -ENOMEM;
-        rc = sqlite3_open_v2(path, &db->sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-        if (rc != SQLITE_OK) {
-                r = db->sql ? errno_from_sqlite(db->sql, rc) : -ENOMEM;
+        db->lock_fd = -1;
+        r = open_connection(path, &db->sql);
+        if (r < 0) {
                 db_close(db);
                 return r;
         }
         sqlite3_busy_timeout(db->sql, DB_BUSY_TIMEOUT_MS);
         /* Helpers are short-lived: a checkpoint (with its fsyncs) at every close would cost them
-         * more than the event's work. Commits run the automatic checkpoint now and then instead. */
+         * more than the event's work. Commits run the automatic checkpoint now and then instead,
+         * early enough that the WAL a lone opener must scan (recovery) stays small. */
         sqlite3_db_config(db->sql, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
         r = exec_retry(db, "PRAGMA journal_mode = WAL");
         if (r >= 0)
-                r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL");
+                r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
+                                   "PRAGMA wal_autocheckpoint = 200");
         if (r >= 0)
                 r = migrate(db, max_version);
         if (r < 0) {
                 db_close(db);
                 return r;
         }
+        db->lock_fd = lock_fd;
         *ret = db;
         return 0;
 }
 
-/* PRAGMA quick_check: -EUCLEAN unless SQLite finds the file sound. */
-static int quick_check(struct db *db) {
-        sqlite3_stmt *s = NULL;
-        const char *v;
-        int rc = sqlite3_prepare_v2(db->sql, "PRAGMA quick_check", -1, &s, NULL), r;
-        if (rc != SQLITE_OK)
-                return errno_from_sqlite(db->sql, rc);
-        rc = sqlite3_step(s);
-        if (rc != SQLITE_ROW) {
-                r = rc == SQLITE_DONE ? -EUCLEAN : errno_from_sqlite(db->sql, rc);
-        } else {
-                v = (const char *)sqlite3_column_text(s, 0);
-                r = v && strcmp(v, "ok") == 0 ? 0 : -EUCLEAN;
-        }
-        sqlite3_finalize(s);
+int db_open_version(const char *path, int max_version, struct db **ret) {
+        int lock, r;
+
+        if (!path || !*path || !ret || max_version < 1 || max_version > db_schema_n_migrations)
+                return -EINVAL;
+        r = mkdir_parents(path);
+        if (r < 0)
+                return r;
+        lock = repair_lock(path, LOCK_SH);
+        if (lock < 0)
+                return lock;
+        r = open_locked(path, max_version, lock, ret);
+        if (r < 0)
+                close(lock);
         return r;
 }
 
@@ -1051,39 +1099,50 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
         return tx_end(db, r);
 }
 
-int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len) {
-        _cleanup_free_ char *lockpath = NULL;
-        struct db *db = NULL;
-        int r, lock;
+/* PRAGMA quick_check (reads the whole file): -EUCLEAN unless SQLite finds the file sound. */
+static int quick_check(struct db *db) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        const char *v;
+        int r, rc;
 
+        r = prepare(db, Q_QUICK_CHECK, &s);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_DONE)
+                return -EUCLEAN;
+        if (rc != SQLITE_ROW)
+                return errno_from_sqlite(db->sql, rc);
+        v = (const char *) sqlite3_column_text(s, 0);
+        return v && strcmp(v, "ok") == 0 ? 0 : -EUCLEAN;
+}
+
+int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len) {
+        struct db *db = NULL;
+        int r, lock, moved = 0;
+
+        if (!ret)
+                return -EINVAL;
         if (ret_moved && len > 0)
                 ret_moved[0] = 0;
         r = db_open(path, &db);
         if (r >= 0 && check)
                 r = quick_check(db);
-        if (r != -EUCLEAN) {
-                if (r < 0)
-                        db_close(db);
-                else
-                        *ret = db;
-                return r < 0 ? r : 0;
+        if (r >= 0) {
+                *ret = db;
+                return 0;
         }
         db_close(db);
-
-        /* Many helpers may find the damage at once: one moves the file aside, the others must then
-         * use the new file rather than move it aside again. */
-        if (asprintf(&lockpath, "%s.repair-lock", path) < 0)
-                return -ENOMEM;
-        lock = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (lock < 0)
-                return -errno;
-        if (flock(lock, LOCK_EX) < 0) {
-                r = -errno;
-                close(lock);
+        if (r != -EUCLEAN)
                 return r;
-        }
+
+        /* Wait until no connection uses the file; many helpers may find the damage at once: the
+         * first moves the file aside, the others then find the new file sound. */
+        lock = repair_lock(path, LOCK_EX);
+        if (lock < 0)
+                return lock;
         db = NULL;
-        r = db_open(path, &db);
+        r = open_locked(path, db_schema_n_migrations, -1, &db);
         if (r >= 0 && check)
                 r = quick_check(db);
         if (r == -EUCLEAN) {
@@ -1091,15 +1150,17 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
                 db = NULL;
                 r = db_move_aside(path, ret_moved, len);
                 if (r >= 0)
-                        r = db_open(path, &db);
-                if (r >= 0)
-                        r = 1;
+                        r = open_locked(path, db_schema_n_migrations, -1, &db);
+                moved = 1;
         }
-        close(lock);
         if (r < 0) {
                 db_close(db);
+                close(lock);
                 return r;
         }
+        /* Keep the lock, shared, for the connection's life like db_open does. */
+        (void) flock(lock, LOCK_SH);
+        db->lock_fd = lock;
         *ret = db;
-        return r;
+        return moved;
 }

@@ -243,6 +243,148 @@ static void test_open_truncated(void **state) {
         check_moves_aside(f->path);
 }
 
+/* Replaces the database (and its WAL, which would otherwise still serve the pages) with garbage. */
+static void write_garbage(const char *path) {
+        char buf[8192], side[512];
+        int fd;
+
+        for (const char *suffix = "-wal"; suffix; suffix = strcmp(suffix, "-wal") == 0 ? "-shm" : NULL) {
+                snprintf(side, sizeof(side), "%s%s", path, suffix);
+                unlink(side);
+        }
+
+        srand(7);
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = (char) (rand() & 0xff);
+        fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t) sizeof(buf));
+        close(fd);
+}
+
+static int count_moved(const char *dir) {
+        _cleanup_free_ char *cmd = NULL;
+        int n = 0;
+        FILE *p;
+        char line[512];
+
+        assert_true(asprintf(&cmd, "ls '%s'", dir) > 0);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        while (fgets(line, sizeof(line), p))
+                if (strstr(line, ".corrupt-") && !strstr(line, "-wal") && !strstr(line, "-shm"))
+                        n++;
+        pclose(p);
+        return n;
+}
+
+static void test_open_repair(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+        char moved[512];
+
+        /* A sound file is left alone. */
+        assert_int_equal(db_open_repair(f->path, true, &db, moved, sizeof(moved)), 0);
+        assert_string_equal(moved, "");
+        db_close(db);
+        db = NULL;
+
+        write_garbage(f->path);
+        assert_int_equal(db_open_repair(f->path, false, &db, moved, sizeof(moved)), 1);
+        assert_non_null(db);
+        assert_non_null(strstr(moved, ".corrupt-"));
+        assert_int_equal(access(moved, F_OK), 0);
+        assert_int_equal(db_record_ignored(db, &(struct dev) { .kind = DEV_PCI, .devpath = (char *) "/devices/x" },
+                                           "hub"), 0);
+        db_close(db);
+        db = NULL;
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
+        assert_int_equal(count_moved(f->dir), 1);
+}
+
+/* Damage past the pages an open reads is found only by the check. */
+static void test_open_repair_check(void **state) {
+        struct fixture *f = *state;
+        struct db *db = NULL;
+        char devpath[64], moved[512];
+        struct stat st;
+        int fd;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        for (int i = 0; i < 300; i++) {
+                struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
+                snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
+                assert_int_equal(db_record_ignored(db, &d, "no entry matched"), 0);
+        }
+        db_close(db);
+        db = NULL;
+        raw_exec(f->path, "PRAGMA wal_checkpoint(TRUNCATE)");
+        assert_int_equal(stat(f->path, &st), 0);
+        /* Scribble over the middle of the last page: a leaf of table or index data. */
+        fd = open(f->path, O_WRONLY);
+        assert_true(fd >= 0);
+        assert_int_equal(pwrite(fd, "garbage garbage garbage garbage garbage garbage", 47, st.st_size - 4096 + 8),
+                         47);
+        close(fd);
+
+        assert_int_equal(db_open_repair(f->path, false, &db, moved, sizeof(moved)), 0);
+        db_close(db);
+        db = NULL;
+        assert_int_equal(db_open_repair(f->path, true, &db, moved, sizeof(moved)), 1);
+        assert_non_null(db);
+        db_close(db);
+        assert_int_equal(count_moved(f->dir), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), 0);
+}
+
+/* Many helpers find the same damage at once: the file is moved aside once, all get the new one. */
+static void test_open_repair_concurrent(void **state) {
+        struct fixture *f = *state;
+        enum { N = 20 };
+        pid_t pids[N];
+        int go[2], repaired = 0, sound = 0;
+
+        write_garbage(f->path);
+        assert_int_equal(pipe(go), 0);
+        for (int i = 0; i < N; i++) {
+                pids[i] = fork();
+                assert_true(pids[i] >= 0);
+                if (pids[i] == 0) {
+                        struct db *db = NULL;
+                        char c;
+                        int r;
+
+                        close(go[1]);
+                        if (read(go[0], &c, 1) != 0)
+                                _exit(100);
+                        r = db_open_repair(f->path, false, &db, NULL, 0);
+                        if (r < 0)
+                                _exit(100 + (-r & 0x7f));
+                        int k = db_record_ignored(db, &(struct dev) { .kind = DEV_USB,
+                                                                      .devpath = (char *) "/devices/usb1" }, "hub");
+                        db_close(db);
+                        _exit(k < 0 ? 10 + (-k & 0x3f) : r);
+                }
+        }
+        close(go[0]);
+        close(go[1]);
+        for (int i = 0; i < N; i++) {
+                int status;
+                assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+                assert_true(WIFEXITED(status));
+                if (WEXITSTATUS(status) == 1)
+                        repaired++;
+                else if (WEXITSTATUS(status) == 0)
+                        sound++;
+                else
+                        fail_msg("child %d: exit %d", i, WEXITSTATUS(status));
+        }
+        assert_int_equal(repaired, 1);
+        assert_int_equal(sound, N - 1);
+        assert_int_equal(count_moved(f->dir), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count FROM ignored WHERE devpath = '/devices/usb1'"), N);
+}
+
 static void test_open_newer(void **state) {
         struct fixture *f = *state;
         struct db *db = NULL;
@@ -369,6 +511,30 @@ static void test_lifecycle(void **state) {
         s = raw_text(f->path, "SELECT group_concat(outcome || ':' || error) FROM failures", NULL);
         assert_string_equal(s, "detaching:timeout waiting for DEVICE_DELETED");
         free(s);
+}
+
+static void test_adopted(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 0, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-6", 0x1050, 0x0407, "YK9");
+        struct db_attachment a = {};
+        struct db *db = NULL;
+        int64_t id;
+
+        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_attach_begin(db, &d, &dec, "", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_adopted(db, id, 2, NULL, "adopted by reconcile"), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_int_equal(a.state, DB_ATTACHED);
+        assert_int_equal(a.crosvm_port, 2);
+        assert_null(a.error);
+        db_attachment_clear(&a);
+        db_close(db);
+        char *s = raw_text(f->path, "SELECT outcome || '|' || detail || '|' || coalesce(error, '-') FROM history "
+                                    "ORDER BY id DESC LIMIT 1", NULL);
+        assert_string_equal(s, "attached|adopted by reconcile|-");
+        free(s);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM failures"), 0);
 }
 
 static void test_failed_and_pending(void **state) {
@@ -940,9 +1106,13 @@ int main(void) {
                 cmocka_unit_test(test_open_invalid),
                 cmocka_unit_test_setup_teardown(test_open_garbage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_truncated, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_repair, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_repair_check, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_repair_concurrent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_newer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_adopted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_and_pending, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_superseded, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_invalid_args, setup, teardown),
