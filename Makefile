@@ -92,3 +92,10 @@ include mk/fuzz.mk
 
 .PHONY: all tests deps check check-sanitize demo setup clean
 .SECONDARY:
+
+# The unit tests under valgrind (memcheck): no error and no definite or indirect leak.
+VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --child-silent-after-fork=yes
+check-valgrind: tests
+	@BUILD=$(BUILD) VHP_UNIT_WRAPPER="$(VALGRIND)" TESTS=$(or $(TESTS),test-) tests/run-all.sh --unit-only
+.PHONY: check-valgrind

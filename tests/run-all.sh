@@ -3,7 +3,8 @@
 #  tests/unit/test-*.c          cmocka programs (built into $BUILD/tests/); test-umockdev-* run
 #                               under umockdev-wrapper.
 #  tests/integration/test-*.sh  scripts printing "ok - ..." / "not ok - ..." lines.
-# TESTS="pattern" limits the run to tests whose name contains pattern.
+# TESTS="pattern" limits the run to tests whose name contains pattern; --unit-only skips the
+# integration scripts; VHP_UNIT_WRAPPER (e.g. a valgrind command line) runs each unit test under it.
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -41,17 +42,19 @@ run_one() { # name, command...
         passed=$((passed + p)) failed=$((failed + fl))
 }
 
+read -r -a wrapper <<<"${VHP_UNIT_WRAPPER:-}"
 for t in tests/unit/test-*.c; do
         [ -e "$t" ] || continue
         name=$(basename "$t" .c)
         bin=$BUILD/tests/$name
         if [[ $name == test-umockdev-* ]]; then
-                run_one "$name" umockdev-wrapper "$bin"
+                run_one "$name" umockdev-wrapper "${wrapper[@]}" "$bin"
         else
-                run_one "$name" "$bin"
+                run_one "$name" "${wrapper[@]}" "$bin"
         fi
 done
-for t in tests/integration/test-*.sh; do
+[ "${1:-}" = --unit-only ] && set -- || set -- tests/integration/test-*.sh
+for t in "$@"; do
         [ -e "$t" ] || continue
         run_one "$(basename "$t" .sh)" timeout 600 bash "$t"
 done

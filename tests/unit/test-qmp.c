@@ -7,6 +7,11 @@
 #include <time.h>
 
 #include <cmocka.h>
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "cleanup-types.h"
 #include "fake-qmp.h"
@@ -361,7 +366,11 @@ static void test_flood(void **state) {
 
                 fake_qmp_start(&f, serve_flood, &floods[i]);
                 assert_int_equal(qmp_connect(f.path, 20000, &q), 0);
-                assert_int_equal(qmp_execute(q, "query-status", NULL, NULL, NULL, NULL), -EMSGSIZE);
+                int r = qmp_execute(q, "query-status", NULL, NULL, NULL, NULL);
+                /* Under valgrind, reading the cap's worth of bytes may outlast the deadline instead:
+                 * bounded either way. */
+                if (!(RUNNING_ON_VALGRIND && r == -ETIMEDOUT))
+                        assert_int_equal(r, -EMSGSIZE);
                 qmp_close(TAKE_PTR(q));
                 assert_int_equal(fake_qmp_finish(&f), 0);
         }
