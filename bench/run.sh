@@ -62,6 +62,8 @@ in_testbed "$BENCH_OUT/usb-10.umockdev" scale 10 10
 in_testbed "$BENCH_OUT/usb-100.umockdev" scale 100 100
 in_testbed "$BENCH_OUT/usb-500.umockdev" scale 500 100
 in_testbed "$BENCH_OUT/usb-1000.umockdev" scale 1000 1000
+# The helper without umockdev's preload, on a real PCI device of this machine.
+BUILD=$BUILD bash "$VHP_TOP/bench/phases.sh" host
 # (b) attach vs raw device_add, (c) burst of 50, (d) reconcile with everything to do.
 in_testbed "$BENCH_OUT/usb-60.umockdev" attach
 in_testbed "$BENCH_OUT/usb-60.umockdev" burst

@@ -20,6 +20,9 @@
 #define KEY_SHOWN 64            /* bytes of a key shown in a path or message */
 #define VALUE_SHOWN 48          /* bytes of a string value shown after "got" */
 #define REGEX_MAX_REPEAT 10000  /* product of {m,n} bounds in one regex: regcomp expands them */
+#define REGEX_MAX_GROUPS 32     /* nesting of (...) in one regex */
+#define REGEX_MAX_NESTED 3      /* (...)+ or (...){m,n} nested in each other: glibc's regcomp is
+                                   exponential in it ("((((()+)+)+)+)+" takes minutes) */
 #define PORT_PATH_MAX_DEPTH 7   /* USB allows at most 7 tiers */
 
 /* Where a key is valid: one bit per passthrough section (1 << enum dev_kind). */
@@ -463,8 +466,12 @@ static int get_hex16(struct ctx *x, const cJSON *v, uint16_t *ret) {
 static const char *regex_problem(const char *p) {
         unsigned long repeat = 1;
         int depth = 0;
+        int nested[REGEX_MAX_GROUPS + 1] = { 0 }; /* deepest repeated-group nesting inside each open group */
 
         for (const char *s = p; *s; s++) {
+                /* glibc copies the operand of each stacked operator ("x++", "x+*+"): exponential */
+                if (strchr("+*?{", *s) && s > p && strchr("+*?}", s[-1]) && !(s - 1 > p && s[-2] == '\\'))
+                        return "stacked repetition operators (like \"a+*\") are not supported";
                 switch (*s) {
                 case '\\':
                         if (s[1] >= '1' && s[1] <= '9')
@@ -493,13 +500,27 @@ static const char *regex_problem(const char *p) {
                                 return NULL;
                         break;
                 case '(':
-                        depth++;
+                        if (depth == REGEX_MAX_GROUPS)
+                                return "groups are nested too deeply";
+                        nested[++depth] = 0;
                         break;
-                case ')':
+                case ')': {
                         if (depth == 0)
                                 return "unmatched ')' (write '\\)' for a literal parenthesis)";
-                        depth--;
+                        int n = nested[depth--];
+                        /* each quantifier stacked on the group ("(x)++", "(x)+{2}") nests once more */
+                        for (const char *q = s + 1; *q == '+' || *q == '*' || *q == '?' || *q == '{'; q++) {
+                                if (*q == '+' || *q == '{')
+                                        n++;
+                                if (*q == '{' && !(q = strchr(q, '}')))
+                                        break;
+                        }
+                        if (n > REGEX_MAX_NESTED)
+                                return "repeated groups are nested too deeply";
+                        if (n > nested[depth])
+                                nested[depth] = n;
                         break;
+                }
                 case '{': {
                         unsigned long lo = strtoul(s + 1, NULL, 10), hi = lo;
                         const char *comma = s + 1 + strspn(s + 1, "0123456789");
@@ -511,9 +532,8 @@ static const char *regex_problem(const char *p) {
                         break;
                 }
                 case '+':
-                        /* glibc expands x+ to xx*, copying x: stacked or nested '+' double the size */
-                        if ((repeat *= 2) > REGEX_MAX_REPEAT)
-                                return "too many '+' repetitions";
+                case '*':
+                case '?':
                         break;
                 default:
                         break;
