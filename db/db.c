@@ -445,11 +445,30 @@ static int open_connection(const char *path, sqlite3 **ret) {
         return r;
 }
 
+/* Each short-lived process is usually the only connection, so SQLite rebuilds its WAL index at
+ * every open by reading the whole WAL, and never gets to restart the WAL (that needs a checkpoint
+ * seen by the next writer of the same index). Left alone, the WAL grows with every event and so
+ * does every event's cost. So whoever closes with a WAL past DB_WAL_TRUNCATE_BYTES checkpoints it
+ * and truncates it, without waiting: if others are busy, a later closer does it. */
+static void truncate_wal(struct db *db) {
+        const char *file = sqlite3_db_filename(db->sql, "main");
+        char wal[PATH_MAX];
+        struct stat st;
+
+        if (!file || !*file || snprintf(wal, sizeof(wal), "%s-wal", file) >= (int)sizeof(wal) ||
+            stat(wal, &st) < 0 || st.st_size < DB_WAL_TRUNCATE_BYTES)
+                return;
+        sqlite3_busy_timeout(db->sql, 0);
+        (void)sqlite3_wal_checkpoint_v2(db->sql, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+}
+
 void db_close(struct db *db) {
         if (!db)
                 return;
         for (size_t i = 0; i < _Q_MAX; i++)
                 sqlite3_finalize(db->stmt[i]);
+        if (db->sql)
+                truncate_wal(db);
         sqlite3_close(db->sql);
         if (db->lock_fd >= 0)
                 close(db->lock_fd);
@@ -500,8 +519,7 @@ static int open_locked(const char *path, int max_version, int lock_fd, struct db
         }
         sqlite3_busy_timeout(db->sql, DB_BUSY_TIMEOUT_MS);
         /* Helpers are short-lived: a checkpoint (with its fsyncs) at every close would cost them
-         * more than the event's work. Commits run the automatic checkpoint now and then instead,
-         * early enough that the WAL a lone opener must scan (recovery) stays small. */
+         * more than the event's work; truncate_wal() does it now and then instead. */
         sqlite3_db_config(db->sql, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
         r = exec_retry(db, "PRAGMA journal_mode = WAL");
@@ -997,6 +1015,25 @@ static int ignored_trim(struct db *db) {
                 return r;
         r = bind_check(db, sqlite3_bind_int(s, 1, DB_IGNORED_MAX));
         return r < 0 ? r : step_done(db, s);
+}
+
+int db_record_ignored_many(struct db *db, const struct dev *const *devs, const char *const *reasons, size_t n) {
+        bool trim = false;
+        int r;
+
+        if (!db || (n > 0 && (!devs || !reasons)))
+                return -EINVAL;
+        r = tx_begin(db);
+        for (size_t i = 0; i < n && r >= 0; i++) {
+                int64_t count = 0;
+                if (!devs[i] || !devs[i]->devpath)
+                        continue;
+                r = ignored_upsert(db, devs[i], reasons[i] ? reasons[i] : "", &count);
+                trim |= count == 1;
+        }
+        if (r >= 0 && trim)
+                r = ignored_trim(db);
+        return tx_end(db, r);
 }
 
 int db_record_ignored(struct db *db, const struct dev *d, const char *reason) {

@@ -14,6 +14,7 @@
 struct db;
 
 #define DB_SCHEMA_VERSION 2        /* PRAGMA user_version of a database this code created */
+#define DB_WAL_TRUNCATE_BYTES (128 * 1024) /* a closer checkpoints and truncates a larger WAL */
 #define DB_BUSY_TIMEOUT_MS 30000   /* SQLite busy_timeout: one wait for the lock */
 #define DB_LOCK_WAIT_MS 120000     /* a write retries the lock this long in all before -EBUSY */
 #define DB_IGNORED_MAX 1000        /* rows kept in the ignored table */
@@ -122,6 +123,9 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 /* Records that d was ignored and why. Bounded: one row per (devpath, reason) with a count and
  * first/last seen times, and the table is trimmed to a fixed maximum of rows. */
 int db_record_ignored(struct db *db, const struct dev *d, const char *reason);
+
+/* The same for n devices in one transaction (reconcile's view of every present device). */
+int db_record_ignored_many(struct db *db, const struct dev *const *devs, const char *const *reasons, size_t n);
 
 /* Stable key of a device for user choices: "usb:VID:PID:SERIAL" when it has a serial, else
  * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG" (VID/PID: 4 lower-case hex digits;

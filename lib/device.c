@@ -5,6 +5,7 @@
 #include "device.h"
 
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <limits.h>
 #include <pci/pci.h>
@@ -483,33 +484,38 @@ static void usb_ifaces_from_libusb(struct dev *d) {
         libusb_exit(ctx);
 }
 
+/* udev's properties (the uevent file and udev's database) tell most; each sysfs attribute is a
+ * file read, so only what they lack is read from sysfs. */
 static void fill_usb_from_sysfs(struct dev *d, struct udev_device *u) {
         const char *rem;
         long v;
 
-        set_ids(d, attr(u, "idVendor"), attr(u, "idProduct"));
-        v = parse_num(attr(u, "busnum"), 10, 65535);
-        if (v > 0)
+        fill_from_props(d);
+        if (!d->has_ids)
+                set_ids(d, attr(u, "idVendor"), attr(u, "idProduct"));
+        if (d->busnum <= 0 && (v = parse_num(attr(u, "busnum"), 10, 65535)) > 0)
                 d->busnum = (int)v;
-        v = parse_num(attr(u, "devnum"), 10, 65535);
-        if (v > 0)
+        if (d->devnum <= 0 && (v = parse_num(attr(u, "devnum"), 10, 65535)) > 0)
                 d->devnum = (int)v;
-        d->dev_class = (int)parse_num(attr(u, "bDeviceClass"), 16, 255);
-        d->dev_subclass = (int)parse_num(attr(u, "bDeviceSubClass"), 16, 255);
-        d->dev_protocol = (int)parse_num(attr(u, "bDeviceProtocol"), 16, 255);
-        if (d->dev_class < 0 || d->dev_subclass < 0 || d->dev_protocol < 0)
-                d->dev_class = d->dev_subclass = d->dev_protocol = -1;
+        if (d->dev_class < 0) {
+                d->dev_class = (int)parse_num(attr(u, "bDeviceClass"), 16, 255);
+                d->dev_subclass = (int)parse_num(attr(u, "bDeviceSubClass"), 16, 255);
+                d->dev_protocol = (int)parse_num(attr(u, "bDeviceProtocol"), 16, 255);
+                if (d->dev_class < 0 || d->dev_subclass < 0 || d->dev_protocol < 0)
+                        d->dev_class = d->dev_subclass = d->dev_protocol = -1;
+        }
         rem = attr(u, "removable");
         if (rem && strncmp(rem, "removable", 9) == 0)
                 d->removable = DEV_REMOVABLE_REMOVABLE;
         else if (rem && strncmp(rem, "fixed", 5) == 0)
                 d->removable = DEV_REMOVABLE_FIXED;
-
-        /* udev's names first, then the device's own strings. */
-        fill_from_props(d);
-        set_str(&d->vendor_name, attr(u, "manufacturer"));
-        set_str(&d->product_name, attr(u, "product"));
-        set_str(&d->serial, attr(u, "serial"));
+        /* Without udev's names: the device's own strings. */
+        if (!d->vendor_name)
+                set_str(&d->vendor_name, attr(u, "manufacturer"));
+        if (!d->product_name)
+                set_str(&d->product_name, attr(u, "product"));
+        if (!d->serial)
+                set_str(&d->serial, attr(u, "serial"));
         if (d->n_ifaces == 0)
                 usb_ifaces_from_children(d, u);
         if (d->n_ifaces == 0)
@@ -555,25 +561,42 @@ static void fill_pci_names(struct dev *d) {
         pci_cleanup(pa);
 }
 
-static void fill_pci_from_sysfs(struct dev *d, struct udev_device *u) {
-        long c = parse_num(attr(u, "class"), 16, 0xffffff);
-        long sv = parse_num(attr(u, "subsystem_vendor"), 16, 0xffff);
-        long sd = parse_num(attr(u, "subsystem_device"), 16, 0xffff);
+void dev_add_details(struct dev *d) {
+        if (d->kind != DEV_PCI || d->details)
+                return;
+        d->details = true;
+        fill_pci_group(d);
+        fill_pci_names(d);
+}
 
-        set_ids(d, attr(u, "vendor"), attr(u, "device"));
-        if (c >= 0) {
-                d->dev_class = (int)(c >> 16);
-                d->dev_subclass = (int)((c >> 8) & 0xff);
-                d->dev_protocol = (int)(c & 0xff);
+static void fill_pci_from_sysfs(struct dev *d, struct udev_device *u) {
+        const char *subsys = dev_prop(d, "PCI_SUBSYS_ID");
+        unsigned sv, sd;
+
+        fill_from_props(d);
+        if (!d->has_ids)
+                set_ids(d, attr(u, "vendor"), attr(u, "device"));
+        if (d->dev_class < 0) {
+                long c = parse_num(attr(u, "class"), 16, 0xffffff);
+                if (c >= 0) {
+                        d->dev_class = (int)(c >> 16);
+                        d->dev_subclass = (int)((c >> 8) & 0xff);
+                        d->dev_protocol = (int)(c & 0xff);
+                }
         }
-        if (sv >= 0 && sd >= 0) {
+        if (subsys && sscanf(subsys, "%4x:%4x", &sv, &sd) == 2) {
                 d->subsys_vendor_id = (uint16_t)sv;
                 d->subsys_device_id = (uint16_t)sd;
+        } else {
+                long v = parse_num(attr(u, "subsystem_vendor"), 16, 0xffff);
+                long w = parse_num(attr(u, "subsystem_device"), 16, 0xffff);
+                if (v >= 0 && w >= 0) {
+                        d->subsys_vendor_id = (uint16_t)v;
+                        d->subsys_device_id = (uint16_t)w;
+                }
         }
-        set_str(&d->driver, udev_device_get_driver(u));
-        fill_pci_group(d);
-        fill_from_props(d);
-        fill_pci_names(d);
+        if (!d->driver)
+                set_str(&d->driver, udev_device_get_driver(u));
 }
 
 static void fill_evdev_from_sysfs(struct dev *d, struct udev_device *u) {
@@ -666,63 +689,71 @@ static void unescape_mount(char *s) {
         *w = 0;
 }
 
-int dev_find_host_mount(struct dev *d, struct udev *udev, const char *mountinfo, char *const *mounts,
-                        size_t n_mounts) {
+/* Whether the block device at syspath (a real path under /sys), or any device it is stacked on
+ * (device-mapper, md: its "slaves"), lies below the device directory prefix. */
+static bool block_below(const char *syspath, const char *prefix, size_t plen, int depth) {
+        char path[PATH_MAX];
+        DIR *dir;
+        struct dirent *de;
+        bool found = false;
+
+        if (strncmp(syspath, prefix, plen) == 0 && syspath[plen] == '/')
+                return true;
+        if (depth >= 8 || snprintf(path, sizeof(path), "%s/slaves", syspath) >= (int)sizeof(path))
+                return false;
+        dir = opendir(path);
+        if (!dir)
+                return false;
+        while (!found && (de = readdir(dir))) {
+                char link[PATH_MAX + 256], *real;
+                if (de->d_name[0] == '.')
+                        continue;
+                snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+                real = realpath(link, NULL);
+                if (real)
+                        found = block_below(real, prefix, plen, depth + 1);
+                free(real);
+        }
+        closedir(dir);
+        return found;
+}
+
+int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mounts, size_t n_mounts) {
         _cleanup_fclose_ FILE *f = NULL;
-        _cleanup_udev_enumerate_ struct udev_enumerate *e = NULL;
-        _cleanup_udev_device_ struct udev_device *u = NULL;
-        _cleanup_free_ char *line = NULL, *syspath = NULL;
-        struct { dev_t devt; char *point; } found[16];
-        size_t n_found = 0, cap = 0;
-        struct udev_list_entry *it;
-        int r = 0;
+        _cleanup_free_ char *line = NULL, *prefix = NULL;
+        size_t cap = 0;
 
         if (d->kind != DEV_USB || !d->devpath)
                 return 0;
         f = fopen(mountinfo ? mountinfo : "/proc/self/mountinfo", "re");
         if (!f)
                 return -errno;
-        /* "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw" */
-        while (getline(&line, &cap, f) > 0 && n_found < ELEMENTSOF(found)) {
+        if (asprintf(&prefix, "/sys%s", d->devpath) < 0)
+                return -ENOMEM;
+        /* "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": the device of each
+         * required mount point, resolved through /sys/dev/block to where it sits in sysfs. */
+        while (getline(&line, &cap, f) > 0) {
                 unsigned maj, min;
-                char point[PATH_MAX];
+                char point[PATH_MAX], link[64], *real;
+                bool required = false, below;
+
                 if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &maj, &min, point) != 3)
                         continue;
                 unescape_mount(point);
-                for (size_t i = 0; i < n_mounts; i++) {
-                        if (strcmp(point, mounts[i]) != 0)
-                                continue;
-                        found[n_found].devt = makedev(maj, min);
-                        found[n_found].point = mounts[i];
-                        n_found++;
-                        break;
+                for (size_t i = 0; i < n_mounts && !required; i++)
+                        required = strcmp(point, mounts[i]) == 0;
+                if (!required)
+                        continue;
+                snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", maj, min);
+                real = realpath(link, NULL);
+                below = real && block_below(real, prefix, strlen(prefix), 0);
+                free(real);
+                if (below) {
+                        d->host_mount = strdup(point);
+                        return d->host_mount ? 1 : -ENOMEM;
                 }
         }
-        if (n_found == 0)
-                return 0;
-        if (asprintf(&syspath, "/sys%s", d->devpath) < 0)
-                return -ENOMEM;
-        u = udev_device_new_from_syspath(udev, syspath);
-        e = udev_enumerate_new(udev);
-        if (!u || !e)
-                return 0; /* device gone: nothing of it can be mounted */
-        if (udev_enumerate_add_match_parent(e, u) < 0 || udev_enumerate_add_match_subsystem(e, "block") < 0 ||
-            udev_enumerate_scan_devices(e) < 0)
-                return -EIO;
-        udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
-                _cleanup_udev_device_ struct udev_device *b =
-                        udev_device_new_from_syspath(udev, udev_list_entry_get_name(it));
-                dev_t devt = b ? udev_device_get_devnum(b) : 0;
-                for (size_t i = 0; devt && i < n_found && !r; i++) {
-                        if (found[i].devt != devt)
-                                continue;
-                        d->host_mount = strdup(found[i].point);
-                        r = d->host_mount ? 1 : -ENOMEM;
-                }
-                if (r)
-                        break;
-        }
-        return r;
+        return 0;
 }
 
 static void json_add_str(cJSON *o, const char *k, const char *v) {

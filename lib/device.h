@@ -49,7 +49,8 @@ struct dev {
         /* PCI (dev_class/dev_subclass/dev_protocol hold class/subclass/prog-if) */
         char *pci_address;    /* "0000:00:14.3" */
         uint16_t subsys_vendor_id, subsys_device_id;
-        int iommu_group;      /* -1 when none */
+        bool details;         /* dev_add_details() ran */
+        int iommu_group;      /* -1 when none (or not read yet: dev_add_details) */
         size_t n_group;
         char *group[DEV_MAX_GROUP]; /* PCI addresses in the IOMMU group, this device included */
 
@@ -83,17 +84,21 @@ int dev_new_from_environ(char *const *envp, struct dev **ret);
  * database may be missing). Existing values are kept. */
 void dev_merge_environ(struct dev *d, char *const *envp);
 
+/* Reads what no rule looks at but records and output show: a PCI device's IOMMU group and its
+ * names from pci.ids when udev's hwdb gave none. Costly (a directory scan, parsing pci.ids), so
+ * left out of the per-event path of devices no rule claims. Idempotent. */
+void dev_add_details(struct dev *d);
+
 /* Frees a device; NULL-safe. */
 void dev_free(struct dev *d);
 
 /* Returns the value of udev property key, or NULL. */
 const char *dev_prop(const struct dev *d, const char *key);
 
-/* Checks whether a block device below d is mounted on one of mounts (e.g. "/", "/boot").
- * mountinfo: path of a mountinfo file (NULL = /proc/self/mountinfo). Sets d->host_mount.
- * Returns 1 when found, 0 when not, -errno on error. */
-int dev_find_host_mount(struct dev *d, struct udev *udev, const char *mountinfo,
-                        char *const *mounts, size_t n_mounts);
+/* Checks whether a block device below d (or a device-mapper/md device stacked on one) is mounted
+ * on one of mounts (e.g. "/", "/boot"). mountinfo: path of a mountinfo file (NULL =
+ * /proc/self/mountinfo). Sets d->host_mount. Returns 1 when found, 0 when not, -errno on error. */
+int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mounts, size_t n_mounts);
 
 /* Builds the JSON view of a device ({"kind":"usb","devpath":...}). */
 int dev_to_json(const struct dev *d, struct cJSON **ret);

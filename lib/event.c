@@ -256,7 +256,7 @@ int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, stru
 int event_check_host_mount(const struct event_ctx *ctx, struct dev *d) {
         if (d->kind != DEV_USB)
                 return 0;
-        return dev_find_host_mount(d, ctx->udev, ctx->mountinfo, ctx->cfg->general.host_mounts,
+        return dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
                                    ctx->cfg->general.n_host_mounts);
 }
 
@@ -278,7 +278,7 @@ static int handle_add(const struct event_ctx *ctx, struct db *db, struct dev *d,
         if (res->decision.action != RULE_ATTACH) {
                 res->action = EVENT_IGNORE;
                 res->outcome = ctx->dry_run ? EVENT_DECIDED : EVENT_SKIPPED;
-                if (db && d->kind != DEV_UNKNOWN)
+                if (db)
                         (void)db_record_ignored(db, d, res->decision.reason);
                 return 0;
         }
@@ -400,36 +400,50 @@ static int handle_remove(const struct event_ctx *ctx, struct db *db, struct dev 
         return r;
 }
 
+static int open_db(const struct event_ctx *ctx, struct db **ret, struct event_result *res) {
+        char moved[PATH_MAX];
+        int r = db_open_repair(ctx->db_path ? ctx->db_path : ctx->cfg->general.database, false, ret, moved,
+                               sizeof(moved));
+        if (r < 0)
+                return set_error(res, r, "cannot open state database", NULL), r;
+        if (r > 0)
+                snprintf(res->notice, sizeof(res->notice),
+                         "state database was corrupt: moved aside to %s, starting a new one", moved);
+        return 0;
+}
+
 int event_handle(const struct event_ctx *ctx, const struct event *ev, struct event_result *res) {
         struct db *db = NULL;
-        char boot_id[64], moved[PATH_MAX];
-        int r, dlock = -1;
+        char boot_id[64];
+        int r, dlock;
         bool add = is_add_like(ev->action);
 
         *res = (struct event_result){ 0 };
         res->decision.entry_index = res->decision.rule_index = -1;
         res->decision.kind = ev->dev->kind;
-        if (ctx->dry_run)
+        if (ctx->dry_run) {
+                dev_add_details(ev->dev);
                 return add ? handle_add(ctx, NULL, ev->dev, res) : handle_remove(ctx, NULL, ev->dev, res);
-
-        /* Devices of no handled kind cost neither a lock nor a database write. */
-        if (ev->dev->kind == DEV_UNKNOWN && add) {
-                rule_decide(ctx->cfg, ev->dev, NULL, &res->decision);
-                res->outcome = EVENT_SKIPPED;
-                return 0;
         }
+        if (add) {
+                /* An add no entry claims changes nothing: no lock, no database (its cost would be
+                 * paid by every event of every device on the host). Reconcile records the devices
+                 * left on the host. A user's stored choice only picks among an entry's VMs, so it
+                 * cannot change this decision. */
+                rule_decide(ctx->cfg, ev->dev, NULL, &res->decision);
+                if (res->decision.action != RULE_ATTACH) {
+                        res->outcome = EVENT_SKIPPED;
+                        return 0;
+                }
+                dev_add_details(ev->dev);
+        }
+
         dlock = lock_take_device(ctx->cfg->general.lock_dir, ev->dev->devpath, LOCK_TIMEOUT_MS);
         if (dlock < 0)
                 return set_error(res, dlock, "cannot lock device", NULL), dlock;
-        r = db_open_repair(ctx->db_path ? ctx->db_path : ctx->cfg->general.database, false, &db, moved,
-                           sizeof(moved));
-        if (r < 0) {
-                set_error(res, r, "cannot open state database", NULL);
+        r = open_db(ctx, &db, res);
+        if (r < 0)
                 goto out;
-        }
-        if (r > 0)
-                snprintf(res->notice, sizeof(res->notice),
-                         "state database was corrupt: moved aside to %s, starting a new one", moved);
         read_boot_id(boot_id, sizeof(boot_id));
         r = db_event_seqnum_check(db, ev->dev->devpath, ev->seqnum, boot_id);
         if (r < 0) {

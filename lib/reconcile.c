@@ -145,8 +145,10 @@ static int enumerate(struct state *s) {
                 rule_decide(ctx->cfg, d, vm, &p->dec);
                 if (p->dec.action == RULE_ATTACH && event_check_host_mount(ctx, d) > 0)
                         rule_decide(ctx->cfg, d, vm, &p->dec);
-                if (p->dec.action == RULE_ATTACH)
+                if (p->dec.action == RULE_ATTACH) {
+                        dev_add_details(d);
                         (void)vmm_device_id(d, p->id, sizeof(p->id));
+                }
         }
         qsort(s->present, s->n_present, sizeof(*s->present), cmp_present);
         s->plan->n_devices = s->n_present;
@@ -317,6 +319,26 @@ static void state_free(struct state *s) {
         db_close(s->db);
 }
 
+/* Records every present device the rules leave on the host, and why (the helper does not: an
+ * unclaimed device's event must stay cheap). One transaction; bounded by the ignored table. */
+static int record_ignored(struct state *s) {
+        _cleanup_free_ const struct dev **devs = calloc(s->n_present + 1, sizeof(*devs));
+        _cleanup_free_ const char **reasons = calloc(s->n_present + 1, sizeof(*reasons));
+        size_t n = 0;
+
+        if (!s->db)
+                return 0;
+        if (!devs || !reasons)
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_present; i++) {
+                if (s->present[i].dec.action == RULE_ATTACH)
+                        continue;
+                devs[n] = s->present[i].dev;
+                reasons[n++] = s->present[i].dec.reason;
+        }
+        return db_record_ignored_many(s->db, devs, reasons, n);
+}
+
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
@@ -369,6 +391,8 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
                 snprintf(err, errlen, "cannot enumerate devices: %s", strerror(-r));
                 goto out;
         }
+        if (!o->ctx.dry_run && o->n_vms == 0)
+                (void)record_ignored(s); /* history only: a failure here changes no plan */
         for (size_t i = 0; i < cfg->n_vms && r >= 0; i++)
                 if (vm_in_scope(o, cfg->vms[i].name))
                         r = plan_vm(s, &cfg->vms[i]);

@@ -117,8 +117,8 @@ start_vm
 echo "gui-vm after restart has: $(in_vm)"
 "$reconcile" -c "$conf" ${helper_opts:-} --vm gui-vm
 echo "gui-vm now has: $(in_vm)"
-echo "A second run finds nothing to do:"
-"$reconcile" -c "$conf" ${helper_opts:-} --vm gui-vm
+echo "A second run (the timer's, for all VMs) finds nothing to do, and notes what stays on the host:"
+"$reconcile" -c "$conf" ${helper_opts:-}
 
 say "SQL: what is attached now (SELECT ... FROM current_attachments)"
 sql "SELECT vm, vmm_id AS id, vendor_id || ':' || product_id AS usb_id, product_name, state FROM current_attachments ORDER BY vm, vmm_id"

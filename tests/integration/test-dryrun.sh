@@ -72,6 +72,18 @@ expect ssd-boot "$(ignore 'host-required mount') and (.reason | contains(\"/boot
 run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" ssd-media add $U/usb2/2-1 \
         --mountinfo "$top/tests/data/mountinfo-sda1-elsewhere"
 expect ssd-media "$(attach ssd-media gui-vm 2 0)" "disk mounted elsewhere may be passed"
+# Root on device-mapper (LVM, dm-crypt) over a partition of the SSD: still the host's.
+dm=$tmp/dm.sh
+cat >"$dm" <<EOS
+mkdir -p "\$UMOCKDEV_DIR/sys/devices/virtual/block/dm-0/slaves"
+ln -s ../../../../pci0000:00/0000:00:14.0/usb2/2-1/2-1:1.0/host0/target0:0:0/0:0:0:0/block/sda/sda1 \
+        "\$UMOCKDEV_DIR/sys/devices/virtual/block/dm-0/slaves/sda1"
+ln -s ../../devices/virtual/block/dm-0 "\$UMOCKDEV_DIR/sys/dev/block/254:0"
+exec "$helper" --no-strict-perms -c "$conf" --dry-run --json --mountinfo "$top/tests/data/mountinfo-root-on-dm0" add $U/usb2/2-1
+EOS
+umockdev-run -d "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" -- bash "$dm" >"$tmp/ssd-dm.json" 2>"$tmp/ssd-dm.err"
+echo $? >"$tmp/ssd-dm.rc"
+expect ssd-dm "$(ignore 'host-required mount') and (.reason | contains(\"(/)\"))" "disk under a device-mapper root stays on the host"
 
 P=/devices/pci0000:00
 run "$fx/pci-all.umockdev" wifi add $P/0000:00:14.3
