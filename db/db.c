@@ -524,8 +524,7 @@ static int open_locked(const char *path, int max_version, int lock_fd, struct db
 
         r = exec_retry(db, "PRAGMA journal_mode = WAL");
         if (r >= 0)
-                r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL; "
-                                   "PRAGMA wal_autocheckpoint = 200");
+                r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL");
         if (r >= 0)
                 r = migrate(db, max_version);
         if (r < 0) {
