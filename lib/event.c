@@ -128,14 +128,6 @@ static void read_boot_id(char *buf, size_t len) {
         buf[strcspn(buf, "\n")] = 0;
 }
 
-static struct vmm_opts make_opts(const struct cfg *c) {
-        return (struct vmm_opts){
-                .timeout_ms = c->general.qmp_timeout_ms,
-                .attach_retries = c->general.attach_retries,
-                .crosvm_bin = c->general.crosvm,
-                .detach_timeout_ms = c->general.qmp_timeout_ms,
-        };
-}
 
 static void set_error(struct event_result *res, int r, const char *what, const char *detail) {
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail && *detail ? detail : strerror(-r));
@@ -176,7 +168,7 @@ static int qemu_probe(const struct cfg_vm *vm, const struct vmm_opts *o, char **
 
 int event_attach(const struct event_ctx *ctx, struct db *db, struct dev *d, struct event_result *res) {
         const struct cfg_vm *vm = res->decision.vm;
-        struct vmm_opts o = make_opts(ctx->cfg);
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_attachment at = { .port = -1 };
         struct vfio_plan plan = { 0 };
         _cleanup_free_ char *verr = NULL;
@@ -319,7 +311,7 @@ void event_give_back(const struct db_attachment *a) {
 int event_detach(const struct event_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                  struct event_result *res) {
         const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
-        struct vmm_opts o = make_opts(ctx->cfg);
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_attachment at = { .port = a->crosvm_port };
         _cleanup_free_ char *verr = NULL;
         int r, lock;

@@ -188,12 +188,7 @@ static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const
 
 static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         const struct event_ctx *ctx = &s->o->ctx;
-        struct vmm_opts vo = {
-                .timeout_ms = ctx->cfg->general.qmp_timeout_ms,
-                .attach_retries = ctx->cfg->general.attach_retries,
-                .crosvm_bin = ctx->cfg->general.crosvm,
-                .detach_timeout_ms = ctx->cfg->general.qmp_timeout_ms,
-        };
+        struct vmm_opts vo = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_list l = { 0 };
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ bool *claimed = NULL;
@@ -425,9 +420,7 @@ static void note_result(struct recon_item *it, int r, const struct event_result 
 /* Deletes one of our devices that nothing accounts for. */
 static int apply_remove(const struct recon_opts *o, struct recon_item *it) {
         const struct cfg_vm *vm = cfg_find_vm(o->ctx.cfg, it->vm);
-        struct vmm_opts vo = { .timeout_ms = o->ctx.cfg->general.qmp_timeout_ms,
-                               .detach_timeout_ms = o->ctx.cfg->general.qmp_timeout_ms,
-                               .crosvm_bin = o->ctx.cfg->general.crosvm };
+        struct vmm_opts vo = vmm_opts_from_cfg(&o->ctx.cfg->general);
         struct vmm_attachment at = { .port = -1 };
         _cleanup_free_ char *err = NULL;
         int lock, r;

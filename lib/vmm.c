@@ -109,6 +109,15 @@ int vmm_device_id(const struct dev *d, char *buf, size_t len) {
         }
 }
 
+struct vmm_opts vmm_opts_from_cfg(const struct cfg_general *g) {
+        return (struct vmm_opts){
+                .timeout_ms = g->qmp_timeout_ms,
+                .attach_retries = g->attach_retries,
+                .crosvm_bin = g->crosvm,
+                .detach_timeout_ms = g->qmp_timeout_ms,
+        };
+}
+
 void vmm_list_clear(struct vmm_list *l) {
         free(l->items);
         l->items = NULL;

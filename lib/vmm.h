@@ -44,6 +44,9 @@ struct vmm_list {
         size_t n;
 };
 
+/* The options the configuration's general section sets (qmpTimeoutMs bounds detaches too). */
+struct vmm_opts vmm_opts_from_cfg(const struct cfg_general *g);
+
 /* Frees the items of a list and empties it. */
 void vmm_list_clear(struct vmm_list *l);
 
