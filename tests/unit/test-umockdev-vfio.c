@@ -173,26 +173,27 @@ static void handle(struct kernel *k, struct chan *c, const char *rec)
         }
 }
 
-static void drain(struct kernel *k, struct chan *c)
+/* Handles at most avail bytes of channel c (what was there when the round looked). */
+static void drain(struct kernel *k, struct chan *c, int avail)
 {
         char buf[256], *nl;
-        int avail = 0;
         ssize_t n;
 
-        if (ioctl(c->fd_r, FIONREAD, &avail) < 0 || avail == 0)
-                return;
-        n = read(c->fd_r, buf, sizeof(buf) - 1);
-        if (n <= 0)
-                return;
-        buf[n] = '\0';
-        if (strlen(c->partial) + (size_t)n >= sizeof(c->partial))
-                n = (ssize_t)(sizeof(c->partial) - strlen(c->partial) - 1);
-        memcpy(c->partial + strlen(c->partial), buf, (size_t)n + 1);
-        c->partial[sizeof(c->partial) - 1] = '\0';
-        while ((nl = strchr(c->partial, '\n'))) {
-                *nl = '\0';
-                handle(k, c, c->partial);
-                memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
+        while (avail > 0) {
+                n = read(c->fd_r, buf, (size_t)avail < sizeof(buf) - 1 ? (size_t)avail : sizeof(buf) - 1);
+                if (n <= 0)
+                        return;
+                avail -= (int)n;
+                buf[n] = '\0';
+                if (strlen(c->partial) + (size_t)n >= sizeof(c->partial))
+                        n = (ssize_t)(sizeof(c->partial) - strlen(c->partial) - 1);
+                memcpy(c->partial + strlen(c->partial), buf, (size_t)n + 1);
+                c->partial[sizeof(c->partial) - 1] = '\0';
+                while ((nl = strchr(c->partial, '\n'))) {
+                        *nl = '\0';
+                        handle(k, c, c->partial);
+                        memmove(c->partial, nl + 1, strlen(nl + 1) + 1);
+                }
         }
 }
 
@@ -211,12 +212,19 @@ static void *kernel_run(void *arg)
                         pthread_mutex_unlock(&k->lock);
                         return NULL;
                 }
-                /* One device's writes come in this order (override, unbind, probe); a round may
-                 * hold several of them, so handle them in that order. */
+                /* One device's writes come in this order (override, unbind, probe), but land in
+                 * different FIFOs. Look at what is there in the reverse order, then handle it in
+                 * write order: a write seen in a later FIFO then always has the writes before it
+                 * seen too, however the writer and this thread interleave. */
+                int avail[16] = { 0 };
+                for (int kind = CH_KINDS - 1; kind >= 0; kind--)
+                        for (size_t i = 0; i < k->n_ch; i++)
+                                if ((int)k->ch[i].kind == kind && ioctl(k->ch[i].fd_r, FIONREAD, &avail[i]) < 0)
+                                        avail[i] = 0;
                 for (int kind = 0; kind < CH_KINDS; kind++)
                         for (size_t i = 0; i < k->n_ch; i++)
                                 if ((int)k->ch[i].kind == kind)
-                                        drain(k, &k->ch[i]);
+                                        drain(k, &k->ch[i], avail[i]);
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (k->node_pending && (now.tv_sec > k->node_due.tv_sec ||
                                         (now.tv_sec == k->node_due.tv_sec && now.tv_nsec >= k->node_due.tv_nsec))) {
