@@ -76,7 +76,7 @@ check: deps
 check-sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 check
 
-demo: all
+demo: all $(BUILD)/tests/vhp-qmp
 	@scripts/demo.sh
 
 setup:

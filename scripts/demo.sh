@@ -13,7 +13,7 @@ BUILD=${BUILD:-build}
 
 if [ -z "${VHP_DEMO_INSIDE:-}" ]; then
         "$top/scripts/setup-deps.sh" --check-or-install || exit 1
-        make -C "$top" --no-print-directory -s BUILD="$BUILD" all || exit 1
+        make -C "$top" --no-print-directory -s BUILD="$BUILD" all "$BUILD/tests/vhp-qmp" || exit 1
         VHP_DEMO_INSIDE=1 exec umockdev-run -d "$top/tests/data/umockdev/demo-laptop-usb.umockdev" -- bash "$0"
 fi
 
@@ -67,8 +67,10 @@ start_vm() {
         exit 1
 }
 in_vm() {
-        "$top/$BUILD/tests/vhp-qmp" "$tmp/gui-vm.qmp" qom-list '{"path":"/machine/peripheral"}' 2>/dev/null |
-                jq -r '[.[] | select(.type == "child<usb-host>") | .name] | if length == 0 then "(none)" else join(" ") end'
+        local list
+        list=$("$top/$BUILD/tests/vhp-qmp" "$tmp/gui-vm.qmp" qom-list '{"path":"/machine/peripheral"}') ||
+                { echo "(cannot ask QEMU)"; return; }
+        jq -r '[.[] | select(.type == "child<usb-host>") | .name] | if length == 0 then "(none)" else join(" ") end' <<<"$list"
 }
 # udev_event ACTION DEVPATH SEQNUM: the helper with the event in its environment, as systemd-run -E
 # passes it. The device's properties come from its uevent file (kept aside on unplug).
