@@ -10,6 +10,7 @@
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
+case $BUILD in /*) bdir=$BUILD ;; *) bdir=$top/$BUILD ;; esac
 
 if [ -z "${VHP_DEMO_INSIDE:-}" ]; then
         "$top/scripts/setup-deps.sh" --check-or-install || exit 1
@@ -24,8 +25,8 @@ cleanup() {
         rm -rf "$tmp"
 }
 trap cleanup EXIT
-helper=$top/$BUILD/vhotplug-helper
-reconcile=$top/$BUILD/vhotplug-reconcile
+helper=$bdir/vhotplug-helper
+reconcile=$bdir/vhotplug-reconcile
 conf=$tmp/vhotplug.conf
 db=$tmp/state.db
 U=/devices/pci0000:00/0000:00:14.0
@@ -68,7 +69,7 @@ start_vm() {
 }
 in_vm() {
         local list
-        list=$("$top/$BUILD/tests/vhp-qmp" "$tmp/gui-vm.qmp" qom-list '{"path":"/machine/peripheral"}') ||
+        list=$("$bdir/tests/vhp-qmp" "$tmp/gui-vm.qmp" qom-list '{"path":"/machine/peripheral"}') ||
                 { echo "(cannot ask QEMU)"; return; }
         jq -r '[.[] | select(.type == "child<usb-host>") | .name] | if length == 0 then "(none)" else join(" ") end' <<<"$list"
 }
