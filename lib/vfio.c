@@ -419,20 +419,6 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
         return 0;
 }
 
-static int write_dev_attr(const char *root, const char *addr, const char *attr, const char *value,
-                          char *errbuf, size_t errlen)
-{
-        char path[PATH_MAX];
-        int r;
-
-        r = path_fmt(path, sizeof(path), root, "/sys/bus/pci/devices/%s/%s", addr, attr);
-        if (r >= 0)
-                r = write_attr(path, value);
-        if (r < 0)
-                snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(-r));
-        return r;
-}
-
 static int write_bus_attr(const char *root, const char *rel, const char *value, char *errbuf, size_t errlen)
 {
         char path[PATH_MAX];
@@ -444,6 +430,15 @@ static int write_bus_attr(const char *root, const char *rel, const char *value, 
         if (r < 0)
                 snprintf(errbuf, errlen, "cannot write %s: %s", path, strerror(-r));
         return r;
+}
+
+static int write_dev_attr(const char *root, const char *addr, const char *attr, const char *value,
+                          char *errbuf, size_t errlen)
+{
+        char rel[PATH_MAX];
+
+        snprintf(rel, sizeof(rel), "devices/%s/%s", addr, attr);
+        return write_bus_attr(root, rel, value, errbuf, errlen);
 }
 
 static int unbind_from(const char *root, const char *addr, const char *drv, char *errbuf, size_t errlen)

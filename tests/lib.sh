@@ -177,3 +177,22 @@ vhp_stop_qemu() {
         wait "$pid" 2>/dev/null
         return 0
 }
+
+# ---- udev events in a testbed ----
+
+# vhp_uevent_props DEVPATH: the device's udev properties, one KEY=VALUE a line, as udev puts them
+# into an event's environment: from its uevent file, or after vhp_unplug from the copy kept then.
+# Use: mapfile -t props < <(vhp_uevent_props "$p"); env "${props[@]}" ACTION=add ... helper
+vhp_uevent_props() {
+        local f=/sys$1/uevent
+        [ -e "$f" ] || f=$VHP_TMP/unplugged${1//\//_}.uevent
+        sed 's/\\n$//' "$f"
+}
+
+# vhp_unplug DEVPATH: the kernel's side of an unplug in the testbed (umockdev's own removal neither
+# emits uevents nor removes children): the sysfs entry goes, its properties are kept for the remove
+# event as udev keeps them.
+vhp_unplug() {
+        cp "/sys$1/uevent" "$VHP_TMP/unplugged${1//\//_}.uevent"
+        rm -rf "$UMOCKDEV_DIR/sys$1" "$UMOCKDEV_DIR/sys/bus/usb/devices/${1##*/}"
+}

@@ -26,10 +26,10 @@ cat >"$conf" <<EOF
 EOF
 devpath() { echo "$C/usb$((1 + $1 / 100))/$((1 + $1 / 100))-$((1 + $1 % 100))"; }
 event() { # ACTION INDEX SEQNUM
-        local p line
+        local p
+        local -a props
         p=$(devpath "$2")
-        local -a props=()
-        while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "/sys$p/uevent")
+        mapfile -t props < <(vhp_uevent_props "$p")
         env "${props[@]}" ACTION="$1" DEVPATH="$p" SEQNUM="$3" "$helper" -c "$conf" --no-strict-perms
 }
 sql() { sqlite3 -batch -noheader "$db" "$1"; }

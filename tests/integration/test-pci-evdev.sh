@@ -70,9 +70,8 @@ gpu_id=$(cat "/sys$GPU/device" 2>/dev/null)
 # writes() and asked() show only what this event did.
 seq=100
 event() {
-        local -a props=()
-        local line
-        while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "/sys$3/uevent")
+        local -a props
+        mapfile -t props < <(vhp_uevent_props "$3")
         seq=$((seq + 1))
         klog_mark=$(wc -c <"$klog")
         trace_mark=$(wc -c <"$trace")

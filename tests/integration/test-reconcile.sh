@@ -128,8 +128,7 @@ flock -o "$lockdir/vm-vm1.lock" sleep 60 &
 holder=$!
 vhp_on_exit "kill $holder \$(pgrep -P $holder) 2>/dev/null"
 for _ in $(seq 100); do [ -n "$(pgrep -P $holder)" ] && break; sleep 0.05; done
-props=()
-while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "/sys$U/1-11/uevent")
+mapfile -t props < <(vhp_uevent_props "$U/1-11")
 env "${props[@]}" ACTION=add DEVPATH="$U/1-11" SEQNUM=900 "$helper" -c "$conf" --no-strict-perms >"$VHP_TMP/helper.out" 2>&1 &
 hpid=$!
 for _ in $(seq 200); do
@@ -154,7 +153,7 @@ vhp_check_output "1-11: old row closed, new row attached" '^failed\|1 attached\|
 vhp_check_output "1-12: one open row, attached" '^attached$' sql "SELECT group_concat(state) FROM current_attachments WHERE devpath='$U/1-12'"
 
 # ---- 8. Device unplugged with no helper run: detached from the VM, record closed.
-rm -rf "$UMOCKDEV_DIR/sys$U/1-6" "$UMOCKDEV_DIR/sys/bus/usb/devices/1-6"
+vhp_unplug "$U/1-6"
 rec
 [ $rc = 0 ] && [ "$(ops | grep -v ^foreign)" = "detach vm1 1-6 done" ] && vhp_ok "unplugged 1-6: detached" || vhp_fail "unplug" "$(recout)"
 peripherals "$VHP_TMP/vm1.sock" | grep -qx vhp-usb-001-007 && vhp_fail "vm1 still has 1-6" || vhp_ok "vm1 no longer has 1-6"
@@ -208,7 +207,7 @@ rec
 [ $rc = 0 ] && [ "$(j '.actions | length')" = 0 ] && vhp_ok "after adoption: nothing to do" || vhp_fail "after adoption" "$(recout)"
 
 # ---- 11. Database lost while a device was unplugged: our id in the VM, no record, no device: removed.
-rm -rf "$UMOCKDEV_DIR/sys$U/1-5" "$UMOCKDEV_DIR/sys/bus/usb/devices/1-5"
+vhp_unplug "$U/1-5"
 rm -f "$db" "$db-wal" "$db-shm"
 rec
 [ $rc = 0 ] && [ "$(ops | grep -v ^adopt)" = "remove vm1 vhp-usb-001-006 done" ] && [ "$(ops | grep -c '^adopt .* done$')" = 9 ] &&

@@ -45,20 +45,11 @@ seq=100
 event() {
         local action=$1 devpath=$2 s=$3
         shift 3
-        local -a props=()
-        local line
-        local src=/sys$devpath/uevent
-        [ -e "$src" ] || src=$VHP_TMP/removed-${devpath##*/}.env
-        while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "$src")
+        local -a props
+        mapfile -t props < <(vhp_uevent_props "$devpath")
         env "${props[@]}" ACTION="$action" DEVPATH="$devpath" SEQNUM="$s" "$@" \
                 "$helper" -c "$conf" --no-strict-perms --json >"$VHP_TMP/out.json" 2>"$VHP_TMP/out.err"
         rc=$?
-}
-# unplug DEVPATH: the kernel's side of a removal (sysfs entry gone), keeping its properties for
-# the remove event the way udev keeps them.
-unplug() {
-        cp "/sys$1/uevent" "$VHP_TMP/removed-${1##*/}.env"
-        rm -rf "$UMOCKDEV_DIR/sys$1" "$UMOCKDEV_DIR/sys/bus/usb/devices/${1##*/}"
 }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
 sql() { sqlite3 -batch -noheader "$db" "$1"; }
@@ -86,7 +77,7 @@ event add $U/usb1/1-1 102
 [ "$(peripherals "$VHP_TMP/gui.sock" | grep -c vhp-usb-001-002)" = 1 ] && vhp_ok "still one device in QEMU" || vhp_fail "device count after replay"
 
 # 3. Remove: deleted from QEMU (DEVICE_DELETED awaited), record closed.
-unplug $U/usb1/1-1
+vhp_unplug $U/usb1/1-1
 event remove $U/usb1/1-1 103
 [ $rc = 0 ] && [ "$(j .action)" = detach ] && [ "$(j .outcome)" = done ] && vhp_ok "remove: detached" ||
         vhp_fail "remove" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
@@ -160,7 +151,7 @@ event add $U/usb1/1-22 701
         vhp_fail "crosvm attach" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
 vhp_check_output "crosvm list shows it" '^devices 1 1209 0016' "$VHP_TOP/tests/tools/crosvm-standin" usb list "$VHP_TMP/net.sock"
 vhp_check_output "port recorded" '^1$' sql "SELECT crosvm_port FROM current_attachments WHERE vm='net-vm'"
-unplug $U/usb1/1-22
+vhp_unplug $U/usb1/1-22
 event remove $U/usb1/1-22 702
 [ $rc = 0 ] && [ "$(j .outcome)" = done ] && vhp_ok "crosvm detach" || vhp_fail "crosvm detach" "$(cat "$VHP_TMP/out.json")"
 vhp_check_output "crosvm list empty" '^devices$' "$VHP_TOP/tests/tools/crosvm-standin" usb list "$VHP_TMP/net.sock"
