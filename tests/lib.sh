@@ -8,7 +8,7 @@
 #   BUILD      build directory, relative to VHP_TOP (default "build"); VHP_BUILD is its full path
 #   VHP_TOOLS  $VHP_BUILD/tests: the test tools (vhp-qmp, vhp-vmm, ...)
 #   VHP_TMP    a private temporary directory, removed at exit
-#   VHP_FIXTURES  the shared umockdev fixtures (default $VHP_TOP/../shared/fixtures/umockdev)
+#   VHP_FIXTURES  the shared umockdev fixtures (default $VHP_TOP/tests/data/umockdev)
 # and installs an EXIT trap that stops every QEMU started by vhp_start_qemu and removes VHP_TMP.
 # Scripts that need more cleanup add it with vhp_on_exit "command".
 #
@@ -46,7 +46,7 @@ case $BUILD in
 *) VHP_BUILD=$VHP_TOP/$BUILD ;;
 esac
 VHP_TOOLS=$VHP_BUILD/tests
-VHP_FIXTURES=${VHP_FIXTURES:-$VHP_TOP/../shared/fixtures/umockdev}
+VHP_FIXTURES=${VHP_FIXTURES:-$VHP_TOP/tests/data/umockdev}
 if [ -n "${VHP_TMP_HANDOVER:-}" ] && [ -d "$VHP_TMP_HANDOVER" ]; then
         VHP_TMP=$VHP_TMP_HANDOVER # handed over by vhp_run_in_testbed: ours to remove now
         unset VHP_TMP_HANDOVER

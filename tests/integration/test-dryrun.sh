@@ -5,7 +5,7 @@ set -u
 top=${VHP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
 BUILD=${BUILD:-build}
 helper=$top/$BUILD/vhotplug-helper
-fx=$top/../shared/fixtures/umockdev
+fx=$top/tests/data/umockdev
 conf=$top/tests/data/config/dryrun.json
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

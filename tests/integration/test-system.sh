@@ -8,7 +8,7 @@ set -u
 cd "${VHP_TOP:-$(dirname "$0")/../..}" || exit 1
 TOP=$PWD
 BUILD=${BUILD:-build}
-FIXTURES=${VHP_FIXTURES:-$TOP/../shared/fixtures/umockdev}
+FIXTURES=${VHP_FIXTURES:-$TOP/tests/data/umockdev}
 T=$(mktemp -d /tmp/vhp-system.XXXXXX)
 RULE_LIVE=/run/udev/rules.d/90-vhotplug-test-$$.rules
 pids=()

@@ -330,7 +330,7 @@ static const char *fixture_dir(void)
         static char dir[PATH_MAX];
         const char *top = getenv("VHP_TOP");
 
-        xsnprintf(dir, sizeof(dir), "%s/../shared/fixtures/umockdev", top && *top ? top : ".");
+        xsnprintf(dir, sizeof(dir), "%s/tests/data/umockdev", top && *top ? top : ".");
         return dir;
 }
 
