@@ -1,24 +1,19 @@
-/* The SQLite state store: connection setup, migrations, and every DML statement of the product.
- * Statements are prepared once per connection and cached; values are always bound, never pasted.
- * Every write runs in a BEGIN IMMEDIATE transaction so concurrent helpers queue on the write lock
- * (busy_timeout) instead of failing on a lock upgrade. */
+/* The statements of the state store: every DML statement of the product. Statements are prepared
+ * once per connection and cached; values are always bound, never pasted. Every write runs in a
+ * BEGIN IMMEDIATE transaction (db_tx_begin) so concurrent helpers queue on the write lock instead
+ * of failing on a lock upgrade. The file itself (open, migrate, repair) is db-file.c's. */
 #include <errno.h>
-#include <fcntl.h>
-#include <sys/file.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <sqlite3.h>
 
 #include "cleanup.h"
-#include "db.h"
-#include "schema.h"
+#include "db-internal.h"
+#include "util.h"
 
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 #define OPEN_STATES "('pending', 'attaching', 'attached', 'detaching')"
@@ -34,11 +29,6 @@
         "product_id, serial, pci_address, devnode, error"
 
 enum query {
-        Q_BEGIN,
-        Q_COMMIT,
-        Q_ROLLBACK,
-        Q_USER_VERSION,
-        Q_QUICK_CHECK,
         Q_SEQNUM_UPSERT,
         Q_SEQNUM_FORGET_BOOTS,
         Q_SUPERSEDE_HISTORY,
@@ -58,11 +48,6 @@ enum query {
 };
 
 static const char *const queries[_Q_MAX] = {
-        [Q_BEGIN] = "BEGIN IMMEDIATE",
-        [Q_COMMIT] = "COMMIT",
-        [Q_ROLLBACK] = "ROLLBACK",
-        [Q_USER_VERSION] = "PRAGMA user_version",
-        [Q_QUICK_CHECK] = "PRAGMA quick_check(1)",
         /* No row changed: an event with seqnum >= ?2 was handled in this boot already. */
         [Q_SEQNUM_UPSERT] =
                 "INSERT INTO seqnums (devpath, seqnum, boot_id, updated_at) "
@@ -84,7 +69,7 @@ static const char *const queries[_Q_MAX] = {
                 "closed_at = " NOW ", updated_at = " NOW ", error = 'superseded' "
                 "WHERE devpath = ?1 AND state IN " OPEN_STATES,
         [Q_ATTACHMENT_INSERT] =
-                "INSERT INTO attachments (devpath, kind, device_key, vendor_id, product_id, "
+                "INSERT INTO attachments (devpath, device_key, kind, vendor_id, product_id, "
                 "vendor_name, product_name, serial, busnum, devnum, port_path, pci_address, "
                 "devnode, vm, vmm_id, state, rule_section, rule_entry, rule_allow, "
                 "rule_description) "
@@ -138,11 +123,8 @@ static const char *const queries[_Q_MAX] = {
                 "keep_detached = excluded.keep_detached, updated_at = excluded.updated_at",
 };
 
-struct db {
-        sqlite3 *sql;
-        sqlite3_stmt *stmt[_Q_MAX];
-        int lock_fd;            /* flock on PATH.repair-lock: shared while open, see db_open_repair */
-};
+_Static_assert(_Q_MAX <= DB_STMT_MAX, "raise DB_STMT_MAX");
+
 
 static const char *const state_names[] = {
         [DB_PENDING] = "pending",
@@ -151,19 +133,6 @@ static const char *const state_names[] = {
         [DB_DETACHING] = "detaching",
         [DB_DETACHED] = "detached",
         [DB_FAILED] = "failed",
-};
-
-/* Our own tables, so that db/ does not depend on lib/ objects at link time. */
-static const char *const kind_names[DEV_KIND_MAX] = {
-        [DEV_USB] = "usb",
-        [DEV_PCI] = "pci",
-        [DEV_EVDEV] = "evdev",
-};
-
-static const char *const section_names[DEV_KIND_MAX] = {
-        [DEV_USB] = "usbPassthrough",
-        [DEV_PCI] = "pciPassthrough",
-        [DEV_EVDEV] = "evdevPassthrough",
 };
 
 const char *db_state_name(enum db_state s) {
@@ -177,77 +146,6 @@ static int state_from_name(const char *s) {
                 if (strcmp(s, state_names[i]) == 0)
                         return (int) i;
         return -EINVAL;
-}
-
-static const char *kind_name(enum dev_kind k) {
-        return (unsigned) k < DEV_KIND_MAX ? kind_names[k] : NULL;
-}
-
-static enum dev_kind kind_from_name(const char *s) {
-        for (int k = 0; s && k < DEV_KIND_MAX; k++)
-                if (kind_names[k] && strcmp(s, kind_names[k]) == 0)
-                        return (enum dev_kind) k;
-        return DEV_UNKNOWN;
-}
-
-static int errno_from_sqlite(sqlite3 *sql, int rc) {
-        int e;
-
-        switch (rc & 0xff) {
-        case SQLITE_OK:
-        case SQLITE_ROW:
-        case SQLITE_DONE:
-                return 0;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
-                return -EBUSY;
-        case SQLITE_NOMEM:
-                return -ENOMEM;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
-                return -EUCLEAN;
-        case SQLITE_READONLY:
-                return -EROFS;
-        case SQLITE_PERM:
-        case SQLITE_AUTH:
-                return -EPERM;
-        case SQLITE_FULL:
-                return -ENOSPC;
-        case SQLITE_TOOBIG:
-                return -E2BIG;
-        case SQLITE_CONSTRAINT:
-                return -EEXIST;
-        case SQLITE_MISMATCH:
-        case SQLITE_RANGE:
-        case SQLITE_MISUSE:
-                return -EINVAL;
-        case SQLITE_PROTOCOL:
-                return -EPROTO;
-        case SQLITE_CANTOPEN:
-        case SQLITE_IOERR:
-                e = sql ? sqlite3_system_errno(sql) : 0;
-                if (e > 0)
-                        return -e;
-                return (rc & 0xff) == SQLITE_CANTOPEN ? -EACCES : -EIO;
-        default:
-                return -EIO;
-        }
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Sleeps 1 ms, doubling up to 100 ms, with jitter so that many processes do not retry in step. */
-static void backoff(unsigned *delay_us) {
-        unsigned jitter = ((unsigned) getpid() * 2654435761u) % (*delay_us / 2 + 1);
-
-        usleep(*delay_us + jitter);
-        if (*delay_us < 100000)
-                *delay_us *= 2;
 }
 
 static void stmt_resetp(sqlite3_stmt **s) {
@@ -265,28 +163,24 @@ static int prepare(struct db *db, enum query q, sqlite3_stmt **ret) {
                 rc = sqlite3_prepare_v3(db->sql, queries[q], -1, SQLITE_PREPARE_PERSISTENT,
                                         &db->stmt[q], NULL);
                 if (rc != SQLITE_OK)
-                        return errno_from_sqlite(db->sql, rc);
+                        return db_errno(db->sql, rc);
         }
         *ret = db->stmt[q];
         return 0;
+}
+
+void db_statements_free(struct db *db) {
+        for (size_t i = 0; i < _Q_MAX; i++) {
+                sqlite3_finalize(db->stmt[i]);
+                db->stmt[i] = NULL;
+        }
 }
 
 /* Steps a statement that returns no rows. */
 static int step_done(struct db *db, sqlite3_stmt *s) {
         int rc = sqlite3_step(s);
 
-        return rc == SQLITE_DONE ? 0 : errno_from_sqlite(db->sql, rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
-}
-
-/* Runs one of the argument-less cached statements (BEGIN, COMMIT, ...). */
-static int run(struct db *db, enum query q) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r;
-
-        r = prepare(db, q, &s);
-        if (r < 0)
-                return r;
-        return step_done(db, s);
+        return rc == SQLITE_DONE ? 0 : db_errno(db->sql, rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
 }
 
 /* Device strings may hold any byte: bound as text with an explicit, capped length. */
@@ -310,295 +204,7 @@ static int bind_hex4(sqlite3_stmt *s, int i, bool present, uint16_t v) {
 }
 
 static int bind_check(struct db *db, int rc) {
-        return rc == SQLITE_OK ? 0 : errno_from_sqlite(db->sql, rc);
-}
-
-/* Starts a write transaction. The busy handler waits up to DB_BUSY_TIMEOUT_MS; SQLite also returns
- * SQLITE_BUSY without calling it in some WAL situations (recovery), and its polling is not fair
- * under heavy contention, so retry until a longer deadline. */
-static int tx_begin(struct db *db) {
-        int64_t deadline = now_ms() + DB_LOCK_WAIT_MS;
-        unsigned delay = 1000;
-        int r;
-
-        for (;;) {
-                r = run(db, Q_BEGIN);
-                if (r != -EBUSY || now_ms() >= deadline)
-                        return r;
-                backoff(&delay);
-        }
-}
-
-/* Commits when r >= 0, else rolls back. Returns r, or the commit's error. */
-static int tx_end(struct db *db, int r) {
-        if (r >= 0) {
-                int c = run(db, Q_COMMIT);
-                if (c >= 0)
-                        return r;
-                r = c;
-        }
-        if (sqlite3_get_autocommit(db->sql) == 0)
-                (void) run(db, Q_ROLLBACK);
-        return r;
-}
-
-/* Runs fixed SQL (pragmas at open), retrying SQLITE_BUSY: switching a new database to WAL needs
- * an exclusive lock, which many processes opening at once contend for. */
-static int exec_retry(struct db *db, const char *sql) {
-        int64_t deadline = now_ms() + DB_BUSY_TIMEOUT_MS;
-        unsigned delay = 1000;
-        int rc;
-
-        for (;;) {
-                rc = sqlite3_exec(db->sql, sql, NULL, NULL, NULL);
-                if (rc == SQLITE_OK)
-                        return 0;
-                if ((rc & 0xff) != SQLITE_BUSY || now_ms() >= deadline)
-                        return errno_from_sqlite(db->sql, rc);
-                backoff(&delay);
-        }
-}
-
-static int user_version(struct db *db, int *ret) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r, rc;
-
-        r = prepare(db, Q_USER_VERSION, &s);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(s);
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(db->sql, rc);
-        *ret = sqlite3_column_int(s, 0);
-        return 0;
-}
-
-static int migrate(struct db *db, int max_version) {
-        int r, v;
-
-        r = user_version(db, &v);
-        if (r < 0)
-                return r;
-        if (v > db_schema_n_migrations)
-                return -EPROTONOSUPPORT;
-        if (v >= max_version)
-                return 0;
-
-        r = tx_begin(db);
-        if (r < 0)
-                return r;
-        /* Another process may have migrated while we waited for the lock. */
-        r = user_version(db, &v);
-        for (; r >= 0 && v < max_version; v++) {
-                int rc = sqlite3_exec(db->sql, db_schema_migrations[v], NULL, NULL, NULL);
-                if (rc != SQLITE_OK)
-                        r = errno_from_sqlite(db->sql, rc);
-        }
-        return tx_end(db, r);
-}
-
-static int mkdir_parents(const char *path) {
-        _cleanup_free_ char *p = strdup(path);
-        char *slash;
-
-        if (!p)
-                return -ENOMEM;
-        slash = strrchr(p, '/');
-        if (!slash || slash == p)
-                return 0;
-        *slash = '\0';
-        for (char *c = p + 1;; c++) {
-                if (*c != '/' && *c != '\0')
-                        continue;
-                char saved = *c;
-                *c = '\0';
-                if (mkdir(p, 0700) < 0 && errno != EEXIST)
-                        return -errno;
-                *c = saved;
-                if (saved == '\0')
-                        return 0;
-        }
-}
-
-/* Creates the file ourselves (SQLite would use 0644; -wal/-shm inherit its mode), then opens it.
- * Another process may rename the file away in between (db_open_repair): then try again. */
-static int open_connection(const char *path, sqlite3 **ret) {
-        int r = -ENOENT;
-
-        for (int attempt = 0; attempt < 10 && r == -ENOENT; attempt++) {
-                sqlite3 *sql = NULL;
-                int fd, rc;
-
-                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
-                if (fd >= 0)
-                        close(fd);
-                else if (errno != EEXIST)
-                        return -errno;
-                rc = sqlite3_open_v2(path, &sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
-                if (rc == SQLITE_OK) {
-                        *ret = sql;
-                        return 0;
-                }
-                r = sql ? errno_from_sqlite(sql, rc) : -ENOMEM;
-                sqlite3_close(sql);
-        }
-        return r;
-}
-
-/* Each short-lived process is usually the only connection, so SQLite rebuilds its WAL index at
- * every open by reading the whole WAL, and never gets to restart the WAL (that needs a checkpoint
- * seen by the next writer of the same index). Left alone, the WAL grows with every event and so
- * does every event's cost. So whoever closes with a WAL past DB_WAL_TRUNCATE_BYTES checkpoints it
- * and truncates it, without waiting: if others are busy, a later closer does it. */
-static void truncate_wal(struct db *db) {
-        const char *file = sqlite3_db_filename(db->sql, "main");
-        char wal[PATH_MAX];
-        struct stat st;
-
-        if (!file || !*file || snprintf(wal, sizeof(wal), "%s-wal", file) >= (int)sizeof(wal) ||
-            stat(wal, &st) < 0 || st.st_size < DB_WAL_TRUNCATE_BYTES)
-                return;
-        sqlite3_busy_timeout(db->sql, 0);
-        (void)sqlite3_wal_checkpoint_v2(db->sql, "main", SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
-}
-
-void db_close(struct db *db) {
-        if (!db)
-                return;
-        for (size_t i = 0; i < _Q_MAX; i++)
-                sqlite3_finalize(db->stmt[i]);
-        if (db->sql)
-                truncate_wal(db);
-        sqlite3_close(db->sql);
-        if (db->lock_fd >= 0)
-                close(db->lock_fd);
-        free(db);
-}
-
-/* Takes the repair lock of path: LOCK_SH for every connection while it is open, LOCK_EX to move a
- * broken file aside. SQLite opens PATH-wal and PATH-shm by name, so a connection opened on the old
- * file must not live on while a new file takes its name. Waits at most DB_LOCK_WAIT_MS. */
-static int repair_lock(const char *path, int op) {
-        _cleanup_free_ char *lockpath = NULL;
-        int64_t deadline = now_ms() + DB_LOCK_WAIT_MS;
-        unsigned delay = 1000;
-        int fd, r;
-
-        if (asprintf(&lockpath, "%s.repair-lock", path) < 0)
-                return -ENOMEM;
-        fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
-        if (fd < 0)
-                return -errno;
-        while (flock(fd, op | LOCK_NB) < 0) {
-                if (errno == EINTR)
-                        continue;
-                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-                if (r != -EBUSY || now_ms() >= deadline) {
-                        close(fd);
-                        return r;
-                }
-                backoff(&delay);
-        }
-        return fd;
-}
-
-/* Opens and migrates path; the caller holds the repair lock (lock_fd, owned by the result on
- * success, or -1 when the caller keeps it). */
-static int open_locked(const char *path, int max_version, int lock_fd, struct db **ret) {
-        struct db *db;
-        int r;
-
-        db = calloc(1, sizeof(*db));
-        if (!db)
-                return -ENOMEM;
-        db->lock_fd = -1;
-        r = open_connection(path, &db->sql);
-        if (r < 0) {
-                db_close(db);
-                return r;
-        }
-        sqlite3_busy_timeout(db->sql, DB_BUSY_TIMEOUT_MS);
-        /* Helpers are short-lived: a checkpoint (with its fsyncs) at every close would cost them
-         * more than the event's work; truncate_wal() does it now and then instead. */
-        sqlite3_db_config(db->sql, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
-
-        r = exec_retry(db, "PRAGMA journal_mode = WAL");
-        if (r >= 0)
-                r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL");
-        if (r >= 0)
-                r = migrate(db, max_version);
-        if (r < 0) {
-                db_close(db);
-                return r;
-        }
-        db->lock_fd = lock_fd;
-        *ret = db;
-        return 0;
-}
-
-int db_open_version(const char *path, int max_version, struct db **ret) {
-        int lock, r;
-
-        if (!path || !*path || !ret || max_version < 1 || max_version > db_schema_n_migrations)
-                return -EINVAL;
-        r = mkdir_parents(path);
-        if (r < 0)
-                return r;
-        lock = repair_lock(path, LOCK_SH);
-        if (lock < 0)
-                return lock;
-        r = open_locked(path, max_version, lock, ret);
-        if (r < 0)
-                close(lock);
-        return r;
-}
-
-int db_open(const char *path, struct db **ret) {
-        return db_open_version(path, db_schema_n_migrations, ret);
-}
-
-const char *db_errmsg(struct db *db) {
-        return db ? sqlite3_errmsg(db->sql) : "no database";
-}
-
-int db_move_aside(const char *path, char *ret_new_path, size_t len) {
-        static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
-        _cleanup_free_ char *target = NULL;
-        char stamp[32];
-        struct tm tm;
-        struct stat st;
-        time_t t = time(NULL);
-
-        if (!path || !*path)
-                return -EINVAL;
-        if (lstat(path, &st) < 0)
-                return -errno;
-        if (!gmtime_r(&t, &tm) || strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm) == 0)
-                return -EINVAL;
-
-        for (int n = 0; n < 1000; n++) {
-                free(target);
-                target = NULL;
-                if ((n == 0 ? asprintf(&target, "%s.corrupt-%s", path, stamp)
-                            : asprintf(&target, "%s.corrupt-%s-%d", path, stamp, n)) < 0)
-                        return -ENOMEM;
-                if (lstat(target, &st) < 0 && errno == ENOENT)
-                        break;
-        }
-        if (rename(path, target) < 0)
-                return -errno;
-        for (size_t i = 0; i < ELEMENTSOF(suffixes); i++) {
-                _cleanup_free_ char *from = NULL, *to = NULL;
-
-                if (asprintf(&from, "%s%s", path, suffixes[i]) < 0 ||
-                    asprintf(&to, "%s%s", target, suffixes[i]) < 0)
-                        return -ENOMEM;
-                if (rename(from, to) < 0 && errno != ENOENT)
-                        return -errno;
-        }
-        if (ret_new_path && len > 0)
-                snprintf(ret_new_path, len, "%s", target);
-        return 0;
+        return rc == SQLITE_OK ? 0 : db_errno(db->sql, rc);
 }
 
 /* Returns 1 when stale, 0 when recorded. */
@@ -611,7 +217,7 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
                 return r;
         if (bind_str(s, 1, devpath) != SQLITE_OK || sqlite3_bind_int64(s, 2, (int64_t) seqnum) != SQLITE_OK ||
             bind_str(s, 3, boot_id) != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = step_done(db, s);
         if (r < 0)
                 return r;
@@ -636,7 +242,7 @@ int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, c
                 return -EINVAL;
         if (seqnum == 0)
                 return 0;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         if (!boot_id)
@@ -647,7 +253,7 @@ int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, c
                 if (k < 0)
                         r = k;
         }
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
 static char *column_strdup(sqlite3_stmt *s, int i, bool *oom) {
@@ -694,7 +300,6 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
         struct db_attachment a = {
                 .id = sqlite3_column_int64(s, 0),
                 .state = st < 0 ? DB_FAILED : (enum db_state) st,
-                .kind = kind_from_name((const char *) sqlite3_column_text(s, 2)),
                 .devpath = column_strdup(s, 3, &oom),
                 .vm = column_strdup(s, 4, &oom),
                 .vmm_id = column_strdup(s, 5, &oom),
@@ -710,6 +315,7 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
                 .error = column_strdup(s, 15, &oom),
         };
 
+        str_copy(a.kind, sizeof(a.kind), (const char *)sqlite3_column_text(s, 2));
         if (!oom && !a.bus && !(a.bus = strdup("")))
                 oom = true;
         if (oom) {
@@ -736,7 +342,7 @@ int db_attachment_get(struct db *db, const char *devpath, struct db_attachment *
         if (rc == SQLITE_DONE)
                 return 0;
         if (rc != SQLITE_ROW)
-                return errno_from_sqlite(db->sql, rc);
+                return db_errno(db->sql, rc);
         r = attachment_from_row(s, ret);
         return r < 0 ? r : 1;
 }
@@ -778,7 +384,7 @@ int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret
                 n++;
         }
         if (r >= 0 && rc != SQLITE_DONE)
-                r = errno_from_sqlite(db->sql, rc);
+                r = db_errno(db->sql, rc);
         if (r < 0) {
                 db_attachment_list_free(list, n);
                 return r;
@@ -786,11 +392,6 @@ int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret
         *ret = list;
         *ret_n = n;
         return 0;
-}
-
-/* The evdev kind has no product name: its input device's name stands in. */
-static const char *product_name(const struct dev *d) {
-        return d->product_name || d->kind != DEV_EVDEV ? d->product_name : d->name;
 }
 
 static int history_add(struct db *db, int64_t id, const char *action, const char *outcome,
@@ -804,7 +405,7 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
         if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK || bind_str(s, 2, action) != SQLITE_OK ||
             bind_str(s, 3, outcome) != SQLITE_OK || bind_str(s, 4, detail) != SQLITE_OK ||
             bind_str(s, 5, error) != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = step_done(db, s);
         if (r >= 0 && sqlite3_changes(db->sql) != 1)
                 return -ENOENT;
@@ -829,39 +430,46 @@ static int supersede(struct db *db, const char *devpath) {
         return 0;
 }
 
-static int attachment_insert(struct db *db, const struct dev *d, const struct rule_decision *dec,
-                             const char *vmm_id, enum db_state state, int64_t *ret_id) {
+/* Binds a device's identity as ?first (kind), ?first+1 (vendor_id) ... in the column order the
+ * statements share: kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, devnum,
+ * port_path, pci_address, devnode. */
+static int bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
+        int rc = SQLITE_OK;
+
+        rc |= bind_str(s, first, d->kind);
+        rc |= bind_hex4(s, first + 1, d->has_ids, d->vendor_id);
+        rc |= bind_hex4(s, first + 2, d->has_ids, d->product_id);
+        rc |= bind_str(s, first + 3, d->vendor_name);
+        rc |= bind_str(s, first + 4, d->product_name);
+        rc |= bind_str(s, first + 5, d->serial);
+        rc |= bind_int_if(s, first + 6, d->busnum > 0, d->busnum);
+        rc |= bind_int_if(s, first + 7, d->devnum > 0, d->devnum);
+        rc |= bind_str(s, first + 8, d->port_path);
+        rc |= bind_str(s, first + 9, d->pci_address);
+        rc |= bind_str(s, first + 10, d->devnode);
+        return rc;
+}
+
+static int attachment_insert(struct db *db, const struct db_device *d, const struct db_rule_ref *rule,
+                             const char *vm, const char *vmm_id, enum db_state state, int64_t *ret_id) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        char key[DB_DEVICE_KEY_MAX];
-        bool usb = d->kind == DEV_USB;
         int rc = SQLITE_OK, r;
 
         r = prepare(db, Q_ATTACHMENT_INSERT, &s);
         if (r < 0)
                 return r;
-        db_device_key(d, key, sizeof(key));
         rc |= bind_str(s, 1, d->devpath);
-        rc |= bind_str(s, 2, kind_name(d->kind));
-        rc |= bind_str(s, 3, key);
-        rc |= bind_hex4(s, 4, d->has_ids, d->vendor_id);
-        rc |= bind_hex4(s, 5, d->has_ids, d->product_id);
-        rc |= bind_str(s, 6, d->vendor_name);
-        rc |= bind_str(s, 7, product_name(d));
-        rc |= bind_str(s, 8, d->serial);
-        rc |= bind_int_if(s, 9, usb && d->busnum > 0, d->busnum);
-        rc |= bind_int_if(s, 10, usb && d->devnum > 0, d->devnum);
-        rc |= bind_str(s, 11, d->port_path);
-        rc |= bind_str(s, 12, d->pci_address);
-        rc |= bind_str(s, 13, d->devnode);
-        rc |= bind_str(s, 14, dec->vm->name);
+        rc |= bind_str(s, 2, d->key);
+        rc |= bind_device(s, 3, d);
+        rc |= bind_str(s, 14, vm);
         rc |= bind_str(s, 15, vmm_id);
         rc |= bind_str(s, 16, db_state_name(state));
-        rc |= bind_str(s, 17, section_names[d->kind]);
-        rc |= bind_int_if(s, 18, dec->entry_index >= 0, dec->entry_index);
-        rc |= bind_int_if(s, 19, dec->rule_index >= 0, dec->rule_index);
-        rc |= bind_str(s, 20, dec->rule_description);
+        rc |= bind_str(s, 17, rule ? rule->section : NULL);
+        rc |= bind_int_if(s, 18, rule && rule->section && rule->entry >= 0, rule ? rule->entry : 0);
+        rc |= bind_int_if(s, 19, rule && rule->section && rule->allow >= 0, rule ? rule->allow : 0);
+        rc |= bind_str(s, 20, rule ? rule->description : NULL);
         if (rc != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = step_done(db, s);
         if (r < 0)
                 return r;
@@ -869,24 +477,24 @@ static int attachment_insert(struct db *db, const struct dev *d, const struct ru
         return 0;
 }
 
-int db_attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec,
+int db_attach_begin(struct db *db, const struct db_device *d, const struct db_rule_ref *rule, const char *vm,
                     const char *vmm_id, enum db_state state, int64_t *ret_id) {
         int64_t id = 0;
         int r;
 
-        if (!db || !d || !d->devpath || !kind_name(d->kind) || !dec || !dec->vm || !dec->vm->name ||
+        if (!db || !d || !d->devpath || !d->kind || !vm ||
             (state != DB_ATTACHING && state != DB_PENDING))
                 return -EINVAL;
 
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = supersede(db, d->devpath);
         if (r >= 0)
-                r = attachment_insert(db, d, dec, vmm_id, state, &id);
+                r = attachment_insert(db, d, rule, vm, vmm_id, state, &id);
         if (r >= 0)
                 r = history_add(db, id, "attach", state == DB_PENDING ? "pending" : "started", NULL, NULL);
-        r = tx_end(db, r);
+        r = db_tx_end(db, r);
         if (r < 0)
                 return r;
         if (ret_id)
@@ -913,7 +521,7 @@ static int attachment_update(struct db *db, enum query q, int64_t id, enum db_st
         } else if (q == Q_DETACH_FINISH)
                 rc |= bind_str(s, 3, error);
         if (rc != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = step_done(db, s);
         if (r < 0)
                 return r;
@@ -927,12 +535,12 @@ int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bu
 
         if (!db)
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = attachment_update(db, Q_ATTACH_FINISH, id, DB_ATTACHED, crosvm_port, bus, NULL, "attach",
                               db_state_name(DB_ATTACHED), detail);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
@@ -941,12 +549,12 @@ int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_
 
         if (!db || (state != DB_ATTACHED && state != DB_PENDING && state != DB_FAILED))
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = attachment_update(db, Q_ATTACH_FINISH, id, state, crosvm_port, bus, error, "attach",
                               db_state_name(state), NULL);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
 int db_detach_begin(struct db *db, int64_t id, const char *why) {
@@ -954,12 +562,12 @@ int db_detach_begin(struct db *db, int64_t id, const char *why) {
 
         if (!db)
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = attachment_update(db, Q_DETACH_BEGIN, id, DB_DETACHING, -1, NULL, NULL, "detach",
                               "detaching", why);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
 int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char *error) {
@@ -967,17 +575,16 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 
         if (!db || (state != DB_DETACHED && state != DB_DETACHING))
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = attachment_update(db, Q_DETACH_FINISH, id, state, -1, NULL, error, "detach",
                               db_state_name(state), NULL);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
-static int ignored_upsert(struct db *db, const struct dev *d, const char *reason, int64_t *ret_count) {
+static int ignored_upsert(struct db *db, const struct db_device *d, const char *reason, int64_t *ret_count) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        bool usb = d->kind == DEV_USB;
         int rc = SQLITE_OK, r;
 
         r = prepare(db, Q_IGNORED_UPSERT, &s);
@@ -985,22 +592,12 @@ static int ignored_upsert(struct db *db, const struct dev *d, const char *reason
                 return r;
         rc |= bind_str(s, 1, d->devpath);
         rc |= bind_str(s, 2, reason);
-        rc |= bind_str(s, 3, kind_name(d->kind));
-        rc |= bind_hex4(s, 4, d->has_ids, d->vendor_id);
-        rc |= bind_hex4(s, 5, d->has_ids, d->product_id);
-        rc |= bind_str(s, 6, d->vendor_name);
-        rc |= bind_str(s, 7, product_name(d));
-        rc |= bind_str(s, 8, d->serial);
-        rc |= bind_int_if(s, 9, usb && d->busnum > 0, d->busnum);
-        rc |= bind_int_if(s, 10, usb && d->devnum > 0, d->devnum);
-        rc |= bind_str(s, 11, d->port_path);
-        rc |= bind_str(s, 12, d->pci_address);
-        rc |= bind_str(s, 13, d->devnode);
+        rc |= bind_device(s, 3, d);
         if (rc != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
-                return errno_from_sqlite(db->sql, rc == SQLITE_DONE ? SQLITE_MISUSE : rc);
+                return db_errno(db->sql, rc == SQLITE_DONE ? SQLITE_MISUSE : rc);
         *ret_count = sqlite3_column_int64(s, 0);
         return step_done(db, s);
 }
@@ -1016,78 +613,49 @@ static int ignored_trim(struct db *db) {
         return r < 0 ? r : step_done(db, s);
 }
 
-int db_record_ignored_many(struct db *db, const struct dev *const *devs, const char *const *reasons, size_t n) {
+int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n) {
         bool trim = false;
         int r;
 
         if (!db || (n > 0 && (!devs || !reasons)))
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         for (size_t i = 0; i < n && r >= 0; i++) {
                 int64_t count = 0;
-                if (!devs[i] || !devs[i]->devpath)
+                if (!devs[i].devpath || !devs[i].kind)
                         continue;
-                r = ignored_upsert(db, devs[i], reasons[i] ? reasons[i] : "", &count);
+                r = ignored_upsert(db, &devs[i], reasons[i] ? reasons[i] : "", &count);
                 trim |= count == 1;
         }
         if (r >= 0 && trim)
                 r = ignored_trim(db);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
-int db_record_ignored(struct db *db, const struct dev *d, const char *reason) {
+int db_record_ignored(struct db *db, const struct db_device *d, const char *reason) {
         int64_t count = 0;
         int r;
 
-        if (!db || !d || !d->devpath)
+        if (!db || !d || !d->devpath || !d->kind)
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = ignored_upsert(db, d, reason ? reason : "", &count);
         /* Only a new row can push the table over its bound. */
         if (r >= 0 && count == 1)
                 r = ignored_trim(db);
-        return tx_end(db, r);
+        return db_tx_end(db, r);
 }
 
-void db_device_key(const struct dev *d, char *buf, size_t len) {
-        if (!buf || len == 0)
-                return;
-        if (!d) {
-                buf[0] = '\0';
-                return;
-        }
-        switch (d->kind) {
-        case DEV_USB:
-                if (d->serial && d->serial[0])
-                        snprintf(buf, len, "usb:%04x:%04x:%s", d->vendor_id, d->product_id, d->serial);
-                else
-                        snprintf(buf, len, "usb:%04x:%04x@%s", d->vendor_id, d->product_id,
-                                 d->port_path ? d->port_path : "");
-                break;
-        case DEV_PCI:
-                snprintf(buf, len, "pci:%s", d->pci_address ? d->pci_address : "");
-                break;
-        case DEV_EVDEV:
-                snprintf(buf, len, "evdev:%s@%s", d->name ? d->name : "", d->path_tag ? d->path_tag : "");
-                break;
-        default:
-                snprintf(buf, len, "unknown:%s", d->devpath ? d->devpath : "");
-                break;
-        }
-}
-
-int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep_detached) {
+int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_keep_detached) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        char key[DB_DEVICE_KEY_MAX];
         bool oom = false;
         char *vm;
         int r, rc;
 
-        if (!db || !d || !ret_vm || !ret_keep_detached)
+        if (!db || !key || !ret_vm || !ret_keep_detached)
                 return -EINVAL;
-        db_device_key(d, key, sizeof(key));
         r = prepare(db, Q_CHOICE_GET, &s);
         if (r < 0)
                 return r;
@@ -1101,7 +669,7 @@ int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *
                 return 0;
         }
         if (rc != SQLITE_ROW)
-                return errno_from_sqlite(db->sql, rc);
+                return db_errno(db->sql, rc);
         vm = column_strdup(s, 0, &oom);
         if (oom)
                 return -ENOMEM;
@@ -1119,7 +687,7 @@ static int user_choice_upsert(struct db *db, const char *device_key, const char 
                 return r;
         if (bind_str(s, 1, device_key) != SQLITE_OK || bind_str(s, 2, vm) != SQLITE_OK ||
             sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK)
-                return errno_from_sqlite(db->sql, sqlite3_errcode(db->sql));
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
         return step_done(db, s);
 }
 
@@ -1128,75 +696,9 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
 
         if (!db || !device_key)
                 return -EINVAL;
-        r = tx_begin(db);
+        r = db_tx_begin(db);
         if (r < 0)
                 return r;
         r = user_choice_upsert(db, device_key, vm, keep_detached);
-        return tx_end(db, r);
-}
-
-/* PRAGMA quick_check (reads the whole file): -EUCLEAN unless SQLite finds the file sound. */
-static int quick_check(struct db *db) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        const char *v;
-        int r, rc;
-
-        r = prepare(db, Q_QUICK_CHECK, &s);
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-                return -EUCLEAN;
-        if (rc != SQLITE_ROW)
-                return errno_from_sqlite(db->sql, rc);
-        v = (const char *) sqlite3_column_text(s, 0);
-        return v && strcmp(v, "ok") == 0 ? 0 : -EUCLEAN;
-}
-
-int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len) {
-        struct db *db = NULL;
-        int r, lock, moved = 0;
-
-        if (!ret)
-                return -EINVAL;
-        if (ret_moved && len > 0)
-                ret_moved[0] = 0;
-        r = db_open(path, &db);
-        if (r >= 0 && check)
-                r = quick_check(db);
-        if (r >= 0) {
-                *ret = db;
-                return 0;
-        }
-        db_close(db);
-        if (r != -EUCLEAN)
-                return r;
-
-        /* Wait until no connection uses the file; many helpers may find the damage at once: the
-         * first moves the file aside, the others then find the new file sound. */
-        lock = repair_lock(path, LOCK_EX);
-        if (lock < 0)
-                return lock;
-        db = NULL;
-        r = open_locked(path, db_schema_n_migrations, -1, &db);
-        if (r >= 0 && check)
-                r = quick_check(db);
-        if (r == -EUCLEAN) {
-                db_close(db);
-                db = NULL;
-                r = db_move_aside(path, ret_moved, len);
-                if (r >= 0)
-                        r = open_locked(path, db_schema_n_migrations, -1, &db);
-                moved = 1;
-        }
-        if (r < 0) {
-                db_close(db);
-                close(lock);
-                return r;
-        }
-        /* Keep the lock, shared, for the connection's life like db_open does. */
-        (void) flock(lock, LOCK_SH);
-        db->lock_fd = lock;
-        *ret = db;
-        return moved;
+        return db_tx_end(db, r);
 }

@@ -1,15 +1,14 @@
 /* The SQLite state store. Owns the schema and every SQL statement of the product.
- * Functions return 0 / -errno; -EBUSY only if the lock could not be had within DB_LOCK_WAIT_MS
- * (which is long: many helpers write at once and none may lose a row); -EUCLEAN when the file is
- * corrupt. */
+ * It knows nothing of the device model or the rules: callers hand it plain values (struct
+ * db_device, struct db_rule_ref) and get plain values back.
+ * Functions return 0 / -errno (db_strerror() words them); -EBUSY only if the lock could not be had
+ * within DB_LOCK_WAIT_MS (which is long: many helpers write at once and none may lose a row);
+ * -EUCLEAN when the file is corrupt. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include "device.h"
-#include "rule.h"
 
 struct db;
 
@@ -19,7 +18,6 @@ struct db;
 #define DB_LOCK_WAIT_MS 120000     /* a write retries the lock this long in all before -EBUSY */
 #define DB_IGNORED_MAX 1000        /* rows kept in the ignored table */
 #define DB_STR_MAX 4096            /* longest string stored (device strings, errors); longer is cut */
-#define DB_DEVICE_KEY_MAX (2 * DEV_STR_MAX + 32) /* buffer size that holds any db_device_key() */
 
 /* Lifecycle state of an attachment row. */
 enum db_state {
@@ -31,13 +29,36 @@ enum db_state {
         DB_FAILED,        /* the VMM refused; closed */
 };
 
+/* A device as recorded: its identity, as plain values. Strings may be NULL. */
+struct db_device {
+        const char *kind;            /* "usb", "pci", "evdev" (required) */
+        const char *devpath;         /* udev DEVPATH (required) */
+        const char *key;             /* key of user_choices for this device */
+        bool has_ids;                /* vendor_id/product_id are known */
+        uint16_t vendor_id, product_id;
+        const char *vendor_name, *product_name, *serial;
+        int busnum, devnum;          /* <= 0: unknown */
+        const char *port_path, *pci_address, *devnode;
+};
+
+/* The rule that decided an attachment, as history shows it. */
+struct db_rule_ref {
+        const char *section;         /* "usbPassthrough", ...; NULL: none */
+        int entry, allow;            /* indexes; < 0: none */
+        const char *description;     /* may be NULL */
+};
+
 /* Returns "pending", "attaching", ... as stored in the database. */
 const char *db_state_name(enum db_state s);
 
+/* Words an error this module returned, in its terms ("database is locked by another process"). */
+const char *db_strerror(int r);
+
+/* An open attachment row. */
 struct db_attachment {
         int64_t id;
         enum db_state state;
-        enum dev_kind kind;
+        char kind[8];                       /* "usb", "pci", "evdev" */
         char *devpath, *vm, *vmm_id, *bus;  /* bus: QEMU root port ("" when none) */
         int crosvm_port;                    /* -1 when none */
         int busnum, devnum;
@@ -75,9 +96,6 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
  * name of PATH. Returns -ENOENT when PATH does not exist. */
 int db_move_aside(const char *path, char *ret_new_path, size_t len);
 
-/* The last SQLite error message of this connection (for logs). */
-const char *db_errmsg(struct db *db);
-
 /* Orders events per DEVPATH: returns 1 when an event with a seqnum >= this one was already handled
  * for devpath in this boot (boot_id), else records seqnum and returns 0. seqnum 0 means "not from
  * udev" (manual run): never stale, nothing recorded. Atomic among concurrent callers. */
@@ -94,11 +112,12 @@ int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret
 /* Frees an array returned by db_attachment_list. */
 void db_attachment_list_free(struct db_attachment *a, size_t n);
 
-/* Records the intent to attach d to dec->vm under vmm_id (may be NULL): opens an attachment row in
- * state (DB_ATTACHING or DB_PENDING) and writes a history row ('started' or 'pending'), with the
- * device identity and the deciding rule. An open row of the same devpath (left by a killed helper)
- * is closed first with error 'superseded'. Returns the row id in ret_id (may be NULL). */
-int db_attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec,
+/* Records the intent to attach d to vm under vmm_id (may be NULL), decided by rule (may be NULL):
+ * opens an attachment row in state (DB_ATTACHING or DB_PENDING) and writes a history row
+ * ('started' or 'pending'), with the device identity and the deciding rule. An open row of the
+ * same devpath (left by a killed helper) is closed first with error 'superseded'. Returns the row
+ * id in ret_id (may be NULL). */
+int db_attach_begin(struct db *db, const struct db_device *d, const struct db_rule_ref *rule, const char *vm,
                     const char *vmm_id, enum db_state state, int64_t *ret_id);
 
 /* Records the outcome of an attach: DB_ATTACHED (with crosvm_port >= 0 / bus non-NULL when known),
@@ -122,19 +141,15 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 
 /* Records that d was ignored and why. Bounded: one row per (devpath, reason) with a count and
  * first/last seen times, and the table is trimmed to a fixed maximum of rows. */
-int db_record_ignored(struct db *db, const struct dev *d, const char *reason);
+int db_record_ignored(struct db *db, const struct db_device *d, const char *reason);
 
 /* The same for n devices in one transaction (reconcile's view of every present device). */
-int db_record_ignored_many(struct db *db, const struct dev *const *devs, const char *const *reasons, size_t n);
+int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n);
 
-/* Stable key of a device for user choices: "usb:VID:PID:SERIAL" when it has a serial, else
- * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG" (VID/PID: 4 lower-case hex digits;
- * missing strings are empty; other kinds: "unknown:DEVPATH"). Writes into buf, truncated to len. */
-void db_device_key(const struct dev *d, char *buf, size_t len);
-
-/* Gets the user's choice for d: preferred VM (NULL when none; caller frees) and keep-detached flag.
- * Returns 1 when a choice exists, 0 when none (then *ret_vm = NULL, *ret_keep_detached = false). */
-int db_user_choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep_detached);
+/* Gets the user's choice for the device key: preferred VM (NULL when none; caller frees) and
+ * keep-detached flag. Returns 1 when a choice exists, 0 when none (then *ret_vm = NULL,
+ * *ret_keep_detached = false). */
+int db_user_choice_get(struct db *db, const char *device_key, char **ret_vm, bool *ret_keep_detached);
 
 /* Stores (replaces) the user's choice for the device key. vm may be NULL. */
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);

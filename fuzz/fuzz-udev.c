@@ -1,6 +1,6 @@
 /* libFuzzer target: device parsers fed from udev. The input is NUL-separated KEY=VALUE strings
  * (a udev event environment) for dev_new_from_environ(); each string is also given to
- * dev_parse_usb_interfaces(), dev_parse_usb_sysname() and dev_normalize_pci_address(). */
+ * dev_parse_usb_interfaces(), dev_parse_usb_sysname() and pci_address_normalize(). */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void parse_one(const char *s) {
         struct dev_iface ifaces[DEV_MAX_IFACES];
-        char path[64], pci[13];
+        char path[64], pci[PCI_ADDRESS_LEN];
         int bus, port;
         const char *v = strchr(s, '=');
 
@@ -22,7 +22,7 @@ static void parse_one(const char *s) {
         dev_parse_usb_interfaces(s, ifaces, 2);
         dev_parse_usb_sysname(s, &bus, &port, path, sizeof(path));
         dev_parse_usb_sysname(s, &bus, &port, path, 4);
-        dev_normalize_pci_address(s, pci);
+        pci_address_normalize(s, pci);
         if (v)
                 dev_parse_usb_interfaces(v + 1, ifaces, DEV_MAX_IFACES);
 }

@@ -1,4 +1,4 @@
-/* vhotplug-helper: handles one udev event (SPEC §7). All the work is in lib/event.c. */
+/* vhotplug-helper: handles one udev event. All the work is in lib/event.c and lib/xact.c. */
 #include <errno.h>
 #include <getopt.h>
 #include <libudev.h>
@@ -78,8 +78,19 @@ static int parse_args(int argc, char **argv, struct options *o) {
         return 1;
 }
 
-static void print_result(const struct options *o, const struct event *ev, const struct event_result *res) {
-        char what[160];
+/* The summary on stdout: one line (or one JSON object) per event. */
+/* The VM's name for the device: QEMU id, or crosvm port. */
+static void format_id(const struct xact_result *res, char *buf, size_t len) {
+        if (res->vmm_id[0])
+                snprintf(buf, len, "%s", res->vmm_id);
+        else if (res->crosvm_port >= 0)
+                snprintf(buf, len, "port %d", res->crosvm_port);
+        else
+                buf[0] = '\0';
+}
+
+static void print_result(const struct options *o, const struct event *ev, const struct xact_result *res) {
+        char what[160], id[VMM_ID_MAX + 8];
         if (o->json) {
                 _cleanup_cjson_ cJSON *j = NULL;
                 _cleanup_free_ char *s = NULL;
@@ -88,33 +99,35 @@ static void print_result(const struct options *o, const struct event *ev, const 
                 return;
         }
         dev_describe(ev->dev, what, sizeof(what));
-        if (res->action == EVENT_IGNORE)
+        format_id(res, id, sizeof(id));
+        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
                 printf("%s: ignore (%s)\n", what, res->decision.reason);
         else
-                printf("%s: %s -> %s%s%s [%s] (%s)%s%s\n", what, event_action_name(res->action), res->vm,
-                       res->vmm_id[0] ? " as " : "", res->vmm_id, event_outcome_name(res->outcome),
-                       res->decision.reason, res->error[0] ? ": " : "", res->error);
+                printf("%s: %s -> %s%s%s [%s] (%s)%s%s\n", what, xact_action_name(res->action), res->vm,
+                       id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
+                       res->error[0] ? ": " : "", res->error);
 }
 
 /* Logs the outcome once, naming device and VM. */
-static void log_result(const struct event *ev, const struct event_result *res) {
-        char what[160];
+static void log_result(const struct event *ev, const struct xact_result *res) {
+        char what[160], id[VMM_ID_MAX + 8];
         dev_describe(ev->dev, what, sizeof(what));
+        format_id(res, id, sizeof(id));
         switch (res->outcome) {
-        case EVENT_DONE:
-                log_info("%s -> %s: %s%s%s", what, res->vm, res->action == EVENT_ATTACH ? "attached" : "detached",
-                         res->vmm_id[0] ? " as " : "", res->vmm_id);
+        case XACT_DONE:
+                log_info("%s -> %s: %s%s%s", what, res->vm, res->action == XACT_ATTACH ? "attached" : "detached",
+                         id[0] ? " as " : "", id);
                 break;
-        case EVENT_PENDING:
+        case XACT_PENDING:
                 log_notice("%s -> %s: deferred (%s)", what, res->vm, res->error);
                 break;
-        case EVENT_FAILED:
-                log_error("%s -> %s: %s", what, res->vm, res->error);
+        case XACT_FAILED:
+                log_error("%s%s%s: %s", what, res->vm[0] ? " -> " : "", res->vm, res->error);
                 break;
-        case EVENT_STALE:
-        case EVENT_ALREADY:
-        case EVENT_KEPT_DETACHED:
-                log_info("%s: %s%s%s", what, event_outcome_name(res->outcome), res->vm[0] ? " in " : "", res->vm);
+        case XACT_STALE:
+        case XACT_ALREADY:
+        case XACT_KEPT_DETACHED:
+                log_info("%s: %s%s%s", what, xact_outcome_name(res->outcome), res->vm[0] ? " in " : "", res->vm);
                 break;
         default:
                 log_debug("%s: %s", what, res->decision.reason);
@@ -128,7 +141,7 @@ static int run(int argc, char **argv) {
         struct cfg_error cerr;
         struct udev *udev = NULL;
         struct event ev = { 0 };
-        struct event_result res;
+        struct xact_result res;
         char err[512];
         int r;
 
@@ -161,20 +174,18 @@ static int run(int argc, char **argv) {
                 r = o.action || r == -EINVAL ? EXIT_USAGE : EXIT_CONFIG;
                 goto out;
         }
-        struct event_ctx ctx = {
-                .cfg = cfg, .udev = udev, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
+        struct xact_ctx ctx = {
+                .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
         };
         r = event_handle(&ctx, &ev, &res);
         if (res.notice[0])
                 log_warning("%s", res.notice);
         print_result(&o, &ev, &res);
-        if (r < 0) {
-                log_error("%s", res.error);
-                r = EXIT_CONFIG;
-                goto out;
-        }
         log_result(&ev, &res);
-        r = res.outcome == EVENT_FAILED ? EXIT_REFUSED : 0;
+        if (r < 0)
+                r = EXIT_CONFIG;
+        else
+                r = res.outcome == XACT_FAILED ? EXIT_REFUSED : 0;
 out:
         event_clear(&ev);
         udev_unref(udev);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cleanup-types.h"
+#include "util.h"
 
 #define PATH_DEPTH 16           /* JSON path segments kept for messages (ours nest 6 deep) */
 #define KEY_SHOWN 64            /* bytes of a key shown in a path or message */
@@ -661,7 +662,7 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
         case FT_REMOVABLE:
                 return get_removable(x, v, slot);
         case FT_PCI_ADDRESS:
-                if (!cJSON_IsString(v) || dev_normalize_pci_address(v->valuestring, slot) < 0)
+                if (!cJSON_IsString(v) || pci_address_normalize(v->valuestring, slot) < 0)
                         return fail_expected(x, v, "a PCI address like \"0000:00:14.3\" or \"00:14.3\"");
                 return 0;
         case FT_NO_EFFECT:

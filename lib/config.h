@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "device.h"
+#include "util.h"
 
 #define CFG_DEFAULT_PATH "/etc/vhotplug.conf"
 #define CFG_DEFAULT_DATABASE "/var/lib/vhotplug/state.db"
@@ -60,7 +61,7 @@ struct cfg_rule {
         int dev_class, dev_subclass, dev_protocol;
         int if_class, if_subclass, if_protocol;
         unsigned removable;    /* bit (1 << enum dev_removable) per accepted value */
-        char address[13];      /* normalized PCI address */
+        char address[PCI_ADDRESS_LEN];      /* normalized PCI address */
         char *property, *value;
 };
 

@@ -17,6 +17,7 @@
 #include "cleanup.h"
 #include "crosvm.h"
 #include "errmsg.h"
+#include "util.h"
 
 #define CROSVM_TOKENS_MAX (1 + 3 * CROSVM_PORTS_MAX)
 
@@ -54,46 +55,16 @@ static size_t split_tokens(char *line, char **tok, size_t max) {
         return n;
 }
 
-/* Parses a whole token of digits in base (10 or 16), at most maxlen long and at most maxval. */
-static int parse_number(const char *s, int base, size_t maxlen, unsigned long maxval, unsigned long *ret) {
-        size_t len = strlen(s);
-        unsigned long v = 0;
-
-        if (len == 0 || len > maxlen)
-                return -EPROTO;
-        for (size_t i = 0; i < len; i++) {
-                int d;
-                if (s[i] >= '0' && s[i] <= '9')
-                        d = s[i] - '0';
-                else if (base == 16 && s[i] >= 'a' && s[i] <= 'f')
-                        d = s[i] - 'a' + 10;
-                else if (base == 16 && s[i] >= 'A' && s[i] <= 'F')
-                        d = s[i] - 'A' + 10;
-                else
-                        return -EPROTO;
-                v = v * (unsigned long)base + (unsigned long)d;
-        }
-        if (v > maxval)
-                return -EPROTO;
-        *ret = v;
-        return 0;
-}
-
 static int parse_port(const char *s, int *ret) {
-        unsigned long v;
-        int r = parse_number(s, 10, 3, 255, &v);
-        if (r < 0 || v == 0)
+        uint64_t v;
+        if (strlen(s) > 3 || parse_u64(s, 255, &v) < 0 || v == 0)
                 return -EPROTO;
         *ret = (int)v;
         return 0;
 }
 
 static int parse_hex16(const char *s, uint16_t *ret) {
-        unsigned long v;
-        if (strlen(s) != 4 || parse_number(s, 16, 4, 0xffff, &v) < 0)
-                return -EPROTO;
-        *ret = (uint16_t)v;
-        return 0;
+        return parse_hex4(s, ret) < 0 ? -EPROTO : 0;
 }
 
 static const struct {
@@ -208,13 +179,6 @@ int crosvm_find_binary(const char *name, char **ret) {
                 dir += dl + (dir[dl] == ':');
         }
         return -ENOEXEC;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 struct crosvm_run {

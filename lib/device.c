@@ -17,6 +17,7 @@
 #include <sys/types.h>
 
 #include "cleanup-types.h"
+#include "util.h"
 #include "vfio.h"
 
 static const char *const kind_names[DEV_KIND_MAX] = {
@@ -29,6 +30,34 @@ const char *dev_kind_name(enum dev_kind k) {
         return k > DEV_UNKNOWN && k < DEV_KIND_MAX ? kind_names[k] : NULL;
 }
 
+enum dev_kind dev_kind_from_name(const char *name) {
+        for (int k = DEV_UNKNOWN + 1; name && k < DEV_KIND_MAX; k++)
+                if (strcmp(name, kind_names[k]) == 0)
+                        return (enum dev_kind)k;
+        return DEV_UNKNOWN;
+}
+
+void dev_key(const struct dev *d, char *buf, size_t len) {
+        switch (d->kind) {
+        case DEV_USB:
+                if (d->serial && d->serial[0])
+                        snprintf(buf, len, "usb:%04x:%04x:%s", d->vendor_id, d->product_id, d->serial);
+                else
+                        snprintf(buf, len, "usb:%04x:%04x@%s", d->vendor_id, d->product_id,
+                                 d->port_path ? d->port_path : "");
+                break;
+        case DEV_PCI:
+                snprintf(buf, len, "pci:%s", d->pci_address ? d->pci_address : "");
+                break;
+        case DEV_EVDEV:
+                snprintf(buf, len, "evdev:%s@%s", d->name ? d->name : "", d->path_tag ? d->path_tag : "");
+                break;
+        default:
+                snprintf(buf, len, "unknown:%s", d->devpath ? d->devpath : "");
+                break;
+        }
+}
+
 /* Copies at most DEV_STR_MAX bytes of s; NULL stays NULL. */
 static char *bounded_strdup(const char *s) {
         return s ? strndup(s, DEV_STR_MAX) : NULL;
@@ -38,25 +67,6 @@ static void set_str(char **field, const char *value) {
         if (*field || !value || !*value)
                 return;
         *field = bounded_strdup(value);
-}
-
-/* Parses an unsigned number of base base fully (surrounding blanks allowed). Returns -1 on failure. */
-static long parse_num(const char *s, int base, long max) {
-        char *end;
-        long v;
-        if (!s)
-                return -1;
-        while (isspace((unsigned char)*s))
-                s++;
-        if (!*s)
-                return -1;
-        errno = 0;
-        v = strtol(s, &end, base);
-        while (isspace((unsigned char)*end))
-                end++;
-        if (errno || *end || v < 0 || v > max)
-                return -1;
-        return v;
 }
 
 const char *dev_prop(const struct dev *d, const char *key) {
@@ -188,31 +198,6 @@ int dev_parse_usb_sysname(const char *sysname, int *ret_bus, int *ret_port, char
         return 0;
 }
 
-int dev_normalize_pci_address(const char *in, char out[static 13]) {
-        unsigned dom = 0, bus, slot, fn;
-        int n = 0;
-        char buf[32];
-
-        if (!in || strlen(in) >= sizeof(buf))
-                return -EINVAL;
-        if (sscanf(in, "%4x:%2x:%2x.%1x%n", &dom, &bus, &slot, &fn, &n) == 4 && in[n] == 0 && n == 12)
-                goto ok;
-        n = 0;
-        dom = 0;
-        if (sscanf(in, "%2x:%2x.%1x%n", &bus, &slot, &fn, &n) == 3 && in[n] == 0 && n == 7)
-                goto ok;
-        return -EINVAL;
-ok:
-        /* sscanf's %x accepts a sign and "0x"; require plain hex digits. */
-        for (const char *p = in; *p; p++)
-                if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
-                        return -EINVAL;
-        if (slot > 0x1f || fn > 7)
-                return -EINVAL;
-        snprintf(out, 13, "%04x:%02x:%02x.%x", dom, bus, slot, fn);
-        return 0;
-}
-
 static struct dev *dev_alloc(void) {
         struct dev *d = calloc(1, sizeof(*d));
         if (!d)
@@ -249,8 +234,6 @@ void dev_free(struct dev *d) {
         free(d->host_mount);
         free(d);
 }
-DEFINE_CLEANUP(struct dev, dev_free)
-#define _cleanup_dev_ _cleanup_(dev_freep)
 
 static enum dev_kind classify(const struct dev *d) {
         if (!d->subsystem)
@@ -275,7 +258,7 @@ static void ids_from_product(struct dev *d, const char *product) {
 }
 
 static void set_ids(struct dev *d, const char *vendor, const char *product) {
-        long v = parse_num(vendor, 16, 0xffff), p = parse_num(product, 16, 0xffff);
+        long v = parse_attr_num(vendor, 16, 0xffff), p = parse_attr_num(product, 16, 0xffff);
         if (d->has_ids || v < 0 || p < 0)
                 return;
         d->vendor_id = (uint16_t)v;
@@ -301,9 +284,9 @@ static void fill_from_props(struct dev *d) {
                         ids_from_product(d, dev_prop(d, "PRODUCT"));
                 set_str(&d->serial, dev_prop(d, "ID_SERIAL_SHORT"));
                 if (d->busnum <= 0)
-                        d->busnum = (int)parse_num(dev_prop(d, "BUSNUM"), 10, 65535);
+                        d->busnum = (int)parse_attr_num(dev_prop(d, "BUSNUM"), 10, 65535);
                 if (d->devnum <= 0)
-                        d->devnum = (int)parse_num(dev_prop(d, "DEVNUM"), 10, 65535);
+                        d->devnum = (int)parse_attr_num(dev_prop(d, "DEVNUM"), 10, 65535);
                 if (d->busnum < 0)
                         d->busnum = 0;
                 if (d->devnum < 0)
@@ -329,7 +312,7 @@ static void fill_from_props(struct dev *d) {
                         d->has_ids = true;
                 }
                 if (d->dev_class < 0 && cls) {
-                        long c = parse_num(cls, 16, 0xffffff);
+                        long c = parse_attr_num(cls, 16, 0xffffff);
                         if (c >= 0) {
                                 d->dev_class = (int)(c >> 16);
                                 d->dev_subclass = (int)((c >> 8) & 0xff);
@@ -372,8 +355,8 @@ static int set_identity(struct dev *d, const char *devpath, const char *subsyste
                 d->busnum = 0; /* taken from busnum/BUSNUM, not the name */
         }
         if (d->kind == DEV_PCI) {
-                char addr[13];
-                if (dev_normalize_pci_address(d->sysname, addr) == 0)
+                char addr[PCI_ADDRESS_LEN];
+                if (pci_address_normalize(d->sysname, addr) == 0)
                         d->pci_address = strdup(addr);
         }
         return 0;
@@ -442,9 +425,9 @@ static void usb_ifaces_from_children(struct dev *d, struct udev_device *u) {
                 long cls, sub, proto;
                 if (!c || d->n_ifaces >= DEV_MAX_IFACES)
                         continue;
-                cls = parse_num(attr(c, "bInterfaceClass"), 16, 255);
-                sub = parse_num(attr(c, "bInterfaceSubClass"), 16, 255);
-                proto = parse_num(attr(c, "bInterfaceProtocol"), 16, 255);
+                cls = parse_attr_num(attr(c, "bInterfaceClass"), 16, 255);
+                sub = parse_attr_num(attr(c, "bInterfaceSubClass"), 16, 255);
+                proto = parse_attr_num(attr(c, "bInterfaceProtocol"), 16, 255);
                 if (cls < 0 || sub < 0 || proto < 0)
                         continue;
                 d->ifaces[d->n_ifaces++] = (struct dev_iface){ (uint8_t)cls, (uint8_t)sub, (uint8_t)proto };
@@ -493,14 +476,14 @@ static void fill_usb_from_sysfs(struct dev *d, struct udev_device *u) {
         fill_from_props(d);
         if (!d->has_ids)
                 set_ids(d, attr(u, "idVendor"), attr(u, "idProduct"));
-        if (d->busnum <= 0 && (v = parse_num(attr(u, "busnum"), 10, 65535)) > 0)
+        if (d->busnum <= 0 && (v = parse_attr_num(attr(u, "busnum"), 10, 65535)) > 0)
                 d->busnum = (int)v;
-        if (d->devnum <= 0 && (v = parse_num(attr(u, "devnum"), 10, 65535)) > 0)
+        if (d->devnum <= 0 && (v = parse_attr_num(attr(u, "devnum"), 10, 65535)) > 0)
                 d->devnum = (int)v;
         if (d->dev_class < 0) {
-                d->dev_class = (int)parse_num(attr(u, "bDeviceClass"), 16, 255);
-                d->dev_subclass = (int)parse_num(attr(u, "bDeviceSubClass"), 16, 255);
-                d->dev_protocol = (int)parse_num(attr(u, "bDeviceProtocol"), 16, 255);
+                d->dev_class = (int)parse_attr_num(attr(u, "bDeviceClass"), 16, 255);
+                d->dev_subclass = (int)parse_attr_num(attr(u, "bDeviceSubClass"), 16, 255);
+                d->dev_protocol = (int)parse_attr_num(attr(u, "bDeviceProtocol"), 16, 255);
                 if (d->dev_class < 0 || d->dev_subclass < 0 || d->dev_protocol < 0)
                         d->dev_class = d->dev_subclass = d->dev_protocol = -1;
         }
@@ -538,7 +521,7 @@ static void fill_pci_group(struct dev *d) {
                 return;
         for (size_t i = 0; i < n && d->n_group < DEV_MAX_GROUP; i++)
                 d->group[d->n_group++] = TAKE_PTR(members[i]);
-        vfio_strv_free(members);
+        strv_free(members);
 }
 
 /* Names from pci.ids when udev's hwdb gave none. */
@@ -577,7 +560,7 @@ static void fill_pci_from_sysfs(struct dev *d, struct udev_device *u) {
         if (!d->has_ids)
                 set_ids(d, attr(u, "vendor"), attr(u, "device"));
         if (d->dev_class < 0) {
-                long c = parse_num(attr(u, "class"), 16, 0xffffff);
+                long c = parse_attr_num(attr(u, "class"), 16, 0xffffff);
                 if (c >= 0) {
                         d->dev_class = (int)(c >> 16);
                         d->dev_subclass = (int)((c >> 8) & 0xff);
@@ -588,8 +571,8 @@ static void fill_pci_from_sysfs(struct dev *d, struct udev_device *u) {
                 d->subsys_vendor_id = (uint16_t)sv;
                 d->subsys_device_id = (uint16_t)sd;
         } else {
-                long v = parse_num(attr(u, "subsystem_vendor"), 16, 0xffff);
-                long w = parse_num(attr(u, "subsystem_device"), 16, 0xffff);
+                long v = parse_attr_num(attr(u, "subsystem_vendor"), 16, 0xffff);
+                long w = parse_attr_num(attr(u, "subsystem_device"), 16, 0xffff);
                 if (v >= 0 && w >= 0) {
                         d->subsys_vendor_id = (uint16_t)v;
                         d->subsys_device_id = (uint16_t)w;

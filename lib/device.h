@@ -68,8 +68,13 @@ struct dev {
         char *host_mount;
 };
 
+#define DEV_KEY_MAX (2 * DEV_STR_MAX + 32) /* buffer size that holds any dev_key() */
+
 /* Returns the name used in config sections and JSON: "usb", "pci", "evdev", or NULL. */
 const char *dev_kind_name(enum dev_kind k);
+
+/* The kind named "usb", "pci" or "evdev"; DEV_UNKNOWN for anything else (NULL included). */
+enum dev_kind dev_kind_from_name(const char *name);
 
 /* Builds a device from sysfs. path: "/devices/..." or "/sys/devices/...".
  * Returns -ENODEV when no such device exists, -EINVAL for a path outside /devices. A device of a
@@ -91,6 +96,8 @@ void dev_add_details(struct dev *d);
 
 /* Frees a device; NULL-safe. */
 void dev_free(struct dev *d);
+static inline void dev_freep(struct dev **d) { dev_free(*d); }
+#define _cleanup_dev_ __attribute__((cleanup(dev_freep)))
 
 /* Returns the value of udev property key, or NULL. */
 const char *dev_prop(const struct dev *d, const char *key);
@@ -103,6 +110,11 @@ int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mount
 /* Builds the JSON view of a device ({"kind":"usb","devpath":...}). */
 int dev_to_json(const struct dev *d, struct cJSON **ret);
 
+/* Stable key of a device for stored user choices: "usb:VID:PID:SERIAL" when it has a serial, else
+ * "usb:VID:PID@PORTPATH"; "pci:ADDRESS"; "evdev:NAME@PATHTAG" (VID/PID: 4 lower-case hex digits;
+ * missing strings are empty; other kinds: "unknown:DEVPATH"). Writes into buf, cut to len. */
+void dev_key(const struct dev *d, char *buf, size_t len);
+
 /* One-line identity for logs: "usb 1-3.2 046d:c52b", "pci 0000:00:14.3 8086:a0f0", "evdev event3". */
 void dev_describe(const struct dev *d, char *buf, size_t len);
 
@@ -113,7 +125,3 @@ size_t dev_parse_usb_interfaces(const char *s, struct dev_iface *ifaces, size_t 
 /* Parses a USB sysname ("1-3.2") into bus, root port and port path ("3.2").
  * Returns 0, or -EINVAL (root hubs "usb1" and interfaces "1-3:1.0" are invalid here). */
 int dev_parse_usb_sysname(const char *sysname, int *ret_bus, int *ret_port, char *ret_path, size_t pathlen);
-
-/* Normalizes a PCI address ("00:14.3" or "0000:00:14.3", any case) into "dddd:bb:dd.f" (13 bytes).
- * Returns 0 or -EINVAL. */
-int dev_normalize_pci_address(const char *in, char out[static 13]);

@@ -18,3 +18,13 @@ int errmsg_set(char **ret_error, int r, const char *fmt, ...) {
         *ret_error = s;
         return r;
 }
+
+int errmsg_take(char **ret_error, int r, char *msg) {
+        if (!ret_error) {
+                free(msg);
+                return r;
+        }
+        free(*ret_error);
+        *ret_error = msg;
+        return r;
+}

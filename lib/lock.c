@@ -1,4 +1,5 @@
 #include "lock.h"
+#include "util.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,12 +10,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int lock_take(const char *dir, const char *name, int timeout_ms) {
         char path[4096], safe[96];

@@ -4,6 +4,8 @@
 
 #include <stddef.h>
 
+#define LOCK_TIMEOUT_MS 120000   /* how long a helper waits for a device or VM lock */
+
 /* Takes an exclusive lock on DIR/NAME.lock (DIR created 0700 if missing), waiting at most
  * timeout_ms. name is made file-safe. Returns an fd to pass to lock_release(), -ETIMEDOUT, or -errno. */
 int lock_take(const char *dir, const char *name, int timeout_ms);

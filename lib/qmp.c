@@ -11,6 +11,7 @@
 
 #include "cleanup-types.h"
 #include "qmp.h"
+#include "util.h"
 
 #define QMP_CHUNK 4096
 #define QMP_ERROR_MAX 1024    /* longest error text kept from QEMU */
@@ -142,13 +143,6 @@ int qmp_parser_next(struct qmp_parser *p, cJSON **ret) {
 
 /* ---- time and fds ---- */
 
-static int64_t now_ms(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits until fd is ready for events or deadline passes (-ETIMEDOUT). */
 static int wait_fd(int fd, short events, int64_t deadline) {
         for (;;) {
@@ -164,13 +158,6 @@ static int wait_fd(int fd, short events, int64_t deadline) {
                 if (r > 0)
                         return 0;
         }
-}
-
-static void sleep_ms(int64_t ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000 };
-
-        while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                ;
 }
 
 static bool vm_absent_errno(int e) {

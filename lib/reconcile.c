@@ -1,27 +1,27 @@
 /* Reconcile: desired state (rules over present devices), recorded state (open database rows) and
- * actual state (what each VM reports) are compared per VM; every difference becomes one plan item. */
+ * actual state (what each VM reports) are compared per VM; every difference becomes one plan item,
+ * decided by recon_decide(). Actions go through the attach/detach transaction (xact.h). */
 #include "reconcile.h"
 
 #include <errno.h>
 #include <libudev.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cleanup-types.h"
 #include "db.h"
 #include "lock.h"
+#include "util.h"
 #include "vmm.h"
 
-#define LOCK_TIMEOUT_MS 120000
 #define RECON_MAX_DEVICES 65536
 
 struct present {
         struct dev *dev;
         struct rule_decision dec;
-        bool keep_detached;
         char id[VMM_ID_MAX];
 };
 
@@ -37,9 +37,42 @@ struct state {
 
 const char *recon_op_name(enum recon_op op) {
         static const char *const names[] = {
-                "attach", "reattach", "adopt", "detach", "remove", "close", "foreign", "vm-down",
+                "none", "attach", "reattach", "adopt", "detach", "remove", "close", "foreign", "vm-down",
         };
         return names[op];
+}
+
+enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why) {
+        bool attached_here = f->row_here && f->row_state == DB_ATTACHED;
+
+        if (f->desired) {
+                if (f->in_vm) {
+                        *ret_why = f->row_state >= 0 ? "attached in the VM, not recorded as attached"
+                                                     : "attached in the VM, no record";
+                        return attached_here ? RECON_NONE : RECON_ADOPT;
+                }
+                if (attached_here) {
+                        *ret_why = "recorded as attached but the VM does not have it (VM restarted?)";
+                        return RECON_REATTACH;
+                }
+                *ret_why = f->row_state < 0            ? "present and claimed by the rules, not attached"
+                           : f->row_state == DB_PENDING ? "pending attach, VM is running"
+                                                        : "unfinished attach";
+                return RECON_ATTACH;
+        }
+        if (f->row_here) {
+                if (f->in_vm) {
+                        *ret_why = !f->present       ? "device gone from the host"
+                                   : f->kept_detached ? "user asked to keep it detached"
+                                                      : "no longer claimed by the rules for this VM";
+                        return RECON_DETACH;
+                }
+                *ret_why = f->row_state == DB_DETACHING ? "detach finished: the VM no longer has it"
+                                                        : "the VM does not have it";
+                return RECON_CLOSE;
+        }
+        *ret_why = "";
+        return RECON_NONE;
 }
 
 static bool vm_in_scope(const struct recon_opts *o, const char *vm) {
@@ -52,7 +85,7 @@ static bool vm_in_scope(const struct recon_opts *o, const char *vm) {
 }
 
 static struct recon_item *add_item(struct recon_plan *p, enum recon_op op, const char *vm, const char *devpath,
-                                   const char *what, const char *id, const char *why) {
+                                   const char *what, const char *id, int port, const char *why) {
         struct recon_item *it;
         if (p->n % 32 == 0) {
                 it = realloc(p->items, (p->n + 32) * sizeof(*it));
@@ -61,12 +94,12 @@ static struct recon_item *add_item(struct recon_plan *p, enum recon_op op, const
                 p->items = it;
         }
         it = &p->items[p->n++];
-        *it = (struct recon_item){ .op = op };
-        snprintf(it->vm, sizeof(it->vm), "%s", vm ? vm : "");
-        snprintf(it->devpath, sizeof(it->devpath), "%s", devpath ? devpath : "");
-        snprintf(it->what, sizeof(it->what), "%s", what ? what : "");
-        snprintf(it->id, sizeof(it->id), "%s", id ? id : "");
-        snprintf(it->why, sizeof(it->why), "%s", why ? why : "");
+        *it = (struct recon_item){ .op = op, .port = port };
+        str_copy(it->vm, sizeof(it->vm), vm);
+        str_copy(it->devpath, sizeof(it->devpath), devpath);
+        str_copy(it->what, sizeof(it->what), what);
+        str_copy(it->id, sizeof(it->id), id);
+        str_copy(it->why, sizeof(it->why), why);
         return it;
 }
 
@@ -103,8 +136,8 @@ static bool wanted_syspath(const char *syspath) {
 }
 
 static int enumerate(struct state *s) {
-        const struct event_ctx *ctx = &s->o->ctx;
-        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(ctx->udev);
+        const struct xact_ctx *ctx = &s->o->ctx;
+        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->udev);
         struct udev_list_entry *it;
         size_t cap = 0;
         int r;
@@ -118,11 +151,10 @@ static int enumerate(struct state *s) {
                 const char *syspath = udev_list_entry_get_name(it);
                 struct present *p;
                 struct dev *d = NULL;
-                _cleanup_free_ char *vm = NULL;
 
                 if (!wanted_syspath(syspath) || s->n_present >= RECON_MAX_DEVICES)
                         continue;
-                if (dev_new_from_syspath(ctx->udev, syspath, &d) < 0)
+                if (dev_new_from_syspath(s->o->udev, syspath, &d) < 0)
                         continue; /* vanished meanwhile */
                 if (d->kind == DEV_UNKNOWN) {
                         dev_free(d);
@@ -139,16 +171,12 @@ static int enumerate(struct state *s) {
                 }
                 p = &s->present[s->n_present++];
                 *p = (struct present){ .dev = d };
-                r = s->db ? db_user_choice_get(s->db, d, &vm, &p->keep_detached) : 0;
+                rule_decide(ctx->cfg, d, NULL, &p->dec);
+                r = xact_complete(ctx, s->db, d, &p->dec);
                 if (r < 0)
                         return r;
-                rule_decide(ctx->cfg, d, vm, &p->dec);
-                if (p->dec.action == RULE_ATTACH && event_check_host_mount(ctx, d) > 0)
-                        rule_decide(ctx->cfg, d, vm, &p->dec);
-                if (p->dec.action == RULE_ATTACH) {
-                        dev_add_details(d);
+                if (p->dec.action == RULE_ATTACH)
                         (void)vmm_device_id(d, p->id, sizeof(p->id));
-                }
         }
         qsort(s->present, s->n_present, sizeof(*s->present), cmp_present);
         s->plan->n_devices = s->n_present;
@@ -156,7 +184,7 @@ static int enumerate(struct state *s) {
 }
 
 static bool desired_in(const struct present *p, const char *vm) {
-        return p && p->dec.action == RULE_ATTACH && !p->keep_detached && strcmp(p->dec.vm->name, vm) == 0;
+        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && strcmp(p->dec.vm->name, vm) == 0;
 }
 
 static struct db_attachment *row_of(const struct state *s, const char *devpath) {
@@ -186,34 +214,35 @@ static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const
         return -1;
 }
 
+/* Compares, for one VM: the devices desired there, its records, and what it has. */
 static int plan_vm(struct state *s, const struct cfg_vm *vm) {
-        const struct event_ctx *ctx = &s->o->ctx;
+        const struct xact_ctx *ctx = &s->o->ctx;
         struct vmm_opts vo = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_list l = { 0 };
+        struct vmm_conn *conn = NULL;
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ bool *claimed = NULL;
         _cleanup_free_ struct present **order = NULL;
-        char what[160], port[32];
+        char what[160];
+        const char *why;
         int r;
 
-        r = vmm_list(vm, &vo, &l, &err);
+        r = vmm_connect(vm, &vo, &conn, &err);
+        if (r >= 0)
+                r = vmm_list(conn, &l, &err);
+        vmm_disconnect(conn);
         if (r < 0) {
-                struct recon_item *it = add_item(s->plan, RECON_VM_DOWN, vm->name, NULL, NULL, NULL,
+                struct recon_item *it = add_item(s->plan, RECON_VM_DOWN, vm->name, NULL, NULL, NULL, -1,
                                                  err ? err : strerror(-r));
                 if (it && r != -EHOSTDOWN)
                         it->failed = true; /* running but not answering sensibly */
                 return it ? 0 : -ENOMEM;
         }
         claimed = calloc(l.n + 1, sizeof(bool));
-        if (!claimed) {
-                vmm_list_clear(&l);
-                return -ENOMEM;
-        }
-
         /* Desired here: present, claimed by the rules for this VM; in file order of the rules, then
          * by path (PCI: by address), so devices land in the VM's ports in a stable order. */
         order = malloc((s->n_present + 1) * sizeof(*order));
-        if (!order)
+        if (!claimed || !order)
                 goto oom;
         for (size_t i = 0; i < s->n_present; i++)
                 order[i] = &s->present[i];
@@ -221,44 +250,39 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         for (size_t i = 0; i < s->n_present; i++) {
                 struct present *p = order[i];
                 struct db_attachment *row;
+                struct recon_facts f;
+                enum recon_op op;
                 ssize_t k;
-                bool recorded;
 
                 if (!desired_in(p, vm->name))
                         continue;
                 row = row_of(s, p->dev->devpath);
-                recorded = row && strcmp(row->vm, vm->name) == 0;
-                k = vm_index(vm, &l, claimed, p->id, recorded ? row->crosvm_port : -1, p->dev);
-                dev_describe(p->dev, what, sizeof(what));
-                if (k >= 0) {
+                f = (struct recon_facts){
+                        .present = true,
+                        .desired = true,
+                        .row_state = row ? (int)row->state : -1,
+                        .row_here = row && strcmp(row->vm, vm->name) == 0,
+                };
+                k = vm_index(vm, &l, claimed, p->id, f.row_here ? row->crosvm_port : -1, p->dev);
+                f.in_vm = k >= 0;
+                if (k >= 0)
                         claimed[k] = true;
-                        if (recorded && row->state == DB_ATTACHED)
-                                continue;
-                        snprintf(port, sizeof(port), "port %d", l.items[k].port);
-                        if (!add_item(s->plan, RECON_ADOPT, vm->name, p->dev->devpath, what,
-                                      vm->type == VMM_CROSVM ? port : p->id,
-                                      row ? "attached in the VM, not recorded as attached" : "attached in the VM, no record"))
-                                goto oom;
+                op = recon_decide(&f, &why);
+                if (op == RECON_NONE)
                         continue;
-                }
-                if (recorded && row->state == DB_ATTACHED) {
-                        if (!add_item(s->plan, RECON_REATTACH, vm->name, p->dev->devpath, what, p->id,
-                                      "recorded as attached but the VM does not have it (VM restarted?)"))
-                                goto oom;
-                } else if (!add_item(s->plan, RECON_ATTACH, vm->name, p->dev->devpath, what, p->id,
-                                     row ? (row->state == DB_PENDING ? "pending attach, VM is running"
-                                                                     : "unfinished attach")
-                                         : "present and claimed by the rules, not attached")) {
+                dev_describe(p->dev, what, sizeof(what));
+                if (!add_item(s->plan, op, vm->name, p->dev->devpath, what, vm->type == VMM_QEMU ? p->id : NULL,
+                              k >= 0 ? l.items[k].port : -1, why))
                         goto oom;
-                }
         }
 
         /* Recorded here but not desired here any more. */
         for (size_t i = 0; i < s->n_rows; i++) {
                 struct db_attachment *row = &s->rows[i];
                 struct present *p;
+                struct recon_facts f;
+                enum recon_op op;
                 ssize_t k;
-                const char *why;
 
                 if (strcmp(row->vm, vm->name) != 0)
                         continue;
@@ -266,36 +290,39 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                 if (desired_in(p, vm->name))
                         continue;
                 k = vm_index(vm, &l, claimed, row->vmm_id, row->crosvm_port, NULL);
-                why = !p ? "device gone from the host" :
-                      p->keep_detached ? "user asked to keep it detached" :
-                      "no longer claimed by the rules for this VM";
-                snprintf(what, sizeof(what), "%s", row->devpath);
+                if (k >= 0)
+                        claimed[k] = true;
+                f = (struct recon_facts){
+                        .present = p != NULL,
+                        .kept_detached = p && p->dec.keep_detached,
+                        .row_state = (int)row->state,
+                        .row_here = true,
+                        .in_vm = k >= 0,
+                };
+                op = recon_decide(&f, &why);
+                str_copy(what, sizeof(what), row->devpath);
                 if (p)
                         dev_describe(p->dev, what, sizeof(what));
-                if (k >= 0) {
-                        claimed[k] = true;
-                        if (!add_item(s->plan, RECON_DETACH, vm->name, row->devpath, what, row->vmm_id, why))
-                                goto oom;
-                } else if (!add_item(s->plan, RECON_CLOSE, vm->name, row->devpath, what, row->vmm_id,
-                                     row->state == DB_DETACHING ? "detach finished: the VM no longer has it"
-                                                                : "the VM does not have it")) {
+                if (op != RECON_NONE &&
+                    !add_item(s->plan, op, vm->name, row->devpath, what, row->vmm_id, row->crosvm_port, why))
                         goto oom;
-                }
         }
 
         /* In the VM and accounted for by nothing above. */
         for (size_t i = 0; i < l.n; i++) {
                 const struct vmm_device *v = &l.items[i];
+                char port[32];
+
                 if (claimed[i])
                         continue;
                 snprintf(port, sizeof(port), "port %d", v->port);
                 if (vm->type == VMM_QEMU && v->ours && v->kind != DEV_UNKNOWN) {
-                        if (!add_item(s->plan, RECON_REMOVE, vm->name, NULL, v->id, v->id,
+                        if (!add_item(s->plan, RECON_REMOVE, vm->name, NULL, v->id, v->id, -1,
                                       "our device id with no record and no claiming device on the host"))
                                 goto oom;
                 } else if (v->kind != DEV_UNKNOWN || vm->type == VMM_CROSVM) {
                         if (!add_item(s->plan, RECON_FOREIGN, vm->name, NULL, vm->type == VMM_CROSVM ? port : v->id,
-                                      vm->type == VMM_CROSVM ? port : v->id, "attached by someone else; left alone"))
+                                      v->id, v->port, "attached by someone else; left alone"))
                                 goto oom;
                 }
         }
@@ -317,18 +344,19 @@ static void state_free(struct state *s) {
 /* Records every present device the rules leave on the host, and why (the helper does not: an
  * unclaimed device's event must stay cheap). One transaction; bounded by the ignored table. */
 static int record_ignored(struct state *s) {
-        _cleanup_free_ const struct dev **devs = calloc(s->n_present + 1, sizeof(*devs));
+        _cleanup_free_ struct db_device *devs = calloc(s->n_present + 1, sizeof(*devs));
         _cleanup_free_ const char **reasons = calloc(s->n_present + 1, sizeof(*reasons));
+        _cleanup_free_ char (*keys)[DEV_KEY_MAX] = calloc(s->n_present + 1, sizeof(*keys));
         size_t n = 0;
 
         if (!s->db)
                 return 0;
-        if (!devs || !reasons)
+        if (!devs || !reasons || !keys)
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_present; i++) {
                 if (s->present[i].dec.action == RULE_ATTACH)
                         continue;
-                devs[n] = s->present[i].dev;
+                xact_record_of(s->present[i].dev, keys[n], &devs[n]);
                 reasons[n++] = s->present[i].dec.reason;
         }
         return db_record_ignored_many(s->db, devs, reasons, n);
@@ -337,21 +365,26 @@ static int record_ignored(struct state *s) {
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
-static int open_db(const struct recon_opts *o, struct state *s, char *notice, size_t len) {
+static int open_db(const struct recon_opts *o, struct state *s, char *err, size_t errlen) {
         const char *path = o->ctx.db_path ? o->ctx.db_path : o->ctx.cfg->general.database;
-        char moved[PATH_MAX];
+        struct xact_result res;
         int r;
 
         if (o->ctx.dry_run) {
                 if (access(path, F_OK) < 0 && errno == ENOENT)
                         return 0;
-                return db_open(path, &s->db);
+                r = db_open(path, &s->db);
+                if (r < 0)
+                        snprintf(err, errlen, "cannot open state database %s: %s", path, db_strerror(r));
+                return r;
         }
-        r = db_open_repair(path, true, &s->db, moved, sizeof(moved));
-        if (r > 0)
-                snprintf(notice, len, "state database was corrupt: moved aside to %s, rebuilding from the VMs",
-                         moved);
-        return r < 0 ? r : 0;
+        xact_result_init(&res, DEV_UNKNOWN);
+        r = xact_open_db(&o->ctx, true, &s->db, &res);
+        if (r < 0)
+                snprintf(err, errlen, "%s", res.error);
+        else
+                str_copy(s->plan->notice, sizeof(s->plan->notice), res.notice);
+        return r;
 }
 
 int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, size_t errlen) {
@@ -371,14 +404,12 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
                 return -ENOMEM;
         *s = (struct state){ .o = o, .plan = ret };
         ret->priv = s;
-        r = open_db(o, s, ret->notice, sizeof(ret->notice));
-        if (r < 0) {
-                snprintf(err, errlen, "cannot open state database: %s", strerror(-r));
+        r = open_db(o, s, err, errlen);
+        if (r < 0)
                 goto out;
-        }
         r = s->db ? db_attachment_list(s->db, NULL, &s->rows, &s->n_rows) : 0;
         if (r < 0) {
-                snprintf(err, errlen, "cannot read attachments: %s", db_errmsg(s->db));
+                snprintf(err, errlen, "cannot read attachments: %s", db_strerror(r));
                 goto out;
         }
         r = enumerate(s);
@@ -395,7 +426,7 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         for (size_t i = 0; i < s->n_rows && r >= 0 && o->n_vms == 0; i++)
                 if (!cfg_find_vm(cfg, s->rows[i].vm) &&
                     !add_item(ret, RECON_CLOSE, s->rows[i].vm, s->rows[i].devpath, s->rows[i].devpath,
-                              s->rows[i].vmm_id, "VM no longer configured"))
+                              s->rows[i].vmm_id, s->rows[i].crosvm_port, "VM no longer configured"))
                         r = -ENOMEM;
         if (r < 0)
                 snprintf(err, errlen, "cannot plan: %s", strerror(-r));
@@ -405,124 +436,91 @@ out:
         return r;
 }
 
-static void note_result(struct recon_item *it, int r, const struct event_result *res) {
+static void note_result(struct recon_item *it, int r, const struct xact_result *res) {
         it->done = true;
-        if (r < 0 || res->outcome == EVENT_FAILED) {
+        if (r < 0 || res->outcome == XACT_FAILED) {
                 it->failed = true;
-                snprintf(it->error, sizeof(it->error), "%s", res->error[0] ? res->error : strerror(-r));
-        } else if (res->outcome == EVENT_PENDING) {
-                snprintf(it->error, sizeof(it->error), "%s", res->error);
+                str_copy(it->error, sizeof(it->error), res->error[0] ? res->error : strerror(-r));
+        } else if (res->outcome == XACT_PENDING) {
+                str_copy(it->error, sizeof(it->error), res->error);
         }
         if (res->vmm_id[0])
-                snprintf(it->id, sizeof(it->id), "%s", res->vmm_id);
+                str_copy(it->id, sizeof(it->id), res->vmm_id);
+        if (res->crosvm_port >= 0)
+                it->port = res->crosvm_port;
 }
 
 /* Deletes one of our devices that nothing accounts for. */
-static int apply_remove(const struct recon_opts *o, struct recon_item *it) {
-        const struct cfg_vm *vm = cfg_find_vm(o->ctx.cfg, it->vm);
-        struct vmm_opts vo = vmm_opts_from_cfg(&o->ctx.cfg->general);
-        struct vmm_attachment at = { .port = -1 };
+static void apply_remove(const struct recon_opts *o, struct recon_item *it) {
         _cleanup_free_ char *err = NULL;
-        int lock, r;
+        int r = xact_remove_unaccounted(&o->ctx, cfg_find_vm(o->ctx.cfg, it->vm), it->id, &err);
 
-        snprintf(at.id, sizeof(at.id), "%s", it->id);
-        lock = lock_take_vm(o->ctx.cfg->general.lock_dir, it->vm, LOCK_TIMEOUT_MS);
-        if (lock < 0)
-                return lock;
-        r = vmm_detach(vm, &vo, &at, &err);
-        lock_release(lock);
-        it->done = true;
-        if (r < 0 && r != -ENOENT) {
-                it->failed = r != -EINPROGRESS;
-                snprintf(it->error, sizeof(it->error), "%s", err ? err : strerror(-r));
-        }
-        return 0;
-}
-
-/* Records an attachment the VM already has. */
-static int apply_adopt(struct db *db, struct present *p, struct recon_item *it) {
-        int64_t id;
-        int port = -1, r;
-        if (strncmp(it->id, "port ", 5) == 0)
-                port = atoi(it->id + 5);
-        r = db_attach_begin(db, p->dev, &p->dec, port >= 0 ? "" : it->id, DB_ATTACHING, &id);
-        if (r >= 0)
-                r = db_attach_adopted(db, id, port, NULL, "adopted by reconcile");
         it->done = true;
         if (r < 0) {
-                it->failed = true;
-                snprintf(it->error, sizeof(it->error), "cannot record: %s", db_errmsg(db));
+                it->failed = r != -EINPROGRESS;
+                str_copy(it->error, sizeof(it->error), err ? err : strerror(-r));
         }
-        return r;
 }
 
-static int apply_item(const struct recon_opts *o, struct db *db, struct present *p, struct recon_item *it) {
+/* One item under its device lock. A helper may have acted since the plan was made: the record is
+ * read again under the lock. */
+static void apply_item(const struct recon_opts *o, struct db *db, struct present *p, struct recon_item *it) {
         struct db_attachment row = { 0 };
-        struct event_result res = { 0 };
-        int r, dlock;
+        struct xact_result res;
+        int r, dlock, found;
 
-        if (it->op == RECON_REMOVE)
-                return apply_remove(o, it);
         dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, LOCK_TIMEOUT_MS);
         if (dlock < 0) {
                 it->failed = true;
                 snprintf(it->error, sizeof(it->error), "cannot lock device: %s", strerror(-dlock));
-                return 0;
+                return;
         }
-        /* A helper may have acted since the plan was made: look again under the lock. */
-        r = db_attachment_get(db, it->devpath, &row);
-        if (r < 0)
-                goto out;
-        switch (it->op) {
-        case RECON_ATTACH:
-        case RECON_REATTACH:
-                if (r > 0 && row.state == DB_ATTACHED && it->op == RECON_ATTACH) {
-                        it->done = true; /* a helper attached it meanwhile */
-                        break;
-                }
-                if (r > 0 && it->op == RECON_REATTACH) {
-                        r = db_detach_begin(db, row.id, "the VM no longer has it");
-                        if (r >= 0)
-                                r = db_detach_finish(db, row.id, DB_DETACHED, NULL);
-                        if (r < 0)
+        xact_result_init(&res, p ? p->dev->kind : DEV_UNKNOWN);
+        r = found = db_attachment_get(db, it->devpath, &row);
+        if (r >= 0) {
+                switch (it->op) {
+                case RECON_ATTACH:
+                case RECON_REATTACH:
+                        if (found && row.state == DB_ATTACHED && it->op == RECON_ATTACH) {
+                                it->done = true; /* a helper attached it meanwhile */
                                 break;
-                }
-                res.decision = p->dec;
-                r = event_attach(&o->ctx, db, p->dev, &res);
-                note_result(it, r, &res);
-                break;
-        case RECON_ADOPT:
-                r = apply_adopt(db, p, it);
-                break;
-        case RECON_DETACH:
-        case RECON_CLOSE:
-                if (r == 0) {
-                        it->done = true; /* closed meanwhile */
+                        }
+                        if (found && it->op == RECON_REATTACH)
+                                r = xact_close(db, &row, "the VM no longer has it");
+                        if (r >= 0) {
+                                dev_add_details(p->dev); /* names for the record */
+                                r = xact_attach(&o->ctx, db, p->dev, &p->dec, &res);
+                                note_result(it, r, &res);
+                        }
                         break;
-                }
-                if (it->op == RECON_CLOSE) {
-                        r = db_detach_begin(db, row.id, it->why);
-                        if (r >= 0 && row.state == DB_DETACHING)
-                                event_give_back(&row); /* the guest released it at last */
-                        if (r >= 0)
-                                r = db_detach_finish(db, row.id, DB_DETACHED, NULL);
+                case RECON_ADOPT:
+                        dev_add_details(p->dev);
+                        r = xact_adopt(db, p->dev, &p->dec, it->id, it->port, "adopted by reconcile");
                         it->done = true;
                         break;
+                case RECON_CLOSE:
+                        if (found)
+                                r = xact_close(db, &row, it->why);
+                        it->done = true; /* (or closed meanwhile) */
+                        break;
+                case RECON_DETACH:
+                        if (!found) {
+                                it->done = true; /* closed meanwhile */
+                                break;
+                        }
+                        r = xact_detach(&o->ctx, db, &row, it->why, &res);
+                        note_result(it, r, &res);
+                        break;
+                default:
+                        break;
                 }
-                r = event_detach(&o->ctx, db, &row, it->why, &res);
-                note_result(it, r, &res);
-                break;
-        default:
-                break;
         }
-out:
         if (r < 0 && !it->failed) {
                 it->failed = true;
-                snprintf(it->error, sizeof(it->error), "%s", db_errmsg(db));
+                snprintf(it->error, sizeof(it->error), "cannot record: %s", db_strerror(r));
         }
         db_attachment_clear(&row);
         lock_release(dlock);
-        return 0;
 }
 
 int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
@@ -541,7 +539,10 @@ int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
                                 continue;
                         if (attachish && !(p = find_present(s, it->devpath)))
                                 continue;
-                        apply_item(o, s->db, p, it);
+                        if (it->op == RECON_REMOVE)
+                                apply_remove(o, it);
+                        else
+                                apply_item(o, s->db, p, it);
                 }
         }
         for (size_t i = 0; i < plan->n; i++)
@@ -581,6 +582,8 @@ int recon_plan_to_json(const struct recon_plan *plan, bool dry_run, cJSON **ret)
                 cJSON_AddStringToObject(j, "device", it->what);
                 if (it->id[0])
                         cJSON_AddStringToObject(j, "id", it->id);
+                if (it->port >= 0)
+                        cJSON_AddNumberToObject(j, "port", it->port);
                 cJSON_AddStringToObject(j, "reason", it->why);
                 cJSON_AddStringToObject(j, "result", it->failed ? "failed" : it->done ? "done" : "planned");
                 if (it->error[0])

@@ -1,16 +1,19 @@
-/* Reconcile: make rules (desired), database (recorded) and VMs (actual) agree (SPEC §7).
- * recon_plan() only reads; recon_apply() acts through the same event_attach/event_detach as the
- * helper, under the same locks. */
+/* Reconcile: make rules (desired), database (recorded) and VMs (actual) agree.
+ * recon_plan() only reads; recon_apply() acts through the attach/detach transaction (xact.h)
+ * under the same locks as the helper. The verdict for one device in one VM is recon_decide(), a
+ * pure function of what is known about it. */
 #pragma once
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "event.h"
+#include "xact.h"
 
 struct cJSON;
+struct udev;
 
 enum recon_op {
+        RECON_NONE,     /* agrees: nothing to do */
         RECON_ATTACH,   /* desired, the VM lacks it */
         RECON_REATTACH, /* recorded as attached, the VM lost it (restart): close the record, attach */
         RECON_ADOPT,    /* the VM has it under our id, the database does not say so: record it */
@@ -21,12 +24,26 @@ enum recon_op {
         RECON_VM_DOWN,  /* VM not running: skipped */
 };
 
+/* What is known of one device with respect to one VM. */
+struct recon_facts {
+        bool present;        /* on the host */
+        bool desired;        /* present, claimed by the rules for this VM, not kept detached */
+        bool kept_detached;  /* the user asked to keep it on the host */
+        int row_state;       /* its open record's state (enum db_state), -1 when none */
+        bool row_here;       /* that record is for this VM */
+        bool in_vm;          /* this VM has it */
+};
+
+/* The action for one device in one VM, and why (a static string, into *ret_why). */
+enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why);
+
 struct recon_item {
         enum recon_op op;
-        char vm[128];
+        char vm[CFG_MAX_VM_NAME + 1];
         char devpath[512];    /* "" for VM-only items */
         char what[160];       /* dev_describe() or the VM's device id */
-        char id[64];          /* QEMU id or crosvm port */
+        char id[VMM_ID_MAX];  /* QEMU id ("" for crosvm) */
+        int port;             /* crosvm port, -1 when none */
         char why[256];
         bool done;            /* acted on (not in a dry run) */
         bool failed;
@@ -37,12 +54,13 @@ struct recon_plan {
         struct recon_item *items;
         size_t n;
         size_t n_devices;     /* present devices looked at */
-        char notice[4224];    /* something repaired on the way (a corrupt database moved aside) */
+        char notice[PATH_MAX + 128]; /* something repaired on the way (a corrupt database moved aside) */
         void *priv;           /* what recon_apply() needs of the planning (devices, database) */
 };
 
 struct recon_opts {
-        struct event_ctx ctx;     /* cfg, udev, db_path, mountinfo, dry_run */
+        struct xact_ctx ctx;      /* cfg, db_path, mountinfo, dry_run */
+        struct udev *udev;        /* for enumerating the present devices */
         char *const *vms;         /* limit to these VMs (NULL/0: all) */
         size_t n_vms;
 };

@@ -202,3 +202,23 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
         else
                 snprintf(ret->reason, sizeof(ret->reason), "no %s entry matched", cfg_section_name(d->kind));
 }
+
+bool rule_choose_vm(struct rule_decision *dec, const char *vm) {
+        const struct cfg_vm *v;
+
+        if (dec->action != RULE_ATTACH || !dec->entry || !vm)
+                return false;
+        v = pick_vm(dec->entry, vm);
+        if (!v || strcmp(v->name, vm) != 0)
+                return false;
+        dec->vm = v;
+        return true;
+}
+
+bool rule_recheck(const struct dev *d, struct rule_decision *dec) {
+        if (dec->action != RULE_ATTACH || !excluded(d, dec))
+                return false;
+        *dec = (struct rule_decision){ .action = RULE_IGNORE, .kind = dec->kind, .entry_index = -1, .rule_index = -1 };
+        excluded(d, dec); /* the reason, into the cleared decision */
+        return true;
+}

@@ -14,18 +14,11 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "device.h"
+#include "util.h"
 #include "errmsg.h"
 
-#define ADDR_LEN 13           /* "dddd:bb:dd.f" + NUL */
 #define NAME_MAX_DRIVER 64    /* longest driver name taken from a driver link */
 #define POLL_NS (10 * 1000 * 1000)
-
-static void closedirp(DIR **d) { if (*d) closedir(*d); }
-#define _cleanup_closedir_ _cleanup_(closedirp)
-
-static void strvp(char ***p) { vfio_strv_free(*p); }
-#define _cleanup_strv_ _cleanup_(strvp)
 
 
 __attribute__((format(printf, 4, 5)))
@@ -172,22 +165,13 @@ static int group_of(const char *root, const char *addr)
 
 int vfio_iommu_group(const char *root, const char *pci_addr)
 {
-        char addr[ADDR_LEN];
+        char addr[PCI_ADDRESS_LEN];
         int r;
 
-        r = dev_normalize_pci_address(pci_addr, addr);
+        r = pci_address_normalize(pci_addr, addr);
         if (r < 0)
                 return r;
         return group_of(root, addr);
-}
-
-void vfio_strv_free(char **strv)
-{
-        if (!strv)
-                return;
-        for (char **s = strv; *s; s++)
-                free(*s);
-        free(strv);
 }
 
 static int strv_push(char ***strv, size_t *n, const char *s)
@@ -216,7 +200,7 @@ static int cmp_str(const void *a, const void *b)
 static int members_from_group_dir(const char *root, int group, char ***strv, size_t *n)
 {
         _cleanup_closedir_ DIR *d = NULL;
-        char path[PATH_MAX], addr[ADDR_LEN];
+        char path[PATH_MAX], addr[PCI_ADDRESS_LEN];
         struct dirent *de;
         int r;
 
@@ -227,7 +211,7 @@ static int members_from_group_dir(const char *root, int group, char ***strv, siz
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                if (dev_normalize_pci_address(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
+                if (pci_address_normalize(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
                         continue; /* not a PCI device name */
                 r = strv_push(strv, n, addr);
                 if (r < 0)
@@ -240,7 +224,7 @@ static int members_from_group_dir(const char *root, int group, char ***strv, siz
 static int members_from_links(const char *root, int group, char ***strv, size_t *n)
 {
         _cleanup_closedir_ DIR *d = NULL;
-        char path[PATH_MAX], addr[ADDR_LEN];
+        char path[PATH_MAX], addr[PCI_ADDRESS_LEN];
         struct dirent *de;
         int r;
 
@@ -251,7 +235,7 @@ static int members_from_links(const char *root, int group, char ***strv, size_t 
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
-                if (dev_normalize_pci_address(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
+                if (pci_address_normalize(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
                         continue;
                 if (group_of(root, addr) != group)
                         continue;
@@ -265,11 +249,11 @@ static int members_from_links(const char *root, int group, char ***strv, size_t 
 int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size_t *ret_n)
 {
         _cleanup_strv_ char **strv = NULL;
-        char addr[ADDR_LEN];
+        char addr[PCI_ADDRESS_LEN];
         size_t n = 0;
         int group, r;
 
-        r = dev_normalize_pci_address(pci_addr, addr);
+        r = pci_address_normalize(pci_addr, addr);
         if (r < 0)
                 return r;
         group = group_of(root, addr);
@@ -363,13 +347,13 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
         _cleanup_free_ char *others = NULL, *busy = NULL;
         struct vfio_plan plan = { .group = -1 };
         struct vfio_policy none = { 0 };
-        char addr[ADDR_LEN], drv[NAME_MAX_DRIVER];
+        char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER];
         size_t n, n_others = 0;
         int r;
 
         if (!policy)
                 policy = &none;
-        r = dev_normalize_pci_address(pci_addr, addr);
+        r = pci_address_normalize(pci_addr, addr);
         if (r < 0)
                 return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         r = vfio_group_members(root, addr, &members, &n);
@@ -533,13 +517,13 @@ static int wait_for_vfio(const char *root, const char *addr, const char *node, i
 
 int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret_error)
 {
-        char addr[ADDR_LEN], drv[NAME_MAX_DRIVER], path[PATH_MAX];
+        char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER], path[PATH_MAX];
         char what[PATH_MAX + 128], undo[PATH_MAX + 128];
         bool unbound = false;
         struct stat st;
         int group, r;
 
-        r = dev_normalize_pci_address(pci_addr, addr);
+        r = pci_address_normalize(pci_addr, addr);
         if (r < 0)
                 return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         group = group_of(root, addr);
@@ -589,10 +573,10 @@ undo:
 
 int vfio_unbind(const char *root, const char *pci_addr, char **ret_error)
 {
-        char addr[ADDR_LEN], drv[NAME_MAX_DRIVER], what[PATH_MAX + 128];
+        char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER], what[PATH_MAX + 128];
         int r;
 
-        r = dev_normalize_pci_address(pci_addr, addr);
+        r = pci_address_normalize(pci_addr, addr);
         if (r < 0)
                 return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         if (!dev_exists(root, addr))

@@ -44,12 +44,9 @@ int vfio_iommu_group(const char *root, const char *pci_addr);
 
 /* Lists the PCI addresses in the device's IOMMU group, the device included, sorted. Read from
  * /sys/kernel/iommu_groups/N/devices; when that directory is missing, from the iommu_group links of
- * all PCI devices. Returns 0 and a NULL-terminated, malloc'd array (free with vfio_strv_free) and
+ * all PCI devices. Returns 0 and a NULL-terminated, malloc'd array (free with strv_free, util.h) and
  * its length, or -errno as vfio_iommu_group(), -E2BIG past VFIO_MAX_GROUP members. */
 int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size_t *ret_n);
-
-/* Frees a NULL-terminated string array; NULL-safe. */
-void vfio_strv_free(char **strv);
 
 /* Decides what binding pci_addr to vfio-pci takes. Bridges (class 0x0604) in the group are left
  * with their host driver, as the kernel allows. When other members remain: add_all puts them in the

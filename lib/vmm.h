@@ -1,4 +1,7 @@
-/* VMM-neutral attach/detach/list: dispatches to QEMU (QMP, qmp.h) or crosvm (crosvm.h). */
+/* VMM-neutral attach/detach/list. A caller connects to one VM (vmm_connect), acts, and
+ * disconnects; the back ends are QEMU over QMP (vmm-qemu.c) and crosvm's CLI (vmm-crosvm.c).
+ * One attempt per call: retrying and locking are the caller's (xact.c), so that no lock is held
+ * while it waits. */
 #pragma once
 
 #include <stdbool.h>
@@ -10,10 +13,9 @@
 
 #define VMM_ID_MAX 64
 
-/* Values <= 0 select defaults (CFG_DEFAULT_QMP_TIMEOUT_MS; no retries; "crosvm" for a NULL bin). */
+/* Values <= 0 select defaults (CFG_DEFAULT_QMP_TIMEOUT_MS; "crosvm" for a NULL bin). */
 struct vmm_opts {
         int timeout_ms;          /* bound for connect/greeting/each reply and for crosvm runs */
-        int attach_retries;      /* retries of "failed to find host usb device" (bounded backoff) */
         const char *crosvm_bin;  /* crosvm executable (absolute, or looked up in a fixed PATH) */
         int detach_timeout_ms;   /* bound for DEVICE_DELETED after device_del */
 };
@@ -44,30 +46,41 @@ struct vmm_list {
         size_t n;
 };
 
+/* An open line to one VM: a QMP connection for QEMU; for crosvm, which runs one command per
+ * request, only what the commands need. */
+struct vmm_conn;
+
 /* The options the configuration's general section sets (qmpTimeoutMs bounds detaches too). */
 struct vmm_opts vmm_opts_from_cfg(const struct cfg_general *g);
-
-/* Frees the items of a list and empties it. */
-void vmm_list_clear(struct vmm_list *l);
 
 /* Deterministic, collision-free QEMU id for a device: "vhp-usb-001-005", "vhp-pci-0000-00-14.3",
  * "vhp-evdev-event3" (sanitized). Returns 0, or -EINVAL when the device lacks what the id needs. */
 int vmm_device_id(const struct dev *d, char *buf, size_t len);
 
-/* Attaches d to vm. root_bus: PCI/evdev into the root bus instead of a free pcie-root-port.
- * PCI: the device (and its IOMMU group) must already be bound to vfio-pci (vfio.h).
- * USB to QEMU retries "failed to find host usb device" o->attach_retries times (backoff from 20 ms,
- * capped at 500 ms, reconnecting each time so the monitor stays free for others).
- * Returns 0 and fills ret; -EHOSTDOWN when the VM is not running (socket missing, refused, no
- * greeting in time); -EEXIST when the device is already attached under that id; -EBUSY when an evdev
- * is held exclusively elsewhere; -ENOSPC when no port is free; -EREMOTEIO when the VMM refused
- * (its message in *ret_error); -ETIMEDOUT; -EPROTO when the peer spoke garbage (-EMSGSIZE when it
- * sent too much). crosvm also: -ENOENT when the device node is gone (no_such_device), -EACCES,
- * -EOPNOTSUPP for a device other than USB, -ENOEXEC when the crosvm binary cannot be run.
- * ret->id is filled for QEMU also on -EEXIST.
+/* Connects to vm (QEMU: QMP greeting and capabilities; crosvm: its control socket must exist).
+ * Returns 0; -EHOSTDOWN when the VM is not running (socket missing, refused, no greeting in
+ * time); -EPROTO when the peer does not speak QMP; -EACCES... *ret_error as below. */
+int vmm_connect(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_conn **ret, char **ret_error);
+
+/* Closes the connection; NULL-safe. */
+void vmm_disconnect(struct vmm_conn *c);
+
+/* The VM the connection goes to. */
+const struct cfg_vm *vmm_conn_vm(const struct vmm_conn *c);
+
+/* Attaches d under id (QEMU; from vmm_device_id()), one attempt. root_bus: PCI/evdev into the root
+ * bus instead of a free pcie-root-port. PCI: the device (and its IOMMU group) must already be bound
+ * to vfio-pci (vfio.h). Returns 0 and fills ret; -EAGAIN when QEMU does not see the USB device yet
+ * ("failed to find host usb device": udev has not finished with it; try again later);
+ * -EEXIST when the device is already attached under that id (ret->id is filled); -EBUSY when an
+ * evdev is held exclusively elsewhere; -ENOSPC when no port is free (crosvm: no_available_port);
+ * -EREMOTEIO when the VMM refused (its message in *ret_error); -EHOSTDOWN when the VM went away;
+ * -ETIMEDOUT; -EPROTO when the peer spoke garbage (-EMSGSIZE when it sent too much). crosvm also:
+ * -ENOENT when the device node is gone (no_such_device), -EACCES, -EOPNOTSUPP for a device other
+ * than USB, -ENOEXEC when the crosvm binary cannot be run.
  * *ret_error (set to NULL on entry; malloc'd, may be set on any failure; caller frees; ret_error may
  * be NULL) says what happened in words. */
-int vmm_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct dev *d, bool root_bus,
+int vmm_attach(struct vmm_conn *c, const struct dev *d, const char *id, bool root_bus,
                struct vmm_attachment *ret, char **ret_error);
 
 /* Detaches a. QEMU: device_del, then waits for DEVICE_DELETED (bounded). Returns 0; -ENOENT when the
@@ -75,10 +88,12 @@ int vmm_attach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct d
  * accepted but DEVICE_DELETED did not come in time (a PCI guest that has not released it), or an
  * earlier device_del of it is still pending; crosvm detaches a->port (no_such_port: -ENOENT);
  * -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO as for attach. */
-int vmm_detach(const struct cfg_vm *vm, const struct vmm_opts *o, const struct vmm_attachment *a,
-               char **ret_error);
+int vmm_detach(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
 
 /* Lists the devices the VM has (QEMU: qom-list /machine/peripheral + qom-get; crosvm: usb list).
  * QEMU: every device with an id, those vhotplug does not manage with kind DEV_UNKNOWN (xhci, ports).
  * *ret is emptied on failure; free it with vmm_list_clear(). */
-int vmm_list(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_list *ret, char **ret_error);
+int vmm_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_error);
+
+/* Frees the items of a list and empties it. */
+void vmm_list_clear(struct vmm_list *l);

@@ -1,4 +1,4 @@
-/* vhotplug-reconcile: repairs drift between rules, database and running VMs (SPEC §7).
+/* vhotplug-reconcile: repairs drift between rules, database and running VMs 
  * All the work is in lib/reconcile.c. */
 #include <errno.h>
 #include <getopt.h>
@@ -92,11 +92,14 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
         }
         for (size_t i = 0; i < plan->n; i++) {
                 const struct recon_item *it = &plan->items[i];
+                char id[VMM_ID_MAX + 8] = "";
+                if (it->id[0] && strcmp(it->id, it->what) != 0)
+                        snprintf(id, sizeof(id), " as %s", it->id);
+                else if (!it->id[0] && it->port >= 0 && it->op != RECON_FOREIGN)
+                        snprintf(id, sizeof(id), " as port %d", it->port);
                 failed += it->failed;
-                printf("%-8s %s: %s%s%s (%s)%s%s%s\n", recon_op_name(it->op), it->vm, it->what,
-                       it->id[0] && strcmp(it->id, it->what) ? " as " : "", strcmp(it->id, it->what) ? it->id : "",
-                       it->why, it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "",
-                       it->error);
+                printf("%-8s %s: %s%s (%s)%s%s%s\n", recon_op_name(it->op), it->vm, it->what, id, it->why,
+                       it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "", it->error);
         }
         printf("%zu devices, %zu actions%s, %zu failed\n", plan->n_devices, plan->n,
                o->dry_run ? " planned (dry run)" : "", failed);
@@ -135,12 +138,12 @@ static int run(int argc, char **argv) {
                 log_warning("%s", cfg->warnings[i]);
 
         struct recon_opts ro = {
-                .ctx = { .cfg = cfg, .udev = udev_new(), .db_path = o.db, .mountinfo = o.mountinfo,
-                         .dry_run = o.dry_run },
+                .ctx = { .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run },
+                .udev = udev_new(),
                 .vms = o.vms,
                 .n_vms = o.n_vms,
         };
-        if (!ro.ctx.udev) {
+        if (!ro.udev) {
                 cfg_free(cfg);
                 return log_error_errno(ENOMEM, "Failed to initialize libudev: %m"), EXIT_ERROR;
         }
@@ -158,7 +161,7 @@ static int run(int argc, char **argv) {
         r = failed > 0 ? EXIT_FAILED : 0;
 out:
         recon_plan_clear(&plan);
-        udev_unref(ro.ctx.udev);
+        udev_unref(ro.udev);
         cfg_free(cfg);
         return r;
 }

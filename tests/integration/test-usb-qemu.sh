@@ -147,7 +147,7 @@ vhp_check_output "history complete: 20 attach starts and 20 successes" '^20\|20$
 # 8. crosvm (stand-in, see tests/tools/crosvm-standin): attach records the port, detach by port.
 : >"$VHP_TMP/net.sock"
 event add $U/usb1/1-22 701
-[ $rc = 0 ] && [ "$(j .outcome)" = done ] && [ "$(j .id)" = "port 1" ] && vhp_ok "crosvm attach: port 1" ||
+[ $rc = 0 ] && [ "$(j .outcome)" = done ] && [ "$(j .port)" = 1 ] && vhp_ok "crosvm attach: port 1" ||
         vhp_fail "crosvm attach" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
 vhp_check_output "crosvm list shows it" '^devices 1 1209 0016' "$VHP_TOP/tests/tools/crosvm-standin" usb list "$VHP_TMP/net.sock"
 vhp_check_output "port recorded" '^1$' sql "SELECT crosvm_port FROM current_attachments WHERE vm='net-vm'"

@@ -48,8 +48,8 @@ vhp_check_output "second attach: EEXIST" '^error EEXIST: Duplicate' bash -c "! '
 vhp_check_output "usb detach waits for DEVICE_DELETED" '^detached$' "$VMM" detach qemu "$SOCK" vhp-usb-001-005
 lacks "qom-list no longer shows it" 'vhp-usb-001-005' peripherals
 vhp_check_output "detach again: ENOENT" '^error ENOENT: ' bash -c "! '$VMM' detach qemu '$SOCK' vhp-usb-001-005"
-vhp_check_output "absent host device: retried, then EREMOTEIO with QEMU's text" \
-        '^error EREMOTEIO: failed to find host usb device 1:9' bash -c "! '$VMM' --retries 2 attach qemu '$SOCK' usb 1 9"
+vhp_check_output "absent host device: retried, then EAGAIN with QEMU's text" \
+        '^error EAGAIN: failed to find host usb device 1:9' bash -c "! '$VMM' --retries 2 attach qemu '$SOCK' usb 1 9"
 
 # ---- PCI / evdev port picking ----
 vhp_check "virtio-rng-pci into rp1" "$QMP" "$SOCK" device_add '{"driver":"virtio-rng-pci","bus":"rp1","addr":"0","id":"rng1"}'

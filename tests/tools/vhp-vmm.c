@@ -63,8 +63,8 @@ int main(int argc, char **argv) {
                 { "retries", required_argument, NULL, 'r' },    { "crosvm", required_argument, NULL, 'c' },
                 { "root-bus", no_argument, NULL, 'b' },         {},
         };
-        struct vmm_opts o = { .timeout_ms = 10000, .attach_retries = 5, .crosvm_bin = "crosvm",
-                              .detach_timeout_ms = 5000 };
+        struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = "crosvm", .detach_timeout_ms = 5000 };
+        int retries = 5;
         bool root_bus = false;
         int c;
 
@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
                 switch (c) {
                 case 't': o.timeout_ms = atoi(optarg); break;
                 case 'd': o.detach_timeout_ms = atoi(optarg); break;
-                case 'r': o.attach_retries = atoi(optarg); break;
+                case 'r': retries = atoi(optarg); break;
                 case 'c': o.crosvm_bin = optarg; break;
                 case 'b': root_bus = true; break;
                 default: return usage();
@@ -85,15 +85,29 @@ int main(int argc, char **argv) {
 
         struct cfg_vm vm = { .name = (char *)"vm", .socket = argv[2],
                              .type = strcmp(argv[1], "crosvm") == 0 ? VMM_CROSVM : VMM_QEMU };
+        struct vmm_conn *conn = NULL;
         char *err = NULL;
         int r;
 
         if (strcmp(argv[0], "attach") == 0) {
                 struct dev d = { 0 };
                 struct vmm_attachment a;
+                char id[VMM_ID_MAX] = "";
                 if (parse_dev(argc - 3, argv + 3, &d) < 0)
                         return usage();
-                r = vmm_attach(&vm, &o, &d, root_bus, &a, &err);
+                (void)vmm_device_id(&d, id, sizeof(id));
+                /* Like the helper: a fresh connection per attempt while QEMU cannot see the device. */
+                for (int attempt = 0;; attempt++) {
+                        r = vmm_connect(&vm, &o, &conn, &err);
+                        if (r >= 0)
+                                r = vmm_attach(conn, &d, id, root_bus, &a, &err);
+                        vmm_disconnect(conn);
+                        if (r != -EAGAIN || attempt >= retries)
+                                break;
+                        free(err);
+                        err = NULL;
+                        usleep(50000);
+                }
                 if (r < 0)
                         return fail(r, err);
                 printf("id=%s port=%d bus=%s\n", a.id, a.port, a.bus);
@@ -103,13 +117,19 @@ int main(int argc, char **argv) {
                         a.port = atoi(argv[3]);
                 else
                         snprintf(a.id, sizeof(a.id), "%s", argv[3]);
-                r = vmm_detach(&vm, &o, &a, &err);
+                r = vmm_connect(&vm, &o, &conn, &err);
+                if (r >= 0)
+                        r = vmm_detach(conn, &a, &err);
+                vmm_disconnect(conn);
                 if (r < 0)
                         return fail(r, err);
                 printf("detached\n");
         } else if (strcmp(argv[0], "list") == 0) {
                 struct vmm_list l = { 0 };
-                r = vmm_list(&vm, &o, &l, &err);
+                r = vmm_connect(&vm, &o, &conn, &err);
+                if (r >= 0)
+                        r = vmm_list(conn, &l, &err);
+                vmm_disconnect(conn);
                 if (r < 0)
                         return fail(r, err);
                 for (size_t i = 0; i < l.n; i++)

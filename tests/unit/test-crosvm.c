@@ -273,23 +273,31 @@ static void test_vmm_crosvm(void **state) {
         struct cfg_vm vm = { .name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket };
         struct dev d = { .kind = DEV_USB, .busnum = 1, .devnum = 5, .devnode = e->dev1 };
         struct dev pci = { .kind = DEV_PCI, .pci_address = (char *)"0000:00:14.3" };
+        struct cfg_vm down = { .name = (char *)"vm3", .type = VMM_CROSVM, .socket = (char *)"/nonexistent/vhp.sock" };
         struct vmm_attachment a;
         struct vmm_list l;
+        struct vmm_conn *c = NULL;
         _cleanup_free_ char *err = NULL;
 
-        assert_int_equal(vmm_attach(&vm, &o, &d, false, &a, &err), 0);
-        assert_int_equal(a.port, 1);
-        assert_int_equal(vmm_attach(&vm, &o, &pci, false, &a, &err), -EOPNOTSUPP);
+        assert_int_equal(vmm_connect(&down, &o, &c, &err), -EHOSTDOWN);
+        assert_null(c);
+        assert_non_null(strstr(err, "not running"));
         free(TAKE_PTR(err));
-        assert_int_equal(vmm_list(&vm, &o, &l, &err), 0);
+        assert_int_equal(vmm_connect(&vm, &o, &c, &err), 0);
+        assert_int_equal(vmm_attach(c, &d, "", false, &a, &err), 0);
+        assert_int_equal(a.port, 1);
+        assert_int_equal(vmm_attach(c, &pci, "", false, &a, &err), -EOPNOTSUPP);
+        free(TAKE_PTR(err));
+        assert_int_equal(vmm_list(c, &l, &err), 0);
         assert_int_equal(l.n, 1);
         assert_int_equal(l.items[0].port, 1);
         assert_int_equal(l.items[0].vendor_id, 0x046d);
         assert_int_equal(l.items[0].kind, DEV_USB);
         vmm_list_clear(&l);
         a = (struct vmm_attachment){ .port = 1 };
-        assert_int_equal(vmm_detach(&vm, &o, &a, &err), 0);
-        assert_int_equal(vmm_detach(&vm, &o, &a, &err), -ENOENT);
+        assert_int_equal(vmm_detach(c, &a, &err), 0);
+        assert_int_equal(vmm_detach(c, &a, &err), -ENOENT);
+        vmm_disconnect(c);
 }
 
 int main(void) {

@@ -19,6 +19,7 @@
 
 #include "cleanup.h"
 #include "db.h"
+#include "xact.h"
 
 struct fixture {
         char dir[64];
@@ -112,6 +113,36 @@ static struct rule_decision decision(const struct cfg_vm *vm, int entry, int rul
                 .rule_description = descr,
                 .vm = vm,
         };
+}
+
+/* The database takes plain records: these turn the test's devices and decisions into them as the
+ * transaction does (xact_record_of). */
+static struct db_device rec(const struct dev *d) {
+        static char keys[16][DEV_KEY_MAX];
+        static unsigned k;
+        struct db_device r;
+
+        xact_record_of(d, keys[k++ % 16], &r);
+        return r;
+}
+
+static int attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *vmm_id,
+                        enum db_state state, int64_t *ret_id) {
+        struct db_device r = rec(d);
+        struct db_rule_ref ref = { .section = cfg_section_name(d->kind), .entry = dec->entry_index,
+                                   .allow = dec->rule_index, .description = dec->rule_description };
+        return db_attach_begin(db, &r, &ref, dec->vm ? dec->vm->name : NULL, vmm_id, state, ret_id);
+}
+
+static int record_ignored(struct db *db, const struct dev *d, const char *reason) {
+        struct db_device r = rec(d);
+        return db_record_ignored(db, &r, reason);
+}
+
+static int choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep) {
+        char key[DEV_KEY_MAX];
+        dev_key(d, key, sizeof(key));
+        return db_user_choice_get(db, key, ret_vm, ret_keep);
 }
 
 static struct dev usb_dev(const char *devpath, uint16_t vid, uint16_t pid, const char *serial) {
@@ -228,7 +259,7 @@ static void test_open_truncated(void **state) {
         for (int i = 0; i < 200; i++) {
                 struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
                 snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
-                assert_int_equal(db_record_ignored(db, &d, "no entry matched"), 0);
+                assert_int_equal(record_ignored(db, &d, "no entry matched"), 0);
         }
         db_close(db);
         db = NULL;
@@ -294,7 +325,7 @@ static void test_open_repair(void **state) {
         assert_non_null(db);
         assert_non_null(strstr(moved, ".corrupt-"));
         assert_int_equal(access(moved, F_OK), 0);
-        assert_int_equal(db_record_ignored(db, &(struct dev) { .kind = DEV_PCI, .devpath = (char *) "/devices/x" },
+        assert_int_equal(record_ignored(db, &(struct dev) { .kind = DEV_PCI, .devpath = (char *) "/devices/x" },
                                            "hub"), 0);
         db_close(db);
         db = NULL;
@@ -314,7 +345,7 @@ static void test_open_repair_check(void **state) {
         for (int i = 0; i < 300; i++) {
                 struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
                 snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
-                assert_int_equal(db_record_ignored(db, &d, "no entry matched"), 0);
+                assert_int_equal(record_ignored(db, &d, "no entry matched"), 0);
         }
         db_close(db);
         db = NULL;
@@ -360,7 +391,7 @@ static void test_open_repair_concurrent(void **state) {
                         r = db_open_repair(f->path, false, &db, NULL, 0);
                         if (r < 0)
                                 _exit(100 + (-r & 0x7f));
-                        int k = db_record_ignored(db, &(struct dev) { .kind = DEV_USB,
+                        int k = record_ignored(db, &(struct dev) { .kind = DEV_USB,
                                                                       .devpath = (char *) "/devices/usb1" }, "hub");
                         db_close(db);
                         _exit(k < 0 ? 10 + (-k & 0x3f) : r);
@@ -407,7 +438,7 @@ static void test_migrate(void **state) {
         int64_t id;
 
         assert_int_equal(db_open_version(f->path, 1, &db), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
@@ -436,13 +467,13 @@ static void test_lifecycle(void **state) {
 
         assert_int_equal(db_open(f->path, &db), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_true(id > 0);
 
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.id, id);
         assert_int_equal(a.state, DB_ATTACHING);
-        assert_int_equal(a.kind, DEV_USB);
+        assert_string_equal(a.kind, "usb");
         assert_string_equal(a.devpath, d.devpath);
         assert_string_equal(a.vm, "vm1");
         assert_string_equal(a.vmm_id, "vhp-usb-001-005");
@@ -522,7 +553,7 @@ static void test_adopted(void **state) {
         int64_t id;
 
         assert_int_equal(db_open(f->path, &db), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, "", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_adopted(db, id, 2, NULL, "adopted by reconcile"), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.state, DB_ATTACHED);
@@ -546,7 +577,7 @@ static void test_failed_and_pending(void **state) {
         int64_t id;
 
         assert_int_equal(db_open(f->path, &db), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_PENDING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_PENDING, &id), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.state, DB_PENDING);
         db_attachment_clear(&a);
@@ -575,8 +606,8 @@ static void test_superseded(void **state) {
 
         assert_int_equal(db_open(f->path, &db), 0);
         /* A helper died after recording its intent. */
-        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id1), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id2), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id1), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id2), 0);
         assert_int_not_equal(id1, id2);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.id, id2);
@@ -584,7 +615,7 @@ static void test_superseded(void **state) {
         assert_int_equal(db_attach_finish(db, id1, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
         assert_int_equal(db_attach_finish(db, id2, DB_ATTACHED, -1, NULL, NULL), 0);
         /* An attached one superseded counts as detached. */
-        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id3), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id3), 0);
         db_close(db);
 
         char *s = raw_text(f->path, "SELECT group_concat(state || ':' || coalesce(error, '-'), ' ') "
@@ -606,10 +637,10 @@ static void test_invalid_args(void **state) {
 
         unk.kind = DEV_UNKNOWN;
         assert_int_equal(db_open(f->path, &db), 0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHED, &id), -EINVAL);
-        assert_int_equal(db_attach_begin(db, &d, &novm, NULL, DB_ATTACHING, &id), -EINVAL);
-        assert_int_equal(db_attach_begin(db, &unk, &dec, NULL, DB_ATTACHING, &id), -EINVAL);
-        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHED, &id), -EINVAL);
+        assert_int_equal(attach_begin(db, &d, &novm, NULL, DB_ATTACHING, &id), -EINVAL);
+        assert_int_equal(attach_begin(db, &unk, &dec, NULL, DB_ATTACHING, &id), -EINVAL);
+        assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_DETACHED, -1, NULL, NULL), -EINVAL);
         assert_int_equal(db_detach_finish(db, id, DB_ATTACHED, NULL), -EINVAL);
         assert_int_equal(db_event_seqnum_check(db, "/devices/x", UINT64_MAX, "b"), -EINVAL);
@@ -667,12 +698,12 @@ static void test_ignored_bounded(void **state) {
 
         assert_int_equal(db_open(f->path, &db), 0);
         for (int i = 0; i < 3; i++)
-                assert_int_equal(db_record_ignored(db, &pci, "no entry matched"), 0);
-        assert_int_equal(db_record_ignored(db, &pci, "denied by pciPassthrough[0] deny[1]"), 0);
+                assert_int_equal(record_ignored(db, &pci, "no entry matched"), 0);
+        assert_int_equal(record_ignored(db, &pci, "denied by pciPassthrough[0] deny[1]"), 0);
         for (int i = 0; i < DB_IGNORED_MAX + 50; i++) {
                 struct dev d = usb_dev(devpath, 0x1d6b, 0x0002, NULL);
                 snprintf(devpath, sizeof(devpath), "/devices/usb%d", i);
-                assert_int_equal(db_record_ignored(db, &d, "hub"), 0);
+                assert_int_equal(record_ignored(db, &d, "hub"), 0);
         }
         db_close(db);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), DB_IGNORED_MAX);
@@ -684,7 +715,7 @@ static void test_ignored_bounded(void **state) {
         /* A repeated (devpath, reason) only counts. */
         assert_int_equal(db_open(f->path, &db), 0);
         for (int i = 0; i < 3; i++)
-                assert_int_equal(db_record_ignored(db, &pci, "no entry matched"), 0);
+                assert_int_equal(record_ignored(db, &pci, "no entry matched"), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "SELECT count FROM ignored_devices WHERE ids = '8086:46a6'"), 3);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), DB_IGNORED_MAX);
@@ -709,15 +740,15 @@ static void test_device_key(void **state) {
                 { &ev_bare, "evdev:@" },
                 { &unk, "unknown:/devices/x" },
         };
-        char buf[DB_DEVICE_KEY_MAX], small[8];
+        char buf[DEV_KEY_MAX], small[8];
 
         usb_noserial.serial = NULL;
         empty_serial.serial = (char *) "";
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                db_device_key(cases[i].d, buf, sizeof(buf));
+                dev_key(cases[i].d, buf, sizeof(buf));
                 assert_string_equal(buf, cases[i].key);
         }
-        db_device_key(&usb, small, sizeof(small));
+        dev_key(&usb, small, sizeof(small));
         assert_string_equal(small, "usb:046");
 }
 
@@ -725,22 +756,22 @@ static void test_user_choice(void **state) {
         struct fixture *f = *state;
         struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc52b, "ABC");
         struct db *db = NULL;
-        char key[DB_DEVICE_KEY_MAX];
+        char key[DEV_KEY_MAX];
         char *vm = (char *) "untouched";
         bool keep = true;
 
         assert_int_equal(db_open(f->path, &db), 0);
-        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 0);
+        assert_int_equal(choice_get(db, &d, &vm, &keep), 0);
         assert_null(vm);
         assert_false(keep);
-        db_device_key(&d, key, sizeof(key));
+        dev_key(&d, key, sizeof(key));
         assert_int_equal(db_user_choice_set(db, key, "vm2", false), 0);
-        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+        assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
         assert_string_equal(vm, "vm2");
         assert_false(keep);
         free(vm);
         assert_int_equal(db_user_choice_set(db, key, NULL, true), 0);
-        assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+        assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
         assert_null(vm);
         assert_true(keep);
         db_close(db);
@@ -775,13 +806,13 @@ static void test_hostile_strings(void **state) {
 
                 snprintf(devpath, sizeof(devpath), "/devices/usb1/1-%zu", i);
                 d.vendor_name = d.product_name = d.devnode = (char *) hostile[i];
-                assert_int_equal(db_attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
+                assert_int_equal(attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
                 assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, hostile[i], hostile[i]), 0);
 
                 /* A hostile devpath too. */
                 d.devpath = (char *) hostile[i];
-                assert_int_equal(db_record_ignored(db, &d, hostile[i]), 0);
-                assert_int_equal(db_attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
+                assert_int_equal(record_ignored(db, &d, hostile[i]), 0);
+                assert_int_equal(attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
                 assert_int_equal(db_attachment_get(db, hostile[i], &a), 1);
                 assert_string_equal(a.devpath, hostile[i]);
                 assert_string_equal(a.serial, hostile[i]);
@@ -796,7 +827,7 @@ static void test_hostile_strings(void **state) {
 
                 assert_int_equal(db_user_choice_set(db, "usb:1234:5678:x", hostile[i], false), 0);
                 d.serial = (char *) "x";
-                assert_int_equal(db_user_choice_get(db, &d, &vm, &keep), 1);
+                assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
                 assert_string_equal(vm, hostile[i]);
                 free(vm);
         }
@@ -862,7 +893,7 @@ static void test_busy_wait(void **state) {
         assert_int_equal(c, '1');
         assert_int_equal(db_open(f->path, &db), 0); /* reading does not wait */
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        assert_int_equal(db_attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         assert_int_equal(waitpid(pid, &status, 0), pid);
         assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -892,11 +923,11 @@ static int child_work(const char *path, int n, int go_fd) {
         for (int i = 0; i < CYCLES; i++) {
                 int64_t id = 0;
                 errors += db_event_seqnum_check(db, "/devices/shared", (uint64_t) n * CYCLES + i + 1, "boot") < 0;
-                errors += db_attach_begin(db, &d, &dec, "vhp", DB_ATTACHING, &id) < 0;
+                errors += attach_begin(db, &d, &dec, "vhp", DB_ATTACHING, &id) < 0;
                 errors += db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL) < 0;
                 errors += db_detach_begin(db, id, "removed") < 0;
                 errors += db_detach_finish(db, id, DB_DETACHED, NULL) < 0;
-                errors += db_record_ignored(db, &hub, "hub") < 0;
+                errors += record_ignored(db, &hub, "hub") < 0;
         }
         db_close(db);
         return errors > 99 ? 99 : errors;
@@ -984,25 +1015,25 @@ static void populate(const char *path) {
                 .iommu_group = -1,
         };
         struct db *db = NULL;
-        char key[DB_DEVICE_KEY_MAX];
+        char key[DEV_KEY_MAX];
         int64_t id;
 
         stick.product_name = (char *) "Cruzer Blade";
         stick.vendor_name = (char *) "SanDisk Corp.";
         hub.product_name = (char *) "Hub";
         assert_int_equal(db_open(path, &db), 0);
-        assert_int_equal(db_attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, "rp1", NULL), 0);
         assert_int_equal(db_detach_begin(db, id, "VM stopped"), 0);
         assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
-        assert_int_equal(db_attach_begin(db, &logi, &gui, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &logi, &gui, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
-        assert_int_equal(db_attach_begin(db, &stick, &gui, "vhp-usb-001-006", DB_ATTACHING, &id), 0);
+        assert_int_equal(attach_begin(db, &stick, &gui, "vhp-usb-001-006", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:6"), 0);
-        assert_int_equal(db_attach_begin(db, &kbd, &audio, "vhp-evdev-event3", DB_PENDING, &id), 0);
-        assert_int_equal(db_record_ignored(db, &hub, "hub"), 0);
-        assert_int_equal(db_record_ignored(db, &hub, "hub"), 0);
-        db_device_key(&logi, key, sizeof(key));
+        assert_int_equal(attach_begin(db, &kbd, &audio, "vhp-evdev-event3", DB_PENDING, &id), 0);
+        assert_int_equal(record_ignored(db, &hub, "hub"), 0);
+        assert_int_equal(record_ignored(db, &hub, "hub"), 0);
+        dev_key(&logi, key, sizeof(key));
         assert_int_equal(db_user_choice_set(db, key, "gui-vm", false), 0);
         db_close(db);
 }

@@ -29,6 +29,7 @@
 #include <umockdev.h>
 
 #include "cleanup.h"
+#include "util.h"
 #include "vfio.h"
 
 #define GPU "0000:01:00.0"
@@ -609,7 +610,7 @@ static void test_group_members(void **state)
                         assert_null(m);
                         assert_int_equal(n, 99);
                 }
-                vfio_strv_free(m);
+                strv_free(m);
                 env_stop(&e);
         }
 }

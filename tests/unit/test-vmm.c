@@ -27,8 +27,7 @@
                   "{\"name\": \"hotplug-handler\", \"type\": \"link<hotplug-handler>\"}]"
 #define DELETED(id) "{\"event\": \"DEVICE_DELETED\", \"data\": {\"device\": \"" id "\", \"path\": \"/machine/peripheral/" id "\"}}\r\n"
 
-static const struct vmm_opts opts = { .timeout_ms = 5000, .attach_retries = 3, .crosvm_bin = "crosvm",
-                                      .detach_timeout_ms = 300 };
+static const struct vmm_opts opts = { .timeout_ms = 5000, .crosvm_bin = "crosvm", .detach_timeout_ms = 300 };
 
 struct vmm_case {
         const char *name;
@@ -47,12 +46,17 @@ static void run_attach(const struct vmm_case *c, const struct dev *d, bool root_
         struct fake_qmp f;
         struct cfg_vm vm = { .name = (char *)"vm1", .type = VMM_QEMU };
         struct vmm_attachment a;
+        struct vmm_conn *conn = NULL;
         _cleanup_free_ char *err = NULL;
+        char id[VMM_ID_MAX];
 
         print_message("case: %s\n", c->name);
+        assert_int_equal(vmm_device_id(d, id, sizeof(id)), 0);
         fake_qmp_start(&f, fake_qmp_script, c->steps);
         vm.socket = f.path;
-        int r = vmm_attach(&vm, &opts, d, root_bus, &a, &err);
+        assert_int_equal(vmm_connect(&vm, &opts, &conn, &err), 0);
+        int r = vmm_attach(conn, d, id, root_bus, &a, &err);
+        vmm_disconnect(conn);
         assert_int_equal(fake_qmp_finish(&f), 0);
         assert_int_equal(r, c->expected);
         if (c->error_contains) {
@@ -61,24 +65,20 @@ static void run_attach(const struct vmm_case *c, const struct dev *d, bool root_
         }
         if (c->bus)
                 assert_string_equal(a.bus, c->bus);
-        if (r == 0 || r == -EEXIST) {
-                char id[VMM_ID_MAX];
-                assert_int_equal(vmm_device_id(d, id, sizeof(id)), 0);
+        if (r == 0 || r == -EEXIST)
                 assert_string_equal(a.id, id);
-        }
 }
 
 #define USB_ADD { .command = "device_add", \
                   .expect = { "\"driver\":\"usb-host\"", "\"hostbus\":1,", "\"hostaddr\":5,", "\"id\":\"vhp-usb-001-005\"" }
 #define NOT_YET .reply = ERR("failed to find host usb device 1:5") }
 
-/* Each retry reconnects, so the monitor is free for others while we wait. */
-static const struct fake_step usb_retry_then_ok[] = {
-        USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, .reply = OK }, FAKE_END,
+/* One attempt per call: the caller retries (tests/unit/test-xact.c), reconnecting. */
+static const struct fake_step usb_ok[] = {
+        USB_ADD, .reply = OK }, FAKE_END,
 };
-static const struct fake_step usb_retries_exhausted[] = {
-        USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, NOT_YET, FAKE_RECONNECT,
-        USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, NOT_YET, FAKE_END,
+static const struct fake_step usb_not_yet[] = {
+        USB_ADD, NOT_YET, FAKE_END,
 };
 static const struct fake_step usb_duplicate[] = {
         USB_ADD, .reply = ERR("Duplicate device ID 'vhp-usb-001-005'") }, FAKE_END,
@@ -89,8 +89,8 @@ static const struct fake_step usb_other_error[] = {
 
 static void test_attach_usb(void **state) {
         static const struct vmm_case cases[] = {
-                { "retry until found", usb_retry_then_ok, 0, NULL, "" },
-                { "retries exhausted", usb_retries_exhausted, -EREMOTEIO, "failed to find host usb device 1:5", NULL },
+                { "attached", usb_ok, 0, NULL, "" },
+                { "not visible yet", usb_not_yet, -EAGAIN, "failed to find host usb device 1:5", NULL },
                 { "duplicate id", usb_duplicate, -EEXIST, "Duplicate device ID", NULL },
                 { "other refusal", usb_other_error, -EREMOTEIO, "does not support hotplugging", NULL },
         };
@@ -184,9 +184,13 @@ static void test_detach(void **state) {
                 struct cfg_vm vm = { .name = (char *)"vm1", .type = VMM_QEMU };
                 _cleanup_free_ char *err = NULL;
 
+                struct vmm_conn *conn = NULL;
+
                 fake_qmp_start(&f, fake_qmp_script, cases[i].steps);
                 vm.socket = f.path;
-                int r = vmm_detach(&vm, &opts, &a, &err);
+                assert_int_equal(vmm_connect(&vm, &opts, &conn, &err), 0);
+                int r = vmm_detach(conn, &a, &err);
+                vmm_disconnect(conn);
                 assert_int_equal(fake_qmp_finish(&f), 0);
                 assert_int_equal(r, cases[i].expected);
         }
@@ -214,10 +218,13 @@ static void test_list(void **state) {
         struct fake_qmp f;
         struct cfg_vm vm = { .name = (char *)"vm1", .type = VMM_QEMU };
         struct vmm_list l;
+        struct vmm_conn *conn = NULL;
 
         fake_qmp_start(&f, fake_qmp_script, list_steps);
         vm.socket = f.path;
-        assert_int_equal(vmm_list(&vm, &opts, &l, NULL), 0);
+        assert_int_equal(vmm_connect(&vm, &opts, &conn, NULL), 0);
+        assert_int_equal(vmm_list(conn, &l, NULL), 0);
+        vmm_disconnect(conn);
         assert_int_equal(fake_qmp_finish(&f), 0);
         assert_int_equal(l.n, 4);
         assert_string_equal(l.items[0].id, "vhp-usb-001-005");
@@ -239,14 +246,12 @@ static void test_list(void **state) {
 
 static void test_vm_not_running(void **state) {
         struct cfg_vm vm = { .name = (char *)"vm1", .type = VMM_QEMU, .socket = (char *)"/nonexistent/vhp/qmp.sock" };
-        struct vmm_attachment a;
-        struct vmm_list l;
-        _cleanup_free_ char *err = NULL, *err2 = NULL;
+        struct vmm_conn *conn = NULL;
+        _cleanup_free_ char *err = NULL;
 
-        assert_int_equal(vmm_attach(&vm, &opts, &usb_dev, false, &a, &err), -EHOSTDOWN);
+        assert_int_equal(vmm_connect(&vm, &opts, &conn, &err), -EHOSTDOWN);
+        assert_null(conn);
         assert_non_null(strstr(err, "not running"));
-        assert_int_equal(vmm_list(&vm, &opts, &l, &err2), -EHOSTDOWN);
-        assert_int_equal(l.n, 0);
 }
 
 static void test_device_id(void **state) {

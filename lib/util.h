@@ -1,0 +1,48 @@
+/* Small helpers shared by lib/ and db/: time, sleeping, number parsing, strings, PCI addresses.
+ * Nothing here knows about devices, rules or VMs. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cleanup.h"
+
+#define PCI_ADDRESS_LEN 13      /* "dddd:bb:dd.f" and its NUL */
+
+/* Milliseconds on CLOCK_MONOTONIC. */
+int64_t now_ms(void);
+
+/* Sleeps ms milliseconds (<= 0: not at all), resuming after signals. */
+void sleep_ms(int64_t ms);
+
+/* Milliseconds left until deadline (a now_ms() value), never negative. */
+int64_t ms_left(int64_t deadline);
+
+/* Next delay of a bounded exponential back-off: doubles *delay_ms up to max_ms and returns the
+ * delay to sleep now, with up to 50% jitter (per process) so that many waiters do not retry in
+ * step. */
+int64_t backoff_next(int64_t *delay_ms, int64_t max_ms);
+
+/* Parses a whole decimal number (no sign, no blanks) into *ret when it is <= max.
+ * Returns 0, or -EINVAL (empty, junk, sign) / -ERANGE (larger than max). *ret untouched on error. */
+int parse_u64(const char *s, uint64_t max, uint64_t *ret);
+
+/* Parses exactly four hex digits (any case), as USB and PCI ids are written. Returns 0 or -EINVAL. */
+int parse_hex4(const char *s, uint16_t *ret);
+
+/* Parses a whole unsigned number of base 10 or 16 with optional surrounding blanks (sysfs
+ * attributes end with a newline). Returns the value, or -1 when malformed or above max. */
+long parse_attr_num(const char *s, int base, long max);
+
+/* Copies src into dst (len > 0), cut to fit; always terminated. NULL src gives "". */
+void str_copy(char *dst, size_t len, const char *src);
+
+/* Frees a NULL-terminated string array; NULL-safe. */
+void strv_free(char **strv);
+static inline void strv_freep(char ***p) { strv_free(*p); }
+#define _cleanup_strv_ _cleanup_(strv_freep)
+
+/* Normalizes a PCI address ("00:14.3" or "0000:00:14.3", any case) into "dddd:bb:dd.f".
+ * Returns 0 or -EINVAL. */
+int pci_address_normalize(const char *in, char out[static PCI_ADDRESS_LEN]);

@@ -1,0 +1,410 @@
+/* The attach/detach transaction: see xact.h for the sequence and who calls it.
+ *
+ * Locks: the caller holds the device lock; the VM lock is taken here around each conversation
+ * with the VMM only (one attempt), never across a back-off sleep, so that the events of other
+ * devices of the same VM proceed while one waits for QEMU to see its device. */
+#include "xact.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "errmsg.h"
+#include "lock.h"
+#include "util.h"
+#include "vfio.h"
+
+#define VFIO_BIND_TIMEOUT_MS 5000
+#define RETRY_START_MS 20      /* first back-off after "failed to find host usb device" */
+#define RETRY_MAX_MS 500
+
+const char *xact_action_name(enum xact_action a) {
+        static const char *const names[] = { "ignore", "attach", "detach" };
+        return names[a];
+}
+
+const char *xact_outcome_name(enum xact_outcome o) {
+        static const char *const names[] = {
+                "decided", "done", "already", "pending", "stale", "kept-detached", "failed", "skipped",
+        };
+        return names[o];
+}
+
+void xact_result_init(struct xact_result *res, enum dev_kind kind) {
+        *res = (struct xact_result){ .crosvm_port = -1 };
+        res->decision = (struct rule_decision){ .kind = kind, .entry_index = -1, .rule_index = -1 };
+}
+
+__attribute__((format(printf, 3, 4))) static void set_error(struct xact_result *res, int r, const char *fmt, ...) {
+        char what[256];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(r < 0 ? -r : r));
+}
+
+/* Sets the error as "what: detail", detail being a VMM's or vfio's words (else strerror). */
+static void set_error_detail(struct xact_result *res, int r, const char *what, const char *detail) {
+        if (detail && *detail)
+                snprintf(res->error, sizeof(res->error), "%s: %s", what, detail);
+        else
+                snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(r < 0 ? -r : r));
+}
+
+int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res) {
+        const char *path = ctx->db_path ? ctx->db_path : ctx->cfg->general.database;
+        char moved[PATH_MAX];
+        int r = db_open_repair(path, check, ret, moved, sizeof(moved));
+
+        if (r < 0) {
+                snprintf(res->error, sizeof(res->error), "cannot open state database %s: %s", path,
+                         db_strerror(r));
+                return r;
+        }
+        if (r > 0)
+                snprintf(res->notice, sizeof(res->notice),
+                         "state database was corrupt: moved aside to %s; a new one was started", moved);
+        return 0;
+}
+
+void xact_record_of(const struct dev *d, char key[static DEV_KEY_MAX], struct db_device *ret) {
+        bool usb = d->kind == DEV_USB;
+
+        dev_key(d, key, DEV_KEY_MAX);
+        *ret = (struct db_device){
+                .kind = dev_kind_name(d->kind),
+                .devpath = d->devpath,
+                .key = key,
+                .has_ids = d->has_ids,
+                .vendor_id = d->vendor_id,
+                .product_id = d->product_id,
+                .vendor_name = d->vendor_name,
+                /* an input device has no product name: its name stands in */
+                .product_name = d->product_name || d->kind != DEV_EVDEV ? d->product_name : d->name,
+                .serial = d->serial,
+                .busnum = usb ? d->busnum : 0,
+                .devnum = usb ? d->devnum : 0,
+                .port_path = d->port_path,
+                .pci_address = d->pci_address,
+                .devnode = d->devnode,
+        };
+}
+
+static struct db_rule_ref rule_ref_of(const struct rule_decision *dec) {
+        return (struct db_rule_ref){
+                .section = cfg_section_name(dec->kind),
+                .entry = dec->entry_index,
+                .allow = dec->rule_index,
+                .description = dec->rule_description,
+        };
+}
+
+int xact_record_ignored(struct db *db, const struct dev *d, const char *reason) {
+        struct db_device rec;
+        char key[DEV_KEY_MAX];
+
+        if (!dev_kind_name(d->kind))
+                return 0;
+        xact_record_of(d, key, &rec);
+        return db_record_ignored(db, &rec, reason);
+}
+
+int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct rule_decision *dec) {
+        _cleanup_free_ char *vm = NULL;
+        char key[DEV_KEY_MAX];
+        bool keep = false;
+        int r;
+
+        if (dec->action != RULE_ATTACH)
+                return 0;
+        if (db) {
+                dev_key(d, key, sizeof(key));
+                r = db_user_choice_get(db, key, &vm, &keep);
+                if (r < 0)
+                        return r;
+                (void)rule_choose_vm(dec, vm);
+                dec->keep_detached = keep;
+        }
+        /* Only a USB device about to be passed is worth the (costlier) look at the mount table. */
+        if (d->kind == DEV_USB && dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                                      ctx->cfg->general.n_host_mounts) > 0)
+                (void)rule_recheck(d, dec);
+        return 0;
+}
+
+/* Binds a PCI device (and, per the entry's policy, its IOMMU group) to vfio-pci. On success the
+ * plan says what was bound; on failure nothing stays bound and the plan is empty. */
+static int pci_bind(const struct cfg_entry *e, const struct dev *d, struct vfio_plan *plan, char **ret_error) {
+        struct vfio_policy policy = {
+                .add_all = e && e->iommu_add_all,
+                .skip_if_shared = e && e->iommu_skip_if_shared,
+        };
+        int r = vfio_prepare(NULL, d->pci_address, &policy, plan, ret_error);
+        if (r < 0)
+                return r;
+        r = vfio_apply(NULL, plan, VFIO_BIND_TIMEOUT_MS, ret_error);
+        if (r < 0)
+                vfio_plan_clear(plan);
+        return r;
+}
+
+/* Gives the plan's devices that had a host driver back to it (best effort: the attach failed). */
+static void pci_give_back(const struct vfio_plan *plan) {
+        for (size_t i = 0; i < plan->n; i++) {
+                _cleanup_free_ char *err = NULL;
+                if (plan->members[i].driver && strcmp(plan->members[i].driver, VFIO_DRIVER) != 0)
+                        (void)vfio_unbind(NULL, plan->members[i].addr, &err);
+        }
+}
+
+/* One attempt, under the VM lock (the caller's): connect, (PCI: bind to vfio-pci), device_add.
+ * A VM that is not running gets nothing bound: the host keeps the device until the VM is up. What
+ * fails leaves nothing half-done: the host gets back what was bound for it. */
+static int attach_once(const struct xact_ctx *ctx, const struct dev *d, const struct rule_decision *dec,
+                       const char *id, struct vmm_attachment *at, const char **ret_what, char **ret_error) {
+        const struct cfg_vm *vm = dec->vm;
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
+        struct vfio_plan plan = { 0 };
+        struct vmm_conn *conn = NULL;
+        int r;
+
+        free(*ret_error);
+        *ret_error = NULL;
+        r = vmm_connect(vm, &o, &conn, ret_error);
+        if (r >= 0 && d->kind == DEV_PCI && vm->type == VMM_QEMU) {
+                r = pci_bind(dec->entry, d, &plan, ret_error);
+                if (r < 0)
+                        *ret_what = "cannot hand the device to vfio-pci";
+        }
+        if (r >= 0)
+                r = vmm_attach(conn, d, id, dec->entry && dec->entry->use_root_bus, at, ret_error);
+        if (r < 0 && r != -EEXIST)
+                pci_give_back(&plan);
+        vfio_plan_clear(&plan);
+        vmm_disconnect(conn);
+        return r;
+}
+
+/* Attempts until QEMU sees the device, the retries are used up, or another answer comes; the VM
+ * lock is held for each attempt only. Returns the last attempt's result; *ret_lock is the error
+ * of a VM lock that could not be had (then no attempt was made), else 0. */
+static int attach_with_retries(const struct xact_ctx *ctx, const struct dev *d, const struct rule_decision *dec,
+                               const char *id, struct vmm_attachment *at, int *ret_lock, const char **ret_what,
+                               char **ret_error) {
+        int retries = ctx->cfg->general.attach_retries > 0 ? ctx->cfg->general.attach_retries : 0;
+        int64_t delay = RETRY_START_MS;
+        int r, lock;
+
+        for (int attempt = 0;; attempt++) {
+                lock = lock_take_vm(ctx->cfg->general.lock_dir, dec->vm->name, LOCK_TIMEOUT_MS);
+                if (lock < 0) {
+                        *ret_lock = lock;
+                        return lock;
+                }
+                r = attach_once(ctx, d, dec, id, at, ret_what, ret_error);
+                lock_release(lock);
+                if (r != -EAGAIN || attempt >= retries)
+                        return r;
+                sleep_ms(backoff_next(&delay, RETRY_MAX_MS));
+        }
+}
+
+int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
+                struct xact_result *res) {
+        struct vmm_attachment at = { .port = -1 };
+        _cleanup_free_ char *verr = NULL;
+        struct db_rule_ref ref = rule_ref_of(dec);
+        struct db_device rec;
+        char key[DEV_KEY_MAX];
+        enum db_state state;
+        const char *what = "VM refused the device";
+        int64_t id = 0;
+        int r, rv, lock = 0;
+
+        res->action = XACT_ATTACH;
+        res->decision = *dec;
+        str_copy(res->vm, sizeof(res->vm), dec->vm->name);
+        r = vmm_device_id(d, res->vmm_id, sizeof(res->vmm_id));
+        if (r < 0 && dec->vm->type == VMM_QEMU) {
+                res->outcome = XACT_FAILED;
+                set_error_detail(res, r, "cannot name the device for the VM", "device lacks bus/address or path");
+                return 0;
+        }
+        if (dec->vm->type != VMM_QEMU)
+                res->vmm_id[0] = '\0';
+        xact_record_of(d, key, &rec);
+        r = db_attach_begin(db, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
+        if (r < 0) {
+                res->outcome = XACT_FAILED;
+                snprintf(res->error, sizeof(res->error), "cannot record attach intent: %s", db_strerror(r));
+                return r;
+        }
+
+        rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
+        switch (lock < 0 ? 1 : rv) {
+        case 1: /* no lock: this host's trouble, not the VM's answer (an internal error) */
+                res->outcome = XACT_FAILED;
+                set_error(res, lock, "cannot lock VM %s", dec->vm->name);
+                state = DB_FAILED;
+                break;
+        case 0:
+        case -EEXIST: /* already there under our id: the wanted state */
+                res->outcome = XACT_DONE;
+                res->crosvm_port = at.port;
+                state = DB_ATTACHED;
+                rv = 0;
+                break;
+        case -EHOSTDOWN:
+                res->outcome = XACT_PENDING;
+                set_error_detail(res, rv, "VM not running", verr);
+                state = DB_PENDING;
+                rv = 0;
+                break;
+        default:
+                res->outcome = XACT_FAILED;
+                set_error_detail(res, rv, what, verr);
+                state = DB_FAILED;
+                rv = 0;
+                break;
+        }
+        r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
+                             state == DB_ATTACHED ? NULL : res->error);
+        if (r < 0) {
+                set_error(res, r, "cannot record attach outcome (%s)", xact_outcome_name(res->outcome));
+                res->outcome = XACT_FAILED;
+                return r;
+        }
+        return rv;
+}
+
+/* Gives a PCI device that left its VM back to its host driver (best effort). Other kinds need
+ * nothing. */
+static void give_back(const struct db_attachment *a) {
+        _cleanup_free_ char *err = NULL;
+
+        if (dev_kind_from_name(a->kind) == DEV_PCI && a->pci_address)
+                (void)vfio_unbind(NULL, a->pci_address, &err);
+}
+
+/* device_del under the VM lock. *ret_lock is the error of a VM lock that could not be had (then
+ * nothing was sent), else 0. */
+static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, const struct vmm_attachment *at,
+                        int *ret_lock, char **ret_error) {
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
+        struct vmm_conn *conn = NULL;
+        int lock, r;
+
+        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
+        if (lock < 0) {
+                *ret_lock = lock;
+                return lock;
+        }
+        r = vmm_connect(vm, &o, &conn, ret_error);
+        if (r >= 0)
+                r = vmm_detach(conn, at, ret_error);
+        vmm_disconnect(conn);
+        lock_release(lock);
+        return r;
+}
+
+int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
+                struct xact_result *res) {
+        const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
+        struct vmm_attachment at = { .port = a->crosvm_port };
+        _cleanup_free_ char *verr = NULL;
+        enum db_state state = DB_DETACHED;
+        int r, rv = 0, lock = 0;
+
+        res->action = XACT_DETACH;
+        str_copy(res->vm, sizeof(res->vm), a->vm);
+        str_copy(res->vmm_id, sizeof(res->vmm_id), a->vmm_id);
+        res->crosvm_port = a->crosvm_port;
+        r = db_detach_begin(db, a->id, vm ? why : "VM no longer configured");
+        if (r < 0) {
+                res->outcome = XACT_FAILED;
+                snprintf(res->error, sizeof(res->error), "cannot record detach: %s", db_strerror(r));
+                return r;
+        }
+        res->outcome = XACT_DONE;
+        if (a->state != DB_PENDING && vm) {
+                /* It reached the VM (a pending one never did; a VM gone from the configuration
+                 * cannot be asked): take it out. */
+                str_copy(at.id, sizeof(at.id), a->vmm_id);
+                str_copy(at.bus, sizeof(at.bus), a->bus);
+                rv = detach_in_vm(ctx, vm, &at, &lock, &verr);
+        }
+        switch (lock < 0 ? 1 : rv) {
+        case 1: /* no lock: nothing was sent; the record stays open for a later try */
+                res->outcome = XACT_FAILED;
+                set_error(res, lock, "cannot lock VM %s", vm->name);
+                state = DB_DETACHING;
+                break;
+        case 0:
+        case -ENOENT:    /* the VM no longer has it */
+        case -EHOSTDOWN: /* the VM is gone, and the device with it */
+                give_back(a);
+                rv = 0;
+                break;
+        case -EINPROGRESS:
+                res->outcome = XACT_PENDING;
+                set_error_detail(res, rv, "guest has not released the device yet", verr);
+                state = DB_DETACHING;
+                rv = 0;
+                break;
+        default:
+                res->outcome = XACT_FAILED;
+                set_error_detail(res, rv, "detach failed", verr);
+                state = DB_DETACHING;
+                rv = 0;
+                break;
+        }
+        r = db_detach_finish(db, a->id, state,
+                             state == DB_DETACHED ? (rv == 0 && verr ? verr : NULL) : res->error);
+        if (r < 0) {
+                set_error(res, r, "cannot record detach outcome (%s)", xact_outcome_name(res->outcome));
+                res->outcome = XACT_FAILED;
+                return r;
+        }
+        return rv;
+}
+
+int xact_close(struct db *db, const struct db_attachment *a, const char *why) {
+        int r = db_detach_begin(db, a->id, why);
+        if (r < 0)
+                return r;
+        if (a->state == DB_DETACHING)
+                give_back(a); /* the guest released it at last */
+        return db_detach_finish(db, a->id, DB_DETACHED, NULL);
+}
+
+int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *id, int port,
+               const char *why) {
+        struct db_rule_ref ref = rule_ref_of(dec);
+        struct db_device rec;
+        char key[DEV_KEY_MAX];
+        int64_t row;
+        int r;
+
+        xact_record_of(d, key, &rec);
+        r = db_attach_begin(db, &rec, &ref, dec->vm->name, port >= 0 ? "" : id, DB_ATTACHING, &row);
+        if (r < 0)
+                return r;
+        return db_attach_adopted(db, row, port, NULL, why);
+}
+
+int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm, const char *id,
+                            char **ret_error) {
+        struct vmm_attachment at = { .port = -1 };
+        int lock = 0, r;
+
+        str_copy(at.id, sizeof(at.id), id);
+        r = detach_in_vm(ctx, vm, &at, &lock, ret_error);
+        if (lock < 0)
+                return errmsg_set(ret_error, lock, "cannot lock VM %s: %s", vm->name, strerror(-lock));
+        return r == -ENOENT ? 0 : r;
+}

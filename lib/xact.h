@@ -1,0 +1,104 @@
+/* The attach/detach transaction, the one way a device enters or leaves a VM:
+ *
+ *   attach: decision → (device lock, the caller's) → record intent → VM lock → VMM → unlock →
+ *           record outcome; retried (VM lock released while waiting) while QEMU cannot see a
+ *           fresh USB device yet
+ *   detach: record intent → VM lock → VMM → unlock → record outcome → PCI back to its host driver
+ *
+ * The helper's event flow (event.c), reconcile (reconcile.c) and the control plane's operations
+ * only orchestrate: they decide what to do and call these functions under the device lock
+ * (lock_take_device()); none of them talks to a VMM or writes an attachment itself. */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+#include "device.h"
+#include "rule.h"
+#include "vmm.h"
+
+struct xact_ctx {
+        const struct cfg *cfg;
+        const char *db_path;    /* overrides cfg->general.database when set */
+        const char *mountinfo;  /* NULL: /proc/self/mountinfo */
+        bool dry_run;
+};
+
+enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };
+
+/* What became of a request. */
+enum xact_outcome {
+        XACT_DECIDED = 0,  /* dry run: nothing done */
+        XACT_DONE,         /* attached / detached */
+        XACT_ALREADY,      /* replay: already in the wanted state, nothing sent */
+        XACT_PENDING,      /* VM not running (or guest still releasing): recorded, reconcile finishes it */
+        XACT_STALE,        /* a newer event for the device was already handled */
+        XACT_KEPT_DETACHED,/* the user asked to keep this device detached */
+        XACT_FAILED,       /* the VMM refused or failed, or a lock could not be had */
+        XACT_SKIPPED,      /* ignored device */
+};
+
+struct xact_result {
+        enum xact_action action;
+        enum xact_outcome outcome;
+        struct rule_decision decision;
+        char vm[CFG_MAX_VM_NAME + 1];  /* the VM acted on ("" when none) */
+        char vmm_id[VMM_ID_MAX];       /* QEMU id ("" for crosvm) */
+        int crosvm_port;               /* crosvm port, -1 when none */
+        char error[512];               /* what failed, in words */
+        char notice[PATH_MAX + 128];   /* something repaired on the way (a corrupt database moved aside) */
+};
+
+/* Names of actions and outcomes as printed and in JSON. */
+const char *xact_action_name(enum xact_action a);
+const char *xact_outcome_name(enum xact_outcome o);
+
+/* Empties res for a request about a device of kind. */
+void xact_result_init(struct xact_result *res, enum dev_kind kind);
+
+/* Opens the state database (ctx->db_path, else the configuration's); a corrupt file is moved aside
+ * and a new one started (with check, PRAGMA quick_check decides too), which res->notice then says.
+ * Returns 0 or -errno with res->error set. */
+int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res);
+
+/* Completes a rule decision (rule_decide()) for d with what the rules cannot know: the user's
+ * stored choice — a VM among the entry's, or keep detached — (needs db; NULL skips it) and, for a
+ * USB device the rules would pass, whether it holds a host-required mount (then the decision
+ * becomes ignore). Returns 0, or -errno when the database could not be read. */
+int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct rule_decision *dec);
+
+/* Attaches d to dec->vm (dec->action is RULE_ATTACH), recording intent and outcome in db.
+ * The caller holds the device lock. Returns 0 with the outcome in res (DONE, PENDING or FAILED),
+ * or -errno when the database or a lock failed (res->error says which; outcome FAILED). */
+int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
+                struct xact_result *res);
+
+/* Detaches the recorded attachment a (why goes into history) and records the outcome: closed
+ * (DONE), still detaching (PENDING: the guest has not released it), or FAILED (the record stays
+ * open, with the error, for reconcile). A PCI device that left its VM goes back to its host
+ * driver. The caller holds the device lock. Returns 0, or -errno as xact_attach(). */
+int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
+                struct xact_result *res);
+
+/* Closes the record a without asking its VM, which no longer has the device (why goes into
+ * history); a PCI device whose detach was still pending goes back to its host driver. */
+int xact_close(struct db *db, const struct db_attachment *a, const char *why);
+
+/* Records as attached a device that vm already has (found by reconcile), under id or crosvm port. */
+int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *id, int port,
+               const char *why);
+
+/* Deletes id from vm, a device of ours that no record and no present device accounts for.
+ * Returns 0 (also when it was gone already), -EINPROGRESS when the guest has not released it yet,
+ * or -errno with *ret_error set. */
+int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm, const char *id,
+                            char **ret_error);
+
+/* Records that d stays on the host, and why (bounded). */
+int xact_record_ignored(struct db *db, const struct dev *d, const char *reason);
+
+/* The identity of d as the database records it; key receives the user-choice key (DEV_KEY_MAX). */
+void xact_record_of(const struct dev *d, char key[static DEV_KEY_MAX], struct db_device *ret);
