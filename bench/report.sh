@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/report.sh RESULTS.TSV: prints the measured values and checks them against SPEC.md §9.
+# bench/report.sh RESULTS.TSV: prints the measured values and checks them against the quality bars in docs/benchmarks.md.
 set -u
 f=${1:?results.tsv}
 v() { awk -F'\t' -v k="$1" '$1 == k { print $2; exit }' "$f"; }
@@ -13,7 +13,7 @@ echo
 echo "== all results (median; key, value, unit, note) =="
 column -t -s $'\t' "$f"
 echo
-echo "== SPEC.md §9 bars (CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)) =="
+echo "== quality bars (CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)) =="
 bar "(a) helper, unclaimed device, 500 devs/100 rules, wall" "$(v helper.unclaimed.n500.r100)" 2 ms
 bar "(a) helper, USB hub, wall" "$(v helper.hub.n500.r100)" 2 ms
 bar "(a) helper, unclaimed device, peak RSS" "$(v helper.rss.unclaimed.n500.r100)" 4 MB

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/run.sh: measures vhotplug against the quality bars of SPEC.md §9 and prints medians, ratios
+# bench/run.sh: measures vhotplug against the quality bars in docs/benchmarks.md and prints medians, ratios
 # and whether each bar is met. `make bench` runs it (BUILD selects the build directory).
 #
-# Everything runs inside umockdev testbeds (fake sysfs + usbfs, see SPEC.md §8) with real QEMUs
+# Everything runs inside umockdev testbeds (fake sysfs + usbfs) with real QEMUs
 # (TCG) and real SQLite files, the way tests/integration/test-usb-qemu.sh drives the helper: the
 # udev event is in the environment. The umockdev preload is in every measured process, so the
 # numbers include its cost (bench/run.sh measures that cost too: "baseline" rows).

@@ -207,6 +207,17 @@ static int bind_check(struct db *db, int rc) {
         return rc == SQLITE_OK ? 0 : db_errno(db->sql, rc);
 }
 
+/* Runs q, a statement that returns no rows, with ?1 bound to text, or to num when text is NULL. */
+static int exec_one(struct db *db, enum query q, const char *text, int64_t num) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r = prepare(db, q, &s);
+
+        if (r < 0)
+                return r;
+        r = bind_check(db, text ? bind_str(s, 1, text) : sqlite3_bind_int64(s, 1, num));
+        return r < 0 ? r : step_done(db, s);
+}
+
 /* Returns 1 when stale, 0 when recorded. */
 static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
@@ -224,16 +235,6 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
         return sqlite3_changes(db->sql) == 0;
 }
 
-static int seqnum_forget_boots(struct db *db, const char *boot_id) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r;
-
-        r = prepare(db, Q_SEQNUM_FORGET_BOOTS, &s);
-        if (r < 0)
-                return r;
-        r = bind_check(db, bind_str(s, 1, boot_id));
-        return r < 0 ? r : step_done(db, s);
-}
 
 int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
         int r;
@@ -249,7 +250,7 @@ int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, c
                 boot_id = "";
         r = seqnum_upsert(db, devpath, seqnum, boot_id);
         if (r >= 0) {
-                int k = seqnum_forget_boots(db, boot_id);
+                int k = exec_one(db, Q_SEQNUM_FORGET_BOOTS, boot_id, 0);
                 if (k < 0)
                         r = k;
         }
@@ -326,48 +327,24 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
         return 0;
 }
 
-int db_attachment_get(struct db *db, const char *devpath, struct db_attachment *ret) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r, rc;
-
-        if (!db || !devpath || !ret)
-                return -EINVAL;
-        r = prepare(db, Q_ATTACHMENT_GET, &s);
-        if (r < 0)
-                return r;
-        r = bind_check(db, bind_str(s, 1, devpath));
-        if (r < 0)
-                return r;
-        rc = sqlite3_step(s);
-        if (rc == SQLITE_DONE)
-                return 0;
-        if (rc != SQLITE_ROW)
-                return db_errno(db->sql, rc);
-        r = attachment_from_row(s, ret);
-        return r < 0 ? r : 1;
-}
-
 void db_attachment_list_free(struct db_attachment *a, size_t n) {
         for (size_t i = 0; a && i < n; i++)
                 db_attachment_clear(&a[i]);
         free(a);
 }
 
-int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret, size_t *ret_n) {
+/* Runs query q (one text parameter, may be NULL) and reads at most max attachment rows. */
+static int attachments_query(struct db *db, enum query q, const char *arg, size_t max, struct db_attachment **ret,
+                             size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         struct db_attachment *list = NULL;
         size_t n = 0, cap = 0;
-        int r, rc;
+        int r, rc = SQLITE_DONE;
 
-        if (!db || !ret || !ret_n)
-                return -EINVAL;
-        r = prepare(db, Q_ATTACHMENT_LIST, &s);
-        if (r < 0)
-                return r;
-        r = bind_check(db, bind_str(s, 1, vm));
-        if (r < 0)
-                return r;
-        while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        r = prepare(db, q, &s);
+        if (r >= 0)
+                r = bind_check(db, bind_str(s, 1, arg));
+        while (r >= 0 && n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
                 if (n == cap) {
                         size_t c = cap ? cap * 2 : 8;
                         struct db_attachment *l = reallocarray(list, c, sizeof(*list));
@@ -379,11 +356,10 @@ int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret
                         cap = c;
                 }
                 r = attachment_from_row(s, &list[n]);
-                if (r < 0)
-                        break;
-                n++;
+                if (r >= 0)
+                        n++;
         }
-        if (r >= 0 && rc != SQLITE_DONE)
+        if (r >= 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
                 r = db_errno(db->sql, rc);
         if (r < 0) {
                 db_attachment_list_free(list, n);
@@ -392,6 +368,27 @@ int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret
         *ret = list;
         *ret_n = n;
         return 0;
+}
+
+int db_attachment_get(struct db *db, const char *devpath, struct db_attachment *ret) {
+        struct db_attachment *list = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!db || !devpath || !ret)
+                return -EINVAL;
+        r = attachments_query(db, Q_ATTACHMENT_GET, devpath, 1, &list, &n);
+        if (r < 0 || n == 0)
+                return r;
+        *ret = list[0];
+        free(list);
+        return 1;
+}
+
+int db_attachment_list(struct db *db, const char *vm, struct db_attachment **ret, size_t *ret_n) {
+        if (!db || !ret || !ret_n)
+                return -EINVAL;
+        return attachments_query(db, Q_ATTACHMENT_LIST, vm, SIZE_MAX, ret, ret_n);
 }
 
 static int history_add(struct db *db, int64_t id, const char *action, const char *outcome,
@@ -414,20 +411,8 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
 
 /* Closes any open row of devpath (a killed helper's), each with a history row. */
 static int supersede(struct db *db, const char *devpath) {
-        static const enum query steps[] = { Q_SUPERSEDE_HISTORY, Q_SUPERSEDE };
-
-        for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
-                _cleanup_reset_ sqlite3_stmt *s = NULL;
-                int r = prepare(db, steps[i], &s);
-                if (r < 0)
-                        return r;
-                r = bind_check(db, bind_str(s, 1, devpath));
-                if (r >= 0)
-                        r = step_done(db, s);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        int r = exec_one(db, Q_SUPERSEDE_HISTORY, devpath, 0);
+        return r < 0 ? r : exec_one(db, Q_SUPERSEDE, devpath, 0);
 }
 
 /* Binds a device's identity as ?first (kind), ?first+1 (vendor_id) ... in the column order the
@@ -603,14 +588,7 @@ static int ignored_upsert(struct db *db, const struct db_device *d, const char *
 }
 
 static int ignored_trim(struct db *db) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r;
-
-        r = prepare(db, Q_IGNORED_TRIM, &s);
-        if (r < 0)
-                return r;
-        r = bind_check(db, sqlite3_bind_int(s, 1, DB_IGNORED_MAX));
-        return r < 0 ? r : step_done(db, s);
+        return exec_one(db, Q_IGNORED_TRIM, NULL, DB_IGNORED_MAX);
 }
 
 int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n) {
@@ -678,27 +656,19 @@ int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_
         return 1;
 }
 
-static int user_choice_upsert(struct db *db, const char *device_key, const char *vm, bool keep_detached) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r;
-
-        r = prepare(db, Q_CHOICE_SET, &s);
-        if (r < 0)
-                return r;
-        if (bind_str(s, 1, device_key) != SQLITE_OK || bind_str(s, 2, vm) != SQLITE_OK ||
-            sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK)
-                return db_errno(db->sql, sqlite3_errcode(db->sql));
-        return step_done(db, s);
-}
-
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r;
 
         if (!db || !device_key)
                 return -EINVAL;
         r = db_tx_begin(db);
-        if (r < 0)
-                return r;
-        r = user_choice_upsert(db, device_key, vm, keep_detached);
+        if (r >= 0)
+                r = prepare(db, Q_CHOICE_SET, &s);
+        if (r >= 0 && (bind_str(s, 1, device_key) != SQLITE_OK || bind_str(s, 2, vm) != SQLITE_OK ||
+                       sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK))
+                r = db_errno(db->sql, sqlite3_errcode(db->sql));
+        if (r >= 0)
+                r = step_done(db, s);
         return db_tx_end(db, r);
 }

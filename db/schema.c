@@ -9,6 +9,20 @@
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
 #define OPEN_STATES "('pending', 'attaching', 'attached', 'detaching')"
 
+/* The device identity a history row and an ignored row copy (the same text in both tables). */
+#define IDENTITY_COLUMNS \
+"        kind TEXT,\n" \
+"        vendor_id TEXT,\n" \
+"        product_id TEXT,\n" \
+"        vendor_name TEXT,\n" \
+"        product_name TEXT,\n" \
+"        serial TEXT,\n" \
+"        busnum INTEGER,\n" \
+"        devnum INTEGER,\n" \
+"        port_path TEXT,\n" \
+"        pci_address TEXT,\n" \
+"        devnode TEXT,\n"
+
 /* Version 1: the tables. */
 static const char schema_v1[] =
 "CREATE TABLE attachments ( -- one row per attach lifecycle of a device, from decision to detach\n"
@@ -57,17 +71,7 @@ static const char schema_v1[] =
 "                                                 'detaching', 'detached')),\n"
 "        vm TEXT,\n"
 "        devpath TEXT NOT NULL,\n"
-"        kind TEXT,\n"
-"        vendor_id TEXT,\n"
-"        product_id TEXT,\n"
-"        vendor_name TEXT,\n"
-"        product_name TEXT,\n"
-"        serial TEXT,\n"
-"        busnum INTEGER,\n"
-"        devnum INTEGER,\n"
-"        port_path TEXT,\n"
-"        pci_address TEXT,\n"
-"        devnode TEXT,\n"
+IDENTITY_COLUMNS
 "        vmm_id TEXT,\n"
 "        bus TEXT,\n"
 "        crosvm_port INTEGER,\n"
@@ -88,17 +92,7 @@ static const char schema_v1[] =
 "        id INTEGER PRIMARY KEY,\n"
 "        devpath TEXT NOT NULL,\n"
 "        reason TEXT NOT NULL,\n"
-"        kind TEXT,\n"
-"        vendor_id TEXT,\n"
-"        product_id TEXT,\n"
-"        vendor_name TEXT,\n"
-"        product_name TEXT,\n"
-"        serial TEXT,\n"
-"        busnum INTEGER,\n"
-"        devnum INTEGER,\n"
-"        port_path TEXT,\n"
-"        pci_address TEXT,\n"
-"        devnode TEXT,\n"
+IDENTITY_COLUMNS
 "        first_seen TEXT NOT NULL DEFAULT (" NOW "),\n"
 "        last_seen TEXT NOT NULL DEFAULT (" NOW "),\n"
 "        count INTEGER NOT NULL DEFAULT 1,\n"

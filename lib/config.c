@@ -1,4 +1,4 @@
-/* Configuration loader (SPEC §3): reads the JSON file, checks every key of every object against
+/* Configuration loader: reads the JSON file, checks every key of every object against
  * the tables below, and builds the in-memory form the rule engine reads. Errors name the file, the
  * JSON path and what was expected; unknown or ineffective keys become warnings. Never logs. */
 #include "config.h"

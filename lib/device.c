@@ -437,15 +437,15 @@ static void usb_ifaces_from_children(struct dev *d, struct udev_device *u) {
 /* Interface list from the descriptors the kernel cached, read through libusb (which on Linux takes
  * them from sysfs: the device is never opened). */
 static void usb_ifaces_from_libusb(struct dev *d) {
-        libusb_context *ctx = NULL;
-        libusb_device **list = NULL;
+        _cleanup_libusb_ libusb_context *ctx = NULL;
+        _cleanup_libusb_device_list_ libusb_device **list = NULL;
         ssize_t n;
 
         if (d->busnum <= 0 || d->devnum <= 0 || libusb_init(&ctx) < 0)
                 return;
         n = libusb_get_device_list(ctx, &list);
         for (ssize_t i = 0; i < n; i++) {
-                struct libusb_config_descriptor *cfg;
+                _cleanup_libusb_config_ struct libusb_config_descriptor *cfg = NULL;
                 if (libusb_get_bus_number(list[i]) != d->busnum || libusb_get_device_address(list[i]) != d->devnum)
                         continue;
                 if (libusb_get_active_config_descriptor(list[i], &cfg) != 0 &&
@@ -459,12 +459,8 @@ static void usb_ifaces_from_libusb(struct dev *d) {
                                         a->bInterfaceClass, a->bInterfaceSubClass, a->bInterfaceProtocol };
                         }
                 }
-                libusb_free_config_descriptor(cfg);
                 break;
         }
-        if (list)
-                libusb_free_device_list(list, 1);
-        libusb_exit(ctx);
 }
 
 /* udev's properties (the uevent file and udev's database) tell most; each sysfs attribute is a
@@ -526,7 +522,7 @@ static void fill_pci_group(struct dev *d) {
 
 /* Names from pci.ids when udev's hwdb gave none. */
 static void fill_pci_names(struct dev *d) {
-        struct pci_access *pa;
+        _cleanup_pci_access_ struct pci_access *pa = NULL;
         char buf[256];
         if ((d->vendor_name && d->product_name) || !d->has_ids)
                 return;
@@ -541,7 +537,6 @@ static void fill_pci_names(struct dev *d) {
         if (!d->product_name && pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS,
                                                 d->vendor_id, d->product_id))
                 d->product_name = strdup(buf);
-        pci_cleanup(pa);
 }
 
 void dev_add_details(struct dev *d) {

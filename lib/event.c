@@ -209,6 +209,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
                         return 0;
                 }
                 res->action = XACT_ATTACH;
+                str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
                 dev_add_details(d);
         } else {
                 res->action = XACT_DETACH;

@@ -56,6 +56,7 @@ enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why) {
                         return RECON_REATTACH;
                 }
                 *ret_why = f->row_state < 0            ? "present and claimed by the rules, not attached"
+                           : !f->row_here               ? "recorded for another VM; the rules give it to this one"
                            : f->row_state == DB_PENDING ? "pending attach, VM is running"
                                                         : "unfinished attach";
                 return RECON_ATTACH;

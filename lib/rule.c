@@ -1,4 +1,4 @@
-/* Rule engine (SPEC §3): AND of the fields present in a rule, interface fields on one interface,
+/* Rule engine: AND of the fields present in a rule, interface fields on one interface,
  * first claiming entry wins, a deny only affects its own entry. */
 #include "rule.h"
 

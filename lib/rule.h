@@ -1,4 +1,4 @@
-/* Rule engine: decides what to do with a device under a configuration (SPEC §3). Pure: no I/O. */
+/* Rule engine: decides what to do with a device under a configuration. Pure: no I/O. */
 #pragma once
 
 #include <stdbool.h>

@@ -196,23 +196,27 @@ static int cmp_str(const void *a, const void *b)
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-/* Members from /sys/kernel/iommu_groups/N/devices; -ENOENT when that directory is missing. */
-static int members_from_group_dir(const char *root, int group, char ***strv, size_t *n)
+/* Collects the PCI device names in directory path (root-prefixed) into strv. With check_group, only
+ * those whose iommu_group link names group (a scan of all PCI devices); else all of them (the
+ * group's own directory). -ENOENT when the directory is missing. */
+static int members_scan(const char *root, const char *path, int group, bool check_group, char ***strv, size_t *n)
 {
         _cleanup_closedir_ DIR *d = NULL;
-        char path[PATH_MAX], addr[PCI_ADDRESS_LEN];
+        char full[PATH_MAX], addr[PCI_ADDRESS_LEN];
         struct dirent *de;
         int r;
 
-        r = path_fmt(path, sizeof(path), root, "/sys/kernel/iommu_groups/%d/devices", group);
+        r = path_fmt(full, sizeof(full), root, "%s", path);
         if (r < 0)
                 return r;
-        d = opendir(path);
+        d = opendir(full);
         if (!d)
                 return -errno;
         while ((de = readdir(d))) {
                 if (pci_address_normalize(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
                         continue; /* not a PCI device name */
+                if (check_group && group_of(root, addr) != group)
+                        continue;
                 r = strv_push(strv, n, addr);
                 if (r < 0)
                         return r;
@@ -220,36 +224,20 @@ static int members_from_group_dir(const char *root, int group, char ***strv, siz
         return 0;
 }
 
-/* Members found through every PCI device's iommu_group link. */
-static int members_from_links(const char *root, int group, char ***strv, size_t *n)
+/* Words a failure to find a device's IOMMU group (or its members). */
+static int group_error(char **ret_error, int r, const char *addr)
 {
-        _cleanup_closedir_ DIR *d = NULL;
-        char path[PATH_MAX], addr[PCI_ADDRESS_LEN];
-        struct dirent *de;
-        int r;
-
-        r = path_fmt(path, sizeof(path), root, "/sys/bus/pci/devices");
-        if (r < 0)
-                return r;
-        d = opendir(path);
-        if (!d)
-                return -errno;
-        while ((de = readdir(d))) {
-                if (pci_address_normalize(de->d_name, addr) < 0 || strcmp(addr, de->d_name) != 0)
-                        continue;
-                if (group_of(root, addr) != group)
-                        continue;
-                r = strv_push(strv, n, addr);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
+        if (r == -ENODEV)
+                return errmsg_set(ret_error, r, "PCI device %s not found", addr);
+        if (r == -EOPNOTSUPP)
+                return errmsg_set(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
+        return errmsg_set(ret_error, r, "cannot read the IOMMU group of %s: %s", addr, strerror(-r));
 }
 
 int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size_t *ret_n)
 {
         _cleanup_strv_ char **strv = NULL;
-        char addr[PCI_ADDRESS_LEN];
+        char addr[PCI_ADDRESS_LEN], dir[64];
         size_t n = 0;
         int group, r;
 
@@ -259,9 +247,12 @@ int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size
         group = group_of(root, addr);
         if (group < 0)
                 return group;
-        r = members_from_group_dir(root, group, &strv, &n);
+        /* The kernel lists a group's members in /sys/kernel/iommu_groups/N/devices; without that
+         * directory, every PCI device's iommu_group link tells. */
+        snprintf(dir, sizeof(dir), "/sys/kernel/iommu_groups/%d/devices", group);
+        r = members_scan(root, dir, group, false, &strv, &n);
         if (r == -ENOENT && n == 0)
-                r = members_from_links(root, group, &strv, &n);
+                r = members_scan(root, "/sys/bus/pci/devices", group, true, &strv, &n);
         if (r < 0)
                 return r;
         if (n == 0) {
@@ -357,12 +348,8 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
         if (r < 0)
                 return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         r = vfio_group_members(root, addr, &members, &n);
-        if (r == -ENODEV)
-                return errmsg_set(ret_error, r, "PCI device %s not found", addr);
-        if (r == -EOPNOTSUPP)
-                return errmsg_set(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
         if (r < 0)
-                return errmsg_set(ret_error, r, "cannot list the IOMMU group of %s: %s", addr, strerror(-r));
+                return group_error(ret_error, r, addr);
         if (is_bridge(root, addr))
                 return errmsg_set(ret_error, -EINVAL, "PCI device %s is a bridge; bridges are not passed through",
                             addr);
@@ -527,12 +514,8 @@ int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret
         if (r < 0)
                 return errmsg_set(ret_error, r, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
         group = group_of(root, addr);
-        if (group == -ENODEV)
-                return errmsg_set(ret_error, group, "PCI device %s not found", addr);
-        if (group == -EOPNOTSUPP)
-                return errmsg_set(ret_error, group, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
         if (group < 0)
-                return errmsg_set(ret_error, group, "cannot read the IOMMU group of %s: %s", addr, strerror(-group));
+                return group_error(ret_error, group, addr);
         r = current_driver(root, addr, drv, sizeof(drv));
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot read the driver of %s: %s", addr, strerror(-r));

@@ -38,22 +38,15 @@ void xact_result_init(struct xact_result *res, enum dev_kind kind) {
         res->decision = (struct rule_decision){ .kind = kind, .entry_index = -1, .rule_index = -1 };
 }
 
-__attribute__((format(printf, 3, 4))) static void set_error(struct xact_result *res, int r, const char *fmt, ...) {
-        char what[256];
-        va_list ap;
-
-        va_start(ap, fmt);
-        vsnprintf(what, sizeof(what), fmt, ap);
-        va_end(ap);
-        snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(r < 0 ? -r : r));
-}
-
-/* Sets the error as "what: detail", detail being a VMM's or vfio's words (else strerror). */
-static void set_error_detail(struct xact_result *res, int r, const char *what, const char *detail) {
-        if (detail && *detail)
-                snprintf(res->error, sizeof(res->error), "%s: %s", what, detail);
-        else
-                snprintf(res->error, sizeof(res->error), "%s: %s", what, strerror(r < 0 ? -r : r));
+/* Sets the outcome and, when what is given, the error: "WHAT[ NAME]: DETAIL", detail being a VMM's
+ * or vfio's words, else strerror(r). */
+static void settle(struct xact_result *res, enum xact_outcome o, int r, const char *what, const char *name,
+                   const char *detail) {
+        res->outcome = o;
+        if (!what)
+                return;
+        snprintf(res->error, sizeof(res->error), "%s%s%s: %s", what, name ? " " : "", name ? name : "",
+                 detail && *detail ? detail : strerror(r < 0 ? -r : r));
 }
 
 int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res) {
@@ -231,8 +224,8 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         str_copy(res->vm, sizeof(res->vm), dec->vm->name);
         r = vmm_device_id(d, res->vmm_id, sizeof(res->vmm_id));
         if (r < 0 && dec->vm->type == VMM_QEMU) {
-                res->outcome = XACT_FAILED;
-                set_error_detail(res, r, "cannot name the device for the VM", "device lacks bus/address or path");
+                settle(res, XACT_FAILED, r, "cannot name the device for the VM", NULL,
+                       "device lacks bus/address or path");
                 return 0;
         }
         if (dec->vm->type != VMM_QEMU)
@@ -240,43 +233,32 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         xact_record_of(d, key, &rec);
         r = db_attach_begin(db, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
         if (r < 0) {
-                res->outcome = XACT_FAILED;
-                snprintf(res->error, sizeof(res->error), "cannot record attach intent: %s", db_strerror(r));
+                settle(res, XACT_FAILED, r, "cannot record the attach intent", NULL, db_strerror(r));
                 return r;
         }
 
         rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
-        switch (lock < 0 ? 1 : rv) {
-        case 1: /* no lock: this host's trouble, not the VM's answer (an internal error) */
-                res->outcome = XACT_FAILED;
-                set_error(res, lock, "cannot lock VM %s", dec->vm->name);
+        if (lock < 0) {
+                /* This host's trouble, not the VM's answer: an internal error. */
+                settle(res, XACT_FAILED, lock, "cannot lock VM", dec->vm->name, NULL);
                 state = DB_FAILED;
-                break;
-        case 0:
-        case -EEXIST: /* already there under our id: the wanted state */
-                res->outcome = XACT_DONE;
+                rv = lock;
+        } else if (rv == 0 || rv == -EEXIST) { /* -EEXIST: there under our id already */
+                settle(res, XACT_DONE, 0, NULL, NULL, NULL);
                 res->crosvm_port = at.port;
                 state = DB_ATTACHED;
                 rv = 0;
-                break;
-        case -EHOSTDOWN:
-                res->outcome = XACT_PENDING;
-                set_error_detail(res, rv, "VM not running", verr);
-                state = DB_PENDING;
+        } else {
+                bool down = rv == -EHOSTDOWN;
+                settle(res, down ? XACT_PENDING : XACT_FAILED, rv, down ? "VM not running" : what, NULL, verr);
+                state = down ? DB_PENDING : DB_FAILED;
                 rv = 0;
-                break;
-        default:
-                res->outcome = XACT_FAILED;
-                set_error_detail(res, rv, what, verr);
-                state = DB_FAILED;
-                rv = 0;
-                break;
         }
         r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
                              state == DB_ATTACHED ? NULL : res->error);
         if (r < 0) {
-                set_error(res, r, "cannot record attach outcome (%s)", xact_outcome_name(res->outcome));
-                res->outcome = XACT_FAILED;
+                settle(res, XACT_FAILED, r, "cannot record the attach outcome", xact_outcome_name(res->outcome),
+                       db_strerror(r));
                 return r;
         }
         return rv;
@@ -326,8 +308,7 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         res->crosvm_port = a->crosvm_port;
         r = db_detach_begin(db, a->id, vm ? why : "VM no longer configured");
         if (r < 0) {
-                res->outcome = XACT_FAILED;
-                snprintf(res->error, sizeof(res->error), "cannot record detach: %s", db_strerror(r));
+                settle(res, XACT_FAILED, r, "cannot record the detach intent", NULL, db_strerror(r));
                 return r;
         }
         res->outcome = XACT_DONE;
@@ -338,36 +319,27 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
                 str_copy(at.bus, sizeof(at.bus), a->bus);
                 rv = detach_in_vm(ctx, vm, &at, &lock, &verr);
         }
-        switch (lock < 0 ? 1 : rv) {
-        case 1: /* no lock: nothing was sent; the record stays open for a later try */
-                res->outcome = XACT_FAILED;
-                set_error(res, lock, "cannot lock VM %s", vm->name);
+        if (lock < 0) {
+                /* Nothing was sent: the record stays open for a later try. */
+                settle(res, XACT_FAILED, lock, "cannot lock VM", vm->name, NULL);
                 state = DB_DETACHING;
-                break;
-        case 0:
-        case -ENOENT:    /* the VM no longer has it */
-        case -EHOSTDOWN: /* the VM is gone, and the device with it */
+                rv = lock;
+        } else if (rv == 0 || rv == -ENOENT || rv == -EHOSTDOWN) {
+                /* -ENOENT: the VM no longer has it; -EHOSTDOWN: the VM is gone, and the device with it */
                 give_back(a);
                 rv = 0;
-                break;
-        case -EINPROGRESS:
-                res->outcome = XACT_PENDING;
-                set_error_detail(res, rv, "guest has not released the device yet", verr);
+        } else {
+                bool slow = rv == -EINPROGRESS;
+                settle(res, slow ? XACT_PENDING : XACT_FAILED, rv,
+                       slow ? "guest has not released the device yet" : "detach failed", NULL, verr);
                 state = DB_DETACHING;
                 rv = 0;
-                break;
-        default:
-                res->outcome = XACT_FAILED;
-                set_error_detail(res, rv, "detach failed", verr);
-                state = DB_DETACHING;
-                rv = 0;
-                break;
         }
         r = db_detach_finish(db, a->id, state,
                              state == DB_DETACHED ? (rv == 0 && verr ? verr : NULL) : res->error);
         if (r < 0) {
-                set_error(res, r, "cannot record detach outcome (%s)", xact_outcome_name(res->outcome));
-                res->outcome = XACT_FAILED;
+                settle(res, XACT_FAILED, r, "cannot record the detach outcome", xact_outcome_name(res->outcome),
+                       db_strerror(r));
                 return r;
         }
         return rv;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Faults: 200 helpers at once, a corrupted database, a helper killed between recording its intent
-# and the VM's reply. Nothing may crash, and no history row may be lost.
+# and the VM's reply, locks that cannot be had. Nothing may crash, no history row may be lost, and
+# what is printed must say what happened.
 . "$(dirname "$0")/../lib.sh"
 
 if [ -z "${UMOCKDEV_DIR:-}" ]; then
@@ -93,4 +94,36 @@ vhp_check_output "reconcile resolves it: attached" '^attached\|vhp-usb-001-002$'
         sql "SELECT state, vmm_id FROM current_attachments WHERE devpath='$(devpath 0)'"
 vhp_check_output "QEMU has the device" 'vhp-usb-001-002' \
         "$VHP_TOOLS/vhp-qmp" "$VHP_TMP/vm1.sock" qom-list '{"path":"/machine/peripheral"}'
+
+# 4. A device lock that cannot be had (the lock directory is a file): an internal error (exit 1),
+#    and the summary says the attach failed and why, not "ignore".
+sed "s|\"lockDir\": \"[^\"]*\"|\"lockDir\": \"$VHP_TMP/not-a-dir\"|" "$conf" >"$VHP_TMP/badlock.conf"
+: >"$VHP_TMP/not-a-dir"
+p=$(devpath 1)
+mapfile -t props < <(vhp_uevent_props "$p")
+env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7000 "$helper" -c "$VHP_TMP/badlock.conf" --no-strict-perms \
+        >"$VHP_TMP/dlock.out" 2>"$VHP_TMP/dlock.err"
+rc=$?
+[ $rc = 1 ] && vhp_ok "device lock failure: exit 1" || vhp_fail "device lock failure: exit $rc"
+vhp_check_output "device lock failure: the summary says attach failed, with the reason" \
+        '^usb 1-2 1209:[0-9a-f]{4}: attach -> down-vm \[failed\] .*cannot lock device: Not a directory$' cat "$VHP_TMP/dlock.out"
+grep -q 'ignore' "$VHP_TMP/dlock.out" && vhp_fail "device lock failure printed as ignore" "$(cat "$VHP_TMP/dlock.out")" ||
+        vhp_ok "device lock failure: not printed as ignore"
+
+# 5. A VM lock that cannot be had (its lock file is a directory): recorded as failed with the
+#    reason, exit 1, and the summary says failed.
+rm -f "$VHP_TMP/lock/vm-vm1.lock"
+mkdir "$VHP_TMP/lock/vm-vm1.lock"
+p=$(devpath 100)
+sed 's|"bus": 1, "port": 1|"bus": 2, "port": 1|' "$conf" >"$VHP_TMP/vmlock.conf"
+mapfile -t props < <(vhp_uevent_props "$p")
+env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7001 "$helper" -c "$VHP_TMP/vmlock.conf" --no-strict-perms \
+        >"$VHP_TMP/vlock.out" 2>"$VHP_TMP/vlock.err"
+rc=$?
+[ $rc = 1 ] && vhp_ok "VM lock failure: exit 1" || vhp_fail "VM lock failure: exit $rc" "$(cat "$VHP_TMP/vlock.out" "$VHP_TMP/vlock.err")"
+vhp_check_output "VM lock failure: the summary says failed" '-> vm1 as vhp-usb-002-002 \[failed\] .*cannot lock VM vm1' cat "$VHP_TMP/vlock.out"
+vhp_check_output "VM lock failure: recorded as failed, with the reason" '^failed\|cannot lock VM vm1: ' \
+        sql "SELECT outcome || '|' || error FROM history WHERE devpath='$p' ORDER BY id DESC LIMIT 1"
+vhp_check_output "VM lock failure: no open attachment left" '^0$' sql "SELECT count(*) FROM current_attachments WHERE devpath='$p'"
+rmdir "$VHP_TMP/lock/vm-vm1.lock"
 vhp_done

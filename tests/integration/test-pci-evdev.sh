@@ -232,4 +232,18 @@ vhp_check_output "VM down: history says the VM is not running" '^pending\|VM not
 expect_eq "VM down: nothing bound (no sysfs writes)" "" "$(writes)"
 expect_eq "VM down: still on iwlwifi" iwlwifi "$(driver 0000:00:14.3)"
 
+# ---- 6. vfio-pci not loaded: the binding fails after it was planned ----
+# Nothing is written, nothing stays half-done, and nothing leaks (the sanitizer build of this test
+# checks the plan is freed on this path).
+sql "UPDATE attachments SET state='failed', closed_at=updated_at WHERE devpath='$WIFI' AND state='pending'"
+mv "$UMOCKDEV_DIR/sys/bus/pci/drivers/vfio-pci" "$UMOCKDEV_DIR/sys/bus/pci/drivers/vfio-pci.unloaded"
+event wifi add $WIFI
+mv "$UMOCKDEV_DIR/sys/bus/pci/drivers/vfio-pci.unloaded" "$UMOCKDEV_DIR/sys/bus/pci/drivers/vfio-pci"
+expect_eq "vfio-pci missing: exit 3" 3 "$rc"
+vhp_check_output "vfio-pci missing: recorded with the reason" \
+        '^failed\|cannot hand the device to vfio-pci: .*0000:00:14.3: the vfio-pci driver is not loaded' last_history $WIFI
+expect_eq "vfio-pci missing: no sysfs writes" "" "$(writes)"
+expect_eq "vfio-pci missing: QEMU not asked" "" "$(asked)"
+expect_eq "vfio-pci missing: still on iwlwifi" iwlwifi "$(driver 0000:00:14.3)"
+
 vhp_done

@@ -283,7 +283,7 @@ for page in man/vhotplug.conf.5 man/vhotplug-helper.8 man/vhotplug-reconcile.8; 
         check "$page has a NAME line man-db can index" \
                 bash -c "lexgrog '$page' 2>/dev/null | grep -q '\"$name - '"
 done
-# The configuration reference covers every key of SPEC §3.
+# The configuration reference covers every key the loader accepts.
 missing=
 conf_page=$(MANWIDTH=2000 man -l -P cat man/vhotplug.conf.5 2>/dev/null)
 for key in usbPassthrough pciPassthrough evdevPassthrough vms usbAuthorization general \

@@ -10,7 +10,10 @@
 #pragma once
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
+#include <sys/file.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -161,8 +164,28 @@ static inline void fake_drain(int fd) {
 
 /* ---- scripted server ---- */
 
+/* The lock file a lock_free step checks (set before fake_qmp_start). */
+static const char *fake_lock_path;
+
+/* Takes and releases fake_lock_path within 2 s. Returns 0, or -1 when it stayed locked. */
+static inline int fake_take_lock(void) {
+        int fd = fake_lock_path ? open(fake_lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600) : -1;
+        int r = -1;
+
+        for (int i = 0; fd >= 0 && i < 2000 && r < 0; i++) {
+                r = flock(fd, LOCK_EX | LOCK_NB);
+                if (r < 0)
+                        usleep(1000);
+        }
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
 struct fake_step {
         const char *command;  /* expected "execute"; NULL: close, accept the next connection, handshake */
+        bool lock_free;       /* (with command NULL) fake_lock_path must be free while the client is
+                               * away: the server takes it (trying for 2 s) before accepting again */
         const char *expect[4];/* substrings the request's JSON text must contain */
         const char *reply;    /* "\"return\": ..." or "\"error\": ..."; NULL: no reply */
         const char *after;    /* raw text sent after the reply (events), or NULL */
@@ -196,6 +219,8 @@ static inline int fake_qmp_script(int lfd, const void *userdata) {
                 if (!s->command) {
                         fake_drain(fd);
                         close(fd);
+                        if (s->lock_free && fake_take_lock() < 0)
+                                return 10 + i;
                         qmp_parser_done(&p);
                         qmp_parser_init(&p);
                         fd = fake_accept(lfd);

@@ -1,5 +1,6 @@
-/* Rule semantics (SPEC §3), as a table: (device, configuration) → decision. Devices are described
- * the way udev describes them in an event, so the environment path of the device model is used too. */
+/* Rule semantics as a table: (device, configuration) → decision, each row its own test. Devices are
+ * described the way udev describes them in an event, so the environment path of the device model is
+ * used too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -155,10 +156,8 @@ static void test_case(const struct rule_case *tc) {
         cfg_free(cfg);
 }
 
-static void test_table(void **state) {
-        (void)state;
-        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-                test_case(&cases[i]);
+static void test_row(void **state) {
+        test_case(*state);
 }
 
 static void test_allowed_vms_preference(void **state) {
@@ -176,6 +175,13 @@ static void test_allowed_vms_preference(void **state) {
         /* A stored choice naming a VM the entry does not allow is not followed. */
         rule_decide(cfg, d, "vm3", &dec);
         assert_string_equal(dec.vm->name, "vm1");
+        /* The same, applied to a decision already made (what the transaction does). */
+        rule_decide(cfg, d, NULL, &dec);
+        assert_true(rule_choose_vm(&dec, "vm2"));
+        assert_string_equal(dec.vm->name, "vm2");
+        assert_false(rule_choose_vm(&dec, "vm3"));
+        assert_string_equal(dec.vm->name, "vm2");
+        assert_false(rule_choose_vm(&dec, NULL));
         dev_free(d);
         cfg_free(cfg);
 }
@@ -190,7 +196,16 @@ static void test_host_mount_excluded(void **state) {
 
         assert_int_equal(cfg_load_string(conf, strlen(conf), "t.json", &cfg, &err), 0);
         assert_int_equal(dev_new_from_environ((char *const *)PROLIFIC, &d), 0);
+        rule_decide(cfg, d, NULL, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        /* Found out after the rules claimed it: the decision is taken back. */
         d->host_mount = strdup("/boot");
+        assert_true(rule_recheck(d, &dec));
+        assert_int_equal(dec.action, RULE_IGNORE);
+        assert_null(dec.vm);
+        assert_int_equal(dec.entry_index, -1);
+        assert_string_equal(dec.reason, "holds a host-required mount (/boot)");
+        assert_false(rule_recheck(d, &dec));
         rule_decide(cfg, d, NULL, &dec);
         assert_int_equal(dec.action, RULE_IGNORE);
         assert_non_null(strstr(dec.reason, "/boot"));
@@ -218,11 +233,22 @@ static void test_unknown_kind(void **state) {
 }
 
 int main(void) {
-        const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_table),
+        static const struct CMUnitTest others[] = {
                 cmocka_unit_test(test_allowed_vms_preference),
                 cmocka_unit_test(test_host_mount_excluded),
                 cmocka_unit_test(test_unknown_kind),
         };
-        return cmocka_run_group_tests(tests, NULL, NULL);
+        size_t n_rows = sizeof(cases) / sizeof(cases[0]), n = n_rows + sizeof(others) / sizeof(others[0]);
+        struct CMUnitTest *tests = calloc(n, sizeof(*tests));
+        int r;
+
+        if (!tests)
+                return 1;
+        for (size_t i = 0; i < n_rows; i++)
+                tests[i] = (struct CMUnitTest){ .name = cases[i].name, .test_func = test_row,
+                                                .initial_state = (void *)&cases[i] };
+        memcpy(tests + n_rows, others, sizeof(others));
+        r = _cmocka_run_group_tests("rules", tests, n, NULL, NULL);
+        free(tests);
+        return r;
 }

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The structure docs/design.md describes, checked against the code's own #include lines: imports
+# point down the layers, no file includes one that includes it back, the store knows no domain
+# header, and only the QEMU back end speaks QMP.
+. "$(dirname "$0")/../lib.sh"
+cd "$VHP_TOP" || exit 1
+
+# layer of a source file or header (lower numbers are lower layers)
+layer() {
+        case $(basename "$1" | sed 's/\.[ch]$//') in
+        util | errmsg | cleanup | cleanup-types | lock | log) echo 0 ;;
+        schema | db | db-internal | db-file) echo 1 ;;
+        qmp | crosvm | vfio) echo 1 ;;
+        config | rule | device) echo 2 ;;
+        vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
+        xact) echo 4 ;;
+        event | reconcile) echo 5 ;;
+        main) echo 6 ;;
+        *) echo "?" ;;
+        esac
+}
+includes() { sed -n 's/^#include "\([^"]*\)".*/\1/p' "$1"; }
+files=$(ls lib/*.[ch] db/*.[ch] helper/*.c reconcile/*.c)
+
+bad=""
+for f in $files; do
+        lf=$(layer "$f")
+        [ "$lf" = "?" ] && { bad+="$f: not placed in a layer (add it to tests/integration/test-layers.sh and docs/design.md)"$'\n'; continue; }
+        for h in $(includes "$f"); do
+                lh=$(layer "$h")
+                [ "$lh" = "?" ] && { bad+="$f includes $h, which is in no layer"$'\n'; continue; }
+                [ "$(basename "$h" .h)" = "$(basename "$f" | sed 's/\.[ch]$//')" ] && continue
+                [ "$lh" -gt "$lf" ] && bad+="$f (layer $lf) includes $h (layer $lh)"$'\n'
+        done
+done
+[ -z "$bad" ] && vhp_ok "imports point down the layers" || vhp_fail "imports point down the layers" "$bad"
+
+# No circle: a header never includes, directly or through others, the module that includes it.
+cycles=""
+declare -A deps=()
+for f in $files; do
+        m=$(basename "$f" | sed 's/\.[ch]$//')
+        for h in $(includes "$f"); do
+                hm=$(basename "$h" .h)
+                [ "$hm" != "$m" ] && deps[$m]+=" $hm"
+        done
+done
+reach() { # module visited-list -> prints reachable modules
+        local m=$1 seen=" $2 " d
+        for d in ${deps[$m]:-}; do
+                case $seen in *" $d "*) continue ;; esac
+                seen+="$d "
+                echo "$d"
+                reach "$d" "$seen"
+        done
+}
+for m in "${!deps[@]}"; do
+        reach "$m" "$m" | grep -qx "$m" && cycles+="$m "
+done
+[ -z "$cycles" ] && vhp_ok "no module reaches itself through its imports" ||
+        vhp_fail "import circles" "modules on a circle: $cycles"
+
+qmp_users=$(grep -l '#include "qmp.h"' lib/*.c lib/*.h db/* helper/*.c reconcile/*.c | grep -vx 'lib/qmp.c\|lib/vmm-qemu.c')
+[ -z "$qmp_users" ] && vhp_ok "only the QEMU back end includes qmp.h" || vhp_fail "qmp.h included by" "$qmp_users"
+domain=$(grep -l '#include "\(device\|rule\|config\|vmm\|xact\|event\)\.h"' db/* || true)
+[ -z "$domain" ] && vhp_ok "db/ includes no domain header" || vhp_fail "db/ includes domain headers" "$domain"
+printers=$(grep -ln '\b\(printf\|fprintf\|puts\|syslog\)(' lib/*.c db/*.c | grep -vx 'lib/log.c' || true)
+[ -z "$printers" ] && vhp_ok "lib/ and db/ print nothing (lib/log.c is for the programs)" ||
+        vhp_fail "lib/ or db/ code prints" "$printers"
+vhp_done
