@@ -15,6 +15,7 @@
 
 #include "cleanup.h"
 #include "db-internal.h"
+#include "lock.h"
 #include "schema.h"
 #include "util.h"
 
@@ -88,30 +89,40 @@ static int exec_sql(struct db *db, const char *sql) {
         return db_errno(db->sql, sqlite3_exec(db->sql, sql, NULL, NULL, NULL));
 }
 
-/* Starts a write transaction. The busy handler waits up to DB_BUSY_TIMEOUT_MS; SQLite also returns
- * SQLITE_BUSY without calling it in some WAL situations (recovery), and its polling is not fair
- * under heavy contention, so retry until a longer deadline. */
+/* Starts a write transaction. Our writers queue on PATH.write-lock first: a blocking flock hands
+ * the lock to the next writer the moment it is released, where SQLite's busy handler would sleep
+ * and poll. SQLITE_BUSY can still come from others (an administrator's sqlite3, WAL recovery):
+ * the busy handler waits for those, retried up to the same deadline. */
 int db_tx_begin(struct db *db) {
         int64_t deadline = now_ms() + DB_LOCK_WAIT_MS, delay = 1;
         int r;
 
+        r = lock_wait(db->write_fd, LOCK_EX, DB_LOCK_WAIT_MS);
+        if (r < 0)
+                return r == -ETIMEDOUT ? -EBUSY : r;
         for (;;) {
                 r = exec_sql(db, "BEGIN IMMEDIATE");
                 if (r != -EBUSY || now_ms() >= deadline)
-                        return r;
+                        break;
                 sleep_ms(backoff_next(&delay, BACKOFF_MAX_MS));
         }
+        if (r < 0)
+                (void)flock(db->write_fd, LOCK_UN);
+        return r;
 }
 
 int db_tx_end(struct db *db, int r) {
         if (r >= 0) {
                 int c = exec_sql(db, "COMMIT");
-                if (c >= 0)
+                if (c >= 0) {
+                        (void)flock(db->write_fd, LOCK_UN);
                         return r;
+                }
                 r = c;
         }
         if (sqlite3_get_autocommit(db->sql) == 0)
                 (void)exec_sql(db, "ROLLBACK");
+        (void)flock(db->write_fd, LOCK_UN);
         return r;
 }
 
@@ -242,31 +253,34 @@ void db_close(struct db *db) {
         sqlite3_close(db->sql);
         if (db->lock_fd >= 0)
                 close(db->lock_fd);
+        if (db->write_fd >= 0)
+                close(db->write_fd);
         free(db);
+}
+
+/* Opens PATH.SUFFIX, the file a lock of the database is taken on. */
+static int open_lock_file(const char *path, const char *suffix) {
+        _cleanup_free_ char *lockpath = NULL;
+        int fd;
+
+        if (asprintf(&lockpath, "%s.%s", path, suffix) < 0)
+                return -ENOMEM;
+        fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+        return fd < 0 ? -errno : fd;
 }
 
 /* Takes the repair lock of path: LOCK_SH for every connection while it is open, LOCK_EX to move a
  * broken file aside. SQLite opens PATH-wal and PATH-shm by name, so a connection opened on the old
  * file must not live on while a new file takes its name. Waits at most DB_LOCK_WAIT_MS. */
 static int repair_lock(const char *path, int op) {
-        _cleanup_free_ char *lockpath = NULL;
-        int64_t deadline = now_ms() + DB_LOCK_WAIT_MS, delay = 1;
-        int fd, r;
+        int fd = open_lock_file(path, "repair-lock"), r;
 
-        if (asprintf(&lockpath, "%s.repair-lock", path) < 0)
-                return -ENOMEM;
-        fd = open(lockpath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
         if (fd < 0)
-                return -errno;
-        while (flock(fd, op | LOCK_NB) < 0) {
-                if (errno == EINTR)
-                        continue;
-                r = errno == EWOULDBLOCK ? -EBUSY : -errno;
-                if (r != -EBUSY || now_ms() >= deadline) {
-                        close(fd);
-                        return r;
-                }
-                sleep_ms(backoff_next(&delay, BACKOFF_MAX_MS));
+                return fd;
+        r = lock_wait(fd, op, DB_LOCK_WAIT_MS);
+        if (r < 0) {
+                close(fd);
+                return r == -ETIMEDOUT ? -EBUSY : r;
         }
         return fd;
 }
@@ -281,6 +295,12 @@ static int open_locked(const char *path, int max_version, int lock_fd, struct db
         if (!db)
                 return -ENOMEM;
         db->lock_fd = -1;
+        db->write_fd = open_lock_file(path, "write-lock");
+        if (db->write_fd < 0) {
+                r = db->write_fd;
+                db_close(db);
+                return r;
+        }
         r = open_connection(path, &db->sql);
         if (r < 0) {
                 db_close(db);

@@ -12,6 +12,7 @@ struct db {
         sqlite3 *sql;
         sqlite3_stmt *stmt[DB_STMT_MAX];
         int lock_fd;     /* flock on PATH.repair-lock: shared while open, see db_open_repair */
+        int write_fd;    /* PATH.write-lock: exclusive for the length of a write transaction */
 };
 
 /* Maps a SQLite result code to -errno (0 for OK/ROW/DONE). sql (may be NULL) gives the OS error

@@ -236,24 +236,35 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
 }
 
 
-int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
+/* Within a write transaction: 1 when o is stale (an event of the device with a seqnum >= o's was
+ * handled in this boot), else records o's seqnum and returns 0. */
+static int event_order_check(struct db *db, const struct db_event_order *o) {
+        const char *boot_id = o->boot_id ? o->boot_id : "";
         int r;
 
-        if (!db || !devpath || seqnum > INT64_MAX)
+        if (o->seqnum == 0)
+                return 0;
+        r = seqnum_upsert(db, o->devpath, o->seqnum, boot_id);
+        if (r == 0)
+                r = exec_one(db, Q_SEQNUM_FORGET_BOOTS, boot_id, 0);
+        return r;
+}
+
+static bool event_order_valid(const struct db_event_order *o) {
+        return !o || (o->devpath && o->seqnum <= INT64_MAX);
+}
+
+int db_event_seqnum_check(struct db *db, const struct db_event_order *o) {
+        int r;
+
+        if (!db || !o || !event_order_valid(o))
                 return -EINVAL;
-        if (seqnum == 0)
+        if (o->seqnum == 0)
                 return 0;
         r = db_tx_begin(db);
         if (r < 0)
                 return r;
-        if (!boot_id)
-                boot_id = "";
-        r = seqnum_upsert(db, devpath, seqnum, boot_id);
-        if (r >= 0) {
-                int k = exec_one(db, Q_SEQNUM_FORGET_BOOTS, boot_id, 0);
-                if (k < 0)
-                        r = k;
-        }
+        r = event_order_check(db, o);
         return db_tx_end(db, r);
 }
 
@@ -462,25 +473,29 @@ static int attachment_insert(struct db *db, const struct db_device *d, const str
         return 0;
 }
 
-int db_attach_begin(struct db *db, const struct db_device *d, const struct db_rule_ref *rule, const char *vm,
-                    const char *vmm_id, enum db_state state, int64_t *ret_id) {
+int db_attach_begin(struct db *db, const struct db_event_order *order, const struct db_device *d,
+                    const struct db_rule_ref *rule, const char *vm, const char *vmm_id, enum db_state state,
+                    int64_t *ret_id) {
         int64_t id = 0;
-        int r;
+        int r, stale = 0;
 
-        if (!db || !d || !d->devpath || !d->kind || !vm ||
+        if (!db || !d || !d->devpath || !d->kind || !vm || !event_order_valid(order) ||
             (state != DB_ATTACHING && state != DB_PENDING))
                 return -EINVAL;
 
         r = db_tx_begin(db);
         if (r < 0)
                 return r;
-        r = supersede(db, d->devpath);
-        if (r >= 0)
+        if (order)
+                r = stale = event_order_check(db, order);
+        if (r == 0)
+                r = supersede(db, d->devpath);
+        if (r == 0)
                 r = attachment_insert(db, d, rule, vm, vmm_id, state, &id);
-        if (r >= 0)
+        if (r == 0)
                 r = history_add(db, id, "attach", state == DB_PENDING ? "pending" : "started", NULL, NULL);
         r = db_tx_end(db, r);
-        if (r < 0)
+        if (r < 0 || stale)
                 return r;
         if (ret_id)
                 *ret_id = id;
@@ -542,16 +557,19 @@ int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_
         return db_tx_end(db, r);
 }
 
-int db_detach_begin(struct db *db, int64_t id, const char *why) {
-        int r;
+int db_detach_begin(struct db *db, const struct db_event_order *order, int64_t id, const char *why) {
+        int r = 0;
 
-        if (!db)
+        if (!db || !event_order_valid(order))
                 return -EINVAL;
         r = db_tx_begin(db);
         if (r < 0)
                 return r;
-        r = attachment_update(db, Q_DETACH_BEGIN, id, DB_DETACHING, -1, NULL, NULL, "detach",
-                              "detaching", why);
+        if (order)
+                r = event_order_check(db, order);
+        if (r == 0)
+                r = attachment_update(db, Q_DETACH_BEGIN, id, DB_DETACHING, -1, NULL, NULL, "detach",
+                                      "detaching", why);
         return db_tx_end(db, r);
 }
 

@@ -96,10 +96,19 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
  * name of PATH. Returns -ENOENT when PATH does not exist. */
 int db_move_aside(const char *path, char *ret_new_path, size_t len);
 
-/* Orders events per DEVPATH: returns 1 when an event with a seqnum >= this one was already handled
- * for devpath in this boot (boot_id), else records seqnum and returns 0. seqnum 0 means "not from
- * udev" (manual run): never stale, nothing recorded. Atomic among concurrent callers. */
-int db_event_seqnum_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id);
+/* A udev event, for ordering the events of one device: the last SEQNUM handled per DEVPATH is kept
+ * (SEQNUM restarts at boot, hence the boot id). seqnum 0 means "not from udev" (a manual run):
+ * never stale, nothing recorded. */
+struct db_event_order {
+        const char *devpath;
+        uint64_t seqnum;             /* <= INT64_MAX */
+        const char *boot_id;
+};
+
+/* Returns 1 when an event of o->devpath with a seqnum >= o->seqnum was already handled in this
+ * boot, else records o's seqnum and returns 0. Atomic among concurrent callers. The attach and
+ * detach intents (db_attach_begin, db_detach_begin) do the same in their own transaction. */
+int db_event_seqnum_check(struct db *db, const struct db_event_order *o);
 
 /* Gets the open attachment (pending/attaching/attached/detaching) of devpath. Returns 1 and fills
  * ret when there is one, 0 when none. Strings absent in the row are NULL, except bus (""). */
@@ -115,10 +124,12 @@ void db_attachment_list_free(struct db_attachment *a, size_t n);
 /* Records the intent to attach d to vm under vmm_id (may be NULL), decided by rule (may be NULL):
  * opens an attachment row in state (DB_ATTACHING or DB_PENDING) and writes a history row
  * ('started' or 'pending'), with the device identity and the deciding rule. An open row of the
- * same devpath (left by a killed helper) is closed first with error 'superseded'. Returns the row
- * id in ret_id (may be NULL). */
-int db_attach_begin(struct db *db, const struct db_device *d, const struct db_rule_ref *rule, const char *vm,
-                    const char *vmm_id, enum db_state state, int64_t *ret_id);
+ * same devpath (left by a killed helper) is closed first with error 'superseded'. With order (may be
+ * NULL), the event is checked and recorded first, in the same transaction: a stale one returns 1
+ * and writes nothing. Returns 0 and the row id in ret_id (may be NULL). */
+int db_attach_begin(struct db *db, const struct db_event_order *order, const struct db_device *d,
+                    const struct db_rule_ref *rule, const char *vm, const char *vmm_id, enum db_state state,
+                    int64_t *ret_id);
 
 /* Records the outcome of an attach: DB_ATTACHED (with crosvm_port >= 0 / bus non-NULL when known),
  * DB_PENDING (VM not running), DB_FAILED (error text; closes the row). Writes a history row.
@@ -131,8 +142,9 @@ int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_
 int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail);
 
 /* Records the intent to detach attachment id (state DB_DETACHING) with a history row whose detail
- * is why (may be NULL). -ENOENT when the row is not open. */
-int db_detach_begin(struct db *db, int64_t id, const char *why);
+ * is why (may be NULL). order as for db_attach_begin (stale: 1, nothing written). -ENOENT when the
+ * row is not open. */
+int db_detach_begin(struct db *db, const struct db_event_order *order, int64_t id, const char *why);
 
 /* Records a detach outcome: DB_DETACHED closes the row; DB_DETACHING keeps it open (guest did not
  * release the device yet); any error text is kept in history. -ENOENT when the row is not open;

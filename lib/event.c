@@ -145,13 +145,16 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
                 /* Claimed by the rules, refused on a closer look (it holds a host mount). */
                 res->action = XACT_IGNORE;
                 res->outcome = XACT_SKIPPED;
-                (void)xact_record_ignored(db, d, res->decision.reason);
-                return 0;
+                r = xact_check_order(ctx, db, res);
+                if (r == 0)
+                        (void)xact_record_ignored(db, d, res->decision.reason);
+                return r < 0 ? r : 0;
         }
         str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
         if (res->decision.keep_detached) {
                 res->outcome = XACT_KEPT_DETACHED;
-                return 0;
+                r = xact_check_order(ctx, db, res);
+                return r < 0 ? r : 0;
         }
         r = db_attachment_get(db, d->devpath, &cur);
         if (r < 0)
@@ -163,9 +166,11 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
                 str_copy(res->vmm_id, sizeof(res->vmm_id), cur.vmm_id);
                 res->crosvm_port = cur.crosvm_port;
                 db_attachment_clear(&cur);
-                return 0;
+                r = xact_check_order(ctx, db, res);
+                return r < 0 ? r : 0;
         }
         db_attachment_clear(&cur);
+        /* The event's order is checked in the intent's own transaction. */
         return xact_attach(ctx, db, d, &res->decision, res);
 }
 
@@ -180,7 +185,8 @@ static int handle_remove(const struct xact_ctx *ctx, struct db *db, struct dev *
                 res->action = XACT_IGNORE;
                 res->outcome = XACT_SKIPPED;
                 str_copy(res->decision.reason, sizeof(res->decision.reason), "nothing attached for this device");
-                return 0;
+                r = xact_check_order(ctx, db, res);
+                return r < 0 ? r : 0;
         }
         str_copy(res->decision.reason, sizeof(res->decision.reason), "device removed from the host");
         r = xact_detach(ctx, db, &a, "device removed from the host", res);
@@ -193,6 +199,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         bool add = is_add_like(ev->action);
         struct db *db = NULL;
         char boot_id[64];
+        struct db_event_order order = { .devpath = d->devpath, .seqnum = ev->seqnum, .boot_id = boot_id };
+        struct xact_ctx ectx = *ctx;
         int r, dlock;
 
         xact_result_init(res, d->kind);
@@ -223,17 +231,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         r = xact_open_db(ctx, false, &db, res);
         if (r >= 0) {
                 read_boot_id(boot_id, sizeof(boot_id));
-                r = db_event_seqnum_check(db, d->devpath, ev->seqnum, boot_id);
-                if (r < 0)
-                        set_error(res, r, "cannot check event order", db_strerror(r));
-        }
-        if (r > 0) {
-                res->outcome = XACT_STALE;
-                str_copy(res->decision.reason, sizeof(res->decision.reason),
-                         "stale event: a newer event for this device was already handled");
-                r = 0;
-        } else if (r == 0) {
-                r = add ? handle_add(ctx, db, d, res) : handle_remove(ctx, db, d, res);
+                ectx.order = &order;
+                r = add ? handle_add(&ectx, db, d, res) : handle_remove(&ectx, db, d, res);
         }
         if (r < 0)
                 res->outcome = XACT_FAILED;

@@ -38,6 +38,13 @@ void xact_result_init(struct xact_result *res, enum dev_kind kind) {
         res->decision = (struct rule_decision){ .kind = kind, .entry_index = -1, .rule_index = -1 };
 }
 
+static int stale(struct xact_result *res) {
+        res->outcome = XACT_STALE;
+        str_copy(res->decision.reason, sizeof(res->decision.reason),
+                 "stale event: a newer event for this device was already handled");
+        return 0;
+}
+
 /* Sets the outcome and, when what is given, the error: "WHAT[ NAME]: DETAIL", detail being a VMM's
  * or vfio's words, else strerror(r). */
 static void settle(struct xact_result *res, enum xact_outcome o, int r, const char *what, const char *name,
@@ -47,6 +54,16 @@ static void settle(struct xact_result *res, enum xact_outcome o, int r, const ch
                 return;
         snprintf(res->error, sizeof(res->error), "%s%s%s: %s", what, name ? " " : "", name ? name : "",
                  detail && *detail ? detail : strerror(r < 0 ? -r : r));
+}
+
+int xact_check_order(const struct xact_ctx *ctx, struct db *db, struct xact_result *res) {
+        int r = ctx->order ? db_event_seqnum_check(db, ctx->order) : 0;
+
+        if (r < 0)
+                settle(res, XACT_FAILED, r, "cannot check event order", NULL, db_strerror(r));
+        else if (r > 0)
+                stale(res);
+        return r;
 }
 
 int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res) {
@@ -231,11 +248,13 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         if (dec->vm->type != VMM_QEMU)
                 res->vmm_id[0] = '\0';
         xact_record_of(d, key, &rec);
-        r = db_attach_begin(db, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
+        r = db_attach_begin(db, ctx->order, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
         if (r < 0) {
                 settle(res, XACT_FAILED, r, "cannot record the attach intent", NULL, db_strerror(r));
                 return r;
         }
+        if (r > 0)
+                return stale(res);
 
         rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
         if (lock < 0) {
@@ -306,11 +325,13 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         str_copy(res->vm, sizeof(res->vm), a->vm);
         str_copy(res->vmm_id, sizeof(res->vmm_id), a->vmm_id);
         res->crosvm_port = a->crosvm_port;
-        r = db_detach_begin(db, a->id, vm ? why : "VM no longer configured");
+        r = db_detach_begin(db, ctx->order, a->id, vm ? why : "VM no longer configured");
         if (r < 0) {
                 settle(res, XACT_FAILED, r, "cannot record the detach intent", NULL, db_strerror(r));
                 return r;
         }
+        if (r > 0)
+                return stale(res);
         res->outcome = XACT_DONE;
         if (a->state != DB_PENDING && vm) {
                 /* It reached the VM (a pending one never did; a VM gone from the configuration
@@ -346,7 +367,7 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
 }
 
 int xact_close(struct db *db, const struct db_attachment *a, const char *why) {
-        int r = db_detach_begin(db, a->id, why);
+        int r = db_detach_begin(db, NULL, a->id, why);
         if (r < 0)
                 return r;
         if (a->state == DB_DETACHING)
@@ -363,7 +384,7 @@ int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *d
         int r;
 
         xact_record_of(d, key, &rec);
-        r = db_attach_begin(db, &rec, &ref, dec->vm->name, port >= 0 ? "" : id, DB_ATTACHING, &row);
+        r = db_attach_begin(db, NULL, &rec, &ref, dec->vm->name, port >= 0 ? "" : id, DB_ATTACHING, &row);
         if (r < 0)
                 return r;
         return db_attach_adopted(db, row, port, NULL, why);

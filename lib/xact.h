@@ -25,6 +25,8 @@ struct xact_ctx {
         const char *db_path;    /* overrides cfg->general.database when set */
         const char *mountinfo;  /* NULL: /proc/self/mountinfo */
         bool dry_run;
+        const struct db_event_order *order; /* the udev event being handled, checked for staleness
+                                             * in the intent's transaction; NULL for others */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };
@@ -64,6 +66,10 @@ void xact_result_init(struct xact_result *res, enum dev_kind kind);
  * Returns 0 or -errno with res->error set. */
 int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res);
 
+/* For a request that ends without an intent (nothing to attach or detach): checks and records
+ * ctx->order. Returns 0; 1 when the event is stale (res says so); -errno (res->error says why). */
+int xact_check_order(const struct xact_ctx *ctx, struct db *db, struct xact_result *res);
+
 /* Completes a rule decision (rule_decide()) for d with what the rules cannot know: the user's
  * stored choice — a VM among the entry's, or keep detached — (needs db; NULL skips it) and, for a
  * USB device the rules would pass, whether it holds a host-required mount (then the decision
@@ -71,14 +77,15 @@ int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct
 int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct rule_decision *dec);
 
 /* Attaches d to dec->vm (dec->action is RULE_ATTACH), recording intent and outcome in db.
- * The caller holds the device lock. Returns 0 with the outcome in res (DONE, PENDING or FAILED),
+ * The caller holds the device lock. Returns 0 with the outcome in res (DONE, PENDING or FAILED;
+ * STALE when ctx->order turns out to be stale: nothing done),
  * or -errno when the database or a lock failed (res->error says which; outcome FAILED). */
 int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
                 struct xact_result *res);
 
 /* Detaches the recorded attachment a (why goes into history) and records the outcome: closed
  * (DONE), still detaching (PENDING: the guest has not released it), or FAILED (the record stays
- * open, with the error, for reconcile). A PCI device that left its VM goes back to its host
+ * open, with the error, for reconcile); STALE as for xact_attach. A PCI device that left its VM goes back to its host
  * driver. The caller holds the device lock. Returns 0, or -errno as xact_attach(). */
 int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                 struct xact_result *res);

@@ -131,12 +131,17 @@ static int attach_begin(struct db *db, const struct dev *d, const struct rule_de
         struct db_device r = rec(d);
         struct db_rule_ref ref = { .section = cfg_section_name(d->kind), .entry = dec->entry_index,
                                    .allow = dec->rule_index, .description = dec->rule_description };
-        return db_attach_begin(db, &r, &ref, dec->vm ? dec->vm->name : NULL, vmm_id, state, ret_id);
+        return db_attach_begin(db, NULL, &r, &ref, dec->vm ? dec->vm->name : NULL, vmm_id, state, ret_id);
 }
 
 static int record_ignored(struct db *db, const struct dev *d, const char *reason) {
         struct db_device r = rec(d);
         return db_record_ignored(db, &r, reason);
+}
+
+static int seq_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
+        struct db_event_order o = { .devpath = devpath, .seqnum = seqnum, .boot_id = boot_id };
+        return db_event_seqnum_check(db, &o);
 }
 
 static int choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *ret_keep) {
@@ -501,7 +506,7 @@ static void test_lifecycle(void **state) {
         assert_int_equal(n, 0);
         db_attachment_list_free(list, n);
 
-        assert_int_equal(db_detach_begin(db, id, "device removed"), 0);
+        assert_int_equal(db_detach_begin(db, NULL, id, "device removed"), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.state, DB_DETACHING);
         db_attachment_clear(&a);
@@ -509,7 +514,7 @@ static void test_lifecycle(void **state) {
         assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
         /* A closed row takes no more steps. */
-        assert_int_equal(db_detach_begin(db, id, NULL), -ENOENT);
+        assert_int_equal(db_detach_begin(db, NULL, id, NULL), -ENOENT);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
         assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), -ENOENT);
         assert_int_equal(db_attach_finish(db, 12345, DB_ATTACHED, -1, NULL, NULL), -ENOENT);
@@ -643,7 +648,7 @@ static void test_invalid_args(void **state) {
         assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_DETACHED, -1, NULL, NULL), -EINVAL);
         assert_int_equal(db_detach_finish(db, id, DB_ATTACHED, NULL), -EINVAL);
-        assert_int_equal(db_event_seqnum_check(db, "/devices/x", UINT64_MAX, "b"), -EINVAL);
+        assert_int_equal(seq_check(db, "/devices/x", UINT64_MAX, "b"), -EINVAL);
         db_close(db);
         assert_string_equal(db_state_name(DB_DETACHING), "detaching");
         assert_null(db_state_name((enum db_state) 42));
@@ -672,7 +677,7 @@ static void test_seqnum(void **state) {
 
         assert_int_equal(db_open(f->path, &db), 0);
         for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
-                int r = db_event_seqnum_check(db, steps[i].devpath, steps[i].seqnum, steps[i].boot);
+                int r = seq_check(db, steps[i].devpath, steps[i].seqnum, steps[i].boot);
                 if (r != steps[i].stale)
                         fail_msg("step %zu: got %d, expected %d", i, r, steps[i].stale);
         }
@@ -819,8 +824,8 @@ static void test_hostile_strings(void **state) {
                 assert_string_equal(a.vmm_id, hostile[i]);
                 assert_string_equal(a.devnode, hostile[i]);
                 db_attachment_clear(&a);
-                assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 0);
-                assert_int_equal(db_event_seqnum_check(db, hostile[i], 7, hostile[i]), 1);
+                assert_int_equal(seq_check(db, hostile[i], 7, hostile[i]), 0);
+                assert_int_equal(seq_check(db, hostile[i], 7, hostile[i]), 1);
                 char *boot = raw_text(f->path, "SELECT boot_id FROM seqnums WHERE devpath = ?1", hostile[i]);
                 assert_string_equal(boot, hostile[i]);
                 free(boot);
@@ -922,10 +927,10 @@ static int child_work(const char *path, int n, int go_fd) {
                 return 101;
         for (int i = 0; i < CYCLES; i++) {
                 int64_t id = 0;
-                errors += db_event_seqnum_check(db, "/devices/shared", (uint64_t) n * CYCLES + i + 1, "boot") < 0;
+                errors += seq_check(db, "/devices/shared", (uint64_t) n * CYCLES + i + 1, "boot") < 0;
                 errors += attach_begin(db, &d, &dec, "vhp", DB_ATTACHING, &id) < 0;
                 errors += db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL) < 0;
-                errors += db_detach_begin(db, id, "removed") < 0;
+                errors += db_detach_begin(db, NULL, id, "removed") < 0;
                 errors += db_detach_finish(db, id, DB_DETACHED, NULL) < 0;
                 errors += record_ignored(db, &hub, "hub") < 0;
         }
@@ -1024,7 +1029,7 @@ static void populate(const char *path) {
         assert_int_equal(db_open(path, &db), 0);
         assert_int_equal(attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, "rp1", NULL), 0);
-        assert_int_equal(db_detach_begin(db, id, "VM stopped"), 0);
+        assert_int_equal(db_detach_begin(db, NULL, id, "VM stopped"), 0);
         assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
         assert_int_equal(attach_begin(db, &logi, &gui, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
