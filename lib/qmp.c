@@ -184,7 +184,7 @@ static int connect_unix(const char *path, int64_t deadline) {
                 if (e == EAGAIN) {
                         int64_t left = deadline - now_ms();
                         if (left <= 0)
-                                return -EHOSTDOWN;
+                                return -ETIMEDOUT; /* listening, but its backlog stays full */
                         sleep_ms(left < 5 ? left : 5);
                         continue;
                 }
@@ -193,7 +193,7 @@ static int connect_unix(const char *path, int64_t deadline) {
 
                 int r = wait_fd(fd, POLLOUT, deadline);
                 if (r < 0)
-                        return -EHOSTDOWN;
+                        return r;
                 socklen_t sl = sizeof(e);
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl) < 0)
                         return -errno;
@@ -341,9 +341,9 @@ static int qmp_handshake(struct qmp *q, int64_t deadline) {
         cJSON *m = NULL;
 
         q->budget = QMP_READ_MAX;
+        /* A QEMU that accepted but does not greet in time is there, hung or busy with another
+         * client (its monitor serves one at a time): -ETIMEDOUT, not -EHOSTDOWN. */
         int r = qmp_read_message(q, deadline, &m);
-        if (r == -ETIMEDOUT)
-                return -EHOSTDOWN;
         if (r < 0)
                 return r;
         bool greeting = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "QMP"));
@@ -352,8 +352,6 @@ static int qmp_handshake(struct qmp *q, int64_t deadline) {
                 return -EPROTO;
 
         r = qmp_execute_until(q, "qmp_capabilities", NULL, deadline, NULL, NULL, NULL);
-        if (r == -ETIMEDOUT)
-                return -EHOSTDOWN;
         return r == -EREMOTEIO ? -EPROTO : r;
 }
 

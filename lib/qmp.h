@@ -44,7 +44,8 @@ struct qmp;
 
 /* Connects to the QMP unix socket at path, reads the greeting and negotiates capabilities, all
  * within timeout_ms. The timeout also bounds each later reply. Returns 0; -EHOSTDOWN when QEMU is
- * not there (socket missing, refused, closed, or no greeting in time); -EACCES; -ENAMETOOLONG;
+ * not there (socket missing, refused, or closed); -ETIMEDOUT when something listens but does not
+ * greet in time (a hung QEMU, or another client holding its monitor); -EACCES; -ENAMETOOLONG;
  * -EPROTO when the peer does not speak QMP; -EMSGSIZE. */
 int qmp_connect(const char *path, int timeout_ms, struct qmp **ret);
 

@@ -23,6 +23,11 @@ static int qemu_connect(struct vmm_conn *c, char **ret_error) {
         if (r == -EHOSTDOWN)
                 return errmsg_set(ret_error, r, "VM %s is not running (no QMP answer on %s)", c->vm->name,
                                   c->vm->socket);
+        if (r == -ETIMEDOUT)
+                return errmsg_set(ret_error, r,
+                                  "VM %s could not be reached: no QMP greeting on %s within %d ms (QEMU hung, "
+                                  "or another client holds its monitor)",
+                                  c->vm->name, c->vm->socket, vmm_timeout_ms(c));
         if (r < 0)
                 return errmsg_set(ret_error, r, "VM %s: QMP connection to %s failed: %s", c->vm->name,
                                   c->vm->socket, strerror(-r));

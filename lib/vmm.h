@@ -58,8 +58,9 @@ struct vmm_opts vmm_opts_from_cfg(const struct cfg_general *g);
 int vmm_device_id(const struct dev *d, char *buf, size_t len);
 
 /* Connects to vm (QEMU: QMP greeting and capabilities; crosvm: its control socket must exist).
- * Returns 0; -EHOSTDOWN when the VM is not running (socket missing, refused, no greeting in
- * time); -EPROTO when the peer does not speak QMP; -EACCES... *ret_error as below. */
+ * Returns 0; -EHOSTDOWN when the VM is not running (socket missing or refused); -ETIMEDOUT when
+ * it could not be reached (no greeting in time: hung, or its monitor busy with another client);
+ * -EPROTO when the peer does not speak QMP; -EACCES... *ret_error as below. */
 int vmm_connect(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_conn **ret, char **ret_error);
 
 /* Closes the connection; NULL-safe. */

@@ -267,10 +267,16 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
                 res->crosvm_port = at.port;
                 state = DB_ATTACHED;
                 rv = 0;
+        } else if (rv == -EHOSTDOWN || rv == -ETIMEDOUT) {
+                /* Not running, or not answering (then the add may or may not have happened):
+                 * reconcile finishes it either way once the VM answers. */
+                settle(res, XACT_PENDING, rv, rv == -EHOSTDOWN ? "VM not running" : "VM not answering", NULL,
+                       verr);
+                state = DB_PENDING;
+                rv = 0;
         } else {
-                bool down = rv == -EHOSTDOWN;
-                settle(res, down ? XACT_PENDING : XACT_FAILED, rv, down ? "VM not running" : what, NULL, verr);
-                state = down ? DB_PENDING : DB_FAILED;
+                settle(res, XACT_FAILED, rv, what, NULL, verr);
+                state = DB_FAILED;
                 rv = 0;
         }
         r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
@@ -350,9 +356,15 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
                 give_back(a);
                 rv = 0;
         } else {
-                bool slow = rv == -EINPROGRESS;
-                settle(res, slow ? XACT_PENDING : XACT_FAILED, rv,
-                       slow ? "guest has not released the device yet" : "detach failed", NULL, verr);
+                /* The record stays open (detaching), with the error, for reconcile to finish:
+                 * a guest that has not let go yet, or a VM that could not be reached, is not
+                 * a VM without the device. */
+                bool later = rv == -EINPROGRESS || rv == -ETIMEDOUT;
+                settle(res, later ? XACT_PENDING : XACT_FAILED, rv,
+                       rv == -EINPROGRESS ? "guest has not released the device yet"
+                       : rv == -ETIMEDOUT ? "VM not answering"
+                                          : "detach failed",
+                       NULL, verr);
                 state = DB_DETACHING;
                 rv = 0;
         }

@@ -88,7 +88,7 @@ static void configure(struct env *e, const char *vm, const char *socket, int ret
                              "{\"usbPassthrough\": [{\"targetVm\": \"%s\", \"allow\": [{\"vendorId\": \"046d\"}]}],"
                              " \"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"%s\"},"
                              "           {\"name\": \"down-vm\", \"type\": \"qemu\", \"socket\": \"%s\"}],"
-                             " \"general\": {\"database\": \"%s\", \"lockDir\": \"%s\", \"qmpTimeoutMs\": 3000,"
+                             " \"general\": {\"database\": \"%s\", \"lockDir\": \"%s\", \"qmpTimeoutMs\": 1000,"
                              "              \"attachRetries\": %d}}",
                              vm, socket, e->down, e->db, e->lockdir, retries) > 0);
         if (cfg_load_string(text, strlen(text), "test.conf", &e->cfg, &err) < 0)
@@ -238,6 +238,44 @@ static void test_vm_lock_cannot_be_had(void **state) {
         assert_string_equal(h, "attach started|\nattach failed|cannot lock VM vm1: Is a directory\n");
 }
 
+/* A QEMU that accepts but never greets (hung, or its monitor held by another client). */
+static int serve_silent(int lfd, const void *userdata) {
+        int fd = fake_accept(lfd);
+        fake_drain(fd);
+        return 0;
+}
+
+static void test_detach_vm_not_answering(void **state) {
+        struct env *e = *state;
+        struct xact_result res;
+        struct db_attachment a = { 0 };
+        struct db_device rec;
+        char key[DEV_KEY_MAX];
+        int64_t id;
+        _cleanup_free_ char *h = NULL;
+
+        /* A peer that does not answer: the device may still be in the VM, so the record stays open
+         * (detaching) with the reason, and the event is deferred. */
+        fake_qmp_start(&e->f, serve_silent, NULL);
+        configure(e, "vm1", e->f.path, 0);
+        xact_record_of(&e->dev, key, &rec);
+        assert_int_equal(db_attach_begin(e->db_conn, NULL, &rec, NULL, "vm1", "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(e->db_conn, id, DB_ATTACHED, -1, NULL, NULL), 0);
+        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+        struct xact_ctx ctx = ctx_of(e);
+        xact_result_init(&res, DEV_USB);
+        assert_int_equal(xact_detach(&ctx, e->db_conn, &a, "device removed from the host", &res), 0);
+        db_attachment_clear(&a);
+        assert_int_equal(fake_qmp_finish(&e->f), 0);
+        assert_int_equal(res.outcome, XACT_PENDING);
+        assert_non_null(strstr(res.error, "VM not answering: VM vm1 could not be reached"));
+        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+        assert_int_equal(a.state, DB_DETACHING);
+        db_attachment_clear(&a);
+        h = history(e);
+        assert_non_null(strstr(h, "detach detaching|\ndetach detaching|VM not answering: VM vm1 could not be reached"));
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_usb_retry_leaves_vm_lock_free, setup, teardown),
@@ -245,6 +283,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_vm_not_running, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_detach_waits_for_deleted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vm_lock_cannot_be_had, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_detach_vm_not_answering, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
