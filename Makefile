@@ -76,8 +76,10 @@ check: deps
 check-sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 check
 
-demo: all $(BUILD)/tests/vhp-qmp
-	@scripts/demo.sh
+# The demo script installs or names the missing packages first, then builds what it uses.
+# KEEP=1 keeps its database and prints the sqlite3 command line to query it.
+demo:
+	@BUILD=$(BUILD) KEEP=$(KEEP) scripts/demo.sh
 
 setup:
 	@scripts/setup-deps.sh --install
