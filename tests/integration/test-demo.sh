@@ -22,7 +22,13 @@ grep -q '│ gui-vm │ vhp-usb-001-008 │ 0b95:1790 │ AX88179 Gigabit Ethern
         vhp_ok "demo prints current attachments from SQL" || vhp_fail "SQL attachments table"
 after=$(ls -d /tmp/vhotplug-demo.* 2>/dev/null | wc -l)
 [ "$after" = "$before" ] && vhp_ok "demo removed its temporary directory" || vhp_fail "demo left /tmp/vhotplug-demo.*"
-pgrep -f 'vhotplug-demo' >/dev/null && vhp_fail "demo left processes" || vhp_ok "demo left no processes"
+if ! command -v pgrep >/dev/null; then
+        vhp_fail "demo left no processes" "pgrep missing (procps: scripts/setup-deps.sh installs it)"
+elif pgrep -f 'vhotplug-demo' >/dev/null; then
+        vhp_fail "demo left no processes" "$(pgrep -af vhotplug-demo)"
+else
+        vhp_ok "demo left no processes"
+fi
 
 # make demo KEEP=1: the database stays, its path and a sqlite3 command line are printed.
 out=$VHP_TMP/keep.out
