@@ -71,7 +71,8 @@ struct dev {
 /* Returns the name used in config sections and JSON: "usb", "pci", "evdev", or NULL. */
 const char *dev_kind_name(enum dev_kind k);
 
-/* Builds a device from sysfs. path: "/devices/..." or "/sys/devices/...".
+/* Builds a device from sysfs. path: "/devices/...", "/sys/devices/..." or a link below /sys that
+ * points there ("/sys/bus/pci/devices/0000:00:14.3", resolved first).
  * Returns -ENODEV when no such device exists, -EINVAL for a path outside /devices. A device of a
  * kind vhotplug does not handle is returned with kind DEV_UNKNOWN. */
 int dev_new_from_syspath(struct udev *udev, const char *path, struct dev **ret);

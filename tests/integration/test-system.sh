@@ -122,6 +122,24 @@ mk install PREFIX=/usr DESTDIR="$D2" >/dev/null 2>&1
 check "PREFIX=/usr installs into /usr/sbin and the rule follows" \
         test "$(joined "$D2$UDEVDIR/rules.d/90-vhotplug.rules" | grep -c ' /usr/sbin/vhotplug-helper"$')" = 3
 
+check "the units skip when there is no /etc/vhotplug.conf (3 ConditionPathExists=)" \
+        test "$(cat "$D$UNITDIR"/*.service "$D$UNITDIR"/*/*.conf | grep -cx 'ConditionPathExists=/etc/vhotplug.conf')" = 3
+
+# SYSCONFDIR moves the configuration: the units look for it there, the programs read it from there
+# by default. CPPFLAGS reach the compiler (Debian's dpkg-buildflags put -D_FORTIFY_SOURCE=2 there).
+D3=$T/root-sysconf
+mk install PREFIX=/usr DESTDIR="$D3" SYSCONFDIR=/opt/vhp/etc >/dev/null 2>&1
+check "SYSCONFDIR=/opt/vhp/etc: the units check for /opt/vhp/etc/vhotplug.conf" \
+        test "$(cat "$D3$UNITDIR"/*.service "$D3$UNITDIR"/*/*.conf | grep '^ConditionPathExists=' | sort | uniq -c | xargs)" \
+        = "3 ConditionPathExists=/opt/vhp/etc/vhotplug.conf"
+make -s --no-print-directory BUILD="$T/sysconf" SYSCONFDIR=/opt/vhp/etc "$T/sysconf/obj/helper/main.o" \
+        "$T/sysconf/obj/reconcile/main.o" >"$T/sysconf.log" 2>&1
+check "SYSCONFDIR=/opt/vhp/etc: the programs' default configuration is /opt/vhp/etc/vhotplug.conf" \
+        test "$(cat "$T/sysconf/obj/helper/main.o" "$T/sysconf/obj/reconcile/main.o" 2>/dev/null |
+                grep -ac '(default /opt/vhp/etc/vhotplug.conf)')" = 2
+check "CPPFLAGS reach the compiler" grep -q -- ' -D_FORTIFY_SOURCE=2 .* -c -o ' \
+        <(make -n -B BUILD="$T/cppflags" CPPFLAGS=-D_FORTIFY_SOURCE=2 "$T/cppflags/obj/lib/log.o" 2>&1)
+
 mk uninstall PREFIX=/usr DESTDIR="$D2" >/dev/null 2>&1
 check "make uninstall leaves no file behind" test -z "$(find "$D2" ! -type d)"
 mkdir -p "$T/keep" && cp -a "$D/." "$T/keep/"
@@ -324,14 +342,28 @@ if [ "$real_progs" = 1 ]; then
                         not_ok "vhotplug-$p --help lists its options (rc=$rc)"
                         continue
                 fi
-                page=$(man -l -P cat "man/vhotplug-$p.8" 2>/dev/null)
+                page=$(MANWIDTH=200 man -l -P cat "man/vhotplug-$p.8" 2>/dev/null)
                 undocumented=
                 while read -r o; do
                         grep -q -- "$o" <<<"$page" || undocumented="$undocumented $o"
                 done < <(grep -oE -- '--[a-z][a-z-]+' <<<"$help" | sort -u)
                 check "vhotplug-$p(8) documents every option of --help${undocumented:+ (missing:$undocumented)}" \
                         test -z "$undocumented"
-                "$PROG_DIR/vhotplug-$p" --no-such-option >/dev/null 2>&1
+                # SYNOPSIS shows each option (its short or long form), --help and --version aside.
+                synopsis=$(sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' <<<"$page")
+                unlisted=
+                while IFS='|' read -r short long; do
+                        case $long in --help | --version) continue ;; esac
+                        alt=$long
+                        [ -n "$short" ] && alt=-$short
+                        grep -qE -- "(^|[[ ])($long|$alt)([] =]|\$)" <<<"$synopsis" ||
+                                unlisted="$unlisted $long"
+                done < <(sed -nE 's/^ +(-([a-z]), )? *(--[a-z][a-z-]+).*/\2|\3/p' <<<"$help")
+                check "vhotplug-$p(8) SYNOPSIS shows every option of --help${unlisted:+ (missing:$unlisted)}" \
+                        test -z "$unlisted"
+                err=$("$PROG_DIR/vhotplug-$p" --no-such-option 2>&1 >/dev/null)
                 check "vhotplug-$p exits 2 on a usage error" test $? -eq 2
+                check "vhotplug-$p names --help after an unknown option" \
+                        grep -qF "Try 'vhotplug-$p --help' for more information." <<<"$err"
         done
 fi
