@@ -41,7 +41,7 @@ run_one() { # name, command...
                 fl=1 # crashed or failed outside any test
                 echo "not ok - $name exited with status $rc" >>"$log"
         fi
-        grep -E '^(not ok|\[  FAILED  \]|\[  ERROR   \]|\[  SKIPPED \] [^0-9])' "$log" | sed 's/^/   /'
+        grep -E '^(not ok|\[  FAILED  \]|\[  ERROR   \]|\[  SKIPPED \] [^0-9])' "$log" | awk '!seen[$0]++' | sed 's/^/   /'
         grep -E '^ok( |$)' "$log" | grep -iE '#[[:space:]]*skip' | sed 's/^/   /'
         [ "$fl" -gt 0 ] && { failed_names+=("$name"); tail -n 30 "$log" | sed 's/^/   | /'; }
         echo "   $p passed, $fl failed, $sk skipped"
