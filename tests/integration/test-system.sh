@@ -12,7 +12,7 @@ TOP=$PWD
 BUILD=${BUILD:-build}
 FIXTURES=${VHP_FIXTURES:-$TOP/tests/data/umockdev}
 T=$(mktemp -d /tmp/vhp-system.XXXXXX)
-RULE_LIVE=/run/udev/rules.d/90-vhotplug-test-$$.rules
+RULE=$T/90-vhotplug-test.rules
 pids=()
 had_run_udev=0; [ -e /run/udev ] && had_run_udev=1
 udev_before=$(find /run/udev 2>/dev/null | sort)
@@ -20,8 +20,8 @@ udev_before=$(find /run/udev 2>/dev/null | sort)
 cleanup() {
         local p
         for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-        rm -f "$RULE_LIVE"
-        # udevadm test writes udev database files, links and tags: remove what this test created.
+        # udevadm test runs with a private /run/udev (see udev_private); should anything still have
+        # reached the machine's, remove what this test created.
         if [ "$had_run_udev" = 0 ]; then
                 rm -rf /run/udev
         elif [ -d /run/udev ]; then
@@ -190,30 +190,37 @@ check "no ProtectClock=/PrivateDevices=/DeviceAllow= (they would close /dev/bus/
         "$U"/*.service "$U"/vhotplug-helper-.service.d/*.conf
 
 # --- udev rule: udevadm test -----------------------------------------------------------------
-# The rule goes to /run/udev/rules.d under a private name (removed on exit), with the helper path
-# pointing at the installed program (systemd-run checks that it exists, see below).
+# udevadm test writes the udev database entry of the device it tests (/run/udev/data): written
+# into the machine's /run/udev, that of a umockdev device would be read by any other test on this
+# machine that replays the same device. So each udevadm test runs in a private mount namespace
+# whose /run/udev is an empty tmpfs holding only the rule under test, with the helper path pointing
+# at the installed program (systemd-run checks that it exists, see below).
+udev_private() { # command...
+        unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 none /run/udev &&
+                mkdir /run/udev/rules.d && cp "$0" /run/udev/rules.d/ && exec "$@"' "$RULE" "$@"
+}
 SBIN=$D/usr/local/sbin
 run_lines() { grep -E "^run: '.* $SBIN/vhotplug-helper'\$"; }
 E_COMMON='-E ACTION -E DEVPATH -E SUBSYSTEM -E DEVTYPE -E SEQNUM'
 have_udev_test=0
 if ! is_root; then
-        skip "udevadm test of the udev rule" "needs root (writes $RULE_LIVE)"
+        skip "udevadm test of the udev rule" "needs root (a private mount namespace with its own /run/udev)"
 elif ! command -v udevadm >/dev/null || ! command -v umockdev-run >/dev/null; then
         not_ok "udevadm test of the udev rule: udevadm or umockdev-run missing (scripts/setup-deps.sh installs them)"
-elif mkdir -p /run/udev/rules.d &&
-        sed "s|/usr/local/sbin/|$SBIN/|" "$D$UDEVDIR/rules.d/90-vhotplug.rules" >"$RULE_LIVE"; then
+elif sed "s|/usr/local/sbin/|$SBIN/|" "$D$UDEVDIR/rules.d/90-vhotplug.rules" >"$RULE" && mkdir -p /run/udev &&
+        udev_private test -s /run/udev/rules.d/90-vhotplug-test.rules; then
         have_udev_test=1
 else
-        not_ok "udevadm test of the udev rule: cannot write $RULE_LIVE"
+        not_ok "udevadm test of the udev rule: no private /run/udev (unshare -m, mount tmpfs) here"
 fi
 # USB and input devices come from umockdev fixtures (this machine may have neither); PCI from the
 # machine when it has a PCI device, else from a fixture too.
 umock_test() { # fixture, action, syspath
-        umockdev-run -d "$FIXTURES/$1.umockdev" -- udevadm test --action="$2" "$3" 2>&1
+        udev_private umockdev-run -d "$FIXTURES/$1.umockdev" -- udevadm test --action="$2" "$3" 2>&1
 }
 pci=$(find /sys/bus/pci/devices -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort | head -n1)
 if [ -n "$pci" ]; then
-        pci_test() { udevadm test --action="$1" "/sys/bus/pci/devices/$pci" 2>&1; }
+        pci_test() { udev_private udevadm test --action="$1" "/sys/bus/pci/devices/$pci" 2>&1; }
 else
         pci=0000:00:14.3
         pci_test() { umock_test pci-wifi-intel "$1" "/sys/bus/pci/devices/$pci"; }
@@ -237,7 +244,7 @@ if [ "$have_udev_test" = 1 ]; then
         check "the unit name is vhotplug-helper-SEQNUM (udevadm test has no SEQNUM: '$unit_arg')" \
                 grep -qE '^--unit=vhotplug-helper-[0-9]*$' <<<"$unit_arg"
         check "the rule source names the unit after \$env{SEQNUM}" \
-                grep -qF -- "--unit=vhotplug-helper-\$env{SEQNUM} " "$RULE_LIVE"
+                grep -qF -- "--unit=vhotplug-helper-\$env{SEQNUM} " "$RULE"
 fi
 usb_cmd=
 if [ "$have_udev_test" = 1 ]; then
