@@ -1,11 +1,14 @@
 # vhotplug build.  `make`, `make check`, `make install`, `make demo`.
 # BUILD=dir puts every artifact somewhere else; SANITIZE=1 builds with ASan+UBSan.
+# CPPFLAGS, CFLAGS and LDFLAGS are honoured (e.g. Debian's dpkg-buildflags); SYSCONFDIR (default
+# /etc) decides where the programs look for vhotplug.conf by default and what the units check for.
 
 VERSION   := 0.1.0
 PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
 PKG_CONFIG ?= pkg-config
+SYSCONFDIR ?= /etc
 
 PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci
 WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
@@ -20,8 +23,8 @@ LDFLAGS   += -fsanitize=address,undefined
 endif
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
-ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DVHP_VERSION=\"$(VERSION)\" -Ilib -Idb \
-              $(PKG_CFLAGS) $(WARN) $(CFLAGS) -MMD -MP
+ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DVHP_VERSION=\"$(VERSION)\" -DVHP_SYSCONFDIR=\"$(SYSCONFDIR)\" \
+              -Ilib -Idb $(PKG_CFLAGS) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP
 
 LIB_SRC   := $(sort $(wildcard lib/*.c db/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -76,8 +79,10 @@ check: deps
 check-sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 check
 
-demo: all $(BUILD)/tests/vhp-qmp
-	@scripts/demo.sh
+# The demo script installs or names the missing packages first, then builds what it uses.
+# KEEP=1 keeps its database and prints the sqlite3 command line to query it.
+demo:
+	@BUILD=$(BUILD) KEEP=$(KEEP) scripts/demo.sh
 
 setup:
 	@scripts/setup-deps.sh --install

@@ -9,7 +9,11 @@
 #include "device.h"
 #include "util.h"
 
-#define CFG_DEFAULT_PATH "/etc/vhotplug.conf"
+/* make SYSCONFDIR=... passes -DVHP_SYSCONFDIR; the default is /etc. */
+#ifndef VHP_SYSCONFDIR
+#define VHP_SYSCONFDIR "/etc"
+#endif
+#define CFG_DEFAULT_PATH VHP_SYSCONFDIR "/vhotplug.conf"
 #define CFG_DEFAULT_DATABASE "/var/lib/vhotplug/state.db"
 #define CFG_DEFAULT_LOCK_DIR "/run/vhotplug"
 #define CFG_DEFAULT_CROSVM "crosvm"

@@ -602,16 +602,37 @@ static void fill_evdev_from_sysfs(struct dev *d, struct udev_device *u) {
         }
 }
 
+/* A path below /sys outside /sys/devices, a link such as /sys/bus/pci/devices/0000:00:14.3 or
+ * /sys/class/input/event3: resolved to where it points (/sys/devices/..., checked by the caller).
+ * Plain names only: no "." or ".." components, no empty ones. */
+static int resolve_sys_link(const char *path, char **ret) {
+        size_t len = strnlen(path, PATH_MAX);
+
+        if (len >= PATH_MAX - 8 || strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//") ||
+            (len >= 3 && strcmp(path + len - 3, "/..") == 0) || (len >= 2 && strcmp(path + len - 2, "/.") == 0))
+                return -EINVAL;
+        *ret = realpath(path, NULL);
+        if (!*ret)
+                return errno == ENOMEM ? -ENOMEM : -ENODEV;
+        return 0;
+}
+
 int dev_new_from_syspath(struct udev *udev, const char *path, struct dev **ret) {
         _cleanup_dev_ struct dev *d = dev_alloc();
         _cleanup_udev_device_ struct udev_device *u = NULL;
-        _cleanup_free_ char *syspath = NULL;
+        _cleanup_free_ char *syspath = NULL, *resolved = NULL;
         struct udev_list_entry *it;
         const char *devpath;
         int r;
 
         if (!d)
                 return -ENOMEM;
+        if (path && strncmp(path, "/sys/", 5) == 0 && strncmp(path, "/sys/devices/", 13) != 0) {
+                r = resolve_sys_link(path, &resolved);
+                if (r < 0)
+                        return r;
+                path = resolved;
+        }
         devpath = path && strncmp(path, "/sys/devices/", 13) == 0 ? path + 4 : path;
         r = check_devpath(devpath);
         if (r < 0)

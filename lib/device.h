@@ -76,7 +76,8 @@ const char *dev_kind_name(enum dev_kind k);
 /* The kind named "usb", "pci" or "evdev"; DEV_UNKNOWN for anything else (NULL included). */
 enum dev_kind dev_kind_from_name(const char *name);
 
-/* Builds a device from sysfs. path: "/devices/..." or "/sys/devices/...".
+/* Builds a device from sysfs. path: "/devices/...", "/sys/devices/..." or a link below /sys that
+ * points there ("/sys/bus/pci/devices/0000:00:14.3", resolved first).
  * Returns -ENODEV when no such device exists, -EINVAL for a path outside /devices. A device of a
  * kind vhotplug does not handle is returned with kind DEV_UNKNOWN. */
 int dev_new_from_syspath(struct udev *udev, const char *path, struct dev **ret);

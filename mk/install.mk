@@ -21,7 +21,9 @@ SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir sys
 TMPFILESDIR    ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 INSTALL        ?= install
 
-# Sources whose @sbindir@ / @systemd_run@ / @sysconfdir@ are filled in at install time.
+# Sources whose @sbindir@ / @systemd_run@ / @sysconfdir@ are filled in at install time (the .in
+# files and the helper's drop-in). SYSCONFDIR is also compiled in (see the Makefile): the
+# programs' default configuration is $(SYSCONFDIR)/vhotplug.conf.
 SUBST = sed -e 's|@sbindir@|$(SBINDIR)|g' -e 's|@systemd_run@|$(SYSTEMD_RUN)|g' \
             -e 's|@sysconfdir@|$(SYSCONFDIR)|g'
 
@@ -40,7 +42,8 @@ install: all
 	$(SUBST) udev-rules/90-vhotplug.rules.in >$(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
 	chmod 0644 $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d
-	$(INSTALL) -m 0644 systemd/$(HELPER_DROPIN) $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
+	$(SUBST) systemd/$(HELPER_DROPIN) >$(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
 	set -e; for u in $(UNITS_IN); do \
 		$(SUBST) systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \

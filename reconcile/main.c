@@ -71,7 +71,9 @@ static int parse_args(int argc, char **argv, struct options *o) {
                 case 'd': o->debug = true; break;
                 case 'h': help(); return 0;
                 case ARG_VERSION: printf("vhotplug-reconcile " VHP_VERSION "\n"); return 0;
-                default: return -EINVAL;
+                default:
+                        fprintf(stderr, "Try 'vhotplug-reconcile --help' for more information.\n");
+                        return -EINVAL;
                 }
         }
         if (optind != argc) {

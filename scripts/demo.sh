@@ -6,7 +6,11 @@
 # serial adapter). A real QEMU (paused, no disk) runs inside that testbed as the "gui-vm", so its
 # usb-host devices really open the fake devices. The demo replays plug and unplug events through
 # vhotplug-helper as udev's hand-off would, restarts the VM and lets vhotplug-reconcile repair the
-# drift, then prints the SQL history. Everything lives in a temporary directory removed at exit.
+# drift, then prints the SQL history. Everything lives in a temporary directory removed at exit;
+# with KEEP=1 (make demo KEEP=1) the database stays, and its path and a sqlite3 command are printed.
+#
+# The demo checks its own results (what QEMU reports over QMP, the rows in the database) and exits
+# non-zero, saying what went wrong, when anything is not as it should be.
 set -u
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
@@ -18,13 +22,27 @@ if [ -z "${VHP_DEMO_INSIDE:-}" ]; then
         VHP_DEMO_INSIDE=1 exec umockdev-run -d "$top/tests/data/umockdev/demo-laptop-usb.umockdev" -- bash "$0"
 fi
 
-tmp=$(mktemp -d /tmp/vhotplug-demo.XXXXXX)
+tmp=$(mktemp -d /tmp/vhotplug-demo.XXXXXX) || exit 1
 qemu_pid=
 cleanup() {
         [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null
-        rm -rf "$tmp"
+        if [ -n "${KEEP:-}" ] && [ "${KEEP:-}" != 0 ] && [ -s "$db" ]; then
+                find "$tmp" -mindepth 1 -maxdepth 1 ! -name state.db ! -name state.db-wal ! -name state.db-shm -exec rm -rf {} +
+                echo
+                echo "The demo's database is kept: $db"
+                echo "Query it (README.md, \"Querying the history\", has examples):"
+                echo "  sqlite3 -box $db"
+                echo "Remove it with: rm -r $tmp"
+        else
+                rm -rf "$tmp"
+        fi
 }
 trap cleanup EXIT
+# die MESSAGE...: the demo did not do what it shows; say so and fail.
+die() {
+        printf '\n\033[1;31mDEMO FAILED:\033[0m %s\n' "$*" >&2
+        exit 1
+}
 helper=$bdir/vhotplug-helper
 reconcile=$bdir/vhotplug-reconcile
 conf=$tmp/vhotplug.conf
@@ -70,8 +88,25 @@ start_vm() {
 in_vm() {
         local list
         list=$("$bdir/tests/vhp-qmp" "$tmp/gui-vm.qmp" qom-list '{"path":"/machine/peripheral"}') ||
-                { echo "(cannot ask QEMU)"; return; }
+                die "cannot ask QEMU what gui-vm has: $list"
         jq -r '[.[] | select(.type == "child<usb-host>") | .name] | if length == 0 then "(none)" else join(" ") end' <<<"$list"
+}
+# show_vm LABEL EXPECTED...: prints what gui-vm has; fails unless it is exactly EXPECTED (any order).
+show_vm() {
+        local label=$1 have want
+        shift
+        have=$(in_vm) || exit 1
+        echo "$label $have"
+        want=$(printf '%s\n' "$@" | sort | xargs)
+        [ -n "$want" ] || want="(none)"
+        [ "$(tr ' ' '\n' <<<"$have" | sort | xargs)" = "$want" ] ||
+                die "QEMU (qom-list /machine/peripheral) shows '$have' for gui-vm, expected '$want'"
+}
+# expect_sql DESCRIPTION QUERY EXPECTED: the database answers QUERY with EXPECTED.
+expect_sql() {
+        local got
+        got=$(sqlite3 "$db" "$2" 2>&1) || die "cannot read the demo's database $db: $got"
+        [ "$got" = "$3" ] || die "database: $1: expected '$3', got '$got'"
 }
 # udev_event ACTION DEVPATH SEQNUM: the helper with the event in its environment, as systemd-run -E
 # passes it. The device's properties come from its uevent file (kept aside on unplug).
@@ -82,13 +117,15 @@ udev_event() {
         [ -e "$src" ] || src=$tmp/${devpath##*/}.uevent
         while IFS= read -r line; do props+=("$line"); done < <(sed 's/\\n$//' "$src")
         seq=$((seq + 1))
-        env "${props[@]}" ACTION="$action" DEVPATH="$devpath" SEQNUM="$seq" "$helper" -c "$conf" 2>/dev/null
+        env "${props[@]}" ACTION="$action" DEVPATH="$devpath" SEQNUM="$seq" \
+                "$helper" -c "$conf" ${helper_opts:-} 2>"$tmp/helper.log" ||
+                die "vhotplug-helper failed on $action $devpath (exit $?): $(cat "$tmp/helper.log")"
 }
 unplug() {
         cp "/sys$1/uevent" "$tmp/${1##*/}.uevent"
         rm -rf "$UMOCKDEV_DIR/sys$1" "$UMOCKDEV_DIR/sys/bus/usb/devices/${1##*/}"
 }
-sql() { sqlite3 -box "$db" "$1"; }
+sql() { sqlite3 -box "$db" "$1" || die "cannot query the demo's database $db"; }
 devices=(usb1/1-1 usb1/1-2 usb1/1-3 usb1/1-4 usb1/1-5 usb1/1-6 usb2/2-1 usb1/1-3/1-3.2 usb1/1-3/1-3.4)
 
 # make install puts the config in /etc owned by root; the demo's is a private temporary file.
@@ -96,32 +133,41 @@ devices=(usb1/1-1 usb1/1-2 usb1/1-3 usb1/1-4 usb1/1-5 usb1/1-6 usb2/2-1 usb1/1-3
 
 say "What vhotplug would do with each device (vhotplug-helper --dry-run)"
 for d in "${devices[@]}"; do
-        "$helper" -c "$conf" ${helper_opts:-} --dry-run add "$U/$d"
+        "$helper" -c "$conf" ${helper_opts:-} --dry-run add "$U/$d" ||
+                die "vhotplug-helper --dry-run failed on $U/$d (exit $?)"
 done
 
+MOUSE=vhp-usb-001-005 YUBIKEY=vhp-usb-001-007 ETHERNET=vhp-usb-001-008
 say "Starting QEMU (gui-vm) and plugging the devices in (one helper per udev event)"
 start_vm
 for d in "${devices[@]}"; do udev_event add "$U/$d"; done
-echo "gui-vm now has: $(in_vm)"
+show_vm "gui-vm now has:" $MOUSE $YUBIKEY $ETHERNET
 
 say "Replaying the add events (udevadm trigger): nothing is attached twice"
 for d in usb1/1-1 usb1/1-3/1-3.2; do udev_event add "$U/$d"; done
-echo "gui-vm now has: $(in_vm)"
+show_vm "gui-vm now has:" $MOUSE $YUBIKEY $ETHERNET
 
 say "Unplugging the mouse"
 unplug $U/usb1/1-1
 udev_event remove $U/usb1/1-1
-echo "gui-vm now has: $(in_vm)"
+show_vm "gui-vm now has:" $YUBIKEY $ETHERNET
 
 say "The VM restarts and loses its devices; vhotplug-reconcile (its start hook) repairs that"
 kill "$qemu_pid"
 wait "$qemu_pid" 2>/dev/null
 start_vm
-echo "gui-vm after restart has: $(in_vm)"
-"$reconcile" -c "$conf" ${helper_opts:-} --vm gui-vm
-echo "gui-vm now has: $(in_vm)"
+show_vm "gui-vm after restart has:"
+"$reconcile" -c "$conf" ${helper_opts:-} --vm gui-vm || die "vhotplug-reconcile --vm gui-vm failed (exit $?)"
+show_vm "gui-vm now has:" $YUBIKEY $ETHERNET
 echo "A second run (the timer's, for all VMs) finds nothing to do, and notes what stays on the host:"
-"$reconcile" -c "$conf" ${helper_opts:-}
+"$reconcile" -c "$conf" ${helper_opts:-} || die "vhotplug-reconcile failed (exit $?)"
+
+# The database agrees with QEMU: two devices attached now, the mouse's whole life recorded.
+expect_sql "attached now" "SELECT group_concat(vmm_id, ' ') FROM (SELECT vmm_id FROM current_attachments
+        WHERE vm = 'gui-vm' AND state = 'attached' ORDER BY vmm_id)" "$YUBIKEY $ETHERNET"
+expect_sql "the mouse's history" "SELECT group_concat(action || '/' || outcome, ' ') FROM (SELECT action, outcome
+        FROM history WHERE vmm_id = '$MOUSE' ORDER BY id)" "attach/started attach/attached detach/detaching detach/detached"
+expect_sql "devices left on the host" "SELECT count(*) FROM ignored WHERE devpath LIKE '$U/%'" 6
 
 say "SQL: what is attached now (SELECT ... FROM current_attachments)"
 sql "SELECT vm, vmm_id AS id, vendor_id || ':' || product_id AS usb_id, product_name, state FROM current_attachments ORDER BY vm, vmm_id"
@@ -130,4 +176,9 @@ sql "SELECT substr(time, 12, 12) AS time, action, outcome, vm, vmm_id AS id, pro
 say "SQL: devices left on the host, and why (SELECT ... FROM ignored_devices)"
 sql "SELECT devpath, reason FROM ignored_devices ORDER BY devpath"
 echo
-echo "Demo finished; everything it created is removed. See README.md to install vhotplug for real."
+if [ -n "${KEEP:-}" ] && [ "${KEEP:-}" != 0 ]; then
+        echo "Demo finished. See README.md to install vhotplug for real."
+else
+        echo "Demo finished; everything it created is removed (make demo KEEP=1 keeps the database)."
+        echo "See README.md to install vhotplug for real."
+fi

@@ -2,11 +2,12 @@
 # Installs the Debian 12 packages vhotplug needs to build, test and run its demo.
 #   --install           install what is missing (needs root)
 #   --check-or-install  install when root, else list what is missing and fail
-# Near-instant when everything is present: it asks dpkg, not the network.
+# Near-instant when everything is present: it asks dpkg, not the network. make check, make demo and
+# .ci/run call it before compiling anything.
 set -eu
 PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev
       libcmocka-dev umockdev libumockdev-dev qemu-system-x86 sqlite3 udev systemd pci.ids usb.ids
-      iproute2 procps jq socat valgrind"
+      iproute2 procps jq socat valgrind dbus-daemon dbus-bin man-db groff-base"
 mode=${1:---install}
 missing=()
 for p in $PKGS; do
@@ -14,8 +15,10 @@ for p in $PKGS; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-        echo "missing Debian packages: ${missing[*]}" >&2
-        echo "run 'sudo make setup' (or: sudo apt-get install ${missing[*]})" >&2
+        echo "vhotplug needs these Debian 12 packages, not installed: ${missing[*]}" >&2
+        echo "Install them as root, then run the command again:" >&2
+        echo "  sudo apt-get install --no-install-recommends ${missing[*]}" >&2
+        echo "(or: sudo make setup)" >&2
         exit 1
 fi
 echo "installing: ${missing[*]}"

@@ -15,9 +15,16 @@
 # Reporting (TAP-like lines that run-all.sh counts):
 #   vhp_ok "desc"              prints "ok - desc"
 #   vhp_fail "desc" [detail]   prints "not ok - desc" (and the detail, indented)
+#   vhp_skip "desc" "reason"   prints "ok - desc # SKIP reason" (TAP), counted as skipped, not
+#                              passed. Only for a truly optional check (say in the test why it is
+#                              optional); a check that cannot run because something is missing
+#                              that CI has or setup-deps.sh installs must fail instead.
 #   vhp_check "desc" cmd...    runs cmd; ok when it exits 0, else not ok with its output
 #   vhp_check_output "desc" PATTERN cmd...
 #                              runs cmd; ok when it exits 0 and its output matches the ERE PATTERN
+#   vhp_check_lacks "desc" PATTERN cmd...
+#                              runs cmd; ok when it exits 0 and its output does not match the ERE
+#                              PATTERN (a negative check that fails when cmd cannot answer)
 #   vhp_done                   prints the summary; exits 1 when anything failed
 #
 # umockdev:
@@ -57,6 +64,7 @@ export VHP_TOP BUILD VHP_BUILD VHP_TOOLS VHP_TMP VHP_FIXTURES
 
 _vhp_passed=0
 _vhp_failed=0
+_vhp_skipped=0
 declare -A _vhp_qemu_pids=()
 _vhp_exit_cmds=()
 
@@ -72,6 +80,11 @@ vhp_fail() {
         [ $# -gt 1 ] && [ -n "$2" ] && printf '%s\n' "$2" | sed 's/^/#   /'
         _vhp_failed=$((_vhp_failed + 1))
         return 0
+}
+
+vhp_skip() {
+        echo "ok - $1 # SKIP ${2:-}"
+        _vhp_skipped=$((_vhp_skipped + 1))
 }
 
 vhp_check() {
@@ -94,8 +107,18 @@ vhp_check_output() {
         fi
 }
 
+vhp_check_lacks() {
+        local desc=$1 pattern=$2 out
+        shift 2
+        if out=$("$@" 2>&1) && ! grep -Eq -- "$pattern" <<<"$out"; then
+                vhp_ok "$desc"
+        else
+                vhp_fail "$desc" "expected no /$pattern/, got: $out"
+        fi
+}
+
 vhp_done() {
-        echo "# $_vhp_passed passed, $_vhp_failed failed"
+        echo "# $_vhp_passed passed, $_vhp_failed failed, $_vhp_skipped skipped"
         [ "$_vhp_failed" -eq 0 ]
         exit $?
 }

@@ -93,6 +93,31 @@ expect wifi "$(attach wifi gui-vm 0 0 pciPassthrough) and .kind == \"pci\" and .
 expect gpu "$(attach gpu gui-vm 0 1 pciPassthrough) and .device.deviceId == \"a7a1\" and .device.deviceClass == 3" "Intel GPU by vendor+device id"
 expect nvidia "$(ignore 'no pciPassthrough entry matched') and .device.iommuGroup == 13" "NVIDIA GPU not claimed; IOMMU group read"
 
+# The man page's example, as written there (vhotplug-helper(8) EXAMPLES): a /sys/bus/pci/devices
+# link is resolved to the device's DEVPATH. Its ./test.conf is a copy of the test configuration.
+ex=$(MANWIDTH=200 man -l -P cat "$top/man/vhotplug-helper.8" 2>/dev/null |
+        sed -n 's/^ *# \(vhotplug-helper -c \.\/test\.conf .* add \/sys\/bus\/pci\/devices\/[^ ]*\)$/\1/p')
+cp "$conf" "$tmp/test.conf"
+[ "$(id -u)" = 0 ] || strict=--no-strict-perms # a user's copy is not root's
+if [ -n "$ex" ]; then
+        # shellcheck disable=SC2086 # the example's words, split as the shell splits them
+        (cd "$tmp" && umockdev-run -d "$fx/pci-all.umockdev" -- "$helper" ${strict:-} ${ex#vhotplug-helper }) \
+                >"$tmp/wifi-link.json" 2>"$tmp/wifi-link.err"
+        echo $? >"$tmp/wifi-link.rc"
+        expect wifi-link "$(attach wifi-link gui-vm 0 0 pciPassthrough) and .device.address == \"0000:00:14.3\" and .device.devpath == \"$P/0000:00:14.3\"" \
+                "man page example '$ex': /sys/bus/pci/devices link accepted, resolved to the DEVPATH"
+else
+        notok "vhotplug-helper(8) has the example 'vhotplug-helper -c ./test.conf ... add /sys/bus/pci/devices/...'"
+fi
+run "$fx/usb-all.umockdev" usb-link add /sys/bus/usb/devices/1-3.2
+expect usb-link "$(attach usb-link net-vm 1 0) and .device.devpath == \"$U/usb1/1-3/1-3.2\"" "/sys/bus/usb/devices link accepted"
+run "$fx/usb-all.umockdev" link-dots add /sys/bus/usb/devices/../devices/1-1
+[ "$(cat "$tmp/link-dots.rc")" = 2 ] && grep -q 'invalid DEVPATH' "$tmp/link-dots.err" &&
+        ok "/sys path with .. refused" || notok "/sys path with ..: rc=$(cat "$tmp/link-dots.rc") $(cat "$tmp/link-dots.err")"
+run "$fx/usb-all.umockdev" link-gone add /sys/bus/usb/devices/9-9
+[ "$(cat "$tmp/link-gone.rc")" = 2 ] && grep -q 'no device at' "$tmp/link-gone.err" &&
+        ok "/sys link to no device: no device" || notok "/sys link to no device: rc=$(cat "$tmp/link-gone.rc") $(cat "$tmp/link-gone.err")"
+
 I=/devices/platform/i8042/serio0/input/input3
 run "$fx/input-all.umockdev" kbd add $I/event3
 run "$fx/input-all.umockdev" kbd-parent add $I
@@ -100,6 +125,22 @@ run "$fx/input-usb-mouse-event.umockdev" usbev add $U/usb1/1-1/1-1:1.0/0003:046D
 expect kbd '.action == "attach" and .kind == "evdev" and .vm == "gui-vm" and .rule.section == "evdevPassthrough" and .rule.allow == null and .device.name == "AT Translated Set 2 keyboard" and .device.devnode == "/dev/input/event3"' "legacy evdev form passes the i8042 keyboard"
 expect kbd-parent "$(ignore 'not a handled device')" "input parent node is not an event node"
 expect usbev "$(ignore 'USB device')" "evdev node of a USB mouse is skipped"
+
+# examples/vhotplug.conf ships with every entry disabled: copied to /etc as it is, it gives no device
+# to any VM. The same file with its entries enabled claims each of these devices.
+sed 's/"disable": true/"disable": false/' "$top/examples/vhotplug.conf" >"$tmp/example-enabled.conf"
+for spec in "usb-all $U/usb1/1-1 gui-vm" "pci-all $P/0000:00:14.3 net-vm" "input-all $I/event3 gui-vm"; do
+        read -r fixture devpath vm <<<"$spec"
+        for c in example example-enabled; do
+                cf=$tmp/$c.conf
+                [ $c = example ] && cf=$top/examples/vhotplug.conf
+                umockdev-run -d "$fx/$fixture.umockdev" -- "$helper" --no-strict-perms -c "$cf" --dry-run --json \
+                        add "$devpath" >"$tmp/$c.json" 2>"$tmp/$c.err"
+                echo $? >"$tmp/$c.rc"
+        done
+        expect example '.action == "ignore" and .vm == null' "examples/vhotplug.conf as shipped: ${devpath##*/} stays on the host"
+        expect example-enabled ".action == \"attach\" and .vm == \"$vm\"" "examples/vhotplug.conf enabled: ${devpath##*/} goes to $vm"
+done
 
 # Bad input: clear error, defined exit status.
 umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/9-9 \
@@ -127,6 +168,18 @@ umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf"
         >"$tmp/line.out" 2>&1
 grep -q '^usb 1-1 046d:c077: attach -> gui-vm as vhp-usb-001-005' "$tmp/line.out" && ok "readable summary" ||
         notok "readable summary: $(cat "$tmp/line.out")"
+# vhotplug-helper(8) OUTPUT shows the summary as printed: the ignore line verbatim, the attach and
+# detach lines in the shape the helper prints.
+umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/1-2 \
+        >"$tmp/ignore.out" 2>/dev/null
+man_out=$(MANWIDTH=200 man -l -P cat "$top/man/vhotplug-helper.8" 2>/dev/null | sed -n '/^OUTPUT/,/^EXIT STATUS/p' |
+        sed 's/^ *//')
+shape='^usb [0-9.-]+ [0-9a-f]{4}:[0-9a-f]{4}: (attach|detach) -> [a-z-]+ as vhp-usb-[0-9]{3}-[0-9]{3} \[[a-z-]+\] \(.+\)$'
+grep -qxF "$(cat "$tmp/ignore.out")" <<<"$man_out" && ok "man page OUTPUT shows the ignore summary as printed" ||
+        notok "man page OUTPUT lacks '$(cat "$tmp/ignore.out")'"
+grep -Eq "$shape" "$tmp/line.out" && [ "$(grep -Ec "$shape" <<<"$man_out")" = 2 ] &&
+        ok "man page OUTPUT attach and detach lines have the printed shape" ||
+        notok "man page OUTPUT attach/detach lines: $(grep -E ' (attach|detach) ' <<<"$man_out") vs $(cat "$tmp/line.out")"
 
 # Hostile device strings (quotes, backslash, tab, SQL and JSON metacharacters, 4.5 KB serial) come
 # through as data: valid JSON, verbatim, length-capped. No ID_USB_INTERFACES: interfaces are read

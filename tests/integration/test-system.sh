@@ -2,15 +2,17 @@
 # System integration: make install/uninstall, the systemd units (systemd-analyze verify), the udev
 # rule (udevadm test on a real PCI device and on umockdev USB/input fixtures), the systemd-run
 # hand-off it produces (sent to a private D-Bus and captured), and the manual pages.
-# Needs no running systemd or udevd. Parts that need root, unshare, umockdev or dbus-daemon are
-# skipped (reported as "ok - ... # SKIP") when those are missing.
+# Needs no running systemd or udevd. Optional: the udevadm and systemd-run hand-off checks need root
+# (they write a rule to /run/udev/rules.d and mount in a private namespace); run as another user they
+# are skipped ("ok - ... # SKIP needs root"). Everything else they need (udevadm, umockdev,
+# dbus-daemon, systemd-analyze, man-db, groff: installed by scripts/setup-deps.sh) fails when missing.
 set -u
 cd "${VHP_TOP:-$(dirname "$0")/../..}" || exit 1
 TOP=$PWD
 BUILD=${BUILD:-build}
 FIXTURES=${VHP_FIXTURES:-$TOP/tests/data/umockdev}
 T=$(mktemp -d /tmp/vhp-system.XXXXXX)
-RULE_LIVE=/run/udev/rules.d/90-vhotplug-test-$$.rules
+RULE=$T/90-vhotplug-test.rules
 pids=()
 had_run_udev=0; [ -e /run/udev ] && had_run_udev=1
 udev_before=$(find /run/udev 2>/dev/null | sort)
@@ -18,8 +20,8 @@ udev_before=$(find /run/udev 2>/dev/null | sort)
 cleanup() {
         local p
         for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
-        rm -f "$RULE_LIVE"
-        # udevadm test writes udev database files, links and tags: remove what this test created.
+        # udevadm test runs with a private /run/udev (see udev_private); should anything still have
+        # reached the machine's, remove what this test created.
         if [ "$had_run_udev" = 0 ]; then
                 rm -rf /run/udev
         elif [ -d /run/udev ]; then
@@ -33,12 +35,13 @@ trap cleanup EXIT
 n=0
 ok() { n=$((n + 1)); echo "ok $n - $*"; }
 not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
-skip() { n=$((n + 1)); echo "ok $n - $* # SKIP"; }
+skip() { n=$((n + 1)); echo "ok $n - $1 # SKIP $2"; } # description, reason: optional checks only
 check() { # description, command...
         local d=$1; shift
         if "$@"; then ok "$d"; else not_ok "$d"; fi
 }
 is_root() { [ "$(id -u)" -eq 0 ]; }
+lacks() { grep -qE "$@"; [ $? = 1 ]; } # ERE, files...: the files can be read and none matches
 
 # --- programs to install: the real ones when built, else stand-ins (install only copies them)
 PROG_DIR=$TOP/$BUILD
@@ -54,7 +57,7 @@ if [ ! -x "$PROG_DIR/vhotplug-helper" ] || [ ! -x "$PROG_DIR/vhotplug-reconcile"
                 printf '#!/bin/sh\nexit 0\n' >"$PROG_DIR/$p"
                 chmod 0755 "$PROG_DIR/$p"
         done
-        echo "# programs not built: installing stand-ins"
+        not_ok "vhotplug-helper and vhotplug-reconcile are built (make all): installing stand-ins"
 fi
 # -o: never rebuild the programs from here; install copies what exists.
 mk() { make -s --no-print-directory BUILD="$PROG_DIR" -o "$PROG_DIR/vhotplug-helper" \
@@ -102,8 +105,7 @@ else
         not_ok "make install produces exactly the expected files and modes"; sed 's/^/# /' "$T/tree.diff"
 fi
 check "/etc is left alone (no vhotplug.conf installed)" test ! -e "$D/etc"
-check "installed rule and units have every @placeholder@ substituted" \
-        bash -c "! grep -rn '@[a-z_]*@' '$D$UDEVDIR' '$D$UNITDIR'"
+check "installed rule and units have every @placeholder@ substituted" lacks -r '@[a-z_]+@' "$D$UDEVDIR" "$D$UNITDIR"
 joined() { sed -e ':a' -e '/\\$/N; s/\\\n//; ta' "$1"; } # udev's line continuation
 check "installed rule starts /usr/local/sbin/vhotplug-helper through /usr/bin/systemd-run (3 rules)" \
         test "$(joined "$D$UDEVDIR/rules.d/90-vhotplug.rules" |
@@ -119,6 +121,24 @@ D2=$T/root-usr
 mk install PREFIX=/usr DESTDIR="$D2" >/dev/null 2>&1
 check "PREFIX=/usr installs into /usr/sbin and the rule follows" \
         test "$(joined "$D2$UDEVDIR/rules.d/90-vhotplug.rules" | grep -c ' /usr/sbin/vhotplug-helper"$')" = 3
+
+check "the units skip when there is no /etc/vhotplug.conf (3 ConditionPathExists=)" \
+        test "$(cat "$D$UNITDIR"/*.service "$D$UNITDIR"/*/*.conf | grep -cx 'ConditionPathExists=/etc/vhotplug.conf')" = 3
+
+# SYSCONFDIR moves the configuration: the units look for it there, the programs read it from there
+# by default. CPPFLAGS reach the compiler (Debian's dpkg-buildflags put -D_FORTIFY_SOURCE=2 there).
+D3=$T/root-sysconf
+mk install PREFIX=/usr DESTDIR="$D3" SYSCONFDIR=/opt/vhp/etc >/dev/null 2>&1
+check "SYSCONFDIR=/opt/vhp/etc: the units check for /opt/vhp/etc/vhotplug.conf" \
+        test "$(cat "$D3$UNITDIR"/*.service "$D3$UNITDIR"/*/*.conf | grep '^ConditionPathExists=' | sort | uniq -c | xargs)" \
+        = "3 ConditionPathExists=/opt/vhp/etc/vhotplug.conf"
+make -s --no-print-directory BUILD="$T/sysconf" SYSCONFDIR=/opt/vhp/etc "$T/sysconf/obj/helper/main.o" \
+        "$T/sysconf/obj/reconcile/main.o" >"$T/sysconf.log" 2>&1
+check "SYSCONFDIR=/opt/vhp/etc: the programs' default configuration is /opt/vhp/etc/vhotplug.conf" \
+        test "$(cat "$T/sysconf/obj/helper/main.o" "$T/sysconf/obj/reconcile/main.o" 2>/dev/null |
+                grep -ac '(default /opt/vhp/etc/vhotplug.conf)')" = 2
+check "CPPFLAGS reach the compiler" grep -q -- ' -D_FORTIFY_SOURCE=2 .* -c -o ' \
+        <(make -n -B BUILD="$T/cppflags" CPPFLAGS=-D_FORTIFY_SOURCE=2 "$T/cppflags/obj/lib/log.o" 2>&1)
 
 mk uninstall PREFIX=/usr DESTDIR="$D2" >/dev/null 2>&1
 check "make uninstall leaves no file behind" test -z "$(find "$D2" ! -type d)"
@@ -158,7 +178,7 @@ if command -v systemd-analyze >/dev/null; then
         check "systemd-analyze verify fails for a unit whose program is missing" \
                 bash -c "! (cd '$T/units-bad' && systemd-analyze verify --man=no '$T/units-bad/vhotplug-reconcile.service') >/dev/null 2>&1"
 else
-        skip "systemd-analyze verify (systemd-analyze not installed)"
+        not_ok "systemd-analyze verify (systemd-analyze not installed: scripts/setup-deps.sh installs systemd)"
 fi
 check "reconcile units use the same sandbox as the per-event drop-in" bash -c "
         diff <(sed -n '/^UMask=/,\$p' '$U/vhotplug-helper-.service.d/10-vhotplug.conf') \
@@ -166,24 +186,48 @@ check "reconcile units use the same sandbox as the per-event drop-in" bash -c "
         diff <(sed -n '/^UMask=/,\$p' '$U/vhotplug-helper-.service.d/10-vhotplug.conf') \
              <(sed -n '/^UMask=/,\$p' '$U/vhotplug-reconcile@.service')"
 check "no ProtectClock=/PrivateDevices=/DeviceAllow= (they would close /dev/bus/usb to crosvm)" \
-        bash -c "! grep -qE '^(ProtectClock|PrivateDevices|DeviceAllow|DevicePolicy|PrivateTmp|ProtectKernelTunables)=' $U/*.service $U/vhotplug-helper-.service.d/*.conf"
+        lacks '^(ProtectClock|PrivateDevices|DeviceAllow|DevicePolicy|PrivateTmp|ProtectKernelTunables)=' \
+        "$U"/*.service "$U"/vhotplug-helper-.service.d/*.conf
 
 # --- udev rule: udevadm test -----------------------------------------------------------------
-# The rule goes to /run/udev/rules.d under a private name (removed on exit), with the helper path
-# pointing at the installed program (systemd-run checks that it exists, see below).
+# udevadm test writes the udev database entry of the device it tests (/run/udev/data): written
+# into the machine's /run/udev, that of a umockdev device would be read by any other test on this
+# machine that replays the same device. So each udevadm test runs in a private mount namespace
+# whose /run/udev is an empty tmpfs holding only the rule under test, with the helper path pointing
+# at the installed program (systemd-run checks that it exists, see below).
+udev_private() { # command...
+        unshare -m --propagation private sh -c 'mount -t tmpfs -o mode=0755 none /run/udev &&
+                mkdir /run/udev/rules.d && cp "$0" /run/udev/rules.d/ && exec "$@"' "$RULE" "$@"
+}
 SBIN=$D/usr/local/sbin
 run_lines() { grep -E "^run: '.* $SBIN/vhotplug-helper'\$"; }
 E_COMMON='-E ACTION -E DEVPATH -E SUBSYSTEM -E DEVTYPE -E SEQNUM'
 have_udev_test=0
-if is_root && command -v udevadm >/dev/null; then
-        mkdir -p /run/udev/rules.d &&
-                sed "s|/usr/local/sbin/|$SBIN/|" "$D$UDEVDIR/rules.d/90-vhotplug.rules" >"$RULE_LIVE" &&
-                have_udev_test=1
+if ! is_root; then
+        skip "udevadm test of the udev rule" "needs root (a private mount namespace with its own /run/udev)"
+elif ! command -v udevadm >/dev/null || ! command -v umockdev-run >/dev/null; then
+        not_ok "udevadm test of the udev rule: udevadm or umockdev-run missing (scripts/setup-deps.sh installs them)"
+elif sed "s|/usr/local/sbin/|$SBIN/|" "$D$UDEVDIR/rules.d/90-vhotplug.rules" >"$RULE" && mkdir -p /run/udev &&
+        udev_private test -s /run/udev/rules.d/90-vhotplug-test.rules; then
+        have_udev_test=1
+else
+        not_ok "udevadm test of the udev rule: no private /run/udev (unshare -m, mount tmpfs) here"
 fi
+# USB and input devices come from umockdev fixtures (this machine may have neither); PCI from the
+# machine when it has a PCI device, else from a fixture too.
+umock_test() { # fixture, action, syspath
+        udev_private umockdev-run -d "$FIXTURES/$1.umockdev" -- udevadm test --action="$2" "$3" 2>&1
+}
 pci=$(find /sys/bus/pci/devices -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort | head -n1)
-if [ "$have_udev_test" = 1 ] && [ -n "$pci" ]; then
+if [ -n "$pci" ]; then
+        pci_test() { udev_private udevadm test --action="$1" "/sys/bus/pci/devices/$pci" 2>&1; }
+else
+        pci=0000:00:14.3
+        pci_test() { umock_test pci-wifi-intel "$1" "/sys/bus/pci/devices/$pci"; }
+fi
+if [ "$have_udev_test" = 1 ]; then
         for action in add remove change; do
-                out=$(udevadm test --action=$action "/sys/bus/pci/devices/$pci" 2>&1)
+                out=$(pci_test $action)
                 line=$(run_lines <<<"$out")
                 if [[ $line == "run: '/usr/bin/systemd-run --no-block --collect --quiet --unit=vhotplug-helper-"*" $E_COMMON "*"-E PCI_ID "*"-E PCI_SLOT_NAME "*" $SBIN/vhotplug-helper'" ]] &&
                         ! grep -q truncated <<<"$out"; then
@@ -193,23 +237,17 @@ if [ "$have_udev_test" = 1 ] && [ -n "$pci" ]; then
                         printf '# %s\n' "$line" "$(grep -i 'vhotplug\|truncat' <<<"$out" | head -5)"
                 fi
         done
-        out=$(udevadm test --action=bind "/sys/bus/pci/devices/$pci" 2>&1)
+        out=$(pci_test bind)
         check "udevadm test --action=bind on PCI $pci starts nothing" test -z "$(run_lines <<<"$out")"
-        out=$(udevadm test --action=add "/sys/bus/pci/devices/$pci" 2>&1)
+        out=$(pci_test add)
         unit_arg=$(run_lines <<<"$out" | grep -o -- '--unit=[^ ]*')
         check "the unit name is vhotplug-helper-SEQNUM (udevadm test has no SEQNUM: '$unit_arg')" \
                 grep -qE '^--unit=vhotplug-helper-[0-9]*$' <<<"$unit_arg"
         check "the rule source names the unit after \$env{SEQNUM}" \
-                grep -qF -- "--unit=vhotplug-helper-\$env{SEQNUM} " "$RULE_LIVE"
-else
-        skip "udevadm test on a PCI device (needs root, udevadm and a PCI device)"
+                grep -qF -- "--unit=vhotplug-helper-\$env{SEQNUM} " "$RULE"
 fi
-
-# USB and input devices come from umockdev fixtures (this machine may have neither).
-umock_test() { # fixture, action, syspath
-        umockdev-run -d "$FIXTURES/$1.umockdev" -- udevadm test --action="$2" "$3" 2>&1
-}
-if [ "$have_udev_test" = 1 ] && command -v umockdev-run >/dev/null && [ -e "$FIXTURES/usb-yubikey.umockdev" ]; then
+usb_cmd=
+if [ "$have_udev_test" = 1 ]; then
         out=$(umock_test usb-yubikey remove /sys/bus/usb/devices/1-6)
         line=$(run_lines <<<"$out")
         check "USB device remove: hand-off passes what detach needs" \
@@ -217,11 +255,10 @@ if [ "$have_udev_test" = 1 ] && command -v umockdev-run >/dev/null && [ -e "$FIX
         out=$(umock_test usb-yubikey add /sys/bus/usb/devices/1-6:1.0)
         check "USB interface (DEVTYPE=usb_interface) starts nothing" test -z "$(run_lines <<<"$out")"
         usb_cmd=$(umock_test usb-yubikey add /sys/bus/usb/devices/1-6 | run_lines)
-else
-        skip "udevadm test on a umockdev USB device (needs root, umockdev-run, fixtures)"
-        usb_cmd=
+        check "USB device add: udevadm test shows the hand-off (fixture $FIXTURES/usb-yubikey.umockdev)" \
+                test -n "$usb_cmd"
 fi
-if [ "$have_udev_test" = 1 ] && command -v umockdev-run >/dev/null && [ -e "$FIXTURES/input-keyboard-i8042.umockdev" ]; then
+if [ "$have_udev_test" = 1 ]; then
         ev=/sys/devices/platform/i8042/serio0/input/input3/event3
         out=$(umock_test input-keyboard-i8042 add $ev)
         line=$(run_lines <<<"$out")
@@ -231,16 +268,25 @@ if [ "$have_udev_test" = 1 ] && command -v umockdev-run >/dev/null && [ -e "$FIX
                 test -n "$line" -a "${line/ -E NAME /}" = "$line"
         out=$(umock_test input-keyboard-i8042 add /sys/devices/platform/i8042/serio0/input/input3)
         check "input device inputN (not an event node) starts nothing" test -z "$(run_lines <<<"$out")"
-else
-        skip "udevadm test on a umockdev input device (needs root, umockdev-run, fixtures)"
 fi
 
 # --- the hand-off itself: systemd-run's StartTransientUnit call, captured on a private bus ------
 # The run: command udev would execute is started in a private mount namespace where systemd is
 # hidden (a tmpfs over /run/systemd), so systemd-run falls back to $DBUS_SYSTEM_BUS_ADDRESS: a
 # private dbus-daemon, watched by dbus-monitor. Nothing is started on this machine.
-if [ -n "$usb_cmd" ] && command -v dbus-daemon >/dev/null && command -v dbus-monitor >/dev/null && command -v stdbuf >/dev/null &&
-        command -v unshare >/dev/null && unshare -m true 2>/dev/null; then
+handoff=0
+if ! is_root; then
+        skip "systemd-run hand-off on a private D-Bus" "needs root (udevadm test, a private mount namespace)"
+elif [ -z "$usb_cmd" ]; then
+        not_ok "systemd-run hand-off on a private D-Bus: no hand-off command from udevadm test (see above)"
+elif ! command -v dbus-daemon >/dev/null || ! command -v dbus-monitor >/dev/null || ! command -v stdbuf >/dev/null; then
+        not_ok "systemd-run hand-off on a private D-Bus: dbus-daemon or dbus-monitor missing (scripts/setup-deps.sh installs them)"
+elif ! unshare -m true 2>/dev/null; then
+        not_ok "systemd-run hand-off on a private D-Bus: unshare -m fails here (a container without CAP_SYS_ADMIN?)"
+else
+        handoff=1
+fi
+if [ "$handoff" = 1 ]; then
         cmd=${usb_cmd#run: \'}; cmd=${cmd%\'}
         cmd=${cmd/--unit=vhotplug-helper- /--unit=vhotplug-helper-4242 }
         dbus-daemon --session --nofork --address="unix:path=$T/bus" 2>/dev/null & pids+=($!)
@@ -271,8 +317,6 @@ if [ -n "$usb_cmd" ] && command -v dbus-daemon >/dev/null && command -v dbus-mon
                 test "$(grep -A8 'string "ExecStart"' <<<"$m" | grep -c "string \"$SBIN/vhotplug-helper\"")" = 2
         check "unit is collected even when the helper fails (--collect)" \
                 grep -q 'string "inactive-or-failed"' <<<"$m"
-else
-        skip "systemd-run hand-off on a private D-Bus (needs umockdev USB test, dbus-daemon, unshare)"
 fi
 
 # --- manual pages ----------------------------------------------------------------------------
@@ -302,17 +346,31 @@ if [ "$real_progs" = 1 ]; then
         for p in helper reconcile; do
                 help=$("$PROG_DIR/vhotplug-$p" --help 2>&1); rc=$?
                 if [ "$rc" -ne 0 ] || ! grep -q -- '--help' <<<"$help"; then
-                        skip "vhotplug-$p --help lists its options (not implemented yet)"
+                        not_ok "vhotplug-$p --help lists its options (rc=$rc)"
                         continue
                 fi
-                page=$(man -l -P cat "man/vhotplug-$p.8" 2>/dev/null)
+                page=$(MANWIDTH=200 man -l -P cat "man/vhotplug-$p.8" 2>/dev/null)
                 undocumented=
                 while read -r o; do
                         grep -q -- "$o" <<<"$page" || undocumented="$undocumented $o"
                 done < <(grep -oE -- '--[a-z][a-z-]+' <<<"$help" | sort -u)
                 check "vhotplug-$p(8) documents every option of --help${undocumented:+ (missing:$undocumented)}" \
                         test -z "$undocumented"
-                "$PROG_DIR/vhotplug-$p" --no-such-option >/dev/null 2>&1
+                # SYNOPSIS shows each option (its short or long form), --help and --version aside.
+                synopsis=$(sed -n '/^SYNOPSIS/,/^DESCRIPTION/p' <<<"$page")
+                unlisted=
+                while IFS='|' read -r short long; do
+                        case $long in --help | --version) continue ;; esac
+                        alt=$long
+                        [ -n "$short" ] && alt=-$short
+                        grep -qE -- "(^|[[ ])($long|$alt)([] =]|\$)" <<<"$synopsis" ||
+                                unlisted="$unlisted $long"
+                done < <(sed -nE 's/^ +(-([a-z]), )? *(--[a-z][a-z-]+).*/\2|\3/p' <<<"$help")
+                check "vhotplug-$p(8) SYNOPSIS shows every option of --help${unlisted:+ (missing:$unlisted)}" \
+                        test -z "$unlisted"
+                err=$("$PROG_DIR/vhotplug-$p" --no-such-option 2>&1 >/dev/null)
                 check "vhotplug-$p exits 2 on a usage error" test $? -eq 2
+                check "vhotplug-$p names --help after an unknown option" \
+                        grep -qF "Try 'vhotplug-$p --help' for more information." <<<"$err"
         done
 fi

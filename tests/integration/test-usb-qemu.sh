@@ -53,7 +53,11 @@ event() {
 }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
 sql() { sqlite3 -batch -noheader "$db" "$1"; }
-peripherals() { "$qmp" "$1" qom-list '{"path":"/machine/peripheral"}' | jq -r '.[] | select(.type=="child<usb-host>") | .name' | sort; }
+peripherals() { # SOCKET; fails when QEMU cannot be asked
+        local out
+        out=$("$qmp" "$1" qom-list '{"path":"/machine/peripheral"}') || { echo "$out"; return 1; }
+        jq -r '.[] | select(.type=="child<usb-host>") | .name' <<<"$out" | sort
+}
 
 vhp_start_qemu gui "$VHP_TMP/gui.sock" -device qemu-xhci,id=xhci2,p2=15,p3=15 || { vhp_fail "QEMU did not start"; vhp_done; }
 
@@ -81,7 +85,7 @@ vhp_unplug $U/usb1/1-1
 event remove $U/usb1/1-1 103
 [ $rc = 0 ] && [ "$(j .action)" = detach ] && [ "$(j .outcome)" = done ] && vhp_ok "remove: detached" ||
         vhp_fail "remove" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
-peripherals "$VHP_TMP/gui.sock" | grep -q vhp-usb-001-002 && vhp_fail "QEMU still has the device" || vhp_ok "QEMU no longer has it"
+vhp_check_lacks "QEMU no longer has it" vhp-usb-001-002 peripherals "$VHP_TMP/gui.sock"
 vhp_check_output "record closed as detached" '^detached\|1$' \
         sql "SELECT state, closed_at IS NOT NULL FROM attachments WHERE devpath='$U/usb1/1-1' ORDER BY id DESC LIMIT 1"
 
@@ -89,7 +93,7 @@ vhp_check_output "record closed as detached" '^detached\|1$' \
 event remove $U/usb1/1-2 201
 event add $U/usb1/1-2 200
 [ "$(j .outcome)" = stale ] && vhp_ok "stale add after a newer remove is dropped" || vhp_fail "stale add" "$(cat "$VHP_TMP/out.json")"
-peripherals "$VHP_TMP/gui.sock" | grep -q vhp-usb-001-003 && vhp_fail "stale add attached" || vhp_ok "device stays detached"
+vhp_check_lacks "device stays detached" vhp-usb-001-003 peripherals "$VHP_TMP/gui.sock"
 
 # 5. VM not running: recorded as pending, exit 0; reconcile attaches once the VM is up.
 event add $U/usb1/1-23 301
