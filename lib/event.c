@@ -160,14 +160,27 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
         if (r < 0)
                 return set_error(res, r, "cannot read attachment", db_strerror(r)), r;
         if (r > 0 && cur.state == DB_ATTACHED) {
-                /* Replayed add (udevadm trigger, duplicate event): nothing to send. */
-                res->outcome = XACT_ALREADY;
-                str_copy(res->vm, sizeof(res->vm), cur.vm);
-                str_copy(res->vmm_id, sizeof(res->vmm_id), cur.vmm_id);
-                res->crosvm_port = cur.crosvm_port;
-                db_attachment_clear(&cur);
-                r = xact_check_order(ctx, db, res);
-                return r < 0 ? r : 0;
+                /* A replayed add (udevadm trigger, a duplicate event), or the VM restarted and lost
+                 * the device: the record is not the truth, the VM is. */
+                _cleanup_free_ char *err = NULL;
+                int has = xact_confirm(ctx, &cur, &err);
+                if (has != 0) {
+                        res->outcome = XACT_ALREADY;
+                        str_copy(res->vm, sizeof(res->vm), cur.vm);
+                        str_copy(res->vmm_id, sizeof(res->vmm_id), cur.vmm_id);
+                        res->crosvm_port = cur.crosvm_port;
+                        if (has < 0) /* could not ask: the record stands, reconcile looks again */
+                                snprintf(res->error, sizeof(res->error), "could not confirm with the VM: %s",
+                                         err ? err : strerror(-has));
+                        db_attachment_clear(&cur);
+                        r = xact_check_order(ctx, db, res);
+                        return r < 0 ? r : 0;
+                }
+                r = xact_close(db, &cur, "the VM no longer has it (restarted?)");
+                if (r < 0) {
+                        db_attachment_clear(&cur);
+                        return set_error(res, r, "cannot close the record", db_strerror(r)), r;
+                }
         }
         db_attachment_clear(&cur);
         /* The event's order is checked in the intent's own transaction. */

@@ -63,9 +63,21 @@ static int crosvm_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_erro
 }
 
 
+static int crosvm_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error) {
+        struct vmm_list l = { 0 };
+        int r = crosvm_list(c, &l, ret_error);
+
+        for (size_t i = 0; r >= 0 && i < l.n; i++)
+                if (l.items[i].port == a->port)
+                        r = 1;
+        vmm_list_clear(&l);
+        return r;
+}
+
 const struct vmm_backend vmm_crosvm_backend = {
         .connect = crosvm_connect,
         .attach = crosvm_attach,
         .detach = crosvm_detach,
         .list = crosvm_list,
+        .has = crosvm_has,
 };

@@ -18,6 +18,7 @@ struct vmm_backend {
                       struct vmm_attachment *ret, char **ret_error);
         int (*detach)(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
         int (*list)(struct vmm_conn *c, struct vmm_list *ret, char **ret_error);
+        int (*has)(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
         void (*disconnect)(struct vmm_conn *c);   /* frees what connect set up; may be NULL */
 };
 

@@ -350,6 +350,24 @@ static int qemu_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_error)
 }
 
 
+static int qemu_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error) {
+        _cleanup_free_ char *path = NULL, *cls = NULL, *msg = NULL;
+        _cleanup_cjson_ cJSON *args = cJSON_CreateObject(), *list = NULL;
+        int r;
+
+        if (!a->id[0])
+                return errmsg_set(ret_error, -EINVAL, "attachment has no QEMU device id");
+        if (asprintf(&path, "/machine/peripheral/%s", a->id) < 0 || !args ||
+            !cJSON_AddStringToObject(args, "path", path))
+                return -ENOMEM;
+        r = qemu_execute(c->qmp, "qom-list", args, &list, &cls, &msg);
+        if (r == -EREMOTEIO && cls && strcmp(cls, "DeviceNotFound") == 0)
+                return 0;
+        if (r < 0)
+                return errmsg_take(ret_error, r, TAKE_PTR(msg));
+        return 1;
+}
+
 static void qemu_disconnect(struct vmm_conn *c) {
         qmp_close(c->qmp);
         c->qmp = NULL;
@@ -361,4 +379,5 @@ const struct vmm_backend vmm_qemu_backend = {
         .attach = qemu_attach,
         .detach = qemu_detach,
         .list = qemu_list,
+        .has = qemu_has,
 };

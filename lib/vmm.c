@@ -136,6 +136,12 @@ int vmm_detach(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_er
         return backend_of(c->vm)->detach(c, a, ret_error);
 }
 
+int vmm_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error) {
+        if (ret_error)
+                *ret_error = NULL;
+        return backend_of(c->vm)->has(c, a, ret_error);
+}
+
 int vmm_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_error) {
         int r;
 

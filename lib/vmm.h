@@ -91,6 +91,10 @@ int vmm_attach(struct vmm_conn *c, const struct dev *d, const char *id, bool roo
  * -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO as for attach. */
 int vmm_detach(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
 
+/* Whether the VM still has the attachment a (QEMU: its id under /machine/peripheral; crosvm: a
+ * device on its port). Returns 1, 0, or -errno as for attach. */
+int vmm_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
+
 /* Lists the devices the VM has (QEMU: qom-list /machine/peripheral + qom-get; crosvm: usb list).
  * QEMU: every device with an id, those vhotplug does not manage with kind DEV_UNKNOWN (xhci, ports).
  * *ret is emptied on failure; free it with vmm_list_clear(). */

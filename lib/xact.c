@@ -378,6 +378,27 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         return rv;
 }
 
+int xact_confirm(const struct xact_ctx *ctx, const struct db_attachment *a, char **ret_error) {
+        const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
+        struct vmm_attachment at = { .port = a->crosvm_port };
+        struct vmm_conn *conn = NULL;
+        int lock, r;
+
+        if (!vm)
+                return 0;
+        str_copy(at.id, sizeof(at.id), a->vmm_id);
+        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
+        if (lock < 0)
+                return errmsg_set(ret_error, lock, "cannot lock VM %s: %s", vm->name, strerror(-lock));
+        r = vmm_connect(vm, &o, &conn, ret_error);
+        if (r >= 0)
+                r = vmm_has(conn, &at, ret_error);
+        vmm_disconnect(conn);
+        lock_release(lock);
+        return r == -EHOSTDOWN ? 0 : r; /* a VM that is not running has nothing */
+}
+
 int xact_close(struct db *db, const struct db_attachment *a, const char *why) {
         int r = db_detach_begin(db, NULL, a->id, why);
         if (r < 0)

@@ -90,6 +90,11 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
 int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                 struct xact_result *res);
 
+/* Asks a's VM whether it has the device the record a says it has. Returns 1, 0 (also when the VM
+ * is not running or left the configuration), or -errno when it could not tell (*ret_error says
+ * why). */
+int xact_confirm(const struct xact_ctx *ctx, const struct db_attachment *a, char **ret_error);
+
 /* Closes the record a without asking its VM, which no longer has the device (why goes into
  * history); a PCI device whose detach was still pending goes back to its host driver. */
 int xact_close(struct db *db, const struct db_attachment *a, const char *why);

@@ -80,9 +80,23 @@ event add $U/usb1/1-1 102
 [ "$(sql "SELECT count(*) FROM history")" = "$before" ] && vhp_ok "replay wrote no history" || vhp_fail "replay wrote history"
 [ "$(peripherals "$VHP_TMP/gui.sock" | grep -c vhp-usb-001-002)" = 1 ] && vhp_ok "still one device in QEMU" || vhp_fail "device count after replay"
 
+# 2b. The VM lost the device behind the record's back (a restart): a new add asks the VM instead of
+#     trusting the record, closes the stale record and attaches again.
+"$qmp" "$VHP_TMP/gui.sock" device_del '{"id":"vhp-usb-001-002"}' >/dev/null
+for _ in $(seq 100); do peripherals "$VHP_TMP/gui.sock" | grep -q vhp-usb-001-002 || break; sleep 0.05; done
+event add $U/usb1/1-1 103
+[ $rc = 0 ] && [ "$(j .outcome)" = done ] && vhp_ok "add after the VM lost it: attached again" ||
+        vhp_fail "add after the VM lost it" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
+vhp_check_output "QEMU has it again" '^vhp-usb-001-002$' peripherals "$VHP_TMP/gui.sock"
+hist=$(sql "SELECT action || ' ' || outcome || ' ' || coalesce(detail, '') FROM
+        (SELECT * FROM history WHERE devpath='$U/usb1/1-1' ORDER BY id DESC LIMIT 4) ORDER BY id" | paste -sd/)
+want="detach detaching the VM no longer has it (restarted?)/detach detached /attach started /attach attached "
+[ "$hist" = "$want" ] && vhp_ok "history: the stale record closed, then a new attach" ||
+        vhp_fail "history after the VM lost it" "expected: $want"$'\n'"got:      $hist"
+
 # 3. Remove: deleted from QEMU (DEVICE_DELETED awaited), record closed.
 vhp_unplug $U/usb1/1-1
-event remove $U/usb1/1-1 103
+event remove $U/usb1/1-1 104
 [ $rc = 0 ] && [ "$(j .action)" = detach ] && [ "$(j .outcome)" = done ] && vhp_ok "remove: detached" ||
         vhp_fail "remove" "rc=$rc $(cat "$VHP_TMP/out.json" "$VHP_TMP/out.err")"
 vhp_check_lacks "QEMU no longer has it" vhp-usb-001-002 peripherals "$VHP_TMP/gui.sock"
