@@ -79,6 +79,11 @@ const char *db_strerror(int r) {
                 return "the disk holding the database is full";
         case -ENOENT:
                 return "no such record";
+        case -EPERM:
+                return "the database or its directory is not root's alone (owned by another user, or "
+                       "writable by group or others); --no-strict-perms accepts it";
+        case -ELOOP:
+                return "the database path is a symbolic link";
         default:
                 return strerror(r < 0 ? -r : r);
         }
@@ -202,21 +207,66 @@ static int mkdir_parents(const char *path) {
         }
 }
 
+/* The database steers a root program (choices, keep-detached): like the configuration, it must be
+ * root's alone. -EPERM unless st is owned by root and writable by nobody else. */
+static int check_owner(const struct stat *st, unsigned flags) {
+        if (flags & DB_NO_STRICT_PERMS)
+                return 0;
+        return st->st_uid == 0 && !(st->st_mode & (S_IWGRP | S_IWOTH)) ? 0 : -EPERM;
+}
+
+/* The directory holding path: a directory, root's alone. */
+static int check_dir(const char *path, unsigned flags) {
+        _cleanup_free_ char *dir = strdup(path);
+        char *slash;
+        struct stat st;
+
+        if (!dir)
+                return -ENOMEM;
+        slash = strrchr(dir, '/');
+        if (!slash)
+                strcpy(dir, ".");
+        else if (slash == dir)
+                slash[1] = '\0';
+        else
+                *slash = '\0';
+        if (stat(dir, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        return check_owner(&st, flags);
+}
+
 /* Creates the file ourselves (SQLite would use 0644; -wal/-shm inherit its mode), then opens it.
- * Another process may rename the file away in between (db_open_repair): then try again. */
-static int open_connection(const char *path, sqlite3 **ret) {
+ * The path itself may not be a symbolic link (it could point anywhere, and SQLite would put -wal
+ * and -shm beside the link). Another process may rename the file away in between
+ * (db_open_repair): then try again. */
+static int open_connection(const char *path, unsigned flags, sqlite3 **ret) {
         int r = -ENOENT;
 
         for (int attempt = 0; attempt < 10 && r == -ENOENT; attempt++) {
                 sqlite3 *sql = NULL;
+                struct stat st;
                 int fd, rc;
 
-                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY, 0600);
+                fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
                 if (fd >= 0)
                         close(fd);
                 else if (errno != EEXIST)
                         return -errno;
-                rc = sqlite3_open_v2(path, &sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+                if (lstat(path, &st) < 0) {
+                        r = -errno;
+                        continue;
+                }
+                if (S_ISLNK(st.st_mode))
+                        return -ELOOP;
+                if (!S_ISREG(st.st_mode))
+                        return -EINVAL;
+                r = check_owner(&st, flags);
+                if (r < 0)
+                        return r;
+                rc = sqlite3_open_v2(path, &sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                                     NULL);
                 if (rc == SQLITE_OK) {
                         *ret = sql;
                         return 0;
@@ -287,7 +337,7 @@ static int repair_lock(const char *path, int op) {
 
 /* Opens and migrates path; the caller holds the repair lock (lock_fd, owned by the result on
  * success, or -1 when the caller keeps it). */
-static int open_locked(const char *path, int max_version, int lock_fd, struct db **ret) {
+static int open_locked(const char *path, unsigned flags, int max_version, int lock_fd, struct db **ret) {
         struct db *db;
         int r;
 
@@ -301,7 +351,7 @@ static int open_locked(const char *path, int max_version, int lock_fd, struct db
                 db_close(db);
                 return r;
         }
-        r = open_connection(path, &db->sql);
+        r = open_connection(path, flags, &db->sql);
         if (r < 0) {
                 db_close(db);
                 return r;
@@ -325,25 +375,27 @@ static int open_locked(const char *path, int max_version, int lock_fd, struct db
         return 0;
 }
 
-int db_open_version(const char *path, int max_version, struct db **ret) {
+int db_open_version(const char *path, unsigned flags, int max_version, struct db **ret) {
         int lock, r;
 
         if (!path || !*path || !ret || max_version < 1 || max_version > db_schema_n_migrations)
                 return -EINVAL;
         r = mkdir_parents(path);
+        if (r >= 0)
+                r = check_dir(path, flags);
         if (r < 0)
                 return r;
         lock = repair_lock(path, LOCK_SH);
         if (lock < 0)
                 return lock;
-        r = open_locked(path, max_version, lock, ret);
+        r = open_locked(path, flags, max_version, lock, ret);
         if (r < 0)
                 close(lock);
         return r;
 }
 
-int db_open(const char *path, struct db **ret) {
-        return db_open_version(path, db_schema_n_migrations, ret);
+int db_open(const char *path, unsigned flags, struct db **ret) {
+        return db_open_version(path, flags, db_schema_n_migrations, ret);
 }
 
 int db_move_aside(const char *path, char *ret_new_path, size_t len) {
@@ -405,7 +457,8 @@ static int quick_check(struct db *db) {
         return r;
 }
 
-int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len) {
+int db_open_repair(const char *path, unsigned flags, struct db **ret, char *ret_moved, size_t len) {
+        bool check = flags & DB_QUICK_CHECK;
         struct db *db = NULL;
         int r, lock, moved = 0;
 
@@ -413,7 +466,7 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
                 return -EINVAL;
         if (ret_moved && len > 0)
                 ret_moved[0] = 0;
-        r = db_open(path, &db);
+        r = db_open(path, flags, &db);
         if (r >= 0 && check)
                 r = quick_check(db);
         if (r >= 0) {
@@ -430,7 +483,7 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
         if (lock < 0)
                 return lock;
         db = NULL;
-        r = open_locked(path, db_schema_n_migrations, -1, &db);
+        r = open_locked(path, flags, db_schema_n_migrations, -1, &db);
         if (r >= 0 && check)
                 r = quick_check(db);
         if (r == -EUCLEAN) {
@@ -438,7 +491,7 @@ int db_open_repair(const char *path, bool check, struct db **ret, char *ret_move
                 db = NULL;
                 r = db_move_aside(path, ret_moved, len);
                 if (r >= 0)
-                        r = open_locked(path, db_schema_n_migrations, -1, &db);
+                        r = open_locked(path, flags, db_schema_n_migrations, -1, &db);
                 moved = 1;
         }
         if (r < 0) {

@@ -69,27 +69,33 @@ struct db_attachment {
 /* Frees the strings of a and zeroes it. */
 void db_attachment_clear(struct db_attachment *a);
 
+#define DB_NO_STRICT_PERMS (1u << 0) /* accept a file or directory that is not root's alone (tests) */
+#define DB_QUICK_CHECK (1u << 1)     /* db_open_repair: read the whole file to judge it */
+
 /* Opens (creating file and directory as needed, mode 0600/0700) and migrates the database.
- * The connection holds a shared flock on PATH.repair-lock until db_close (see db_open_repair).
- * Returns -EUCLEAN when the file is not a usable SQLite database (corrupt): the caller decides
- * whether to move it aside (db_open_repair, db_move_aside); -EPROTONOSUPPORT when its schema is
- * newer than DB_SCHEMA_VERSION; -EBUSY when a lock could not be had within DB_LOCK_WAIT_MS. */
-int db_open(const char *path, struct db **ret);
+ * The database steers root programs, so unless flags has DB_NO_STRICT_PERMS the file and its
+ * directory must be owned by root and writable by nobody else (-EPERM); a database path that is a
+ * symbolic link is always refused (-ELOOP). The connection holds a shared flock on
+ * PATH.repair-lock until db_close (see db_open_repair). Returns -EUCLEAN when the file is not a
+ * usable SQLite database (corrupt): the caller decides whether to move it aside (db_open_repair,
+ * db_move_aside); -EPROTONOSUPPORT when its schema is newer than DB_SCHEMA_VERSION; -EBUSY when a
+ * lock could not be had within DB_LOCK_WAIT_MS. */
+int db_open(const char *path, unsigned flags, struct db **ret);
 
 /* Like db_open, but migrates no further than schema version max_version (1..DB_SCHEMA_VERSION).
  * For tests of the migration path. */
-int db_open_version(const char *path, int max_version, struct db **ret);
+int db_open_version(const char *path, unsigned flags, int max_version, struct db **ret);
 
 /* Closes; NULL-safe. */
 void db_close(struct db *db);
 
-/* Opens like db_open(); a file that is not a sound database (with check: also by PRAGMA
+/* Opens like db_open(); a file that is not a sound database (with DB_QUICK_CHECK: also by PRAGMA
  * quick_check, which reads the whole file) is moved aside (db_move_aside) and a new one created,
  * once even when many processes find the damage at once. The move waits (exclusive flock) until
  * no other connection has the file open, because SQLite finds PATH-wal/-shm by name.
  * Returns 1 when it moved the file aside (its new name in ret_moved, may be NULL), 0 when the
  * file was fine, or -errno. */
-int db_open_repair(const char *path, bool check, struct db **ret, char *ret_moved, size_t len);
+int db_open_repair(const char *path, unsigned flags, struct db **ret, char *ret_moved, size_t len);
 
 /* Renames a broken database file (and its -wal/-shm) to PATH.corrupt-TIMESTAMP (UTC,
  * "20240501T120000Z", with "-N" appended if taken). ret_new_path (may be NULL) receives the new

@@ -24,7 +24,7 @@ static void help(void) {
                "  -n, --dry-run        decide only; touch neither the database nor any VM\n"
                "      --json           print the decision as one JSON object\n"
                "      --check-config   validate the configuration and exit\n"
-               "      --no-strict-perms  accept a configuration not owned by root or writable by others\n"
+               "      --no-strict-perms  accept a configuration or database not root's alone (tests)\n"
                "  -d, --debug          verbose logging\n"
                "  -h, --help           show this help\n"
                "      --version        show the version\n\n"
@@ -178,6 +178,7 @@ static int run(int argc, char **argv) {
         }
         struct xact_ctx ctx = {
                 .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
+                .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS,
         };
         r = event_handle(&ctx, &ev, &res);
         if (res.notice[0])

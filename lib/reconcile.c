@@ -374,7 +374,7 @@ static int open_db(const struct recon_opts *o, struct state *s, char *err, size_
         if (o->ctx.dry_run) {
                 if (access(path, F_OK) < 0 && errno == ENOENT)
                         return 0;
-                r = db_open(path, &s->db);
+                r = db_open(path, o->ctx.no_strict_perms ? DB_NO_STRICT_PERMS : 0, &s->db);
                 if (r < 0)
                         snprintf(err, errlen, "cannot open state database %s: %s", path, db_strerror(r));
                 return r;

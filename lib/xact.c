@@ -69,7 +69,8 @@ int xact_check_order(const struct xact_ctx *ctx, struct db *db, struct xact_resu
 int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res) {
         const char *path = ctx->db_path ? ctx->db_path : ctx->cfg->general.database;
         char moved[PATH_MAX];
-        int r = db_open_repair(path, check, ret, moved, sizeof(moved));
+        unsigned flags = (check ? DB_QUICK_CHECK : 0) | (ctx->no_strict_perms ? DB_NO_STRICT_PERMS : 0);
+        int r = db_open_repair(path, flags, ret, moved, sizeof(moved));
 
         if (r < 0) {
                 snprintf(res->error, sizeof(res->error), "cannot open state database %s: %s", path,

@@ -25,6 +25,7 @@ struct xact_ctx {
         const char *db_path;    /* overrides cfg->general.database when set */
         const char *mountinfo;  /* NULL: /proc/self/mountinfo */
         bool dry_run;
+        bool no_strict_perms;   /* accept a database not root's alone (--no-strict-perms) */
         const struct db_event_order *order; /* the udev event being handled, checked for staleness
                                              * in the intent's transaction; NULL for others */
 };

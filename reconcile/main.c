@@ -24,7 +24,7 @@ static void help(void) {
                "      --vm NAME        only this VM (repeatable; used by a VM's start hook)\n"
                "  -n, --dry-run        print the plan; change nothing\n"
                "      --json           print the plan and results as JSON\n"
-               "      --no-strict-perms  accept a configuration not owned by root or writable by others\n"
+               "      --no-strict-perms  accept a configuration or database not root's alone (tests)\n"
                "  -d, --debug          verbose logging\n"
                "  -h, --help           show this help\n"
                "      --version        show the version\n\n"
@@ -140,7 +140,8 @@ static int run(int argc, char **argv) {
                 log_warning("%s", cfg->warnings[i]);
 
         struct recon_opts ro = {
-                .ctx = { .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run },
+                .ctx = { .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
+                         .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS },
                 .udev = udev_new(),
                 .vms = o.vms,
                 .n_vms = o.n_vms,

@@ -126,4 +126,32 @@ vhp_check_output "VM lock failure: recorded as failed, with the reason" '^failed
         sql "SELECT outcome || '|' || error FROM history WHERE devpath='$p' ORDER BY id DESC LIMIT 1"
 vhp_check_output "VM lock failure: no open attachment left" '^0$' sql "SELECT count(*) FROM current_attachments WHERE devpath='$p'"
 rmdir "$VHP_TMP/lock/vm-vm1.lock"
+
+# 6. A database another user could write (it would steer this root program): refused by name,
+#    exit 1; --no-strict-perms accepts it. A database path that is a symlink: refused, the link's
+#    target untouched. (Root only: the checks need chown and a root-owned configuration.)
+if [ "$(id -u)" = 0 ]; then
+        p=$(devpath 2)
+        mapfile -t props < <(vhp_uevent_props "$p")
+        chown 65534:65534 "$db"
+        env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7100 "$helper" -c "$conf" >"$VHP_TMP/own.out" 2>&1
+        rc=$?
+        [ $rc = 1 ] && grep -q "cannot open state database $db: the database or its directory is not root's alone" \
+                "$VHP_TMP/own.out" && vhp_ok "database owned by another user: refused, exit 1" ||
+                vhp_fail "database owned by another user (rc=$rc)" "$(cat "$VHP_TMP/own.out")"
+        env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7101 "$helper" -c "$conf" --no-strict-perms >/dev/null 2>&1 &&
+                vhp_ok "--no-strict-perms accepts it" || vhp_fail "--no-strict-perms with a foreign database"
+        chown 0:0 "$db"
+        : >"$VHP_TMP/victim"
+        sed "s|\"database\": \"[^\"]*\"|\"database\": \"$VHP_TMP/link.db\"|" "$conf" >"$VHP_TMP/link.conf"
+        ln -s "$VHP_TMP/victim" "$VHP_TMP/link.db"
+        env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7102 "$helper" -c "$VHP_TMP/link.conf" --no-strict-perms \
+                >"$VHP_TMP/link.out" 2>&1
+        rc=$?
+        [ $rc = 1 ] && grep -q 'the database path is a symbolic link' "$VHP_TMP/link.out" && [ ! -s "$VHP_TMP/victim" ] &&
+                [ ! -e "$VHP_TMP/link.db-wal" ] && vhp_ok "database path a symlink: refused, its target untouched" ||
+                vhp_fail "symlinked database (rc=$rc)" "$(cat "$VHP_TMP/link.out"; ls -l "$VHP_TMP")"
+else
+        vhp_skip "database ownership checks" "needs root (chown, a root-owned configuration); optional"
+fi
 vhp_done

@@ -179,7 +179,7 @@ static void test_open_creates(void **state) {
 
         snprintf(dir, sizeof(dir), "%s/a/b", f->dir);
         snprintf(path, sizeof(path), "%s/state.db", dir);
-        assert_int_equal(db_open(path, &db), 0);
+        assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         assert_non_null(db);
         assert_int_equal(stat(dir, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0700);
@@ -197,20 +197,73 @@ static void test_open_creates(void **state) {
         assert_string_equal(mode, "wal");
         free(mode);
         /* Reopening an up-to-date database is fine and changes nothing. */
-        assert_int_equal(db_open(path, &db), 0);
+        assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         assert_int_equal(raw_int(path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
         assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 5);
         db_close(NULL);
 }
 
+/* The database steers a root program: a file or directory that others may write, or a path that
+ * is a symbolic link, is refused. */
+static void test_open_ownership(void **state) {
+        struct fixture *f = *state;
+        char target[192], wal[192];
+        struct db *db = NULL;
+        struct stat st;
+
+        /* A symbolic link, to an empty file: refused even without strict checks; nothing created. */
+        snprintf(target, sizeof(target), "%s/elsewhere", f->dir);
+        assert_int_equal(close(open(target, O_WRONLY | O_CREAT | O_EXCL, 0644)), 0);
+        assert_int_equal(symlink(target, f->path), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), -ELOOP);
+        assert_int_equal(db_open(f->path, 0, &db), -ELOOP);
+        assert_null(db);
+        assert_int_equal(stat(target, &st), 0);
+        assert_int_equal(st.st_size, 0);
+        snprintf(wal, sizeof(wal), "%s-wal", f->path);
+        assert_int_equal(access(wal, F_OK), -1);
+        assert_int_equal(unlink(f->path), 0);
+
+        /* A directory others may write. */
+        assert_int_equal(chmod(f->dir, 0777), 0);
+        assert_int_equal(db_open(f->path, 0, &db), -EPERM);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        db_close(TAKE_PTR(db));
+        assert_int_equal(chmod(f->dir, 0700), 0);
+        /* A file others may write. */
+        assert_int_equal(chmod(f->path, 0666), 0);
+        assert_int_equal(db_open(f->path, 0, &db), -EPERM);
+        assert_int_equal(chmod(f->path, 0600), 0);
+        if (geteuid() != 0) {
+                /* Owned by whoever runs this: not root, so refused; root's own checks below. */
+                assert_int_equal(db_open(f->path, 0, &db), -EPERM);
+                skip(); /* optional: the ownership cases need root to chown */
+        }
+        assert_int_equal(db_open(f->path, 0, &db), 0);
+        db_close(TAKE_PTR(db));
+        /* A file owned by another user. */
+        assert_int_equal(chown(f->path, 65534, 65534), 0);
+        assert_int_equal(db_open(f->path, 0, &db), -EPERM);
+        assert_non_null(strstr(db_strerror(-EPERM), "root's alone"));
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        db_close(TAKE_PTR(db));
+        assert_int_equal(chown(f->path, 0, 0), 0);
+        /* A directory owned by another user. */
+        assert_int_equal(chown(f->dir, 65534, 65534), 0);
+        assert_int_equal(db_open(f->path, 0, &db), -EPERM);
+        assert_int_equal(chown(f->dir, 0, 0), 0);
+        assert_int_equal(db_open(f->path, 0, &db), 0);
+        db_close(db);
+}
+
 static void test_open_invalid(void **state) {
         struct db *db = NULL;
 
-        assert_int_equal(db_open(NULL, &db), -EINVAL);
-        assert_int_equal(db_open("", &db), -EINVAL);
-        assert_int_equal(db_open_version("/tmp/x.db", 0, &db), -EINVAL);
-        assert_int_equal(db_open_version("/tmp/x.db", DB_SCHEMA_VERSION + 1, &db), -EINVAL);
+        assert_int_equal(db_open(NULL, DB_NO_STRICT_PERMS, &db), -EINVAL);
+        assert_int_equal(db_open("", DB_NO_STRICT_PERMS, &db), -EINVAL);
+        assert_int_equal(db_open_version("/tmp/x.db", DB_NO_STRICT_PERMS, 0, &db), -EINVAL);
+        assert_int_equal(db_open_version("/tmp/x.db", DB_NO_STRICT_PERMS, DB_SCHEMA_VERSION + 1, &db), -EINVAL);
         assert_null(db);
 }
 
@@ -230,7 +283,7 @@ static void check_moves_aside(const char *path) {
         assert_int_equal(access(moved, F_OK), 0);
         snprintf(wal, sizeof(wal), "%s-wal", moved);
         assert_int_equal(access(wal, F_OK) == 0, had_wal);
-        assert_int_equal(db_open(path, &db), 0);
+        assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
 }
 
@@ -248,7 +301,7 @@ static void test_open_garbage(void **state) {
         assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t) sizeof(buf));
         close(fd);
 
-        assert_int_equal(db_open(f->path, &db), -EUCLEAN);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), -EUCLEAN);
         assert_null(db);
         check_moves_aside(f->path);
         assert_int_equal(db_move_aside("/nonexistent/state.db", NULL, 0), -ENOENT);
@@ -260,7 +313,7 @@ static void test_open_truncated(void **state) {
         struct stat st;
         char devpath[64];
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (int i = 0; i < 200; i++) {
                 struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
                 snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
@@ -274,7 +327,7 @@ static void test_open_truncated(void **state) {
         assert_true(st.st_size > 8 * 4096);
         assert_int_equal(truncate(f->path, st.st_size / 2), 0);
 
-        assert_int_equal(db_open(f->path, &db), -EUCLEAN);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), -EUCLEAN);
         assert_null(db);
         check_moves_aside(f->path);
 }
@@ -320,13 +373,13 @@ static void test_open_repair(void **state) {
         char moved[512];
 
         /* A sound file is left alone. */
-        assert_int_equal(db_open_repair(f->path, true, &db, moved, sizeof(moved)), 0);
+        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 0);
         assert_string_equal(moved, "");
         db_close(db);
         db = NULL;
 
         write_garbage(f->path);
-        assert_int_equal(db_open_repair(f->path, false, &db, moved, sizeof(moved)), 1);
+        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS, &db, moved, sizeof(moved)), 1);
         assert_non_null(db);
         assert_non_null(strstr(moved, ".corrupt-"));
         assert_int_equal(access(moved, F_OK), 0);
@@ -346,7 +399,7 @@ static void test_open_repair_check(void **state) {
         struct stat st;
         int fd;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (int i = 0; i < 300; i++) {
                 struct dev d = usb_dev(devpath, 0x046d, 0xc52b, "0123456789abcdef0123456789abcdef");
                 snprintf(devpath, sizeof(devpath), "/devices/pci0000:00/usb1/1-%d", i);
@@ -363,10 +416,10 @@ static void test_open_repair_check(void **state) {
                          47);
         close(fd);
 
-        assert_int_equal(db_open_repair(f->path, false, &db, moved, sizeof(moved)), 0);
+        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS, &db, moved, sizeof(moved)), 0);
         db_close(db);
         db = NULL;
-        assert_int_equal(db_open_repair(f->path, true, &db, moved, sizeof(moved)), 1);
+        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 1);
         assert_non_null(db);
         db_close(db);
         assert_int_equal(count_moved(f->dir), 1);
@@ -393,7 +446,7 @@ static void test_open_repair_concurrent(void **state) {
                         close(go[1]);
                         if (read(go[0], &c, 1) != 0)
                                 _exit(100);
-                        r = db_open_repair(f->path, false, &db, NULL, 0);
+                        r = db_open_repair(f->path, DB_NO_STRICT_PERMS, &db, NULL, 0);
                         if (r < 0)
                                 _exit(100 + (-r & 0x7f));
                         int k = record_ignored(db, &(struct dev) { .kind = DEV_USB,
@@ -425,11 +478,11 @@ static void test_open_newer(void **state) {
         struct fixture *f = *state;
         struct db *db = NULL;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         db = NULL;
         raw_exec(f->path, "PRAGMA user_version = 99");
-        assert_int_equal(db_open(f->path, &db), -EPROTONOSUPPORT);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), -EPROTONOSUPPORT);
         assert_null(db);
         /* It was not touched. */
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 99);
@@ -442,21 +495,21 @@ static void test_migrate(void **state) {
         struct db *db = NULL;
         int64_t id;
 
-        assert_int_equal(db_open_version(f->path, 1, &db), 0);
+        assert_int_equal(db_open_version(f->path, DB_NO_STRICT_PERMS, 1, &db), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 1);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 0);
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
         char *vm = raw_text(f->path, "SELECT vm FROM current_attachments WHERE serial = ?1", "ABC");
         assert_string_equal(vm, "vm1");
         free(vm);
         /* Asking for an older version of a newer database does not downgrade it. */
-        assert_int_equal(db_open_version(f->path, 1, &db), 0);
+        assert_int_equal(db_open_version(f->path, DB_NO_STRICT_PERMS, 1, &db), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
 }
@@ -470,7 +523,7 @@ static void test_lifecycle(void **state) {
         size_t n = 99;
         int64_t id = 0;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_true(id > 0);
@@ -557,7 +610,7 @@ static void test_adopted(void **state) {
         struct db *db = NULL;
         int64_t id;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_adopted(db, id, 2, NULL, "adopted by reconcile"), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
@@ -581,7 +634,7 @@ static void test_failed_and_pending(void **state) {
         struct db *db = NULL;
         int64_t id;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_PENDING, &id), 0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
         assert_int_equal(a.state, DB_PENDING);
@@ -609,7 +662,7 @@ static void test_superseded(void **state) {
         struct db *db = NULL;
         int64_t id1, id2, id3;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         /* A helper died after recording its intent. */
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id1), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id2), 0);
@@ -641,7 +694,7 @@ static void test_invalid_args(void **state) {
         int64_t id;
 
         unk.kind = DEV_UNKNOWN;
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHED, &id), -EINVAL);
         assert_int_equal(attach_begin(db, &d, &novm, NULL, DB_ATTACHING, &id), -EINVAL);
         assert_int_equal(attach_begin(db, &unk, &dec, NULL, DB_ATTACHING, &id), -EINVAL);
@@ -675,7 +728,7 @@ static void test_seqnum(void **state) {
         struct fixture *f = *state;
         struct db *db = NULL;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (size_t i = 0; i < ELEMENTSOF(steps); i++) {
                 int r = seq_check(db, steps[i].devpath, steps[i].seqnum, steps[i].boot);
                 if (r != steps[i].stale)
@@ -701,7 +754,7 @@ static void test_ignored_bounded(void **state) {
                 .iommu_group = -1,
         };
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (int i = 0; i < 3; i++)
                 assert_int_equal(record_ignored(db, &pci, "no entry matched"), 0);
         assert_int_equal(record_ignored(db, &pci, "denied by pciPassthrough[0] deny[1]"), 0);
@@ -718,7 +771,7 @@ static void test_ignored_bounded(void **state) {
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb49'"), 0);
 
         /* A repeated (devpath, reason) only counts. */
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (int i = 0; i < 3; i++)
                 assert_int_equal(record_ignored(db, &pci, "no entry matched"), 0);
         db_close(db);
@@ -765,7 +818,7 @@ static void test_user_choice(void **state) {
         char *vm = (char *) "untouched";
         bool keep = true;
 
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(choice_get(db, &d, &vm, &keep), 0);
         assert_null(vm);
         assert_false(keep);
@@ -799,7 +852,7 @@ static void test_hostile_strings(void **state) {
 
         memset(big, 'A', sizeof(big) - 1);
         memcpy(big, "'\";--", 5);
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         for (size_t i = 0; i < ELEMENTSOF(hostile); i++) {
                 struct rule_decision dec = decision(&vm1, 0, 0, hostile[i]);
                 char devpath[64];
@@ -874,7 +927,7 @@ static void test_busy_wait(void **state) {
         pid_t pid;
 
         /* Create the database first, but fork before opening our connection. */
-        assert_int_equal(db_open(f->path, &db), 0);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         db = NULL;
         assert_int_equal(pipe(pfd), 0);
@@ -896,7 +949,7 @@ static void test_busy_wait(void **state) {
         assert_int_equal(read(pfd[0], &c, 1), 1);
         close(pfd[0]);
         assert_int_equal(c, '1');
-        assert_int_equal(db_open(f->path, &db), 0); /* reading does not wait */
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0); /* reading does not wait */
         clock_gettime(CLOCK_MONOTONIC, &t0);
         assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id), 0);
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -923,7 +976,7 @@ static int child_work(const char *path, int n, int go_fd) {
         snprintf(devpath, sizeof(devpath), "/devices/usb1/1-%d", n);
         if (read(go_fd, &c, 1) != 0)
                 return 100;
-        if (db_open(path, &db) < 0)
+        if (db_open(path, DB_NO_STRICT_PERMS, &db) < 0)
                 return 101;
         for (int i = 0; i < CYCLES; i++) {
                 int64_t id = 0;
@@ -1028,7 +1081,7 @@ static void populate(const char *path) {
         stick.product_name = (char *) "Cruzer Blade";
         stick.vendor_name = (char *) "SanDisk Corp.";
         hub.product_name = (char *) "Hub";
-        assert_int_equal(db_open(path, &db), 0);
+        assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, "rp1", NULL), 0);
         assert_int_equal(db_detach_begin(db, NULL, id, "VM stopped"), 0);
@@ -1174,6 +1227,7 @@ static void test_readme_queries(void **state) {
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_open_creates, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_open_ownership, setup, teardown),
                 cmocka_unit_test(test_open_invalid),
                 cmocka_unit_test_setup_teardown(test_open_garbage, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_truncated, setup, teardown),
