@@ -9,7 +9,9 @@
 #include "cleanup-types.h"
 #include "config.h"
 #include "event.h"
+#include "json.h"
 #include "log.h"
+#include "util.h"
 
 extern char **environ;
 
@@ -80,7 +82,6 @@ static int parse_args(int argc, char **argv, struct options *o) {
         return 1;
 }
 
-/* The summary on stdout: one line (or one JSON object) per event. */
 /* The VM's name for the device: QEMU id, or crosvm port. */
 static void format_id(const struct xact_result *res, char *buf, size_t len) {
         if (res->vmm_id[0])
@@ -91,23 +92,25 @@ static void format_id(const struct xact_result *res, char *buf, size_t len) {
                 buf[0] = '\0';
 }
 
+/* The summary on stdout: one line (or one JSON object) per event, untrusted words escaped. */
 static void print_result(const struct options *o, const struct event *ev, const struct xact_result *res) {
-        char what[160], id[VMM_ID_MAX + 8];
+        char what[160], id[VMM_ID_MAX + 8], line[2048], safe[4096];
         if (o->json) {
                 _cleanup_cjson_ cJSON *j = NULL;
                 _cleanup_free_ char *s = NULL;
-                if (event_result_to_json(ev, res, &j) == 0 && (s = cJSON_PrintUnformatted(j)))
+                if (event_result_to_json(ev, res, &j) == 0 && (s = json_print(j)))
                         printf("%s\n", s);
                 return;
         }
         dev_describe(ev->dev, what, sizeof(what));
         format_id(res, id, sizeof(id));
         if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
-                printf("%s: ignore (%s)\n", what, res->decision.reason);
+                snprintf(line, sizeof(line), "%s: ignore (%s)", what, res->decision.reason);
         else
-                printf("%s: %s -> %s%s%s [%s] (%s)%s%s\n", what, xact_action_name(res->action), res->vm,
-                       id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
-                       res->error[0] ? ": " : "", res->error);
+                snprintf(line, sizeof(line), "%s: %s -> %s%s%s [%s] (%s)%s%s", what, xact_action_name(res->action),
+                         res->vm, id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
+                         res->error[0] ? ": " : "", res->error);
+        printf("%s\n", str_escape(line, safe, sizeof(safe)));
 }
 
 /* Logs the outcome once, naming device and VM. */

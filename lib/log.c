@@ -1,4 +1,5 @@
 #include "log.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -29,16 +30,19 @@ int log_full_errno(int level, int err, const char *fmt, ...) {
         if (err < 0)
                 err = -err;
         if (level <= max_level) {
-                char msg[2048];
+                char msg[2048], safe[4096];
                 va_list ap;
                 errno = err;
                 va_start(ap, fmt);
                 vsnprintf(msg, sizeof(msg), fmt, ap);
                 va_end(ap);
+                /* Messages carry untrusted words (device strings, QEMU's errors, paths): one line,
+                 * no control characters, valid UTF-8, so nothing can forge a record. */
+                str_escape(msg, safe, sizeof(safe));
                 if (use_stderr)
-                        fprintf(stderr, "%s: %s\n", log_ident, msg);
+                        fprintf(stderr, "%s: %s\n", log_ident, safe);
                 else
-                        syslog(level, "%s", msg);
+                        syslog(level, "%s", safe);
         }
         errno = saved;
         return -err;

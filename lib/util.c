@@ -122,3 +122,88 @@ int pci_address_normalize(const char *in, char out[static PCI_ADDRESS_LEN]) {
         snprintf(out, PCI_ADDRESS_LEN, "%04x:%02x:%02x.%x", dom, bus, slot, fn);
         return 0;
 }
+
+size_t utf8_seq_len(const char *s) {
+        const unsigned char *p = (const unsigned char *)s;
+        size_t n;
+        uint32_t c;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                n = 2, c = p[0] & 0x1f;
+        else if (p[0] >= 0xe0 && p[0] <= 0xef)
+                n = 3, c = p[0] & 0x0f;
+        else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                n = 4, c = p[0] & 0x07;
+        else
+                return 0;
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = c << 6 | (p[i] & 0x3f);
+        }
+        if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
+                return 0;
+        return n;
+}
+
+bool utf8_valid(const char *s) {
+        for (size_t n; *s; s += n)
+                if ((n = utf8_seq_len(s)) == 0)
+                        return false;
+        return true;
+}
+
+char *str_escape(const char *in, char *out, size_t len) {
+        size_t o = 0;
+
+        for (const char *p = in ? in : ""; *p;) {
+                unsigned char c = (unsigned char)*p;
+                size_t n = utf8_seq_len(p);
+                char esc[5];
+
+                if (n > 1 || (n == 1 && c >= 0x20 && c != 0x7f && c != '\\')) {
+                        if (o + n >= len)
+                                break;
+                        memcpy(out + o, p, n);
+                        o += n;
+                        p += n;
+                        continue;
+                }
+                if (c == '\\')
+                        memcpy(esc, "\\\\", 3);
+                else
+                        snprintf(esc, sizeof(esc), "\\x%02x", c);
+                n = strlen(esc);
+                if (o + n >= len)
+                        break;
+                memcpy(out + o, esc, n);
+                o += n;
+                p++;
+        }
+        out[o] = '\0';
+        return out;
+}
+
+char *utf8_fix(const char *s) {
+        size_t len = strlen(s), o = 0;
+        char *out = malloc(len * 3 + 1); /* each bad byte becomes three bytes */
+
+        if (!out)
+                return NULL;
+        for (const char *p = s; *p;) {
+                size_t n = utf8_seq_len(p);
+                if (n == 0) {
+                        memcpy(out + o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        p++;
+                        continue;
+                }
+                memcpy(out + o, p, n);
+                o += n;
+                p += n;
+        }
+        out[o] = '\0';
+        return out;
+}

@@ -43,6 +43,23 @@ void strv_free(char **strv);
 static inline void strv_freep(char ***p) { strv_free(*p); }
 #define _cleanup_strv_ _cleanup_(strv_freep)
 
+/* Length of the valid UTF-8 sequence at s (1 for ASCII, 2..4), or 0 when s does not start one
+ * (stray continuation byte, overlong form, surrogate, past U+10FFFF, cut short). */
+size_t utf8_seq_len(const char *s);
+
+/* Whether s is valid UTF-8 throughout. */
+bool utf8_valid(const char *s);
+
+/* Copies in (untrusted: any bytes) to out (len > 0) so that it is one safe line of valid UTF-8:
+ * control characters, DEL, backslash and bytes that are not valid UTF-8 become \xNN (backslash
+ * as \\); valid multibyte characters pass. Cut to fit, never inside an escape or a character.
+ * Returns out. */
+char *str_escape(const char *in, char *out, size_t len);
+
+/* Returns a malloc'd copy of s in which every byte that is not part of valid UTF-8 is replaced by
+ * U+FFFD, or NULL when out of memory. */
+char *utf8_fix(const char *s);
+
 /* Normalizes a PCI address ("00:14.3" or "0000:00:14.3", any case) into "dddd:bb:dd.f".
  * Returns 0 or -EINVAL. */
 int pci_address_normalize(const char *in, char out[static PCI_ADDRESS_LEN]);

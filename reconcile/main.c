@@ -9,7 +9,9 @@
 
 #include "cleanup-types.h"
 #include "config.h"
+#include "json.h"
 #include "log.h"
+#include "util.h"
 #include "reconcile.h"
 
 enum { EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_FAILED = 3 };
@@ -88,20 +90,22 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
         if (o->json) {
                 _cleanup_cjson_ cJSON *j = NULL;
                 _cleanup_free_ char *s = NULL;
-                if (recon_plan_to_json(plan, o->dry_run, &j) == 0 && (s = cJSON_PrintUnformatted(j)))
+                if (recon_plan_to_json(plan, o->dry_run, &j) == 0 && (s = json_print(j)))
                         printf("%s\n", s);
                 return;
         }
         for (size_t i = 0; i < plan->n; i++) {
                 const struct recon_item *it = &plan->items[i];
-                char id[VMM_ID_MAX + 8] = "";
+                char id[VMM_ID_MAX + 8] = "", line[2048], safe[4096];
                 if (it->id[0] && strcmp(it->id, it->what) != 0)
                         snprintf(id, sizeof(id), " as %s", it->id);
                 else if (!it->id[0] && it->port >= 0 && it->op != RECON_FOREIGN)
                         snprintf(id, sizeof(id), " as port %d", it->port);
                 failed += it->failed;
-                printf("%-8s %s: %s%s (%s)%s%s%s\n", recon_op_name(it->op), it->vm, it->what, id, it->why,
-                       it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "", it->error);
+                snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op), it->vm, it->what, id,
+                         it->why, it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "",
+                         it->error);
+                printf("%s\n", str_escape(line, safe, sizeof(safe)));
         }
         printf("%zu devices, %zu actions%s, %zu failed\n", plan->n_devices, plan->n,
                o->dry_run ? " planned (dry run)" : "", failed);
@@ -111,7 +115,8 @@ static void log_plan(const struct recon_plan *plan) {
         for (size_t i = 0; i < plan->n; i++) {
                 const struct recon_item *it = &plan->items[i];
                 if (it->failed)
-                        log_error("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm, it->error);
+                        log_error("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm,
+                                  it->error[0] ? it->error : it->why);
                 else if (it->done)
                         log_info("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm, it->why);
                 else if (it->op == RECON_VM_DOWN)

@@ -8,7 +8,7 @@ cd "$VHP_TOP" || exit 1
 # layer of a source file or header (lower numbers are lower layers)
 layer() {
         case $(basename "$1" | sed 's/\.[ch]$//') in
-        util | errmsg | cleanup | cleanup-types | lock | log) echo 0 ;;
+        util | errmsg | cleanup | cleanup-types | lock | log | json) echo 0 ;;
         schema | db | db-internal | db-file) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
         config | rule | device) echo 2 ;;

@@ -40,7 +40,8 @@ cat >"$conf" <<EOF
 EOF
 
 # event ACTION DEVPATH SEQNUM [extra KEY=VALUE...]: runs the helper as udev's hand-off would, with
-# the device's udev properties in the environment. Output in $VHP_TMP/out.json, status in $rc.
+# the device's udev properties in the environment. Output in $OUT (default $VHP_TMP/out.json; give
+# each of concurrent events its own) and $VHP_TMP/out.err, status in $rc.
 seq=100
 event() {
         local action=$1 devpath=$2 s=$3
@@ -48,10 +49,10 @@ event() {
         local -a props
         mapfile -t props < <(vhp_uevent_props "$devpath")
         env "${props[@]}" ACTION="$action" DEVPATH="$devpath" SEQNUM="$s" "$@" \
-                "$helper" -c "$conf" --no-strict-perms --json >"$VHP_TMP/out.json" 2>"$VHP_TMP/out.err"
+                "$helper" -c "$conf" --no-strict-perms --json >"${OUT:-$VHP_TMP/out.json}" 2>"$VHP_TMP/out.err"
         rc=$?
 }
-j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
+j() { jq -r "$1" "${OUT:-$VHP_TMP/out.json}" 2>/dev/null; }
 sql() { sqlite3 -batch -noheader "$db" "$1"; }
 peripherals() { # SOCKET; fails when QEMU cannot be asked
         local out
@@ -145,13 +146,58 @@ vhp_check_output "garbage recorded as a failed attempt with its error" '^failed\
         sql "SELECT outcome, error FROM history WHERE devpath='$U/usb1/1-24' ORDER BY id DESC LIMIT 1"
 kill $mute 2>/dev/null; wait $mute 2>/dev/null
 
+# 6b. A VM whose error text holds a newline (a forged log line), a control character and bytes that
+#     are not UTF-8: every output keeps it data — one log line, one summary line, valid UTF-8 JSON.
+cat >"$VHP_TMP/liar-qmp" <<'EOS'
+#!/usr/bin/env bash
+# Requests come without separators: a message ends where its braces balance (none in strings here).
+printf '{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}}, "capabilities": []}}\r\n'
+depth=0 req=
+while IFS= read -r -N1 c; do
+        req+=$c
+        case $c in
+        '{') depth=$((depth + 1)) ;;
+        '}') depth=$((depth - 1)) ;;
+        esac
+        [ "$c" = '}' ] && [ $depth = 0 ] || continue
+        id=$(jq -c .id <<<"$req")
+        if [ "$(jq -r .execute <<<"$req")" = device_add ]; then
+                printf '{"error": {"class": "GenericError", "desc": "refused\\nvhotplug-helper: usb 1-24 1209:0018 -> mute-vm: attached as forged\\u0007 \xff\xfe end"}, "id": %s}\r\n' "$id"
+        else
+                printf '{"return": {}, "id": %s}\r\n' "$id"
+        fi
+        req=
+done
+EOS
+chmod +x "$VHP_TMP/liar-qmp"
+rm -f "$VHP_TMP/mute.sock"
+socat UNIX-LISTEN:"$VHP_TMP/mute.sock",fork EXEC:"$VHP_TMP/liar-qmp" >/dev/null 2>&1 &
+liar=$!
+vhp_on_exit "kill $liar 2>/dev/null"
+for _ in $(seq 50); do [ -S "$VHP_TMP/mute.sock" ] && break; sleep 0.1; done
+event add $U/usb1/1-24 403
+[ $rc = 3 ] && [ "$(j .outcome)" = failed ] && vhp_ok "lying VM: refused, exit 3" || vhp_fail "lying VM" "rc=$rc $(cat "$VHP_TMP/out.json")"
+iconv -f UTF-8 -t UTF-8 "$VHP_TMP/out.json" >/dev/null 2>&1 && [ "$(wc -l <"$VHP_TMP/out.json")" = 1 ] &&
+        vhp_ok "--json: one line of valid UTF-8" || vhp_fail "--json not valid UTF-8" "$(od -c "$VHP_TMP/out.json" | head)"
+vhp_check "--json: the text kept as data, bad bytes as U+FFFD" \
+        jq -e '.error | contains("refused\nvhotplug-helper: usb 1-24") and contains("forged\u0007 \ufffd\ufffd end")' "$VHP_TMP/out.json"
+[ "$(wc -l <"$VHP_TMP/out.err")" = 1 ] && grep -qF 'refused\x0avhotplug-helper: usb 1-24' "$VHP_TMP/out.err" &&
+        grep -qF 'forged\x07 \xff\xfe end' "$VHP_TMP/out.err" && vhp_ok "log: one line, newline and bad bytes escaped" ||
+        vhp_fail "log line forged" "$(cat -A "$VHP_TMP/out.err")"
+mapfile -t props < <(vhp_uevent_props $U/usb1/1-24)
+env "${props[@]}" ACTION=add DEVPATH=$U/usb1/1-24 SEQNUM=404 "$helper" -c "$conf" --no-strict-perms \
+        >"$VHP_TMP/sum.out" 2>/dev/null
+[ "$(wc -l <"$VHP_TMP/sum.out")" = 1 ] && grep -qF '[failed]' "$VHP_TMP/sum.out" && iconv -f UTF-8 -t UTF-8 "$VHP_TMP/sum.out" >/dev/null &&
+        vhp_ok "summary: one line of valid UTF-8" || vhp_fail "summary forged" "$(cat -A "$VHP_TMP/sum.out")"
+kill $liar 2>/dev/null; wait $liar 2>/dev/null
+
 # 7. 20 helpers at once for 20 devices: all attached, no database error, history complete.
 pids=()
 for i in $(seq 3 21); do
-        ( event add $U/usb1/1-$i $((500 + i)); echo "$rc $(j .outcome)" >"$VHP_TMP/burst-$i" ) &
+        ( OUT=$VHP_TMP/out-$i.json; event add $U/usb1/1-$i $((500 + i)); echo "$rc $(j .outcome)" >"$VHP_TMP/burst-$i" ) &
         pids+=($!)
 done
-( event add $U/usb1/1-2 600; echo "$rc $(j .outcome)" >"$VHP_TMP/burst-2" ) &
+( OUT=$VHP_TMP/out-2.json; event add $U/usb1/1-2 600; echo "$rc $(j .outcome)" >"$VHP_TMP/burst-2" ) &
 pids+=($!)
 wait "${pids[@]}"
 bad=$(cat "$VHP_TMP"/burst-* | grep -vc '^0 done$')

@@ -1,0 +1,44 @@
+#include "json.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include <cJSON.h>
+
+#include "util.h"
+
+/* Replaces *s (a cJSON-owned string) by its fixed copy when it needs fixing. cJSON frees with
+ * its hooks, which are malloc/free unless changed (they are not, here). */
+static int fix(char **s) {
+        char *fixed;
+
+        if (utf8_valid(*s))
+                return 0;
+        fixed = utf8_fix(*s);
+        if (!fixed)
+                return -ENOMEM;
+        cJSON_free(*s);
+        *s = fixed;
+        return 0;
+}
+
+int json_fix_utf8(cJSON *item) {
+        for (; item; item = item->next) {
+                int r = 0;
+                if (item->string && !(item->type & cJSON_StringIsConst))
+                        r = fix(&item->string);
+                if (r >= 0 && cJSON_IsString(item) && item->valuestring)
+                        r = fix(&item->valuestring);
+                if (r >= 0 && item->child)
+                        r = json_fix_utf8(item->child);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+char *json_print(cJSON *item) {
+        if (json_fix_utf8(item) < 0)
+                return NULL;
+        return cJSON_PrintUnformatted(item);
+}
