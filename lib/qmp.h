@@ -12,6 +12,7 @@
 
 #define QMP_MSG_MAX (1u << 20)        /* largest single JSON message accepted */
 #define QMP_READ_MAX (16u << 20)      /* bytes read per operation (connect, execute, wait) */
+#define QMP_READ_MAX_TEXT "16 MiB"
 #define QMP_EVENTS_MAX 64             /* events remembered while waiting for replies (oldest dropped) */
 
 /* Splits a byte stream into JSON objects. Accepts any chunking, several objects per chunk, and

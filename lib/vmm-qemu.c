@@ -18,6 +18,22 @@
 #define VMM_PORTS_MAX 256          /* pcie-root-ports examined */
 #define VMM_PERIPHERALS_MAX 1024   /* devices accepted from one qom-list */
 
+/* Words for what went wrong in the conversation itself. */
+static const char *qemu_strerror(int r) {
+        switch (r) {
+        case -EMSGSIZE:
+                return "QEMU sent more than " QMP_READ_MAX_TEXT " without answering (an event flood?)";
+        case -EPROTO:
+                return "QEMU answered with something that is not QMP";
+        case -ETIMEDOUT:
+                return "QEMU did not answer in time";
+        case -EHOSTDOWN:
+                return "QEMU closed the connection";
+        default:
+                return strerror(-r);
+        }
+}
+
 static int qemu_connect(struct vmm_conn *c, char **ret_error) {
         int r = qmp_connect(c->vm->socket, vmm_timeout_ms(c), &c->qmp);
         if (r == -EHOSTDOWN)
@@ -30,7 +46,7 @@ static int qemu_connect(struct vmm_conn *c, char **ret_error) {
                                   c->vm->name, c->vm->socket, vmm_timeout_ms(c));
         if (r < 0)
                 return errmsg_set(ret_error, r, "VM %s: QMP connection to %s failed: %s", c->vm->name,
-                                  c->vm->socket, strerror(-r));
+                                  c->vm->socket, qemu_strerror(r));
         return 0;
 }
 
@@ -42,7 +58,7 @@ static int qemu_execute(struct qmp *q, const char *cmd, const cJSON *args, cJSON
         if (r == -EREMOTEIO)
                 return errmsg_take(ret_error, r, desc);
         if (r < 0)
-                return errmsg_set(ret_error, r, "QMP %s failed: %s", cmd, strerror(-r));
+                return errmsg_set(ret_error, r, "QMP %s failed: %s", cmd, qemu_strerror(r));
         return 0;
 }
 
@@ -265,7 +281,7 @@ static int qemu_detach(struct vmm_conn *c, const struct vmm_attachment *a, char 
                                   "VM %s accepted device_del of %s but has not released it within %d ms",
                                   c->vm->name, id, vmm_detach_timeout_ms(c));
         if (r < 0)
-                return errmsg_set(ret_error, r, "waiting for DEVICE_DELETED of %s failed: %s", id, strerror(-r));
+                return errmsg_set(ret_error, r, "waiting for DEVICE_DELETED of %s failed: %s", id, qemu_strerror(r));
         return 0;
 }
 

@@ -243,5 +243,38 @@ static inline int fake_qmp_script(int lfd, const void *userdata) {
         return 0;
 }
 
+#define FAKE_FLOOD_TOTAL (100u << 20)
+
+struct fake_flood {
+        const char *prefix, *pattern;
+};
+
+/* A peer that answers the first command after the handshake with an endless stream: prefix, then
+ * pattern repeated (up to FAKE_FLOOD_TOTAL bytes). Exit 0 when the client hung up before the end. */
+static inline int fake_qmp_flood(int lfd, const void *ud) {
+        const struct fake_flood *fl = ud;
+        struct qmp_parser p;
+        int fd = fake_accept(lfd);
+        char buf[65536];
+        size_t plen = strlen(fl->pattern), sent = 0;
+
+        qmp_parser_init(&p);
+        if (fake_handshake(fd, &p) < 0)
+                return 1;
+        cJSON_Delete(fake_recv(fd, &p));
+        for (size_t i = 0; i < sizeof(buf); i++)
+                buf[i] = fl->pattern[i % plen];
+        fake_send(fd, fl->prefix);
+        while (sent < FAKE_FLOOD_TOTAL) {
+                ssize_t n = write(fd, buf, sizeof(buf) - sizeof(buf) % plen);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return 0; /* the client gave up: what we want */
+                sent += (size_t)n;
+        }
+        return 3;
+}
+
 #define FAKE_END { .after = "END" }
 #define FAKE_RECONNECT { .command = NULL }

@@ -322,40 +322,10 @@ static void test_error_reply(void **state) {
         assert_int_equal(fake_qmp_finish(&f), 0);
 }
 
-struct flood {
-        const char *prefix, *pattern;
-};
-
-/* Streams up to 100 MB; exit 0 when the client hung up before the end. */
-static int serve_flood(int lfd, const void *ud) {
-        const struct flood *fl = ud;
-        struct qmp_parser p;
-        int fd = fake_accept(lfd);
-        char buf[65536];
-        size_t plen = strlen(fl->pattern), sent = 0;
-
-        qmp_parser_init(&p);
-        if (fake_handshake(fd, &p) < 0)
-                return 1;
-        cJSON_Delete(fake_recv(fd, &p));
-        for (size_t i = 0; i < sizeof(buf); i++)
-                buf[i] = fl->pattern[i % plen];
-        fake_send(fd, fl->prefix);
-        while (sent < GARBAGE_TOTAL) {
-                ssize_t n = write(fd, buf, sizeof(buf) - sizeof(buf) % plen);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return 0; /* the client gave up: what we want */
-                sent += (size_t)n;
-        }
-        return 3;
-}
-
 /* An endless string, endless nesting, and an endless series of valid events: each is cut off
  * long before 100 MB, with bounded memory. */
 static void test_flood(void **state) {
-        static const struct flood floods[] = {
+        static const struct fake_flood floods[] = {
                 { "{\"return\": \"", "x" },
                 { "", "{\"a\": [" },
                 { "", "{\"event\": \"X\", \"data\": {}}\r\n" },
@@ -365,7 +335,7 @@ static void test_flood(void **state) {
                 struct fake_qmp f;
                 _cleanup_qmp_ struct qmp *q = NULL;
 
-                fake_qmp_start(&f, serve_flood, &floods[i]);
+                fake_qmp_start(&f, fake_qmp_flood, &floods[i]);
                 assert_int_equal(qmp_connect(f.path, 20000, &q), 0);
                 int r = qmp_execute(q, "query-status", NULL, NULL, NULL, NULL);
                 /* Under valgrind, reading the cap's worth of bytes may outlast the deadline instead:
