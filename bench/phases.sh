@@ -10,6 +10,9 @@
 #   attach           helper USB attach into a running QEMU vs raw QMP device_add of the same device
 #   burst            50 helpers started at once, 25 devices for each of two QEMUs
 #   reconcile-all N  reconcile attaching N devices into one freshly started QEMU
+#   unplug N R       a dock unplug: N devices attached to one QEMU leave the host at once, N remove
+#                    helpers start together; time until all have exited (each returns once QEMU
+#                    confirmed the device gone), R rounds on fresh devices
 set -u
 . "$VHP_TOP/tests/lib.sh"
 
@@ -241,6 +244,50 @@ phase_reconcile_all() {
                 "median of ${#walls[@]} rounds: ${walls[*]}; all attached: $ok"
 }
 
+unplug_once() { # FIRST N: devices FIRST..FIRST+N-1
+        local c=$VHP_TMP/unplug.conf first=$1 n=$2 i pids=() t0 t1 bad=0 left rows
+        rm -f "$VHP_TMP"/state.db* "$VHP_TMP"/unplug-*
+        vhp_start_qemu gui "$VHP_TMP/gui.sock" -device qemu-xhci,id=xhci2,p2=15,p3=1 -device qemu-xhci,id=xhci3,p2=15,p3=1 || exit 1
+        for ((i = first; i < first + n; i++)); do
+                mapfile -t "p$i" < <(props $U/usb1/1-$i)
+                declare -n pp=p$i
+                env "${pp[@]}" ACTION=add DEVPATH=$U/usb1/1-$i SEQNUM=$((2000 + i)) "$helper" -c "$c" --no-strict-perms \
+                        >/dev/null 2>&1 || echo "bench: unplug: attach of 1-$i failed" >&2
+                unset -n pp
+        done
+        for ((i = first; i < first + n; i++)); do vhp_unplug $U/usb1/1-$i; done
+        t0=${EPOCHREALTIME/./}
+        for ((i = first; i < first + n; i++)); do
+                declare -n pp=p$i
+                env "${pp[@]}" ACTION=remove DEVPATH=$U/usb1/1-$i SEQNUM=$((3000 + i)) \
+                        "$helper" -c "$c" --no-strict-perms --json >"$VHP_TMP/unplug-$i.json" 2>"$VHP_TMP/unplug-$i.err" &
+                pids+=($!)
+                unset -n pp
+        done
+        for i in "${!pids[@]}"; do wait "${pids[$i]}" || bad=$((bad + 1)); done
+        t1=${EPOCHREALTIME/./}
+        left=$("$qmp" "$VHP_TMP/gui.sock" qom-list '{"path":"/machine/peripheral"}' | jq '[.[] | select(.type=="child<usb-host>")] | length')
+        rows=$(sqlite3 "$VHP_TMP/state.db" "SELECT count(*) FROM current_attachments")
+        vhp_stop_qemu gui
+        echo "$(((t1 - t0) / 1000)) $bad $left $rows"
+}
+
+phase_unplug() {
+        local n=$1 rounds=$2 c=$VHP_TMP/unplug.conf k line walls=() ok=1 ms bad left rows
+        echo "bench: dock unplug: $n attached devices removed at once, $rounds rounds" >&2
+        conf "$c" 0 gui "$VHP_TMP/gui.sock" "$(allow_pids 1 $((n * rounds)) gui)"
+        [ "$quick" = 1 ] && rounds=1
+        for ((k = 0; k < rounds; k++)); do
+                line=$(unplug_once $((1 + k * n)) "$n")
+                read -r ms bad left rows <<<"$line"
+                echo "  round $((k + 1)): ${ms} ms, failed helpers $bad, left in QEMU $left, open rows $rows" >&2
+                walls+=("$ms")
+                [ "$bad" = 0 ] && [ "$left" = 0 ] && [ "$rows" = 0 ] || { ok=0; cat "$VHP_TMP"/unplug-*.err | sort | uniq -c | head >&2; }
+        done
+        result "unplug.n$n.wall" "$(printf '%s\n' "${walls[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" ms \
+                "median of ${#walls[@]} rounds: ${walls[*]}; all gone and closed: $ok"
+}
+
 # host: no testbed, no preload: the helper on this machine's first real PCI device (no rule
 # claims it; 100 USB rules loaded), for the cost of the helper alone.
 phase_host() {
@@ -271,5 +318,6 @@ host) phase_host ;;
 attach) phase_attach ;;
 burst) phase_burst ;;
 reconcile-all) phase_reconcile_all "$@" ;;
+unplug) phase_unplug "$@" ;;
 *) echo "unknown phase $phase" >&2; exit 2 ;;
 esac

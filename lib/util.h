@@ -10,6 +10,10 @@
 
 #define PCI_ADDRESS_LEN 13      /* "dddd:bb:dd.f" and its NUL */
 
+#ifndef MIN
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#endif
+
 /* Milliseconds on CLOCK_MONOTONIC. */
 int64_t now_ms(void);
 

@@ -84,11 +84,13 @@ const struct cfg_vm *vmm_conn_vm(const struct vmm_conn *c);
 int vmm_attach(struct vmm_conn *c, const struct dev *d, const char *id, bool root_bus,
                struct vmm_attachment *ret, char **ret_error);
 
-/* Detaches a. QEMU: device_del, then waits for DEVICE_DELETED (bounded). Returns 0; -ENOENT when the
- * VM has no such device (already gone: success for callers); -EINPROGRESS when device_del was
- * accepted but DEVICE_DELETED did not come in time (a PCI guest that has not released it), or an
- * earlier device_del of it is still pending; crosvm detaches a->port (no_such_port: -ENOENT);
- * -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO as for attach. */
+/* Asks the VM to let go of a. QEMU: device_del, without waiting for the guest to release the device
+ * (the monitor serves one client at a time: the caller confirms later with vmm_has() on a new
+ * connection, so that siblings are not held up); crosvm detaches a->port at once. Returns 0 when
+ * the device is gone already, 1 when the VM accepted (or an earlier device_del of it is still
+ * under way) and the release is to be confirmed; -ENOENT when the VM has no such device (already
+ * gone: success for callers; crosvm: no_such_port); -EHOSTDOWN, -EREMOTEIO, -ETIMEDOUT, -EPROTO
+ * as for attach. */
 int vmm_detach(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
 
 /* Whether the VM still has the attachment a (QEMU: its id under /machine/peripheral; crosvm: a

@@ -20,6 +20,8 @@
 #define VFIO_BIND_TIMEOUT_MS 5000
 #define RETRY_START_MS 20      /* first back-off after "failed to find host usb device" */
 #define RETRY_MAX_MS 500
+#define CONFIRM_START_MS 20    /* first look after device_del (QEMU lets a USB device go in ~50 ms) */
+#define CONFIRM_MAX_MS 100
 
 const char *xact_action_name(enum xact_action a) {
         static const char *const names[] = { "ignore", "attach", "detach" };
@@ -299,14 +301,19 @@ static void give_back(const struct db_attachment *a) {
                 (void)vfio_unbind(NULL, a->pci_address, &err);
 }
 
-/* device_del under the VM lock. *ret_lock is the error of a VM lock that could not be had (then
- * nothing was sent), else 0. */
-static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, const struct vmm_attachment *at,
-                        int *ret_lock, char **ret_error) {
+enum vm_op { VM_DETACH, VM_HAS };
+
+/* One short conversation with vm under its lock: connect, then device_del (vmm_detach) or ask
+ * whether it has the device (vmm_has). *ret_lock is the error of a VM lock that could not be had
+ * (then nothing was asked), else 0. */
+static int vm_ask(const struct xact_ctx *ctx, const struct cfg_vm *vm, enum vm_op op, const struct vmm_attachment *at,
+                  int *ret_lock, char **ret_error) {
         struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_conn *conn = NULL;
         int lock, r;
 
+        free(*ret_error);
+        *ret_error = NULL;
         lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
         if (lock < 0) {
                 *ret_lock = lock;
@@ -314,9 +321,34 @@ static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, con
         }
         r = vmm_connect(vm, &o, &conn, ret_error);
         if (r >= 0)
-                r = vmm_detach(conn, at, ret_error);
+                r = op == VM_DETACH ? vmm_detach(conn, at, ret_error) : vmm_has(conn, at, ret_error);
         vmm_disconnect(conn);
         lock_release(lock);
+        return r;
+}
+
+/* device_del, then the confirmation that the VM let go, asked on fresh connections while the
+ * monitor and the VM lock stay free for others in between (a dock unplug sends many removes at
+ * once). Returns 0 when gone, -EINPROGRESS when the VM has not let go within the detach bound,
+ * or the error of the conversation. */
+static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, const struct vmm_attachment *at,
+                        int *ret_lock, char **ret_error) {
+        int bound = vmm_opts_from_cfg(&ctx->cfg->general).detach_timeout_ms;
+        int64_t deadline, delay = CONFIRM_START_MS;
+        int r;
+
+        if (bound <= 0)
+                bound = CFG_DEFAULT_QMP_TIMEOUT_MS;
+        deadline = now_ms() + bound;
+        r = vm_ask(ctx, vm, VM_DETACH, at, ret_lock, ret_error);
+        while (r == 1) {
+                if (now_ms() >= deadline)
+                        return errmsg_set(ret_error, -EINPROGRESS,
+                                          "VM %s accepted device_del of %s but has not released it within %d ms",
+                                          vm->name, at->id, bound);
+                sleep_ms(MIN(backoff_next(&delay, CONFIRM_MAX_MS), ms_left(deadline)));
+                r = vm_ask(ctx, vm, VM_HAS, at, ret_lock, ret_error);
+        }
         return r;
 }
 
@@ -381,22 +413,15 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
 
 int xact_confirm(const struct xact_ctx *ctx, const struct db_attachment *a, char **ret_error) {
         const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
-        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
         struct vmm_attachment at = { .port = a->crosvm_port };
-        struct vmm_conn *conn = NULL;
-        int lock, r;
+        int lock = 0, r;
 
         if (!vm)
                 return 0;
         str_copy(at.id, sizeof(at.id), a->vmm_id);
-        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
+        r = vm_ask(ctx, vm, VM_HAS, &at, &lock, ret_error);
         if (lock < 0)
                 return errmsg_set(ret_error, lock, "cannot lock VM %s: %s", vm->name, strerror(-lock));
-        r = vmm_connect(vm, &o, &conn, ret_error);
-        if (r >= 0)
-                r = vmm_has(conn, &at, ret_error);
-        vmm_disconnect(conn);
-        lock_release(lock);
         return r == -EHOSTDOWN ? 0 : r; /* a VM that is not running has nothing */
 }
 

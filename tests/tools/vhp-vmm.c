@@ -121,6 +121,22 @@ int main(int argc, char **argv) {
                 if (r >= 0)
                         r = vmm_detach(conn, &a, &err);
                 vmm_disconnect(conn);
+                /* Like the helper: confirm on fresh connections until the VM lets go. */
+                for (int waited = 0; r == 1; waited += 20) {
+                        if (waited >= o.detach_timeout_ms) {
+                                free(err);
+                                err = strdup("accepted device_del but has not released it in time");
+                                r = -EINPROGRESS;
+                                break;
+                        }
+                        usleep(20000);
+                        free(err);
+                        err = NULL;
+                        r = vmm_connect(&vm, &o, &conn, &err);
+                        if (r >= 0)
+                                r = vmm_has(conn, &a, &err);
+                        vmm_disconnect(conn);
+                }
                 if (r < 0)
                         return fail(r, err);
                 printf("detached\n");
