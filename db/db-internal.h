@@ -1,15 +1,20 @@
-/* Shared only between db/db-file.c (the file: open, migrate, repair, close, transactions) and
- * db/db.c (the statements). */
+/* Shared only inside db/: the connection, the file's transactions (db-file.c) and the statement
+ * plumbing (db-stmt.c) that the statement files (db.c, ...) use. */
 #pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
 
 #include <sqlite3.h>
 
+#include "cleanup.h"
 #include "db.h"
 
-#define DB_STMT_MAX 32   /* cached statements per connection (db.c's query table) */
+#define DB_STMT_MAX 64   /* cached statements per connection, over all statement files */
 
 struct db {
         sqlite3 *sql;
+        const char *stmt_sql[DB_STMT_MAX]; /* the SQL text each cached statement was made from */
         sqlite3_stmt *stmt[DB_STMT_MAX];
         int lock_fd;     /* flock on PATH.repair-lock: shared while open, see db_open_repair */
         int write_fd;    /* PATH.write-lock: exclusive for the length of a write transaction */
@@ -26,5 +31,33 @@ int db_tx_begin(struct db *db);
 /* Commits when r >= 0, else rolls back. Returns r, or the commit's error. */
 int db_tx_end(struct db *db, int r);
 
-/* Finalizes the connection's cached statements (db.c). */
+/* The cached statement for sql, a string constant (its address is the key), prepared on first
+ * use. Reset it after use (_cleanup_reset_). */
+int db_prepare(struct db *db, const char *sql, sqlite3_stmt **ret);
+
+/* Resets a statement and clears its bindings; for _cleanup_reset_. */
+void db_stmt_resetp(sqlite3_stmt **s);
+#define _cleanup_reset_ _cleanup_(db_stmt_resetp)
+
+/* Finalizes the connection's cached statements. */
 void db_statements_free(struct db *db);
+
+/* Steps a statement that returns no rows. */
+int db_step_done(struct db *db, sqlite3_stmt *s);
+
+/* Binders returning SQLite result codes. Text may hold any byte: it is bound as data with an
+ * explicit length capped at DB_STR_MAX; NULL binds NULL. hex4 binds "%04x", or NULL when absent. */
+int db_bind_text(sqlite3_stmt *s, int i, const char *v);
+int db_bind_int_if(sqlite3_stmt *s, int i, bool present, int64_t v);
+int db_bind_hex4(sqlite3_stmt *s, int i, bool present, uint16_t v);
+
+/* Maps a binder's result code to 0 / -errno. */
+int db_bind_check(struct db *db, int rc);
+
+/* Runs sql, a statement that returns no rows, with ?1 bound to text, or to num when text is NULL. */
+int db_exec1(struct db *db, const char *sql, const char *text, int64_t num);
+
+/* Column values: a malloc'd copy of a text column (NULL for NULL; *oom set when out of memory),
+ * a 4-hex-digit id column (0 when NULL). */
+char *db_column_strdup(sqlite3_stmt *s, int i, bool *oom);
+uint16_t db_column_hex4(sqlite3_stmt *s, int i);

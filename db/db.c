@@ -123,8 +123,6 @@ static const char *const queries[_Q_MAX] = {
                 "keep_detached = excluded.keep_detached, updated_at = excluded.updated_at",
 };
 
-_Static_assert(_Q_MAX <= DB_STMT_MAX, "raise DB_STMT_MAX");
-
 
 static const char *const state_names[] = {
         [DB_PENDING] = "pending",
@@ -148,88 +146,27 @@ static int state_from_name(const char *s) {
         return -EINVAL;
 }
 
-static void stmt_resetp(sqlite3_stmt **s) {
-        if (!*s)
-                return;
-        sqlite3_reset(*s);
-        sqlite3_clear_bindings(*s);
-}
-#define _cleanup_reset_ _cleanup_(stmt_resetp)
 
-static int prepare(struct db *db, enum query q, sqlite3_stmt **ret) {
-        int rc;
 
-        if (!db->stmt[q]) {
-                rc = sqlite3_prepare_v3(db->sql, queries[q], -1, SQLITE_PREPARE_PERSISTENT,
-                                        &db->stmt[q], NULL);
-                if (rc != SQLITE_OK)
-                        return db_errno(db->sql, rc);
-        }
-        *ret = db->stmt[q];
-        return 0;
-}
 
-void db_statements_free(struct db *db) {
-        for (size_t i = 0; i < _Q_MAX; i++) {
-                sqlite3_finalize(db->stmt[i]);
-                db->stmt[i] = NULL;
-        }
-}
 
-/* Steps a statement that returns no rows. */
-static int step_done(struct db *db, sqlite3_stmt *s) {
-        int rc = sqlite3_step(s);
 
-        return rc == SQLITE_DONE ? 0 : db_errno(db->sql, rc == SQLITE_ROW ? SQLITE_MISUSE : rc);
-}
 
-/* Device strings may hold any byte: bound as text with an explicit, capped length. */
-static int bind_str(sqlite3_stmt *s, int i, const char *v) {
-        if (!v)
-                return sqlite3_bind_null(s, i);
-        return sqlite3_bind_text(s, i, v, (int) strnlen(v, DB_STR_MAX), SQLITE_STATIC);
-}
 
-static int bind_int_if(sqlite3_stmt *s, int i, bool present, int64_t v) {
-        return present ? sqlite3_bind_int64(s, i, v) : sqlite3_bind_null(s, i);
-}
 
-static int bind_hex4(sqlite3_stmt *s, int i, bool present, uint16_t v) {
-        char buf[5];
-
-        if (!present)
-                return sqlite3_bind_null(s, i);
-        snprintf(buf, sizeof(buf), "%04x", v);
-        return sqlite3_bind_text(s, i, buf, 4, SQLITE_TRANSIENT);
-}
-
-static int bind_check(struct db *db, int rc) {
-        return rc == SQLITE_OK ? 0 : db_errno(db->sql, rc);
-}
-
-/* Runs q, a statement that returns no rows, with ?1 bound to text, or to num when text is NULL. */
-static int exec_one(struct db *db, enum query q, const char *text, int64_t num) {
-        _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int r = prepare(db, q, &s);
-
-        if (r < 0)
-                return r;
-        r = bind_check(db, text ? bind_str(s, 1, text) : sqlite3_bind_int64(s, 1, num));
-        return r < 0 ? r : step_done(db, s);
-}
 
 /* Returns 1 when stale, 0 when recorded. */
 static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r;
 
-        r = prepare(db, Q_SEQNUM_UPSERT, &s);
+        r = db_prepare(db, queries[Q_SEQNUM_UPSERT], &s);
         if (r < 0)
                 return r;
-        if (bind_str(s, 1, devpath) != SQLITE_OK || sqlite3_bind_int64(s, 2, (int64_t) seqnum) != SQLITE_OK ||
-            bind_str(s, 3, boot_id) != SQLITE_OK)
+        if (db_bind_text(s, 1, devpath) != SQLITE_OK || sqlite3_bind_int64(s, 2, (int64_t) seqnum) != SQLITE_OK ||
+            db_bind_text(s, 3, boot_id) != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
-        r = step_done(db, s);
+        r = db_step_done(db, s);
         if (r < 0)
                 return r;
         return sqlite3_changes(db->sql) == 0;
@@ -246,7 +183,7 @@ static int event_order_check(struct db *db, const struct db_event_order *o) {
                 return 0;
         r = seqnum_upsert(db, o->devpath, o->seqnum, boot_id);
         if (r == 0)
-                r = exec_one(db, Q_SEQNUM_FORGET_BOOTS, boot_id, 0);
+                r = db_exec1(db, queries[Q_SEQNUM_FORGET_BOOTS], boot_id, 0);
         return r;
 }
 
@@ -268,28 +205,7 @@ int db_event_seqnum_check(struct db *db, const struct db_event_order *o) {
         return db_tx_end(db, r);
 }
 
-static char *column_strdup(sqlite3_stmt *s, int i, bool *oom) {
-        const unsigned char *t = sqlite3_column_text(s, i);
-        int n = sqlite3_column_bytes(s, i);
-        char *p;
 
-        if (!t)
-                return NULL;
-        p = malloc((size_t) n + 1);
-        if (!p) {
-                *oom = true;
-                return NULL;
-        }
-        memcpy(p, t, (size_t) n);
-        p[n] = '\0';
-        return p;
-}
-
-static uint16_t column_hex4(sqlite3_stmt *s, int i) {
-        const char *t = (const char *) sqlite3_column_text(s, i);
-
-        return t ? (uint16_t) strtoul(t, NULL, 16) : 0;
-}
 
 void db_attachment_clear(struct db_attachment *a) {
         if (!a)
@@ -312,19 +228,19 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
         struct db_attachment a = {
                 .id = sqlite3_column_int64(s, 0),
                 .state = st < 0 ? DB_FAILED : (enum db_state) st,
-                .devpath = column_strdup(s, 3, &oom),
-                .vm = column_strdup(s, 4, &oom),
-                .vmm_id = column_strdup(s, 5, &oom),
-                .bus = column_strdup(s, 6, &oom),
+                .devpath = db_column_strdup(s, 3, &oom),
+                .vm = db_column_strdup(s, 4, &oom),
+                .vmm_id = db_column_strdup(s, 5, &oom),
+                .bus = db_column_strdup(s, 6, &oom),
                 .crosvm_port = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7),
                 .busnum = sqlite3_column_int(s, 8),
                 .devnum = sqlite3_column_int(s, 9),
-                .vendor_id = column_hex4(s, 10),
-                .product_id = column_hex4(s, 11),
-                .serial = column_strdup(s, 12, &oom),
-                .pci_address = column_strdup(s, 13, &oom),
-                .devnode = column_strdup(s, 14, &oom),
-                .error = column_strdup(s, 15, &oom),
+                .vendor_id = db_column_hex4(s, 10),
+                .product_id = db_column_hex4(s, 11),
+                .serial = db_column_strdup(s, 12, &oom),
+                .pci_address = db_column_strdup(s, 13, &oom),
+                .devnode = db_column_strdup(s, 14, &oom),
+                .error = db_column_strdup(s, 15, &oom),
         };
 
         str_copy(a.kind, sizeof(a.kind), (const char *)sqlite3_column_text(s, 2));
@@ -352,9 +268,9 @@ static int attachments_query(struct db *db, enum query q, const char *arg, size_
         size_t n = 0, cap = 0;
         int r, rc = SQLITE_DONE;
 
-        r = prepare(db, q, &s);
+        r = db_prepare(db, queries[q], &s);
         if (r >= 0)
-                r = bind_check(db, bind_str(s, 1, arg));
+                r = db_bind_check(db, db_bind_text(s, 1, arg));
         while (r >= 0 && n < max && (rc = sqlite3_step(s)) == SQLITE_ROW) {
                 if (n == cap) {
                         size_t c = cap ? cap * 2 : 8;
@@ -407,14 +323,14 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r;
 
-        r = prepare(db, Q_HISTORY_ADD, &s);
+        r = db_prepare(db, queries[Q_HISTORY_ADD], &s);
         if (r < 0)
                 return r;
-        if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK || bind_str(s, 2, action) != SQLITE_OK ||
-            bind_str(s, 3, outcome) != SQLITE_OK || bind_str(s, 4, detail) != SQLITE_OK ||
-            bind_str(s, 5, error) != SQLITE_OK)
+        if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK || db_bind_text(s, 2, action) != SQLITE_OK ||
+            db_bind_text(s, 3, outcome) != SQLITE_OK || db_bind_text(s, 4, detail) != SQLITE_OK ||
+            db_bind_text(s, 5, error) != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
-        r = step_done(db, s);
+        r = db_step_done(db, s);
         if (r >= 0 && sqlite3_changes(db->sql) != 1)
                 return -ENOENT;
         return r;
@@ -422,8 +338,8 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
 
 /* Closes any open row of devpath (a killed helper's), each with a history row. */
 static int supersede(struct db *db, const char *devpath) {
-        int r = exec_one(db, Q_SUPERSEDE_HISTORY, devpath, 0);
-        return r < 0 ? r : exec_one(db, Q_SUPERSEDE, devpath, 0);
+        int r = db_exec1(db, queries[Q_SUPERSEDE_HISTORY], devpath, 0);
+        return r < 0 ? r : db_exec1(db, queries[Q_SUPERSEDE], devpath, 0);
 }
 
 /* Binds a device's identity as ?first (kind), ?first+1 (vendor_id) ... in the column order the
@@ -432,17 +348,17 @@ static int supersede(struct db *db, const char *devpath) {
 static int bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
         int rc = SQLITE_OK;
 
-        rc |= bind_str(s, first, d->kind);
-        rc |= bind_hex4(s, first + 1, d->has_ids, d->vendor_id);
-        rc |= bind_hex4(s, first + 2, d->has_ids, d->product_id);
-        rc |= bind_str(s, first + 3, d->vendor_name);
-        rc |= bind_str(s, first + 4, d->product_name);
-        rc |= bind_str(s, first + 5, d->serial);
-        rc |= bind_int_if(s, first + 6, d->busnum > 0, d->busnum);
-        rc |= bind_int_if(s, first + 7, d->devnum > 0, d->devnum);
-        rc |= bind_str(s, first + 8, d->port_path);
-        rc |= bind_str(s, first + 9, d->pci_address);
-        rc |= bind_str(s, first + 10, d->devnode);
+        rc |= db_bind_text(s, first, d->kind);
+        rc |= db_bind_hex4(s, first + 1, d->has_ids, d->vendor_id);
+        rc |= db_bind_hex4(s, first + 2, d->has_ids, d->product_id);
+        rc |= db_bind_text(s, first + 3, d->vendor_name);
+        rc |= db_bind_text(s, first + 4, d->product_name);
+        rc |= db_bind_text(s, first + 5, d->serial);
+        rc |= db_bind_int_if(s, first + 6, d->busnum > 0, d->busnum);
+        rc |= db_bind_int_if(s, first + 7, d->devnum > 0, d->devnum);
+        rc |= db_bind_text(s, first + 8, d->port_path);
+        rc |= db_bind_text(s, first + 9, d->pci_address);
+        rc |= db_bind_text(s, first + 10, d->devnode);
         return rc;
 }
 
@@ -451,22 +367,22 @@ static int attachment_insert(struct db *db, const struct db_device *d, const str
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = prepare(db, Q_ATTACHMENT_INSERT, &s);
+        r = db_prepare(db, queries[Q_ATTACHMENT_INSERT], &s);
         if (r < 0)
                 return r;
-        rc |= bind_str(s, 1, d->devpath);
-        rc |= bind_str(s, 2, d->key);
+        rc |= db_bind_text(s, 1, d->devpath);
+        rc |= db_bind_text(s, 2, d->key);
         rc |= bind_device(s, 3, d);
-        rc |= bind_str(s, 14, vm);
-        rc |= bind_str(s, 15, vmm_id);
-        rc |= bind_str(s, 16, db_state_name(state));
-        rc |= bind_str(s, 17, rule ? rule->section : NULL);
-        rc |= bind_int_if(s, 18, rule && rule->section && rule->entry >= 0, rule ? rule->entry : 0);
-        rc |= bind_int_if(s, 19, rule && rule->section && rule->allow >= 0, rule ? rule->allow : 0);
-        rc |= bind_str(s, 20, rule ? rule->description : NULL);
+        rc |= db_bind_text(s, 14, vm);
+        rc |= db_bind_text(s, 15, vmm_id);
+        rc |= db_bind_text(s, 16, db_state_name(state));
+        rc |= db_bind_text(s, 17, rule ? rule->section : NULL);
+        rc |= db_bind_int_if(s, 18, rule && rule->section && rule->entry >= 0, rule ? rule->entry : 0);
+        rc |= db_bind_int_if(s, 19, rule && rule->section && rule->allow >= 0, rule ? rule->allow : 0);
+        rc |= db_bind_text(s, 20, rule ? rule->description : NULL);
         if (rc != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
-        r = step_done(db, s);
+        r = db_step_done(db, s);
         if (r < 0)
                 return r;
         *ret_id = sqlite3_last_insert_rowid(db->sql);
@@ -509,20 +425,20 @@ static int attachment_update(struct db *db, enum query q, int64_t id, enum db_st
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = prepare(db, q, &s);
+        r = db_prepare(db, queries[q], &s);
         if (r < 0)
                 return r;
         rc |= sqlite3_bind_int64(s, 1, id);
-        rc |= bind_str(s, 2, db_state_name(state));
+        rc |= db_bind_text(s, 2, db_state_name(state));
         if (q == Q_ATTACH_FINISH) {
-                rc |= bind_int_if(s, 3, crosvm_port >= 0, crosvm_port);
-                rc |= bind_str(s, 4, bus);
-                rc |= bind_str(s, 5, error);
+                rc |= db_bind_int_if(s, 3, crosvm_port >= 0, crosvm_port);
+                rc |= db_bind_text(s, 4, bus);
+                rc |= db_bind_text(s, 5, error);
         } else if (q == Q_DETACH_FINISH)
-                rc |= bind_str(s, 3, error);
+                rc |= db_bind_text(s, 3, error);
         if (rc != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
-        r = step_done(db, s);
+        r = db_step_done(db, s);
         if (r < 0)
                 return r;
         if (sqlite3_changes(db->sql) == 0)
@@ -590,11 +506,11 @@ static int ignored_upsert(struct db *db, const struct db_device *d, const char *
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = prepare(db, Q_IGNORED_UPSERT, &s);
+        r = db_prepare(db, queries[Q_IGNORED_UPSERT], &s);
         if (r < 0)
                 return r;
-        rc |= bind_str(s, 1, d->devpath);
-        rc |= bind_str(s, 2, reason);
+        rc |= db_bind_text(s, 1, d->devpath);
+        rc |= db_bind_text(s, 2, reason);
         rc |= bind_device(s, 3, d);
         if (rc != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
@@ -602,11 +518,11 @@ static int ignored_upsert(struct db *db, const struct db_device *d, const char *
         if (rc != SQLITE_ROW)
                 return db_errno(db->sql, rc == SQLITE_DONE ? SQLITE_MISUSE : rc);
         *ret_count = sqlite3_column_int64(s, 0);
-        return step_done(db, s);
+        return db_step_done(db, s);
 }
 
 static int ignored_trim(struct db *db) {
-        return exec_one(db, Q_IGNORED_TRIM, NULL, DB_IGNORED_MAX);
+        return db_exec1(db, queries[Q_IGNORED_TRIM], NULL, DB_IGNORED_MAX);
 }
 
 int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n) {
@@ -652,10 +568,10 @@ int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_
 
         if (!db || !key || !ret_vm || !ret_keep_detached)
                 return -EINVAL;
-        r = prepare(db, Q_CHOICE_GET, &s);
+        r = db_prepare(db, queries[Q_CHOICE_GET], &s);
         if (r < 0)
                 return r;
-        r = bind_check(db, bind_str(s, 1, key));
+        r = db_bind_check(db, db_bind_text(s, 1, key));
         if (r < 0)
                 return r;
         rc = sqlite3_step(s);
@@ -666,7 +582,7 @@ int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_
         }
         if (rc != SQLITE_ROW)
                 return db_errno(db->sql, rc);
-        vm = column_strdup(s, 0, &oom);
+        vm = db_column_strdup(s, 0, &oom);
         if (oom)
                 return -ENOMEM;
         *ret_vm = vm;
@@ -682,11 +598,11 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
                 return -EINVAL;
         r = db_tx_begin(db);
         if (r >= 0)
-                r = prepare(db, Q_CHOICE_SET, &s);
-        if (r >= 0 && (bind_str(s, 1, device_key) != SQLITE_OK || bind_str(s, 2, vm) != SQLITE_OK ||
+                r = db_prepare(db, queries[Q_CHOICE_SET], &s);
+        if (r >= 0 && (db_bind_text(s, 1, device_key) != SQLITE_OK || db_bind_text(s, 2, vm) != SQLITE_OK ||
                        sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK))
                 r = db_errno(db->sql, sqlite3_errcode(db->sql));
         if (r >= 0)
-                r = step_done(db, s);
+                r = db_step_done(db, s);
         return db_tx_end(db, r);
 }

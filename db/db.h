@@ -12,7 +12,7 @@
 
 struct db;
 
-#define DB_SCHEMA_VERSION 2        /* PRAGMA user_version of a database this code created */
+#define DB_SCHEMA_VERSION 3        /* PRAGMA user_version of a database this code created */
 #define DB_WAL_TRUNCATE_BYTES (1024 * 1024) /* a closer checkpoints and truncates a larger WAL */
 #define DB_BUSY_TIMEOUT_MS 30000   /* SQLite busy_timeout: one wait for the lock */
 #define DB_LOCK_WAIT_MS 120000     /* a write retries the lock this long in all before -EBUSY */

@@ -22,7 +22,7 @@ if [ -z "${VHP_DEMO_INSIDE:-}" ]; then
         VHP_DEMO_INSIDE=1 exec umockdev-run -d "$top/tests/data/umockdev/demo-laptop-usb.umockdev" -- bash "$0"
 fi
 
-tmp=$(mktemp -d /tmp/vhotplug-demo.XXXXXX) || exit 1
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vhotplug-demo.XXXXXX") || exit 1
 qemu_pid=
 cleanup() {
         [ -n "$qemu_pid" ] && kill "$qemu_pid" 2>/dev/null && wait "$qemu_pid" 2>/dev/null

@@ -4,7 +4,9 @@
 # keeps its database, on which the README's SQL examples run.
 . "$(dirname "$0")/../lib.sh"
 
-before=$(ls -d /tmp/vhotplug-demo.* 2>/dev/null | wc -l)
+# A temporary directory of its own (other test runs may run demos at the same time).
+export TMPDIR=$VHP_TMP/tmp
+mkdir -p "$TMPDIR"
 out=$VHP_TMP/demo.out
 # A build directory of its own, as in a fresh clone: the demo must build all it uses.
 make -C "$VHP_TOP" --no-print-directory -s BUILD="$VHP_TMP/build" demo >"$out" 2>&1
@@ -20,12 +22,12 @@ grep -q '^9 devices, 0 actions, 0 failed$' "$out" && vhp_ok "second reconcile ru
         vhp_fail "second reconcile run"
 grep -q '│ gui-vm │ vhp-usb-001-008 │ 0b95:1790 │ AX88179 Gigabit Ethernet │ attached │' "$out" &&
         vhp_ok "demo prints current attachments from SQL" || vhp_fail "SQL attachments table"
-after=$(ls -d /tmp/vhotplug-demo.* 2>/dev/null | wc -l)
-[ "$after" = "$before" ] && vhp_ok "demo removed its temporary directory" || vhp_fail "demo left /tmp/vhotplug-demo.*"
+[ -z "$(ls -A "$TMPDIR")" ] && vhp_ok "demo removed its temporary directory" ||
+        vhp_fail "demo left $(ls "$TMPDIR") in \$TMPDIR"
 if ! command -v pgrep >/dev/null; then
         vhp_fail "demo left no processes" "pgrep missing (procps: scripts/setup-deps.sh installs it)"
-elif pgrep -f 'vhotplug-demo' >/dev/null; then
-        vhp_fail "demo left no processes" "$(pgrep -af vhotplug-demo)"
+elif pgrep -f "$TMPDIR/vhotplug-demo" >/dev/null; then
+        vhp_fail "demo left no processes" "$(pgrep -af "$TMPDIR/vhotplug-demo")"
 else
         vhp_ok "demo left no processes"
 fi
@@ -35,7 +37,7 @@ out=$VHP_TMP/keep.out
 make -C "$VHP_TOP" --no-print-directory -s BUILD="$VHP_TMP/build" demo KEEP=1 >"$out" 2>&1
 rc=$?
 kept=$(sed -n "s/^The demo's database is kept: //p" "$out")
-[ -n "$kept" ] && [ "${kept#/tmp/vhotplug-demo.}" != "$kept" ] && vhp_on_exit "rm -rf '${kept%/*}'"
+[ -n "$kept" ] && [ "${kept#"$TMPDIR"/vhotplug-demo.}" != "$kept" ] && vhp_on_exit "rm -rf '${kept%/*}'"
 [ $rc = 0 ] && [ -n "$kept" ] && [ -s "$kept" ] && vhp_ok "make demo KEEP=1 keeps the database and prints its path" ||
         vhp_fail "make demo KEEP=1 keeps the database" "rc=$rc kept='$kept' $(tail -8 "$out")"
 [ -n "$kept" ] && [ "$(ls "${kept%/*}")" = state.db ] && vhp_ok "KEEP=1 keeps only the database" ||

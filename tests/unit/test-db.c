@@ -514,6 +514,46 @@ static void test_migrate(void **state) {
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
 }
 
+/* Version 3 rebuilds the history table: rows written by version 2 survive, in order, with their
+ * ids; the views over it, its indexes and its append-only trigger come back; the new tables exist. */
+static void test_migrate_v3_history(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 0, 1, "receiver");
+        struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc52b, "ABC");
+        struct db *db = NULL;
+        int64_t id;
+
+        assert_int_equal(db_open_version(f->path, DB_NO_STRICT_PERMS, 2, &db), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
+        assert_int_equal(db_detach_begin(db, NULL, id, "device removed"), 0);
+        assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
+        char *before = raw_text(f->path, "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
+                                         "(SELECT * FROM history ORDER BY id)", NULL);
+
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
+        char *after = raw_text(f->path, "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
+                                        "(SELECT * FROM history ORDER BY id)", NULL);
+        assert_string_equal(after, before);
+        free(before);
+        free(after);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attach_history WHERE requested_by IS NULL"), 4);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'history'"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 5);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN ('prompts', 'suspended', 'meta')"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM current_attachments"), 0);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
+        /* Still append-only. */
+        sqlite3 *s = raw_open(f->path);
+        assert_int_not_equal(sqlite3_exec(s, "UPDATE history SET detail = 'x'", NULL, NULL, NULL), SQLITE_OK);
+        assert_non_null(strstr(sqlite3_errmsg(s), "append-only"));
+        sqlite3_close(s);
+}
+
 static void test_lifecycle(void **state) {
         struct fixture *f = *state;
         struct rule_decision dec = decision(&vm1, 2, 0, "Logitech receivers");
@@ -1236,6 +1276,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_open_repair_concurrent, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_open_newer, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_migrate, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_migrate_v3_history, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_lifecycle, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_adopted, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_failed_and_pending, setup, teardown),
