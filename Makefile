@@ -7,7 +7,7 @@ BUILD     ?= build
 CC        ?= cc
 PKG_CONFIG ?= pkg-config
 
-PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci
+PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci libkmod
 WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wvla -Wwrite-strings -Wno-unused-parameter
 CFLAGS    ?= -O2 -g

@@ -4,7 +4,7 @@
 #   --check-or-install  install when root, else list what is missing and fail
 # Near-instant when everything is present: it asks dpkg, not the network.
 set -eu
-PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev
+PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev libkmod-dev kmod
       libcmocka-dev umockdev libumockdev-dev qemu-system-x86 sqlite3 udev systemd pci.ids usb.ids
       iproute2 procps jq socat valgrind"
 mode=${1:---install}
