@@ -429,30 +429,32 @@ static int note_field(struct ctx *x, const struct field *f) {
         return note(x, "%s", f->note);
 }
 
-/* Case-insensitive edit distance, for "did you mean". Long keys are never close. */
+/* Case-insensitive edit distance, for "did you mean": insertions, deletions, substitutions and
+ * swaps of neighbours ("prot" is one step from "port"). Long keys are never close. */
 static size_t edit_distance(const char *a, const char *b) {
-        size_t la = strlen(a), lb = strlen(b), row[KEY_SHOWN + 1];
+        size_t la = strlen(a), lb = strlen(b), rows[3][KEY_SHOWN + 1];
 
         if (la > KEY_SHOWN || lb > KEY_SHOWN)
                 return SIZE_MAX;
         for (size_t j = 0; j <= lb; j++)
-                row[j] = j;
+                rows[0][j] = j;
         for (size_t i = 1; i <= la; i++) {
-                size_t diag = row[0];
-                row[0] = i;
+                size_t *cur = rows[i % 3], *up = rows[(i - 1) % 3], *up2 = rows[(i + 1) % 3];
+                cur[0] = i;
                 for (size_t j = 1; j <= lb; j++) {
-                        size_t up = row[j];
-                        size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-                        size_t best = diag + cost;
-                        if (up + 1 < best)
-                                best = up + 1;
-                        if (row[j - 1] + 1 < best)
-                                best = row[j - 1] + 1;
-                        row[j] = best;
-                        diag = up;
+                        int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+                        size_t best = up[j - 1] + (ca != cb);
+                        if (up[j] + 1 < best)
+                                best = up[j] + 1;
+                        if (cur[j - 1] + 1 < best)
+                                best = cur[j - 1] + 1;
+                        if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                            tolower((unsigned char)a[i - 2]) == cb && up2[j - 2] + 1 < best)
+                                best = up2[j - 2] + 1;
+                        cur[j] = best;
                 }
         }
-        return row[lb];
+        return rows[la % 3][lb];
 }
 
 /* The known key closest to an unknown one, and whether it is close enough to be a typo of it. */
@@ -1219,7 +1221,7 @@ static int parse_entry(struct ctx *x, const cJSON *obj, enum dev_kind kind, stru
                 return r;
         if (!found[E_TARGET_VM] && !found[E_ALLOWED_VMS]) {
                 /* The older daemon skipped such an entry (logging an error) when its rules matched. */
-                if (!(e->legacy_all_inputs && !e->enabled)) /* {"disable": true}: nothing to route */
+                if (e->enabled) /* a disabled one routes nothing anyway */
                         r = warn(x, "no 'targetVm'%s: this entry claims nothing", kind == DEV_USB ? " or 'allowedVms'" : "");
         } else {
                 r = parse_targets(x, found[E_TARGET_VM], found[E_ALLOWED_VMS], e);
