@@ -6,7 +6,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -613,18 +612,25 @@ static void rx_repeat(struct rx_group *g, unsigned long copies, unsigned long op
         g->last_cost = cost;
 }
 
+/* A repeat count of digits digits at s; long ones are merely "too large". */
+static unsigned long rx_count(const char *s, size_t digits) {
+        return digits > 6 ? 999999 : strtoul(s, NULL, 10);
+}
+
 /* Reads "{m}", "{m,}", "{,n}" or "{m,n}" at s; returns its length (0: not an interval, a literal
- * brace), with *ret_max = ULONG_MAX for "{m,}". */
-static size_t rx_interval(const char *s, unsigned long *ret_min, unsigned long *ret_max) {
+ * brace), with *ret_open set for "{m,}". */
+static size_t rx_interval(const char *s, unsigned long *ret_min, unsigned long *ret_max, bool *ret_open) {
         const char *q = s + 1;
-        size_t lo_digits = strspn(q, "0123456789"), hi_digits;
-        unsigned long lo = lo_digits ? strtoul(q, NULL, 10) : 0, hi = lo;
+        size_t lo_digits = strspn(q, "0123456789"), hi_digits = 0;
+        unsigned long lo = lo_digits ? rx_count(q, lo_digits) : 0, hi = lo;
+        bool comma = false;
 
         q += lo_digits;
         if (*q == ',') {
+                comma = true;
                 q++;
                 hi_digits = strspn(q, "0123456789");
-                hi = hi_digits ? strtoul(q, NULL, 10) : ULONG_MAX;
+                hi = hi_digits ? rx_count(q, hi_digits) : 0;
                 q += hi_digits;
                 if (!lo_digits && !hi_digits)
                         return 0;
@@ -634,6 +640,7 @@ static size_t rx_interval(const char *s, unsigned long *ret_min, unsigned long *
                 return 0;
         *ret_min = lo;
         *ret_max = hi;
+        *ret_open = comma && !hi_digits;
         return (size_t)(q - s) + 1;
 }
 
@@ -665,6 +672,7 @@ static const char *rx_bracket(const char *s) {
 static const char *regex_cost(const char *p, unsigned long *ret_cost) {
         struct rx_group stack[REGEX_MAX_GROUPS + 1] = { { 0 } }, *g = stack;
         unsigned long lo, hi;
+        bool open;
         size_t len;
 
         for (const char *s = p; *s; s++) {
@@ -723,14 +731,14 @@ static const char *regex_cost(const char *p, unsigned long *ret_cost) {
                         rx_repeat(g, 2, 1);
                         break;
                 case '{':
-                        len = rx_interval(s, &lo, &hi);
+                        len = rx_interval(s, &lo, &hi, &open);
                         if (len == 0) {
                                 rx_atom(g, 1, 0);
                                 break;
                         }
-                        if (lo > CFG_REGEX_MAX_REPEAT || (hi != ULONG_MAX && hi > CFG_REGEX_MAX_REPEAT))
+                        if (lo > CFG_REGEX_MAX_REPEAT || hi > CFG_REGEX_MAX_REPEAT)
                                 return "repetition counts ({m,n}) above 255 are not supported";
-                        if (hi == ULONG_MAX)
+                        if (open)
                                 rx_repeat(g, lo + 1, 1);
                         else
                                 rx_repeat(g, hi > 0 ? hi : 1, hi > lo ? hi - lo : 0);
@@ -930,6 +938,11 @@ static int parse_object(struct ctx *x, const cJSON *obj, const struct field *tab
                 if (r < 0)
                         return r;
         }
+        /* null means absent: what NixOS's toJSON writes for an option left unset ("bus": null in
+         * Ghaf's static USB rules), and what the older daemon read as absent. */
+        for (size_t i = 0; i < n; i++)
+                if (found[i] && cJSON_IsNull(found[i]))
+                        found[i] = NULL;
         for (size_t i = 0; i < n; i++) {
                 if (!found[i]) {
                         if (tab[i].required)

@@ -8,12 +8,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/allocator_interface.h>
+#endif
 
 #include "cleanup.h"
 #include "config.h"
@@ -85,7 +90,8 @@ static const struct error_case error_cases[] = {
         { USB("{'portPath': '3.0'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
         { USB("{'portPath': 3}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
         { USB("{'serial': ''}"), "usbPassthrough[0].allow[0].serial", "expected a non-empty string, got \"\"" },
-        { USB("{'serial': null}"), "usbPassthrough[0].allow[0].serial", "got null" },
+        { USB("{'serial': null}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
+        { USB("{'bus': null, 'port': null, 'vendorId': null, 'productId': null}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
         { USB("{'removable': ['fixed', 'sometimes']}"), "usbPassthrough[0].allow[0].removable[1]", "got \"sometimes\"" },
         { USB("{'removable': []}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
         { USB("{'removable': 'fixed'}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
@@ -142,7 +148,6 @@ static const struct error_case error_cases[] = {
         { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'pciIommuAddAll': true}"), "usbPassthrough[0].pciIommuAddAll", "belongs to pciPassthrough" },
         { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'qemuUseRootBus': 'yes'}"), "pciPassthrough[0].qemuUseRootBus", "true or false" },
         { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'autoOvmf': 1}"), "pciPassthrough[0].autoOvmf", "expected true or false, got 1" },
-        { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'crosvmUseRootBus': null}"), "pciPassthrough[0].crosvmUseRootBus", "true or false, got null" },
         { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'autoOvmf': true}"), "usbPassthrough[0].autoOvmf", "belongs to pciPassthrough" },
         { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'skipOnSuspend': 'no'}"), "usbPassthrough[0].skipOnSuspend", "true or false" },
         { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'enable': false, 'disable': false}"), "usbPassthrough[0]: ", "contradict" },
@@ -682,6 +687,332 @@ static void test_legacy_evdev(void **state) {
         cfg_free(c);
 }
 
+/* ---- keys of the older daemon's deployments: parsed, typed and kept for later programs */
+
+static void test_compat_keys(void **state) {
+        struct cfg *c = load_ok(
+                "{'vms': [{'name': 'gui-vm', 'type': 'qemu', 'socket': '/run/gui.sock'},"
+                "         {'name': 'ch', 'type': 'cloud-hypervisor', 'socket': '/run/ch.sock'}],"
+                " 'usbPassthrough': [{'targetVm': 'gui-vm', 'allow': ["
+                "     {'driverPath': '.*/kernel/drivers/net/usb/.*', 'description': 'USB NICs'},"
+                "     {'description': 'fpr0', 'bus': null, 'port': null, 'vendorId': '06cb', 'productId': '00fc'}]}],"
+                " 'pciPassthrough': [{'targetVm': 'gui-vm', 'skipOnSuspend': true, 'autoOvmf': true, 'crosvmUseRootBus': true,"
+                "     'qemuUseRootBus': true, 'tag': 'gpu', 'allow': [{'deviceClass': 3}]}],"
+                " 'acpiPassthrough': [{'description': 'NHLT', 'targetVm': 'gui-vm', 'allow': ["
+                "     {'acpiTable': '/sys/firmware/acpi/tables/NHLT', 'setUser': 'microvm'},"
+                "     {'acpiTable': '/t2', 'setGroup': 'kvm', 'disable': true}]},"
+                "   {'targetVm': 'ch', 'acpiTable': '/t3', 'setUser': 'u', 'setGroup': 'g', 'description': 'inline'},"
+                "   {'description': 'nowhere', 'disable': true}],"
+                " 'usbAuthorization': {'enable': true, 'deauthorizeUnmatched': true,"
+                "     'hostAllow': [{'interfaceClass': 3, 'interfaceProtocol': 1}, {'vendorId': '067b', 'productId': '23a3'}]},"
+                " 'general': {'modulesDir': '/srv/modules/6.1.0', 'ovmfCode': '/fw/CODE.fd', 'ovmfVars': '/fw/VARS.fd',"
+                "     'statePath': '/var/lib/old/vhotplug.state', 'persistency': false,"
+                "     'modprobe': '/bin/modprobe', 'modinfo': '/bin/modinfo', 'crosvm': '/opt/crosvm',"
+                "     'api': {'enable': true, 'transports': ['vsock', 'unix', 'tcp'], 'port': 2001, 'allowedCids': [5, 7],"
+                "             'unixSocket': '/run/vhp/api.sock', 'unixSocketUser': 'microvm', 'unixSocketGroup': 'kvm',"
+                "             'unixSocketMode': '0660', 'host': '0.0.0.0'}}}");
+
+        /* cloud-hypervisor: kept, but not for hot-plug */
+        assert_int_equal(c->vms[1].type, VMM_CLOUD_HYPERVISOR);
+        assert_false(cfg_vm_can_hotplug(&c->vms[1]));
+        assert_true(cfg_vm_can_hotplug(&c->vms[0]));
+        assert_string_equal(cfg_vm_type_name(VMM_CLOUD_HYPERVISOR), "cloud-hypervisor");
+        assert_string_equal(cfg_vm_type_name(VMM_CROSVM), "crosvm");
+
+        const struct cfg_rule *r = &c->entries[DEV_USB][0].allow[0];
+        assert_int_equal(r->fields, RF_DRIVER_PATH);
+        assert_int_equal(regexec(&r->driver_path, "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/usb/r8152.ko", 0, NULL, 0), 0);
+        assert_int_equal(regexec(&r->driver_path, "/LIB/modules/x/KERNEL/drivers/NET/usb/ax88179_178a.ko.xz", 0, NULL, 0), 0);
+        assert_int_not_equal(regexec(&r->driver_path, "/lib/modules/x/kernel/drivers/bluetooth/btusb.ko", 0, NULL, 0), 0);
+        /* null is absent */
+        assert_int_equal(c->entries[DEV_USB][0].allow[1].fields, RF_VENDOR_ID | RF_PRODUCT_ID);
+
+        const struct cfg_entry *e = &c->entries[DEV_PCI][0];
+        assert_true(e->skip_on_suspend && e->auto_ovmf && e->crosvm_use_root_bus && e->use_root_bus);
+        assert_string_equal(e->tag, "gpu");
+
+        assert_int_equal(c->n_acpi, 3);
+        assert_string_equal(c->acpi[0].description, "NHLT");
+        assert_ptr_equal(c->acpi[0].vm, &c->vms[0]);
+        assert_true(c->acpi[0].enabled);
+        assert_int_equal(c->acpi[0].n_tables, 2);
+        assert_string_equal(c->acpi[0].tables[0].path, "/sys/firmware/acpi/tables/NHLT");
+        assert_string_equal(c->acpi[0].tables[0].set_user, "microvm");
+        assert_null(c->acpi[0].tables[0].set_group);
+        assert_true(c->acpi[0].tables[0].enabled);
+        assert_false(c->acpi[0].tables[1].enabled);
+        assert_string_equal(c->acpi[0].tables[1].set_group, "kvm");
+        assert_ptr_equal(c->acpi[1].vm, &c->vms[1]);
+        assert_int_equal(c->acpi[1].n_tables, 1);
+        assert_string_equal(c->acpi[1].tables[0].path, "/t3");
+        assert_string_equal(c->acpi[1].tables[0].set_user, "u");
+        assert_string_equal(c->acpi[1].tables[0].set_group, "g");
+        assert_string_equal(c->acpi[1].tables[0].description, "inline");
+        assert_null(c->acpi[2].vm);
+        assert_false(c->acpi[2].enabled);
+        assert_int_equal(c->acpi[2].n_tables, 0);
+
+        assert_true(c->usb_auth.enabled);
+        assert_true(c->usb_auth.deauthorize_unmatched);
+        assert_int_equal(c->usb_auth.n_host_allow, 2);
+        assert_int_equal(c->usb_auth.host_allow[0].fields, RF_IF_CLASS | RF_IF_PROTOCOL);
+        assert_int_equal(c->usb_auth.host_allow[1].product_id, 0x23a3);
+
+        const struct cfg_general *g = &c->general;
+        assert_string_equal(g->modules_dir, "/srv/modules/6.1.0");
+        assert_string_equal(g->ovmf_code, "/fw/CODE.fd");
+        assert_string_equal(g->ovmf_vars, "/fw/VARS.fd");
+        assert_string_equal(g->state_path, "/var/lib/old/vhotplug.state");
+        assert_false(g->persistency);
+        assert_string_equal(g->crosvm, "/opt/crosvm");
+        assert_true(g->api.enabled);
+        assert_int_equal(g->api.transports, CFG_API_UNIX | CFG_API_VSOCK | CFG_API_TCP);
+        assert_int_equal(g->api.port, 2001);
+        assert_int_equal(g->api.n_allowed_cids, 2);
+        assert_int_equal(g->api.allowed_cids[0], 5);
+        assert_int_equal(g->api.allowed_cids[1], 7);
+        assert_string_equal(g->api.unix_socket, "/run/vhp/api.sock");
+        assert_string_equal(g->api.unix_user, "microvm");
+        assert_string_equal(g->api.unix_group, "kvm");
+        assert_int_equal(g->api.unix_mode, 0660);
+        assert_string_equal(g->api.host, "0.0.0.0");
+        /* nothing here is an unknown key */
+        for (size_t i = 0; i < c->n_warnings; i++)
+                if (strstr(c->warnings[i], "unknown key"))
+                        fail_msg("unexpected: %s", c->warnings[i]);
+        cfg_free(c);
+
+        /* Defaults: what the older daemon assumed. */
+        c = load_ok("{'usbAuthorization': {'hostAllow': [{'interfaceClass': 3}]}, 'general': {'api': {}}}");
+        assert_false(c->usb_auth.enabled); /* off unless enabled */
+        assert_false(c->usb_auth.deauthorize_unmatched);
+        assert_true(c->general.api.enabled); /* an api object is on unless disabled... */
+        assert_int_equal(c->general.api.transports, 0); /* ...and then listens nowhere */
+        assert_int_equal(c->general.api.port, CFG_DEFAULT_API_PORT);
+        assert_string_equal(c->general.api.unix_socket, CFG_DEFAULT_API_SOCKET);
+        assert_string_equal(c->general.api.host, CFG_DEFAULT_API_HOST);
+        assert_int_equal(c->general.api.unix_mode, -1);
+        assert_null(c->general.api.allowed_cids);
+        assert_null(c->general.modules_dir);
+        assert_null(c->general.ovmf_code);
+        assert_string_equal(c->general.state_path, CFG_DEFAULT_STATE_PATH);
+        assert_true(c->general.persistency);
+        cfg_free(c);
+        c = load_ok("{'usbAuthorization': {'disable': false}, 'general': {'api': {'disable': true, 'allowedCids': null}}}");
+        assert_true(c->usb_auth.enabled); /* the older daemon's _enabled(): disable:false enables */
+        assert_false(c->general.api.enabled);
+        cfg_free(c);
+        c = load_ok("{}");
+        assert_false(c->general.api.enabled);
+        cfg_free(c);
+        c = load_ok(GENERAL("'api': {'unixSocketMode': '0o600', 'transports': ['vsock'], 'port': 4294967294}"));
+        assert_int_equal(c->general.api.unix_mode, 0600);
+        assert_int_equal(c->general.api.port, 4294967294u);
+        cfg_free(c);
+}
+
+/* ---- "\u0000" would silently cut a string ("vm1\u0000evil" read as "vm1"): refused */
+
+static void test_nul_escape(void **state) {
+        static const struct {
+                const char *json, *expected;
+        } cases[] = {
+                { "{\"vms\": [{\"name\": \"vm1\\u0000evil\", \"type\": \"qemu\", \"socket\": \"/s\"}]}",
+                  "cfg.json:1:23: \\u0000 (a NUL character) inside a string near \"\\\\u0000evil\\\", \\\"ty\"" },
+                { "{\"general\": {\"database\": \"/var/lib/x.db\\u0000/tmp/evil\"}}", "cfg.json:1:40: \\u0000" },
+                { "{\"a\\u0000b\": 1}", "cfg.json:1:4: \\u0000" },
+                { "{\"x\": \"\\\\\\u0000\"}", "cfg.json:1:10: \\u0000" }, /* an escaped backslash, then the escape */
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                struct cfg_error err = { .msg = "" };
+                struct cfg *c = NULL;
+                assert_int_equal(cfg_load_string(cases[i].json, strlen(cases[i].json), "cfg.json", &c, &err), -EINVAL);
+                assert_null(c);
+                if (strncmp(err.msg, cases[i].expected, strlen(cases[i].expected)) != 0)
+                        fail_msg("case %zu: expected \"%s...\", got \"%s\"", i, cases[i].expected, err.msg);
+        }
+        /* The six characters \u0000 written with an escaped backslash are ordinary text. */
+        static const char ok[] = "{\"usbPassthrough\": [], \"general\": {\"lockDir\": \"/run/a\\\\u0000b\"}}";
+        struct cfg *c = NULL;
+        struct cfg_error err;
+        assert_int_equal(cfg_load_string(ok, strlen(ok), "cfg.json", &c, &err), 0);
+        assert_string_equal(c->general.lock_dir, "/run/a\\u0000b");
+        cfg_free(c);
+        /* Other escapes below 0x20 stay allowed (they are data, escaped in messages). */
+        static const char ctl[] = "{\"usbPassthrough\": [], \"general\": {\"lockDir\": \"/run/a\\u0001b\"}}";
+        assert_int_equal(cfg_load_string(ctl, strlen(ctl), "cfg.json", &c, &err), 0);
+        assert_string_equal(c->general.lock_dir, "/run/a\x01" "b");
+        cfg_free(c);
+}
+
+/* ---- what a pattern may cost to compile (issue 12: ".{0,9999}" took 1.6 GB and 1.2 s) */
+
+/* Bytes the allocator holds now. */
+static size_t heap_in_use(void) {
+#if defined(__SANITIZE_ADDRESS__)
+        return __sanitizer_get_current_allocated_bytes();
+#else
+        return mallinfo2().uordblks;
+#endif
+}
+
+static void test_regex_cost(void **state) {
+        /* Accepted patterns at the limits: each compiles into little memory. */
+        static const char *const accepted[] = {
+                ".{0,255}", "a{255}", "[[:alpha:]]{0,255}", "(.{0,16}){0,15}", "(a|b|c|d|e|f){0,42}", "x{3,}",
+                ".*/kernel/drivers/net/usb/.*", "(ab|cd)+(ef)*", "((a+)?b)*", ".{0,100}.{0,100}.{0,100}",
+                "[0-9]{4}-[0-9]{2}", "a{,5}", "\\{0,9999}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(accepted); i++) {
+                char why[128] = "";
+                regex_t re;
+                unsigned cost;
+                size_t before = heap_in_use();
+                int r = cfg_regex_compile(accepted[i], &re, &cost, why, sizeof(why));
+                if (r < 0)
+                        fail_msg("'%s' refused: %s", accepted[i], why);
+                size_t used = heap_in_use() - before;
+                print_message("%-32s cost %7u  %7zu KiB\n", accepted[i], cost, used >> 10);
+                assert_true(cost <= CFG_REGEX_MAX_COST);
+                /* ~20 bytes per unit of cost, plus the fixed part of a compiled pattern */
+                if (used > 64 * 1024 + (size_t)cost * 40)
+                        fail_msg("'%s': %zu bytes for an estimated cost of %u", accepted[i], used, cost);
+                regfree(&re);
+        }
+        /* Refused before regcomp sees them (each would take from 8 MB to gigabytes). */
+        static const char *const refused[] = {
+                ".{0,9999}", ".{0,256}", "a{300,}", "(.{0,255}){5}", "(.{0,50}){0,20}", "(a|b|c|d){0,255}",
+                ".{0,255}.{0,255}.{0,255}.{0,255}.{0,255}", "((a{0,255}){0,255}){0,255}", "a{0,99999999999999999999}",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+                char why[128] = "";
+                regex_t re;
+                size_t before = heap_in_use();
+                if (cfg_regex_compile(refused[i], &re, NULL, why, sizeof(why)) != -EINVAL)
+                        fail_msg("'%s' was accepted", refused[i]);
+                assert_true(heap_in_use() - before < 4096);
+                if (!strstr(why, "above 255") && !strstr(why, "too costly"))
+                        fail_msg("'%s': %s", refused[i], why);
+        }
+        /* Braces that are no interval: regcomp's own error. */
+        static const char *const bad[] = { "{", "a{1,2", "a{2,1}" };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                char why[128] = "";
+                regex_t re;
+                assert_int_equal(cfg_regex_compile(bad[i], &re, NULL, why, sizeof(why)), -EINVAL);
+                assert_true(why[0] != '\0');
+        }
+
+        /* The whole configuration is bounded too: 63 of the costliest allowed patterns load, 64 do not. */
+        for (size_t n = 63; n <= 64; n++) {
+                size_t cap = 256 + n * 64, len;
+                _cleanup_free_ char *json = malloc(cap);
+                assert_non_null(json);
+                len = (size_t)snprintf(json, cap, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}],"
+                                                  " \"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [");
+                for (size_t i = 0; i < n; i++)
+                        len += (size_t)snprintf(json + len, cap - len, "%s{\"productName\": \".{0,255}\"}", i ? "," : "");
+                snprintf(json + len, cap - len, "]}]}");
+                struct cfg_error err = { .msg = "" };
+                struct cfg *c = NULL;
+                int r = cfg_load_string(json, strlen(json), "cfg.json", &c, &err);
+                if (n == 63) {
+                        if (r < 0)
+                                fail_msg("%s", err.msg);
+                        cfg_free(c);
+                } else {
+                        assert_int_equal(r, -EINVAL);
+                        assert_contains(err.msg, "cfg.json: usbPassthrough[0].allow[63].productName: the regular "
+                                                 "expressions of this configuration are too costly to compile");
+                }
+        }
+}
+
+/* ---- --check-config: what depends on this host is a warning, never a refusal */
+
+static void test_check_host(void **state) {
+        static const char json[] =
+                "{'vms': [{'name': 'a', 'type': 'crosvm', 'socket': '/s'}],"
+                " 'usbPassthrough': [{'targetVm': 'a', 'allow': [{'driverPath': '.*/net/.*'}]}],"
+                " 'acpiPassthrough': [{'targetVm': 'a', 'allow': [{'acpiTable': '/nonexistent/NHLT', 'setUser': 'no-such-user-vhp',"
+                "     'setGroup': 'no-such-group-vhp'}]}],"
+                " 'usbAuthorization': {'enable': true, 'hostAllow': [{'vendorId': '046d', 'productId': 'c31c'},"
+                "     {'interfaceClass': 3, 'interfaceProtocol': 2}]},"
+                " 'general': {'crosvm': '/nonexistent/crosvm', 'ovmfCode': '/nonexistent/CODE.fd', 'ovmfVars': '/dev/null',"
+                "     'modulesDir': '/nonexistent/modules',"
+                "     'api': {'transports': ['unix'], 'unixSocketUser': 'no-such-user-vhp', 'unixSocketGroup': 'root'}}}";
+        static const char *const expected[] = {
+                "cfg.json: general.api: unixSocketUser: no user 'no-such-user-vhp' on this host",
+                "cfg.json: general.ovmfCode: /nonexistent/CODE.fd does not exist",
+                "cfg.json: general.ovmfVars: /dev/null is not a regular file",
+                "cfg.json: general.crosvm: /nonexistent/crosvm is not an executable file here",
+                "cfg.json: general.modulesDir: driverPath rules cannot match: no kernel module index (modules.alias.bin) "
+                "in /nonexistent/modules: No such file or directory",
+                "cfg.json: acpiPassthrough[0]: acpiTable /nonexistent/NHLT does not exist",
+                "cfg.json: acpiPassthrough[0]: setUser: no user 'no-such-user-vhp' on this host",
+                "cfg.json: acpiPassthrough[0]: setGroup: no group 'no-such-group-vhp' on this host",
+                "cfg.json: usbAuthorization: no hostAllow rule keeps a USB keyboard on the host: a keyboard that no VM "
+                "claims stays unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)",
+        };
+        _cleanup_free_ char *text = q(json);
+        struct cfg_error err = { .msg = "" };
+        struct cfg *c = NULL;
+
+        /* Loaded for an event: nothing looked up. */
+        assert_int_equal(cfg_load_string(text, strlen(text), "cfg.json", &c, &err), 0);
+        for (size_t i = 0; i < c->n_warnings; i++)
+                if (!strstr(c->warnings[i], "tcp"))
+                        fail_msg("unexpected warning without CFG_CHECK_HOST: %s", c->warnings[i]);
+        cfg_free(c);
+
+        int r = cfg_load_string_flags(text, strlen(text), "cfg.json", CFG_CHECK_HOST, &c, &err);
+        if (r < 0)
+                fail_msg("%s", err.msg);
+        for (size_t i = 0; i < c->n_warnings && i < ELEMENTSOF(expected); i++)
+                if (strcmp(c->warnings[i], expected[i]) != 0)
+                        fail_msg("warning %zu: expected \"%s\", got \"%s\"", i, expected[i], c->warnings[i]);
+        assert_int_equal(c->n_warnings, ELEMENTSOF(expected));
+        cfg_free(c);
+
+        /* Rules that keep some USB keyboard on the host, and some that do not. */
+        static const struct {
+                const char *rule;
+                bool keeps;
+        } kb[] = {
+                { "{'interfaceClass': 3}", true },
+                { "{'interfaceClass': 3, 'interfaceSubclass': 1, 'interfaceProtocol': 1}", true },
+                { "{'vendorName': '.*'}", true },
+                { "{'productName': 'x*'}", true },
+                { "{'deviceClass': 0, 'interfaceClass': 3}", true },
+                { "{'removable': ['removable'], 'interfaceClass': 3}", true },
+                { "{'interfaceClass': 3, 'disable': true}", false },
+                { "{'interfaceClass': 3, 'interfaceProtocol': 2}", false },
+                { "{'vendorName': 'Logitech'}", false },
+                { "{'removable': ['fixed'], 'interfaceClass': 3}", false },
+                { "{'vendorId': '046d', 'productId': 'c31c'}", false },
+                { "{'bus': 1, 'port': 2}", false },
+                { "{'driverPath': '.*'}", false },
+                { "{'deviceClass': 3}", false },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kb); i++) {
+                char conf[512];
+                snprintf(conf, sizeof(conf), "{'usbAuthorization': {'enable': true, 'hostAllow': [%s]}}", kb[i].rule);
+                _cleanup_free_ char *t = q(conf);
+                assert_int_equal(cfg_load_string_flags(t, strlen(t), "cfg.json", CFG_CHECK_HOST, &c, &err), 0);
+                bool warned = false;
+                for (size_t k = 0; k < c->n_warnings; k++)
+                        warned |= strstr(c->warnings[k], "no hostAllow rule keeps a USB keyboard") != NULL;
+                if (warned == kb[i].keeps)
+                        fail_msg("%s: expected %s", kb[i].rule, kb[i].keeps ? "no warning" : "the keyboard warning");
+                cfg_free(c);
+        }
+        /* Authorization off: no such warning. */
+        _cleanup_free_ char *off = q("{'usbAuthorization': {'enable': false}}");
+        assert_int_equal(cfg_load_string_flags(off, strlen(off), "cfg.json", CFG_CHECK_HOST, &c, &err), 0);
+        assert_int_equal(c->n_warnings, 0);
+        cfg_free(c);
+}
+
 /* ---- hostile strings: bounded, stored as data, escaped in messages */
 
 static void test_hostile_strings(void **state) {
@@ -966,6 +1297,10 @@ int main(void) {
                 cmocka_unit_test(test_enable_disable),
                 cmocka_unit_test(test_legacy_evdev),
                 cmocka_unit_test(test_hostile_strings),
+                cmocka_unit_test(test_compat_keys),
+                cmocka_unit_test(test_nul_escape),
+                cmocka_unit_test(test_regex_cost),
+                cmocka_unit_test(test_check_host),
                 cmocka_unit_test(test_50k_rules),
                 cmocka_unit_test(test_mutations),
                 cmocka_unit_test_setup_teardown(test_file_permissions, tmp_setup, tmp_teardown),
