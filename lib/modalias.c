@@ -2,15 +2,19 @@
  * and `modinfo -n` per interface; libkmod reads the same indexes in-process. */
 #include "modalias.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libkmod.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include "cleanup-types.h"
+#include "cleanup.h"
 
 struct mod_ctx {
         struct kmod_ctx *kmod;
@@ -38,6 +42,7 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
                 return -ENOMEM;
         }
         kmod_set_log_fn(m->kmod, quiet, NULL);
+        kmod_load_resources(m->kmod);
         /* Without the index every lookup would quietly find nothing: say why instead. */
         if (asprintf(&index, "%s/modules.alias.bin", kmod_get_dirname(m->kmod)) < 0) {
                 mod_ctx_free(m);
@@ -89,32 +94,47 @@ int mod_lookup(struct mod_ctx *m, const char *modalias, char **paths, size_t *n,
         return added;
 }
 
-/* The interfaces' own MODALIAS from sysfs (udev's view of their uevent files). */
+/* The interfaces' own MODALIAS, from the uevent files of the device's interface directories
+ * ("1-3:1.0" beside the device's attributes): fewer reads than udev's enumeration. */
 static size_t modaliases_from_sysfs(const struct dev *d, char (*aliases)[MOD_ALIAS_MAX], size_t max) {
-        _cleanup_udev_ struct udev *udev = udev_new();
-        _cleanup_udev_device_ struct udev_device *u = NULL;
-        _cleanup_udev_enumerate_ struct udev_enumerate *e = NULL;
-        _cleanup_free_ char *syspath = NULL;
-        struct udev_list_entry *it;
-        size_t n = 0;
+        _cleanup_free_ char *dirpath = NULL;
+        size_t n = 0, namelen;
+        struct dirent *de;
+        DIR *dir;
 
-        if (!udev || asprintf(&syspath, "/sys%s", d->devpath) < 0)
+        if (!d->sysname || asprintf(&dirpath, "/sys%s", d->devpath) < 0)
                 return 0;
-        u = udev_device_new_from_syspath(udev, syspath);
-        e = u ? udev_enumerate_new(udev) : NULL;
-        if (!e || udev_enumerate_add_match_parent(e, u) < 0 ||
-            udev_enumerate_add_match_property(e, "DEVTYPE", "usb_interface") < 0 || udev_enumerate_scan_devices(e) < 0)
+        dir = opendir(dirpath);
+        if (!dir)
                 return 0;
-        udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
-                _cleanup_udev_device_ struct udev_device *c =
-                        udev_device_new_from_syspath(udev, udev_list_entry_get_name(it));
-                const char *alias = c ? udev_device_get_property_value(c, "MODALIAS") : NULL;
+        namelen = strlen(d->sysname);
+        while (n < max && (de = readdir(dir))) {
+                char path[PATH_MAX], buf[2048], *line;
+                ssize_t len;
+                int fd;
 
-                /* Kernel-made, but the testbed or a hostile fake could say anything: keep the shape. */
-                if (!alias || strncmp(alias, "usb:", 4) != 0 || strlen(alias) >= MOD_ALIAS_MAX || n >= max)
+                if (strncmp(de->d_name, d->sysname, namelen) != 0 || de->d_name[namelen] != ':')
                         continue;
-                snprintf(aliases[n++], MOD_ALIAS_MAX, "%s", alias);
+                if (snprintf(path, sizeof(path), "%s/%s/uevent", dirpath, de->d_name) >= (int)sizeof(path))
+                        continue;
+                fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+                if (fd < 0)
+                        continue;
+                len = read(fd, buf, sizeof(buf) - 1);
+                close(fd);
+                if (len <= 0)
+                        continue;
+                buf[len] = '\0';
+                for (line = buf; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+                        size_t l = strcspn(line, "\n");
+                        /* kernel-made, but keep the shape a modalias has */
+                        if (l > 13 && l < MOD_ALIAS_MAX + 9 && strncmp(line, "MODALIAS=usb:", 13) == 0) {
+                                snprintf(aliases[n++], MOD_ALIAS_MAX, "%.*s", (int)(l - 9), line + 9);
+                                break;
+                        }
+                }
         }
+        closedir(dir);
         return n;
 }
 
