@@ -13,7 +13,9 @@
 #include <strings.h>
 #include <grp.h>
 #include <pwd.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "cleanup-types.h"
@@ -1925,12 +1927,17 @@ static int check_host(struct ctx *x) {
                 r = warn_at(x, "general", "crosvm", "%.200s is not an executable file here", g->crosvm);
         if (r >= 0 && uses_driver_path(c)) {
                 struct mod_ctx *m = NULL;
+                struct utsname u;
+                char dir[PATH_MAX];
                 int e = mod_ctx_new(g->modules_dir, &m);
+
                 mod_ctx_free(m);
+                snprintf(dir, sizeof(dir), "%s", g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`");
+                if (!g->modules_dir && uname(&u) == 0)
+                        snprintf(dir, sizeof(dir), "/lib/modules/%.64s", u.release);
                 if (e < 0)
                         r = warn_at(x, "general", "modulesDir", "driverPath rules cannot match: no kernel module index "
-                                    "(modules.alias.bin) in %.200s: %s", g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`",
-                                    strerror(-e));
+                                    "(modules.alias.bin) in %.200s: %s", dir, strerror(-e));
         }
         for (size_t i = 0; r >= 0 && i < c->n_acpi; i++) {
                 size_t mark = path_key(x, "acpiPassthrough");

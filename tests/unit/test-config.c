@@ -17,7 +17,8 @@
 #include <unistd.h>
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/allocator_interface.h>
+/* libasan's (gcc ships no header for it): mallinfo2() is not ASan's heap */
+size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 #include "cleanup.h"
