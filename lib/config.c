@@ -28,6 +28,7 @@
 #define REGEX_MAX_NESTED 3      /* (...)+ or (...){m,n} nested in each other: glibc's regcomp is
                                    exponential in it ("((((()+)+)+)+)+" takes minutes) */
 #define REGEX_BASE_COST 256     /* estimate units of the smallest compiled pattern (~5 KB) */
+#define REGEX_MAX_ANCHORS 8     /* zero-width assertions in one pattern, repeats counted */
 #define PORT_PATH_MAX_DEPTH 7   /* USB allows at most 7 tiers */
 
 /* Where a key is valid: one bit per passthrough section (1 << enum dev_kind). */
@@ -573,15 +574,27 @@ static int get_hex16(struct ctx *x, const cJSON *v, uint16_t *ret) {
         return 0;
 }
 
-/* Cost model of glibc's regcomp, per group being read: sizes count automaton nodes; a {m,n}
- * repeats its operand max(n,1) times, and n-m optional copies make the epsilon closures grow
- * with the square of their length (".{0,1000}": 16 MB, ".{0,9999}": 1.6 GB). The estimate is an
- * upper bound for what glibc builds, kept simple: it may refuse a pattern glibc would manage. */
+/* Cost model of glibc's regcomp. Sizes count automaton nodes; a {m,n} repeats its operand max(n,1)
+ * times, and n-m optional copies make the epsilon closures grow with the square of their length
+ * (".{0,1000}": 16 MB, ".{0,9999}": 1.6 GB). The estimate is an upper bound for what glibc builds,
+ * kept simple: it may refuse a pattern glibc would manage. What the model cannot price is refused
+ * outright (found by fuzz/fuzz-regex.c): empty alternatives ("(a||)" x 200: 590 MB; POSIX leaves
+ * them undefined), repeating what can match the empty string ("(a?){0,90}": 5 MB for 90 nodes),
+ * and runs of zero-width assertions ("(^|$)" x 52: 850 MB, "\b" x 1000: minutes). */
+struct rx_piece {
+        unsigned long size;     /* automaton nodes */
+        unsigned long cost;     /* estimated cost of compiling it */
+        unsigned long anchors;  /* zero-width assertions (^ $ \b \B \< \> \` \'), repeats counted */
+        bool nullable;          /* it can match the empty string */
+};
+
 struct rx_group {
-        unsigned long done;     /* sizes of the finished alternatives, and one node per '|' */
-        unsigned long cur;      /* size of the alternative being read */
-        unsigned long cost;     /* cost of what the group holds so far */
-        unsigned long last, last_cost; /* the last atom: what a quantifier repeats */
+        struct rx_piece done;   /* the finished alternatives, one node per '|' */
+        struct rx_piece cur;    /* the alternative being read */
+        struct rx_piece last;   /* its last piece: what a quantifier repeats */
+        bool before_nullable;   /* the pieces of cur before last can all match the empty string */
+        bool empty;             /* cur has no piece yet */
+        bool bar;               /* the group has a '|' */
         int nested;             /* deepest repeated-group nesting inside (see REGEX_MAX_NESTED) */
 };
 
@@ -595,23 +608,44 @@ static unsigned long sat_add(unsigned long a, unsigned long b) {
         return a + b > RX_SAT ? RX_SAT : a + b;
 }
 
-static void rx_atom(struct rx_group *g, unsigned long size, unsigned long cost) {
-        g->cur = sat_add(g->cur, size);
-        g->cost = sat_add(g->cost, cost);
-        g->last = size;
-        g->last_cost = cost;
+static void rx_open(struct rx_group *g) {
+        *g = (struct rx_group){ .cur.nullable = true, .before_nullable = true, .empty = true };
 }
 
-/* Applies a quantifier to g's last atom: copies of it, opt of them optional. */
-static void rx_repeat(struct rx_group *g, unsigned long copies, unsigned long opt) {
-        unsigned long size = sat_mul(g->last, copies);
-        unsigned long chain = sat_mul(g->last, opt);
-        unsigned long cost = sat_add(sat_add(sat_mul(g->last_cost, copies), sat_mul(chain, chain)), size);
+static void rx_add(struct rx_group *g, struct rx_piece p) {
+        g->before_nullable = g->cur.nullable;
+        g->cur.size = sat_add(g->cur.size, p.size);
+        g->cur.cost = sat_add(g->cur.cost, p.cost);
+        g->cur.anchors = sat_add(g->cur.anchors, p.anchors);
+        g->cur.nullable = g->cur.nullable && p.nullable;
+        g->last = p;
+        g->empty = false;
+}
 
-        g->cur = sat_add(g->cur - g->last, size);
-        g->cost = sat_add(g->cost - g->last_cost, cost);
-        g->last = size;
-        g->last_cost = cost;
+/* Replaces g's last piece by copies of it, opt of them optional. */
+static void rx_repeat(struct rx_group *g, unsigned long copies, unsigned long opt, bool nullable) {
+        struct rx_piece p = g->last, q;
+        unsigned long chain = sat_mul(p.size, opt);
+
+        q.size = sat_mul(p.size, copies);
+        q.cost = sat_add(sat_add(sat_mul(p.cost, copies), sat_mul(chain, chain)), q.size);
+        q.anchors = sat_mul(p.anchors, copies);
+        q.nullable = nullable || p.nullable;
+        g->cur.size = sat_add(g->cur.size - p.size, q.size);
+        g->cur.cost = sat_add(g->cur.cost - p.cost, q.cost);
+        g->cur.anchors = sat_add(g->cur.anchors - p.anchors, q.anchors);
+        g->cur.nullable = g->before_nullable && q.nullable;
+        g->last = q;
+}
+
+/* The group's alternatives as one piece. */
+static struct rx_piece rx_close(const struct rx_group *g) {
+        return (struct rx_piece){
+                .size = sat_add(g->done.size, g->cur.size),
+                .cost = sat_add(g->done.cost, g->cur.cost),
+                .anchors = sat_add(g->done.anchors, g->cur.anchors),
+                .nullable = g->done.nullable || g->cur.nullable,
+        };
 }
 
 /* A repeat count of digits digits at s; long ones are merely "too large". */
@@ -669,42 +703,58 @@ static const char *rx_bracket(const char *s) {
 
 /* Checks what wrapping a pattern in "^(" ")" would break or regcomp would blow up on: an unmatched
  * ')' (glibc takes it literally, and it would close our group), back-references (their numbers
- * shift), stacked or deeply nested repetitions (exponential in glibc), large bounds, and an
- * estimated cost above CFG_REGEX_MAX_COST. Returns NULL and the cost, or the reason. */
+ * shift), stacked or deeply nested repetitions (exponential in glibc), large bounds, what the cost
+ * model cannot price (see struct rx_piece), and an estimated cost above CFG_REGEX_MAX_COST. Returns
+ * NULL and the cost, or the reason. */
 static const char *regex_cost(const char *p, unsigned long *ret_cost) {
-        struct rx_group stack[REGEX_MAX_GROUPS + 1] = { { 0 } }, *g = stack;
+        static const struct rx_piece atom = { .size = 1 }, assertion = { .size = 1, .anchors = 1, .nullable = true };
+        struct rx_group stack[REGEX_MAX_GROUPS + 1], *g = stack;
         unsigned long lo, hi;
         bool open;
         size_t len;
 
+        rx_open(g);
         for (const char *s = p; *s; s++) {
                 /* glibc copies the operand of each stacked operator ("x++", "x+*+"): exponential */
                 if (strchr("+*?{", *s) && s > p && strchr("+*?}", s[-1]) && !(s - 1 > p && s[-2] == '\\'))
                         return "stacked repetition operators (like \"a+*\") are not supported";
+                /* something to repeat that can match the empty string */
+                if (strchr("+*{", *s) && !g->empty && g->last.nullable &&
+                    (*s != '{' || rx_interval(s, &lo, &hi, &open) > 0))
+                        return "repeating what can match the empty string (like \"(a?)*\" or \"(^)+\") is not supported";
                 switch (*s) {
                 case '\\':
                         if (s[1] >= '1' && s[1] <= '9')
                                 return "back-references are not supported";
+                        if (s[1] && strchr("bB<>`'", s[1]))
+                                rx_add(g, assertion);
+                        else
+                                rx_add(g, atom);
                         if (s[1])
                                 s++;
-                        rx_atom(g, 1, 0);
+                        break;
+                case '^':
+                case '$':
+                        rx_add(g, assertion);
                         break;
                 case '[': {
                         const char *end = rx_bracket(s);
                         if (!end)
                                 return NULL; /* regcomp reports it */
                         s = end;
-                        rx_atom(g, 1, 0);
+                        rx_add(g, atom);
                         break;
                 }
                 case '(':
                         if (g == stack + REGEX_MAX_GROUPS)
                                 return "groups are nested too deeply";
-                        *++g = (struct rx_group){ 0 };
+                        rx_open(++g);
                         break;
                 case ')': {
                         if (g == stack)
                                 return "unmatched ')' (write '\\)' for a literal parenthesis)";
+                        if (g->empty && g->bar)
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
                         struct rx_group *in = g--;
                         int n = in->nested;
                         /* each quantifier stacked on the group ("(x)++", "(x)+{2}") nests once more */
@@ -718,47 +768,58 @@ static const char *regex_cost(const char *p, unsigned long *ret_cost) {
                                 return "repeated groups are nested too deeply";
                         if (n > g->nested)
                                 g->nested = n;
-                        rx_atom(g, sat_add(in->done, in->cur), in->cost);
+                        rx_add(g, rx_close(in));
                         break;
                 }
                 case '|':
-                        g->done = sat_add(g->done, sat_add(g->cur, 1));
-                        g->cur = g->last = g->last_cost = 0;
+                        if (g->empty)
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+                        g->done.size = sat_add(g->done.size, sat_add(g->cur.size, 1));
+                        g->done.cost = sat_add(g->done.cost, g->cur.cost);
+                        g->done.anchors = sat_add(g->done.anchors, g->cur.anchors);
+                        g->done.nullable = g->done.nullable || g->cur.nullable;
+                        g->cur = (struct rx_piece){ .nullable = true };
+                        g->before_nullable = g->empty = g->bar = true;
                         break;
                 case '*':
                 case '?':
-                        rx_repeat(g, 1, 1);
-                        break;
                 case '+':
-                        rx_repeat(g, 2, 1);
+                        if (g->empty)
+                                rx_add(g, atom); /* nothing to repeat: literal, or regcomp's error */
+                        else
+                                rx_repeat(g, *s == '+' ? 2 : 1, 1, *s != '+');
                         break;
                 case '{':
                         len = rx_interval(s, &lo, &hi, &open);
-                        if (len == 0) {
-                                rx_atom(g, 1, 0);
+                        if (len == 0 || g->empty) {
+                                rx_add(g, atom);
                                 break;
                         }
                         if (lo > CFG_REGEX_MAX_REPEAT || hi > CFG_REGEX_MAX_REPEAT)
                                 return "repetition counts ({m,n}) above 255 are not supported";
                         if (open)
-                                rx_repeat(g, lo + 1, 1);
+                                rx_repeat(g, lo + 1, 1, lo == 0);
                         else
-                                rx_repeat(g, hi > 0 ? hi : 1, hi > lo ? hi - lo : 0);
+                                rx_repeat(g, hi > 0 ? hi : 1, hi > lo ? hi - lo : 0, lo == 0);
                         s += len - 1;
                         break;
                 default:
-                        rx_atom(g, 1, 0);
+                        rx_add(g, atom);
                         break;
                 }
-                if (g->cost > CFG_REGEX_MAX_COST)
+                if (g->cur.cost > CFG_REGEX_MAX_COST)
                         break;
         }
-        unsigned long cost = sat_add(stack[0].cost, sat_add(stack[0].done, stack[0].cur));
+        if (g == stack && g->empty && g->bar)
+                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+        struct rx_piece all = rx_close(stack);
         for (const struct rx_group *o = stack + 1; o <= g; o++) /* unclosed groups: regcomp refuses */
-                cost = sat_add(cost, o->cost);
-        if (cost > CFG_REGEX_MAX_COST)
+                all.cost = sat_add(all.cost, rx_close(o).cost);
+        if (all.cost > CFG_REGEX_MAX_COST)
                 return "too costly to compile (large or nested repetitions; see vhotplug.conf(5))";
-        *ret_cost = cost;
+        if (all.anchors > REGEX_MAX_ANCHORS)
+                return "more than 8 anchors or word boundaries (^, $, \\b, \\B, \\<, \\>), counting repeats";
+        *ret_cost = sat_add(all.cost, all.size);
         return NULL;
 }
 
