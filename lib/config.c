@@ -51,7 +51,6 @@ enum field_type {
         FT_PORT_PATH,   /* char *: USB port path "3.2", stored canonical */
         FT_REMOVABLE,   /* unsigned: bit (1 << enum dev_removable) per listed value */
         FT_PCI_ADDRESS, /* char[13]: normalized PCI address */
-        FT_NO_EFFECT,   /* any value, accepted with a warning that it does nothing */
         FT_NOTE,        /* any value, accepted with the field's note */
 };
 
@@ -940,8 +939,6 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
         r = note_field(x, f);
         if (r < 0 || f->type == FT_CUSTOM || f->type == FT_NOTE)
                 return r;
-        if (f->type == FT_NO_EFFECT)
-                return warn(x, "'%s' has no effect in this version, ignoring", f->key);
         slot = (char *)target + f->offset;
         switch (f->type) {
         case FT_TEXT:
@@ -974,7 +971,6 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
                 if (!cJSON_IsString(v) || dev_normalize_pci_address(v->valuestring, slot) < 0)
                         return fail_expected(x, v, "a PCI address like \"0000:00:14.3\" or \"00:14.3\"");
                 return 0;
-        case FT_NO_EFFECT:
         case FT_NOTE:
         case FT_CUSTOM:
                 break;
