@@ -95,6 +95,7 @@ include mk/fuzz.mk
 
 # The unit tests under valgrind (memcheck): no error and no definite or indirect leak.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --suppressions=$(CURDIR)/tests/valgrind.supp \
             --child-silent-after-fork=yes
 check-valgrind: tests
 	@BUILD=$(BUILD) VHP_UNIT_WRAPPER="$(VALGRIND)" TESTS=$(or $(TESTS),test-) tests/run-all.sh --unit-only

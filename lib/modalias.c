@@ -42,7 +42,6 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
                 return -ENOMEM;
         }
         kmod_set_log_fn(m->kmod, quiet, NULL);
-        kmod_load_resources(m->kmod);
         /* Without the index every lookup would quietly find nothing: say why instead. */
         if (asprintf(&index, "%s/modules.alias.bin", kmod_get_dirname(m->kmod)) < 0) {
                 mod_ctx_free(m);
@@ -53,6 +52,8 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
                 mod_ctx_free(m);
                 return -e;
         }
+        /* Maps the indexes once; a device's interfaces then cost ~20 us each. */
+        (void)kmod_load_resources(m->kmod);
         *ret = m;
         return 0;
 }

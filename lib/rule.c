@@ -27,8 +27,8 @@ static bool iface_matches(const struct cfg_rule *r, const struct dev *d) {
         return false;
 }
 
-/* The older daemon consulted driverPath only for a device with no interface whose class names
- * what it is: every interface class 0 (defined per interface... by nothing) or 255 (vendor). */
+/* The older daemon consulted driverPath only for a device with no interface whose class says what
+ * it is: every interface of class 0 or 255 (vendor specific), or none at all. */
 static bool has_telling_interface(const struct dev *d) {
         for (size_t i = 0; i < d->n_ifaces; i++)
                 if (d->ifaces[i].cls != 0 && d->ifaces[i].cls != 0xff)
@@ -260,7 +260,8 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
 
         *ret = (struct rule_auth_decision){ .action = RULE_AUTH_KEEP, .host_allow = -1 };
         if (!c->usb_auth.enabled || d->kind != DEV_USB) {
-                snprintf(ret->reason, sizeof(ret->reason), "USB authorization is not enabled");
+                snprintf(ret->reason, sizeof(ret->reason), "%s",
+                         d->kind != DEV_USB ? "not a USB device" : "USB authorization is not enabled");
                 return;
         }
         /* Hubs always: the devices behind them must enumerate to be decided at all. */

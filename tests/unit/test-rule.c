@@ -467,7 +467,7 @@ static void test_usb_auth(void **state) {
                 { conf_off, HUB, RULE_AUTH_ADD, false, NULL, A_KEEP, "not enabled" },
                 { conf_off, UNIFYING, RULE_AUTH_DETACHED, true, NULL, A_KEEP, "not enabled" },
                 /* not a USB device */
-                { conf_on, WIFI, RULE_AUTH_RECONCILE, false, NULL, A_KEEP, "not enabled" },
+                { conf_on, WIFI, RULE_AUTH_RECONCILE, false, NULL, A_KEEP, "not a USB device" },
         };
         for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
                 struct cfg_error err = { { 0 } };
