@@ -10,7 +10,7 @@ CC        ?= cc
 PKG_CONFIG ?= pkg-config
 SYSCONFDIR ?= /etc
 
-PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci
+PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci libkmod
 WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wvla -Wwrite-strings -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
@@ -100,6 +100,7 @@ include mk/fuzz.mk
 
 # The unit tests under valgrind (memcheck): no error and no definite or indirect leak.
 VALGRIND := valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect \
+            --suppressions=$(CURDIR)/tests/valgrind.supp \
             --child-silent-after-fork=yes
 check-valgrind: tests
 	@BUILD=$(BUILD) VHP_UNIT_WRAPPER="$(VALGRIND)" TESTS=$(or $(TESTS),test-) tests/run-all.sh --unit-only

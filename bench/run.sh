@@ -70,3 +70,5 @@ in_testbed "$BENCH_OUT/usb-60.umockdev" burst
 in_testbed "$BENCH_OUT/usb-60.umockdev" reconcile-all 30
 
 bash "$VHP_TOP/bench/report.sh" "$BENCH_OUT/results.tsv"
+# driverPath: the kernel-module lookup a driverPath rule adds to an event (bar: 1 ms per device).
+BUILD=$BUILD bash "$VHP_TOP/bench/driverpath.sh"

@@ -155,7 +155,7 @@ static int run(int argc, char **argv) {
                 return r < 0 ? EXIT_USAGE : 0;
         log_setup("vhotplug-helper", o.debug, false);
 
-        r = cfg_load(o.config, o.cfg_flags, &cfg, &cerr);
+        r = cfg_load(o.config, o.cfg_flags | (o.check_config ? CFG_CHECK_HOST : 0), &cfg, &cerr);
         if (r < 0) {
                 log_error("%s", cerr.msg);
                 return EXIT_CONFIG;
@@ -163,6 +163,8 @@ static int run(int argc, char **argv) {
         for (size_t i = 0; i < cfg->n_warnings; i++)
                 log_warning("%s", cfg->warnings[i]);
         if (o.check_config) {
+                for (size_t i = 0; i < cfg->n_notes; i++)
+                        printf("note: %s\n", cfg->notes[i]);
                 printf("%s: configuration is valid\n", o.config);
                 cfg_free(cfg);
                 return 0;

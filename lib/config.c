@@ -11,19 +11,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
+#include <pwd.h>
+#include <limits.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "cleanup-types.h"
 #include "util.h"
+#include "modalias.h"
 
 #define PATH_DEPTH 16           /* JSON path segments kept for messages (ours nest 6 deep) */
 #define KEY_SHOWN 64            /* bytes of a key shown in a path or message */
 #define VALUE_SHOWN 48          /* bytes of a string value shown after "got" */
-#define REGEX_MAX_REPEAT 10000  /* product of {m,n} bounds in one regex: regcomp expands them */
 #define REGEX_MAX_GROUPS 32     /* nesting of (...) in one regex */
 #define REGEX_MAX_NESTED 3      /* (...)+ or (...){m,n} nested in each other: glibc's regcomp is
                                    exponential in it ("((((()+)+)+)+)+" takes minutes) */
+#define REGEX_BASE_COST 256     /* estimate units of the smallest compiled pattern (~5 KB) */
+#define REGEX_MAX_ANCHORS 8     /* zero-width assertions in one pattern, repeats counted */
 #define PORT_PATH_MAX_DEPTH 7   /* USB allows at most 7 tiers */
 
 /* Where a key is valid: one bit per passthrough section (1 << enum dev_kind). */
@@ -46,7 +52,7 @@ enum field_type {
         FT_PORT_PATH,   /* char *: USB port path "3.2", stored canonical */
         FT_REMOVABLE,   /* unsigned: bit (1 << enum dev_removable) per listed value */
         FT_PCI_ADDRESS, /* char[13]: normalized PCI address */
-        FT_NO_EFFECT,   /* any value, accepted with a warning that it does nothing */
+        FT_NOTE,        /* any value, accepted with the field's note */
 };
 
 /* One key of a JSON object: where it is valid, how its value is parsed and where it is stored. */
@@ -58,7 +64,12 @@ struct field {
         unsigned flag;          /* RF_* recorded in cfg_rule.fields once parsed */
         int min, max;           /* FT_INT bounds */
         bool required;
+        const char *note;       /* once per configuration when the key is used: why it is accepted */
 };
+
+/* Notes for keys whose behaviour belongs to programs still to come. */
+#define NOTE_API "accepted; used by vhotplug-api (not built yet)"
+#define NOTE_USB_AUTH "accepted; vhotplug-helper and vhotplug-reconcile do not write 'authorized' yet"
 
 #define RULE(k, w, t, m, f) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
 #define RULE_INT(k, w, m, f, lo, hi) \
@@ -91,6 +102,7 @@ static const struct field rule_fields[] = {
         RULE("pathTag", S_EVDEV, FT_REGEX, path_tag, RF_PATH_TAG),
         RULE("property", S_EVDEV, FT_STRING, property, RF_PROPERTY),
         RULE("value", S_EVDEV, FT_STRING, value, 0), /* checked together with property */
+        RULE("driverPath", S_USB, FT_REGEX, driver_path, RF_DRIVER_PATH),
 };
 
 #define ENTRY(k, w, t, m) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_entry, m) }
@@ -104,11 +116,17 @@ static const struct field entry_fields[] = {
         [E_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
         [E_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
         ENTRY("description", S_ALL, FT_TEXT, description),
-        ENTRY("tag", S_ALL, FT_STRING, tag),
-        ENTRY("skipOnSuspend", S_ALL, FT_BOOL, skip_on_suspend),
+        { "tag", S_ALL, FT_STRING, offsetof(struct cfg_entry, tag),
+          .note = NOTE_API " to attach, detach and list devices by tag" },
+        { "skipOnSuspend", S_ALL, FT_BOOL, offsetof(struct cfg_entry, skip_on_suspend),
+          .note = NOTE_API " for usb_suspend and pci_suspend" },
         ENTRY("pciIommuAddAll", S_PCI, FT_BOOL, iommu_add_all),
         ENTRY("pciIommuSkipIfShared", S_PCI, FT_BOOL, iommu_skip_if_shared),
         ENTRY("qemuUseRootBus", S_PCI, FT_BOOL, use_root_bus),
+        { "autoOvmf", S_PCI, FT_BOOL, offsetof(struct cfg_entry, auto_ovmf),
+          .note = NOTE_API " for the cold-plug arguments of a VM (OVMF firmware for an NVIDIA GPU)" },
+        { "crosvmUseRootBus", S_PCI, FT_BOOL, offsetof(struct cfg_entry, crosvm_use_root_bus),
+          .note = NOTE_API " for the cold-plug arguments of a crosvm VM" },
 };
 
 enum { V_NAME, V_TYPE };
@@ -119,26 +137,78 @@ static const struct field vm_fields[] = {
 };
 
 #define GENERAL(k, t, m) { .key = k, .where = S_ALL, .type = t, .offset = offsetof(struct cfg_general, m) }
+#define NOTE_KMOD "not used: kernel modules are looked up with libkmod in general.modulesDir " \
+                  "(default /lib/modules/`uname -r`)"
 
-enum { G_HOST_MOUNTS };
+enum { G_HOST_MOUNTS, G_API };
 static const struct field general_fields[] = {
         [G_HOST_MOUNTS] = { "hostRequiredMounts", S_ALL, FT_CUSTOM },
+        [G_API] = { "api", S_ALL, FT_CUSTOM },
         GENERAL("database", FT_PATH, database),
         GENERAL("crosvm", FT_STRING, crosvm),
         GENERAL("lockDir", FT_PATH, lock_dir),
         { "qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1, .max = 600000 },
         { "attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100 },
-        /* Used by other deployments of the older daemon. */
-        { "api", S_ALL, FT_NO_EFFECT },
-        { "modprobe", S_ALL, FT_NO_EFFECT },
-        { "modinfo", S_ALL, FT_NO_EFFECT },
-        { "ovmfCode", S_ALL, FT_NO_EFFECT },
-        { "ovmfVars", S_ALL, FT_NO_EFFECT },
-        { "statePath", S_ALL, FT_NO_EFFECT },
-        { "persistency", S_ALL, FT_NO_EFFECT },
+        GENERAL("modulesDir", FT_PATH, modules_dir),
+        /* Keys of the older daemon's deployments. */
+        { "ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code), .note = NOTE_API " for autoOvmf entries" },
+        { "ovmfVars", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_vars), .note = NOTE_API " for autoOvmf entries" },
+        { "statePath", S_ALL, FT_PATH, offsetof(struct cfg_general, state_path),
+          .note = "accepted; the older daemon's state file, to be imported into general.database (not built yet)" },
+        { "persistency", S_ALL, FT_BOOL, offsetof(struct cfg_general, persistency),
+          .note = "accepted; choices are always kept in general.database here" },
+        { "modprobe", S_ALL, FT_NOTE, .note = NOTE_KMOD },
+        { "modinfo", S_ALL, FT_NOTE, .note = NOTE_KMOD },
 };
 
-enum { T_USB, T_PCI, T_EVDEV, T_VMS, T_USB_AUTHORIZATION, T_GENERAL };
+enum { A_TRANSPORTS, A_ENABLE, A_DISABLE, A_MODE, A_CIDS, A_PORT };
+static const struct field api_fields[] = {
+        [A_TRANSPORTS] = { "transports", S_ALL, FT_CUSTOM },
+        [A_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        [A_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [A_MODE] = { "unixSocketMode", S_ALL, FT_CUSTOM },
+        [A_CIDS] = { "allowedCids", S_ALL, FT_CUSTOM },
+        [A_PORT] = { "port", S_ALL, FT_CUSTOM },
+        { "unixSocket", S_ALL, FT_PATH, offsetof(struct cfg_api, unix_socket) },
+        { "unixSocketUser", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_user) },
+        { "unixSocketGroup", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_group) },
+        { "host", S_ALL, FT_STRING, offsetof(struct cfg_api, host) },
+};
+
+enum { U_ENABLE, U_DISABLE, U_HOST_ALLOW };
+static const struct field usb_auth_fields[] = {
+        [U_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        [U_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [U_HOST_ALLOW] = { "hostAllow", S_ALL, FT_CUSTOM },
+        { "deauthorizeUnmatched", S_ALL, FT_BOOL, offsetof(struct cfg_usb_auth, deauthorize_unmatched) },
+        { "description", S_ALL, FT_NOTE },
+};
+
+/* acpiPassthrough: entries naming a VM, whose allow list holds the tables (the older daemon's
+ * shape); a table may also be given in the entry itself. */
+enum { AE_TARGET_VM, AE_ALLOW, AE_DISABLE, AE_ENABLE, AE_TABLE, AE_USER, AE_GROUP };
+static const struct field acpi_entry_fields[] = {
+        [AE_TARGET_VM] = { "targetVm", S_ALL, FT_CUSTOM },
+        [AE_ALLOW] = { "allow", S_ALL, FT_CUSTOM },
+        [AE_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [AE_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        [AE_TABLE] = { "acpiTable", S_ALL, FT_CUSTOM },
+        [AE_USER] = { "setUser", S_ALL, FT_CUSTOM },
+        [AE_GROUP] = { "setGroup", S_ALL, FT_CUSTOM },
+        { "description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_entry, description) },
+};
+
+enum { AT_DISABLE, AT_ENABLE };
+static const struct field acpi_table_fields[] = {
+        [AT_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
+        [AT_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        { "acpiTable", S_ALL, FT_PATH, offsetof(struct cfg_acpi_table, path), .required = true },
+        { "setUser", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_user) },
+        { "setGroup", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_group) },
+        { "description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_table, description) },
+};
+
+enum { T_USB, T_PCI, T_EVDEV, T_VMS, T_USB_AUTHORIZATION, T_GENERAL, T_ACPI };
 static const struct field top_fields[] = {
         [T_USB] = { "usbPassthrough", S_ALL, FT_CUSTOM },
         [T_PCI] = { "pciPassthrough", S_ALL, FT_CUSTOM },
@@ -146,6 +216,8 @@ static const struct field top_fields[] = {
         [T_VMS] = { "vms", S_ALL, FT_CUSTOM },
         [T_USB_AUTHORIZATION] = { "usbAuthorization", S_ALL, FT_CUSTOM },
         [T_GENERAL] = { "general", S_ALL, FT_CUSTOM },
+        [T_ACPI] = { "acpiPassthrough", S_ALL, FT_CUSTOM,
+                     .note = NOTE_API " for the cold-plug arguments of a VM (-acpitable)" },
 };
 
 static const char *const section_names[DEV_KIND_MAX] = {
@@ -166,9 +238,13 @@ struct segment {
  * is kept as segments pointing into the JSON tree and only rendered for a message. */
 struct ctx {
         const char *file;
+        unsigned flags;         /* CFG_CHECK_HOST */
         struct cfg *c;
         struct cfg_error *err;
         size_t n_rules;         /* over all sections, against CFG_MAX_RULES */
+        unsigned long regex_cost; /* over all patterns, against CFG_REGEX_MAX_TOTAL_COST */
+        const struct field *noted[16]; /* fields whose note was given */
+        size_t n_noted;
         size_t depth;
         struct segment path[PATH_DEPTH];
 };
@@ -294,78 +370,110 @@ static int fail_expected(struct ctx *x, const cJSON *v, const char *what) {
         return fail(x, "expected %s, got %s", what, describe(v, got, sizeof(got)));
 }
 
-static int add_warning(struct ctx *x, const char *line) {
-        struct cfg *c = x->c;
-        char **w = realloc(c->warnings, (c->n_warnings + 1) * sizeof(*w));
+static int add_line(struct ctx *x, char ***lines, size_t *n, const char *line) {
+        char **w = realloc(*lines, (*n + 1) * sizeof(*w));
 
         if (!w)
                 return oom(x);
-        c->warnings = w;
-        w[c->n_warnings] = strdup(line);
-        if (!w[c->n_warnings])
+        *lines = w;
+        w[*n] = strdup(line);
+        if (!w[*n])
                 return oom(x);
-        c->n_warnings++;
+        (*n)++;
         return 0;
+}
+
+/* Adds "FILE: PATH: message" to a capped list (warnings or notes). */
+static int vadd(struct ctx *x, char ***lines, size_t *n, size_t max, const char *what, const char *fmt, va_list ap) {
+        char line[sizeof(x->err->msg)];
+
+        if (*n > max)
+                return 0;
+        if (*n == max) {
+                snprintf(line, sizeof(line), "%.200s: more than %zu %s, not showing the rest", x->file, max, what);
+                return add_line(x, lines, n, line);
+        }
+        vformat(x, line, sizeof(line), fmt, ap);
+        return add_line(x, lines, n, line);
 }
 
 __attribute__((format(printf, 2, 3)))
 static int warn(struct ctx *x, const char *fmt, ...) {
-        char line[sizeof(x->err->msg)];
         va_list ap;
+        int r;
 
-        if (x->c->n_warnings > CFG_MAX_WARNINGS)
-                return 0;
-        if (x->c->n_warnings == CFG_MAX_WARNINGS) {
-                snprintf(line, sizeof(line), "%.200s: more than %d warnings, not showing the rest", x->file,
-                         CFG_MAX_WARNINGS);
-                return add_warning(x, line);
-        }
         va_start(ap, fmt);
-        vformat(x, line, sizeof(line), fmt, ap);
+        r = vadd(x, &x->c->warnings, &x->c->n_warnings, CFG_MAX_WARNINGS, "warnings", fmt, ap);
         va_end(ap);
-        return add_warning(x, line);
+        return r;
 }
 
-/* Case-insensitive edit distance, for "did you mean". Long keys are never close. */
+__attribute__((format(printf, 2, 3)))
+static int note(struct ctx *x, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = vadd(x, &x->c->notes, &x->c->n_notes, CFG_MAX_NOTES, "notes", fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+/* The note of field f, at the current path, the first time f is used. */
+static int note_field(struct ctx *x, const struct field *f) {
+        if (!f->note)
+                return 0;
+        for (size_t i = 0; i < x->n_noted; i++)
+                if (x->noted[i] == f)
+                        return 0;
+        if (x->n_noted < ELEMENTSOF(x->noted))
+                x->noted[x->n_noted++] = f;
+        return note(x, "%s", f->note);
+}
+
+/* Case-insensitive edit distance, for "did you mean": insertions, deletions, substitutions and
+ * swaps of neighbours ("prot" is one step from "port"). Long keys are never close. */
 static size_t edit_distance(const char *a, const char *b) {
-        size_t la = strlen(a), lb = strlen(b), row[KEY_SHOWN + 1];
+        size_t la = strlen(a), lb = strlen(b), rows[3][KEY_SHOWN + 1];
 
         if (la > KEY_SHOWN || lb > KEY_SHOWN)
                 return SIZE_MAX;
         for (size_t j = 0; j <= lb; j++)
-                row[j] = j;
+                rows[0][j] = j;
         for (size_t i = 1; i <= la; i++) {
-                size_t diag = row[0];
-                row[0] = i;
+                size_t *cur = rows[i % 3], *up = rows[(i - 1) % 3], *up2 = rows[(i + 1) % 3];
+                cur[0] = i;
                 for (size_t j = 1; j <= lb; j++) {
-                        size_t up = row[j];
-                        size_t cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
-                        size_t best = diag + cost;
-                        if (up + 1 < best)
-                                best = up + 1;
-                        if (row[j - 1] + 1 < best)
-                                best = row[j - 1] + 1;
-                        row[j] = best;
-                        diag = up;
+                        int ca = tolower((unsigned char)a[i - 1]), cb = tolower((unsigned char)b[j - 1]);
+                        size_t best = up[j - 1] + (ca != cb);
+                        if (up[j] + 1 < best)
+                                best = up[j] + 1;
+                        if (cur[j - 1] + 1 < best)
+                                best = cur[j - 1] + 1;
+                        if (i > 1 && j > 1 && ca == tolower((unsigned char)b[j - 2]) &&
+                            tolower((unsigned char)a[i - 2]) == cb && up2[j - 2] + 1 < best)
+                                best = up2[j - 2] + 1;
+                        cur[j] = best;
                 }
         }
-        return row[lb];
+        return rows[la % 3][lb];
 }
 
-/* The known key an unknown one is probably a typo of, or NULL. */
-static const char *suggest(const char *key, const struct field *tab, size_t n, unsigned where) {
+/* The known key closest to an unknown one, and whether it is close enough to be a typo of it. */
+static const char *closest(const char *key, const struct field *tab, size_t n, unsigned where, bool *ret_typo) {
         const char *best = NULL;
-        size_t best_d = 3;
+        size_t best_d = SIZE_MAX;
 
         for (size_t i = 0; i < n; i++) {
                 if (!(tab[i].where & where))
                         continue;
                 size_t d = edit_distance(key, tab[i].key);
-                if (d < best_d && d * 3 <= strlen(tab[i].key)) {
+                if (!best || d < best_d) {
                         best = tab[i].key;
                         best_d = d;
                 }
         }
+        *ret_typo = best && best_d < 3 && best_d * 3 <= strlen(best);
         return best;
 }
 
@@ -384,12 +492,13 @@ static void sections_text(unsigned where, char *buf, size_t size) {
         }
 }
 
-/* Files key item (the current path) into found[]: unknown keys warn, misplaced and repeated keys
- * are errors. */
+/* Files key item (the current path) into found[]: unknown keys warn (are errors in a strict
+ * object: rules, entries), misplaced and repeated keys are errors. */
 static int classify_key(struct ctx *x, const cJSON *item, const struct field *tab, size_t n, unsigned where,
-                        const cJSON **found) {
+                        bool strict, const cJSON **found) {
         const char *key = item->string, *hint;
         char shown[KEY_SHOWN * 4 + 4];
+        bool typo;
 
         escape(key, KEY_SHOWN, shown, sizeof(shown));
         for (size_t i = 0; i < n; i++) {
@@ -406,8 +515,12 @@ static int classify_key(struct ctx *x, const cJSON *item, const struct field *ta
                 found[i] = item;
                 return 0;
         }
-        hint = suggest(key, tab, n, where);
-        if (hint)
+        hint = closest(key, tab, n, where, &typo);
+        if (strict && typo)
+                return fail(x, "unknown key '%s' (did you mean '%s'?)", shown, hint);
+        if (strict)
+                return fail(x, "unknown key '%s' (the closest known key is '%s')", shown, hint ? hint : "none");
+        if (typo)
                 return warn(x, "unknown key '%s' (did you mean '%s'?), ignoring", shown, hint);
         return warn(x, "unknown key '%s', ignoring", shown);
 }
@@ -461,54 +574,189 @@ static int get_hex16(struct ctx *x, const cJSON *v, uint16_t *ret) {
         return 0;
 }
 
-/* Checks what wrapping a pattern in "^(" ")" would break or regcomp would blow up on: an
- * unmatched ')' (glibc takes it literally, and it would close our group), back-references (their
- * numbers shift) and large nested {m,n} repetitions. Returns NULL or the reason. */
-static const char *regex_problem(const char *p) {
-        unsigned long repeat = 1;
-        int depth = 0;
-        int nested[REGEX_MAX_GROUPS + 1] = { 0 }; /* deepest repeated-group nesting inside each open group */
+/* Cost model of glibc's regcomp. Sizes count automaton nodes; a {m,n} repeats its operand max(n,1)
+ * times, and n-m optional copies make the epsilon closures grow with the square of their length
+ * (".{0,1000}": 16 MB, ".{0,9999}": 1.6 GB). The estimate is an upper bound for what glibc builds,
+ * kept simple: it may refuse a pattern glibc would manage. What the model cannot price is refused
+ * outright (found by fuzz/fuzz-regex.c): empty alternatives ("(a||)" x 200: 590 MB; POSIX leaves
+ * them undefined), repeating what can match the empty string ("(a?){0,90}": 5 MB for 90 nodes),
+ * and runs of zero-width assertions ("(^|$)" x 52: 850 MB, "\b" x 1000: minutes). */
+struct rx_piece {
+        unsigned long size;     /* automaton nodes */
+        unsigned long cost;     /* estimated cost of compiling it */
+        unsigned long anchors;  /* zero-width assertions (^ $ \b \B \< \> \` \'), repeats counted */
+        bool nullable;          /* it can match the empty string */
+};
 
+struct rx_group {
+        struct rx_piece done;   /* the finished alternatives, one node per '|' */
+        struct rx_piece cur;    /* the alternative being read */
+        struct rx_piece last;   /* its last piece: what a quantifier repeats */
+        bool before_nullable;   /* the pieces of cur before last can all match the empty string */
+        bool empty;             /* cur has no piece yet */
+        bool bar;               /* the group has a '|' */
+        int nested;             /* deepest repeated-group nesting inside (see REGEX_MAX_NESTED) */
+};
+
+#define RX_SAT (1ul << 40)      /* saturation: far above any limit, far below overflow */
+
+static unsigned long sat_mul(unsigned long a, unsigned long b) {
+        return a && b > RX_SAT / a ? RX_SAT : a * b;
+}
+
+static unsigned long sat_add(unsigned long a, unsigned long b) {
+        return a + b > RX_SAT ? RX_SAT : a + b;
+}
+
+static void rx_open(struct rx_group *g) {
+        *g = (struct rx_group){ .cur.nullable = true, .before_nullable = true, .empty = true };
+}
+
+static void rx_add(struct rx_group *g, struct rx_piece p) {
+        g->before_nullable = g->cur.nullable;
+        g->cur.size = sat_add(g->cur.size, p.size);
+        g->cur.cost = sat_add(g->cur.cost, p.cost);
+        g->cur.anchors = sat_add(g->cur.anchors, p.anchors);
+        g->cur.nullable = g->cur.nullable && p.nullable;
+        g->last = p;
+        g->empty = false;
+}
+
+/* Replaces g's last piece by copies of it, opt of them optional. */
+static void rx_repeat(struct rx_group *g, unsigned long copies, unsigned long opt, bool nullable) {
+        struct rx_piece p = g->last, q;
+        unsigned long chain = sat_mul(p.size, opt);
+
+        q.size = sat_mul(p.size, copies);
+        q.cost = sat_add(sat_add(sat_mul(p.cost, copies), sat_mul(chain, chain)), q.size);
+        q.anchors = sat_mul(p.anchors, copies);
+        q.nullable = nullable || p.nullable;
+        g->cur.size = sat_add(g->cur.size - p.size, q.size);
+        g->cur.cost = sat_add(g->cur.cost - p.cost, q.cost);
+        g->cur.anchors = sat_add(g->cur.anchors - p.anchors, q.anchors);
+        g->cur.nullable = g->before_nullable && q.nullable;
+        g->last = q;
+}
+
+/* The group's alternatives as one piece. */
+static struct rx_piece rx_close(const struct rx_group *g) {
+        return (struct rx_piece){
+                .size = sat_add(g->done.size, g->cur.size),
+                .cost = sat_add(g->done.cost, g->cur.cost),
+                .anchors = sat_add(g->done.anchors, g->cur.anchors),
+                .nullable = g->done.nullable || g->cur.nullable,
+        };
+}
+
+/* A repeat count of digits digits at s; long ones are merely "too large". */
+static unsigned long rx_count(const char *s, size_t digits) {
+        return digits > 6 ? 999999 : strtoul(s, NULL, 10);
+}
+
+/* Reads "{m}", "{m,}", "{,n}" or "{m,n}" at s; returns its length (0: not an interval, a literal
+ * brace), with *ret_open set for "{m,}". */
+static size_t rx_interval(const char *s, unsigned long *ret_min, unsigned long *ret_max, bool *ret_open) {
+        const char *q = s + 1;
+        size_t lo_digits = strspn(q, "0123456789"), hi_digits = 0;
+        unsigned long lo = lo_digits ? rx_count(q, lo_digits) : 0, hi = lo;
+        bool comma = false;
+
+        q += lo_digits;
+        if (*q == ',') {
+                comma = true;
+                q++;
+                hi_digits = strspn(q, "0123456789");
+                hi = hi_digits ? rx_count(q, hi_digits) : 0;
+                q += hi_digits;
+                if (!lo_digits && !hi_digits)
+                        return 0;
+        } else if (!lo_digits)
+                return 0;
+        if (*q != '}')
+                return 0;
+        *ret_min = lo;
+        *ret_max = hi;
+        *ret_open = comma && !hi_digits;
+        return (size_t)(q - s) + 1;
+}
+
+/* Skips a bracket expression starting at s ('['): a leading ']' is literal, [:x:] [=x=] [.x.]
+ * nest. Returns its last character (']'), or NULL when it is not closed (regcomp reports it). */
+static const char *rx_bracket(const char *s) {
+        s++;
+        if (*s == '^')
+                s++;
+        if (*s == ']')
+                s++;
+        for (; *s && *s != ']'; s++) {
+                if (*s == '[' && (s[1] == ':' || s[1] == '=' || s[1] == '.')) {
+                        const char *end = strchr(s + 2, s[1]);
+                        while (end && end[1] != ']')
+                                end = strchr(end + 1, s[1]);
+                        if (!end)
+                                return NULL;
+                        s = end + 1;
+                }
+        }
+        return *s ? s : NULL;
+}
+
+/* Checks what wrapping a pattern in "^(" ")" would break or regcomp would blow up on: an unmatched
+ * ')' (glibc takes it literally, and it would close our group), back-references (their numbers
+ * shift), stacked or deeply nested repetitions (exponential in glibc), large bounds, what the cost
+ * model cannot price (see struct rx_piece), and an estimated cost above CFG_REGEX_MAX_COST. Returns
+ * NULL and the cost, or the reason. */
+static const char *regex_cost(const char *p, unsigned long *ret_cost) {
+        static const struct rx_piece atom = { .size = 1 }, assertion = { .size = 1, .anchors = 1, .nullable = true };
+        struct rx_group stack[REGEX_MAX_GROUPS + 1], *g = stack;
+        unsigned long lo, hi;
+        bool open;
+        size_t len;
+
+        rx_open(g);
         for (const char *s = p; *s; s++) {
                 /* glibc copies the operand of each stacked operator ("x++", "x+*+"): exponential */
                 if (strchr("+*?{", *s) && s > p && strchr("+*?}", s[-1]) && !(s - 1 > p && s[-2] == '\\'))
                         return "stacked repetition operators (like \"a+*\") are not supported";
+                /* something to repeat that can match the empty string */
+                if (strchr("+*{", *s) && !g->empty && g->last.nullable &&
+                    (*s != '{' || rx_interval(s, &lo, &hi, &open) > 0))
+                        return "repeating what can match the empty string (like \"(a?)*\" or \"(^)+\") is not supported";
                 switch (*s) {
                 case '\\':
                         if (s[1] >= '1' && s[1] <= '9')
                                 return "back-references are not supported";
+                        if (s[1] && strchr("bB<>`'", s[1]))
+                                rx_add(g, assertion);
+                        else
+                                rx_add(g, atom);
                         if (s[1])
                                 s++;
                         break;
-                case '[':
-                        /* Skip a bracket expression: a leading ']' is literal, [:x:] [=x=] [.x.] nest. */
-                        s++;
-                        if (*s == '^')
-                                s++;
-                        if (*s == ']')
-                                s++;
-                        for (; *s && *s != ']'; s++) {
-                                if (*s == '[' && (s[1] == ':' || s[1] == '=' || s[1] == '.')) {
-                                        const char *end = strchr(s + 2, s[1]);
-                                        while (end && end[1] != ']')
-                                                end = strchr(end + 1, s[1]);
-                                        if (!end)
-                                                return NULL; /* regcomp reports it */
-                                        s = end + 1;
-                                }
-                        }
-                        if (!*s)
-                                return NULL;
+                case '^':
+                case '$':
+                        rx_add(g, assertion);
                         break;
+                case '[': {
+                        const char *end = rx_bracket(s);
+                        if (!end)
+                                return NULL; /* regcomp reports it */
+                        s = end;
+                        rx_add(g, atom);
+                        break;
+                }
                 case '(':
-                        if (depth == REGEX_MAX_GROUPS)
+                        if (g == stack + REGEX_MAX_GROUPS)
                                 return "groups are nested too deeply";
-                        nested[++depth] = 0;
+                        rx_open(++g);
                         break;
                 case ')': {
-                        if (depth == 0)
+                        if (g == stack)
                                 return "unmatched ')' (write '\\)' for a literal parenthesis)";
-                        int n = nested[depth--];
+                        if (g->empty && g->bar)
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+                        struct rx_group *in = g--;
+                        int n = in->nested;
                         /* each quantifier stacked on the group ("(x)++", "(x)+{2}") nests once more */
                         for (const char *q = s + 1; *q == '+' || *q == '*' || *q == '?' || *q == '{'; q++) {
                                 if (*q == '+' || *q == '{')
@@ -518,50 +766,110 @@ static const char *regex_problem(const char *p) {
                         }
                         if (n > REGEX_MAX_NESTED)
                                 return "repeated groups are nested too deeply";
-                        if (n > nested[depth])
-                                nested[depth] = n;
+                        if (n > g->nested)
+                                g->nested = n;
+                        rx_add(g, rx_close(in));
                         break;
                 }
-                case '{': {
-                        unsigned long lo = strtoul(s + 1, NULL, 10), hi = lo;
-                        const char *comma = s + 1 + strspn(s + 1, "0123456789");
-                        if (*comma == ',')
-                                hi = strtoul(comma + 1, NULL, 10);
-                        unsigned long m = (hi > lo ? hi : lo);
-                        if (m >= REGEX_MAX_REPEAT || (repeat *= m + 1) > REGEX_MAX_REPEAT)
-                                return "repetition counts ({m,n}) are too large";
+                case '|':
+                        if (g->empty)
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+                        g->done.size = sat_add(g->done.size, sat_add(g->cur.size, 1));
+                        g->done.cost = sat_add(g->done.cost, g->cur.cost);
+                        g->done.anchors = sat_add(g->done.anchors, g->cur.anchors);
+                        g->done.nullable = g->done.nullable || g->cur.nullable;
+                        g->cur = (struct rx_piece){ .nullable = true };
+                        g->before_nullable = g->empty = g->bar = true;
                         break;
-                }
-                case '+':
                 case '*':
                 case '?':
+                case '+':
+                        if (g->empty)
+                                rx_add(g, atom); /* nothing to repeat: literal, or regcomp's error */
+                        else
+                                rx_repeat(g, *s == '+' ? 2 : 1, 1, *s != '+');
+                        break;
+                case '{':
+                        len = rx_interval(s, &lo, &hi, &open);
+                        if (len == 0 || g->empty) {
+                                rx_add(g, atom);
+                                break;
+                        }
+                        if (lo > CFG_REGEX_MAX_REPEAT || hi > CFG_REGEX_MAX_REPEAT)
+                                return "repetition counts ({m,n}) above 255 are not supported";
+                        if (open)
+                                rx_repeat(g, lo + 1, 1, lo == 0);
+                        else
+                                rx_repeat(g, hi > 0 ? hi : 1, hi > lo ? hi - lo : 0, lo == 0);
+                        s += len - 1;
                         break;
                 default:
+                        rx_add(g, atom);
                         break;
                 }
+                if (g->cur.cost > CFG_REGEX_MAX_COST)
+                        break;
         }
+        if (g == stack && g->empty && g->bar)
+                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+        struct rx_piece all = rx_close(stack);
+        for (const struct rx_group *o = stack + 1; o <= g; o++) /* unclosed groups: regcomp refuses */
+                all.cost = sat_add(all.cost, rx_close(o).cost);
+        if (all.cost > CFG_REGEX_MAX_COST)
+                return "too costly to compile (large or nested repetitions; see vhotplug.conf(5))";
+        if (all.anchors > REGEX_MAX_ANCHORS)
+                return "more than 8 anchors or word boundaries (^, $, \\b, \\B, \\<, \\>), counting repeats";
+        *ret_cost = sat_add(all.cost, all.size);
         return NULL;
 }
 
-static int get_regex(struct ctx *x, const cJSON *v, regex_t *ret) {
+int cfg_regex_compile(const char *pattern, regex_t *ret, unsigned *ret_cost, char *why, size_t whylen) {
         _cleanup_free_ char *anchored = NULL;
-        const char *s, *problem;
+        unsigned long cost = 0;
+        const char *problem;
+        int r;
+
+        problem = regex_cost(pattern, &cost);
+        if (problem) {
+                snprintf(why, whylen, "%s", problem);
+                return -EINVAL;
+        }
+        if (asprintf(&anchored, "^(%s)", pattern) < 0) {
+                snprintf(why, whylen, "out of memory");
+                return -ENOMEM;
+        }
+        r = regcomp(ret, anchored, REG_EXTENDED | REG_ICASE | REG_NOSUB);
+        if (r != 0) {
+                regerror(r, ret, why, whylen);
+                return r == REG_ESPACE ? -ENOMEM : -EINVAL;
+        }
+        if (ret_cost)
+                *ret_cost = (unsigned)cost;
+        return 0;
+}
+
+static int get_regex(struct ctx *x, const cJSON *v, regex_t *ret) {
+        const char *s;
         char shown[VALUE_SHOWN * 4 + 8], why[128];
+        unsigned cost;
         int r;
 
         r = get_string(x, v, false, &s);
         if (r < 0)
                 return r;
         describe(v, shown, sizeof(shown));
-        problem = regex_problem(s);
-        if (problem)
-                return fail(x, "invalid regular expression %s: %s", shown, problem);
-        if (asprintf(&anchored, "^(%s)", s) < 0)
+        r = cfg_regex_compile(s, ret, &cost, why, sizeof(why));
+        if (r == -ENOMEM)
                 return oom(x);
-        r = regcomp(ret, anchored, REG_EXTENDED | REG_ICASE | REG_NOSUB);
-        if (r != 0) {
-                regerror(r, ret, why, sizeof(why));
+        if (r < 0)
                 return fail(x, "invalid regular expression %s: %s", shown, why);
+        /* Every helper compiles every pattern: bound the whole file too. The base covers the
+         * automaton glibc builds for even the shortest pattern. */
+        x->regex_cost += REGEX_BASE_COST + cost;
+        if (x->regex_cost > CFG_REGEX_MAX_TOTAL_COST) {
+                regfree(ret);
+                return fail(x, "the regular expressions of this configuration are too costly to compile "
+                               "(more than %u units in all; see vhotplug.conf(5))", CFG_REGEX_MAX_TOTAL_COST);
         }
         return 0;
 }
@@ -629,10 +937,9 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
         const char *s;
         int r;
 
-        if (f->type == FT_CUSTOM)
-                return 0;
-        if (f->type == FT_NO_EFFECT)
-                return warn(x, "'%s' has no effect in this version, ignoring", f->key);
+        r = note_field(x, f);
+        if (r < 0 || f->type == FT_CUSTOM || f->type == FT_NOTE)
+                return r;
         slot = (char *)target + f->offset;
         switch (f->type) {
         case FT_TEXT:
@@ -665,7 +972,7 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
                 if (!cJSON_IsString(v) || pci_address_normalize(v->valuestring, slot) < 0)
                         return fail_expected(x, v, "a PCI address like \"0000:00:14.3\" or \"00:14.3\"");
                 return 0;
-        case FT_NO_EFFECT:
+        case FT_NOTE:
         case FT_CUSTOM:
                 break;
         }
@@ -676,7 +983,7 @@ static int parse_value(struct ctx *x, const cJSON *v, const struct field *f, voi
  * simple-typed field into target (OR-ing its flag into *fields when given), and leaves each
  * present key's value in found[] for the caller's FT_CUSTOM ones. */
 static int parse_object(struct ctx *x, const cJSON *obj, const struct field *tab, size_t n, unsigned where,
-                        void *target, unsigned *fields, const cJSON **found) {
+                        bool strict, void *target, unsigned *fields, const cJSON **found) {
         const cJSON *item;
         size_t mark;
         int r;
@@ -686,11 +993,16 @@ static int parse_object(struct ctx *x, const cJSON *obj, const struct field *tab
         memset(found, 0, n * sizeof(*found));
         for (item = obj->child; item; item = item->next) {
                 mark = path_key(x, item->string);
-                r = classify_key(x, item, tab, n, where, found);
+                r = classify_key(x, item, tab, n, where, strict, found);
                 path_pop(x, mark);
                 if (r < 0)
                         return r;
         }
+        /* null means absent: what NixOS's toJSON writes for an option left unset ("bus": null in
+         * Ghaf's static USB rules), and what the older daemon read as absent. */
+        for (size_t i = 0; i < n; i++)
+                if (found[i] && cJSON_IsNull(found[i]))
+                        found[i] = NULL;
         for (size_t i = 0; i < n; i++) {
                 if (!found[i]) {
                         if (tab[i].required)
@@ -708,9 +1020,10 @@ static int parse_object(struct ctx *x, const cJSON *obj, const struct field *tab
         return 0;
 }
 
-/* disable/enable: enable:false means disable:true; contradicting values are an error. */
-static int parse_enabled(struct ctx *x, const cJSON *disable, const cJSON *enable, bool *ret) {
-        bool enabled = true;
+/* disable/enable: enable:false means disable:true; contradicting values are an error. Neither
+ * given: def. */
+static int parse_enabled(struct ctx *x, const cJSON *disable, const cJSON *enable, bool def, bool *ret) {
+        bool enabled = def;
 
         if (disable) {
                 if (!cJSON_IsBool(disable)) {
@@ -771,15 +1084,78 @@ static void match_fields_text(unsigned where, char *buf, size_t size) {
         }
 }
 
+/* The field groups the older daemon tried one after the other, accepting a device when any one
+ * group held. We AND every field of a rule; a rule mixing groups gets a note saying so. */
+static const unsigned or_groups[] = {
+        RF_VENDOR_ID | RF_PRODUCT_ID,
+        RF_VENDOR_NAME,
+        RF_PRODUCT_NAME,
+        RF_BUS | RF_PORT,
+        RF_DEV_CLASS | RF_DEV_SUBCLASS | RF_DEV_PROTOCOL,
+        RF_IF_CLASS | RF_IF_SUBCLASS | RF_IF_PROTOCOL,
+        RF_DRIVER_PATH,
+        RF_ADDRESS,
+        RF_NAME,
+        RF_PATH_TAG,
+        RF_PROPERTY,
+};
+
+/* "vendorId+productId" for the fields of bits present in a rule of section where. */
+static size_t fields_text(unsigned bits, unsigned where, char *buf, size_t size) {
+        size_t o = 0;
+
+        buf[0] = '\0';
+        for (size_t i = 0; i < ELEMENTSOF(rule_fields); i++) {
+                if (!(rule_fields[i].flag & bits) || !(rule_fields[i].where & where))
+                        continue;
+                int n = snprintf(buf + o, size - o, "%s%s", o ? "+" : "", rule_fields[i].key);
+                if (n < 0 || (size_t)n >= size - o)
+                        break;
+                o += (size_t)n;
+        }
+        return o;
+}
+
+/* Notes where our AND differs from what the older daemon did with the same rule. */
+static int note_semantics(struct ctx *x, const struct cfg_rule *r, enum dev_kind kind) {
+        unsigned where = 1u << kind, f = r->fields;
+        char list[256], one[96];
+        size_t o = 0, groups = 0;
+
+        for (size_t i = 0; i < ELEMENTSOF(or_groups); i++) {
+                if (!(f & or_groups[i]))
+                        continue;
+                groups++;
+                fields_text(f & or_groups[i], where, one, sizeof(one));
+                o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", o ? ", " : "", one);
+                if (o >= sizeof(list))
+                        o = sizeof(list) - 1;
+        }
+        if (groups > 1)
+                return note(x, "%s are combined with AND: all of them must hold (the older daemon accepted "
+                               "a device when any one of them held)", list);
+        if (kind != DEV_EVDEV && (f & (RF_VENDOR_ID | RF_PRODUCT_ID)) &&
+            (f & (RF_VENDOR_ID | RF_PRODUCT_ID)) != (RF_VENDOR_ID | RF_PRODUCT_ID)) {
+                fields_text(f & (RF_VENDOR_ID | RF_PRODUCT_ID), where, one, sizeof(one));
+                return note(x, "%s alone matches %s (the older daemon ignored it without %s)", one,
+                            f & RF_VENDOR_ID ? "every product of that vendor" : "that product id of every vendor",
+                            f & RF_VENDOR_ID ? (kind == DEV_PCI ? "deviceId" : "productId") : "vendorId");
+        }
+        if ((f & (RF_BUS | RF_PORT)) && (f & (RF_BUS | RF_PORT)) != (RF_BUS | RF_PORT))
+                return note(x, "%s alone matches (the older daemon ignored it without %s)",
+                            f & RF_BUS ? "bus" : "port", f & RF_BUS ? "port" : "bus");
+        return 0;
+}
+
 static int parse_rule(struct ctx *x, const cJSON *obj, enum dev_kind kind, struct cfg_rule *r) {
         const cJSON *found[ELEMENTSOF(rule_fields)];
         char list[256];
         int ret;
 
-        ret = parse_object(x, obj, rule_fields, ELEMENTSOF(rule_fields), 1u << kind, r, &r->fields, found);
+        ret = parse_object(x, obj, rule_fields, ELEMENTSOF(rule_fields), 1u << kind, true, r, &r->fields, found);
         if (ret < 0)
                 return ret;
-        ret = parse_enabled(x, found[R_DISABLE], found[R_ENABLE], &r->enabled);
+        ret = parse_enabled(x, found[R_DISABLE], found[R_ENABLE], true, &r->enabled);
         if (ret < 0)
                 return ret;
         if ((r->fields & RF_PROPERTY) && !r->value)
@@ -790,7 +1166,7 @@ static int parse_rule(struct ctx *x, const cJSON *obj, enum dev_kind kind, struc
                 match_fields_text(1u << kind, list, sizeof(list));
                 return fail(x, "a rule needs at least one match field (it would match every device): %s", list);
         }
-        return 0;
+        return note_semantics(x, r, kind);
 }
 
 static int parse_rules(struct ctx *x, const cJSON *v, const char *key, enum dev_kind kind, struct cfg_rule **ret,
@@ -910,19 +1286,23 @@ static int parse_entry(struct ctx *x, const cJSON *obj, enum dev_kind kind, stru
         const cJSON *found[ELEMENTSOF(entry_fields)];
         int r;
 
-        r = parse_object(x, obj, entry_fields, ELEMENTSOF(entry_fields), 1u << kind, e, NULL, found);
+        r = parse_object(x, obj, entry_fields, ELEMENTSOF(entry_fields), 1u << kind, true, e, NULL, found);
         if (r < 0)
                 return r;
-        r = parse_enabled(x, found[E_DISABLE], found[E_ENABLE], &e->enabled);
+        r = parse_enabled(x, found[E_DISABLE], found[E_ENABLE], true, &e->enabled);
         if (r < 0)
                 return r;
         if (!found[E_TARGET_VM] && !found[E_ALLOWED_VMS]) {
-                if (e->legacy_all_inputs && !e->enabled)
-                        return 0; /* {"disable": true}: nothing to route */
-                return fail(x, "missing 'targetVm'%s: expected the VM that gets the devices",
-                            kind == DEV_USB ? " (or 'allowedVms')" : "");
+                /* The older daemon skipped such an entry (logging an error) when its rules matched. */
+                if (e->enabled) /* a disabled one routes nothing anyway */
+                        r = warn(x, "no 'targetVm'%s: this entry claims nothing", kind == DEV_USB ? " or 'allowedVms'" : "");
+        } else {
+                r = parse_targets(x, found[E_TARGET_VM], found[E_ALLOWED_VMS], e);
         }
-        r = parse_targets(x, found[E_TARGET_VM], found[E_ALLOWED_VMS], e);
+        if (r < 0)
+                return r;
+        if (!e->legacy_all_inputs && e->enabled && e->n_vms > 0 && (!found[E_ALLOW] || cJSON_GetArraySize(found[E_ALLOW]) == 0))
+                r = warn(x, "%s 'allow' list: this entry claims nothing", found[E_ALLOW] ? "empty" : "no");
         if (r < 0)
                 return r;
         if (found[E_ALLOW]) {
@@ -1003,7 +1383,7 @@ static int parse_vm(struct ctx *x, const cJSON *obj, struct cfg_vm *vm) {
         size_t mark;
         int r;
 
-        r = parse_object(x, obj, vm_fields, ELEMENTSOF(vm_fields), S_ALL, vm, NULL, found);
+        r = parse_object(x, obj, vm_fields, ELEMENTSOF(vm_fields), S_ALL, false, vm, NULL, found);
         if (r < 0)
                 return r;
 
@@ -1027,8 +1407,15 @@ static int parse_vm(struct ctx *x, const cJSON *obj, struct cfg_vm *vm) {
                 vm->type = VMM_QEMU;
         else if (cJSON_IsString(type) && strcmp(type->valuestring, "crosvm") == 0)
                 vm->type = VMM_CROSVM;
+        else if (cJSON_IsString(type) && strcmp(type->valuestring, "cloud-hypervisor") == 0)
+                vm->type = VMM_CLOUD_HYPERVISOR;
         else
-                return fail_expected(x, type, "\"qemu\" or \"crosvm\"");
+                return fail_expected(x, type, "\"qemu\", \"crosvm\" or \"cloud-hypervisor\"");
+        if (vm->type == VMM_CLOUD_HYPERVISOR)
+                r = warn(x, "cloud-hypervisor VMs cannot be hot-plugged: accepted for cold-plug arguments "
+                            "(vhotplug-api); devices claimed for '%s' stay on the host", vm->name);
+        if (r < 0)
+                return r;
         path_pop(x, mark);
         return 0;
 }
@@ -1108,11 +1495,18 @@ static int general_init(struct ctx *x) {
         g->database = strdup(CFG_DEFAULT_DATABASE);
         g->crosvm = strdup(CFG_DEFAULT_CROSVM);
         g->lock_dir = strdup(CFG_DEFAULT_LOCK_DIR);
+        g->state_path = strdup(CFG_DEFAULT_STATE_PATH);
+        g->api.unix_socket = strdup(CFG_DEFAULT_API_SOCKET);
+        g->api.host = strdup(CFG_DEFAULT_API_HOST);
         g->host_mounts = calloc(CFG_MAX_HOST_MOUNTS, sizeof(*g->host_mounts));
-        if (!g->database || !g->crosvm || !g->lock_dir || !g->host_mounts)
+        if (!g->database || !g->crosvm || !g->lock_dir || !g->state_path || !g->api.unix_socket || !g->api.host ||
+            !g->host_mounts)
                 return oom(x);
         g->qmp_timeout_ms = CFG_DEFAULT_QMP_TIMEOUT_MS;
         g->attach_retries = CFG_DEFAULT_ATTACH_RETRIES;
+        g->persistency = true;
+        g->api.port = CFG_DEFAULT_API_PORT;
+        g->api.unix_mode = -1;
         for (size_t i = 0; i < ELEMENTSOF(default_host_mounts); i++) {
                 int r = add_host_mount(x, default_host_mounts[i]);
                 if (r < 0)
@@ -1121,18 +1515,165 @@ static int general_init(struct ctx *x) {
         return 0;
 }
 
-static int parse_general(struct ctx *x, const cJSON *obj) {
-        const cJSON *found[ELEMENTSOF(general_fields)];
+/* An integer from min to max (doubles hold every uint32_t exactly). */
+static int get_u32(struct ctx *x, const cJSON *v, uint32_t min, uint32_t max, uint32_t *ret) {
+        if (!cJSON_IsNumber(v) || !(v->valuedouble >= min && v->valuedouble <= max) ||
+            v->valuedouble != (double)(uint32_t)v->valuedouble) {
+                char what[64];
+                snprintf(what, sizeof(what), "an integer from %u to %u", min, max);
+                return fail_expected(x, v, what);
+        }
+        *ret = (uint32_t)v->valuedouble;
+        return 0;
+}
+
+static int parse_transports(struct ctx *x, const cJSON *v, unsigned *ret) {
+        static const struct {
+                const char *name;
+                unsigned bit;
+        } names[] = { { "unix", CFG_API_UNIX }, { "vsock", CFG_API_VSOCK }, { "tcp", CFG_API_TCP } };
+        static const char what[] = "\"unix\", \"vsock\" or \"tcp\"";
+        const cJSON *item;
+        size_t i = 0, k;
+        long n;
+
+        n = get_array(x, v, "an array of \"unix\", \"vsock\" or \"tcp\"", ELEMENTSOF(names));
+        if (n < 0)
+                return (int)n;
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i++);
+                for (k = 0; k < ELEMENTSOF(names); k++)
+                        if (cJSON_IsString(item) && strcmp(item->valuestring, names[k].name) == 0)
+                                break;
+                if (k == ELEMENTSOF(names))
+                        return fail_expected(x, item, what);
+                if (*ret & names[k].bit)
+                        return fail(x, "transport '%s' is listed twice", names[k].name);
+                *ret |= names[k].bit;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+/* "0660", "660" or "0o660", as the older daemon's int(value, 8) read it. */
+static int get_mode(struct ctx *x, const cJSON *v, int *ret) {
+        static const char what[] = "a string of octal digits, like \"0660\"";
+        const char *s;
+        size_t len;
+
+        if (!cJSON_IsString(v))
+                return fail_expected(x, v, what);
+        s = v->valuestring;
+        if (s[0] == '0' && (s[1] == 'o' || s[1] == 'O'))
+                s += 2;
+        len = strlen(s);
+        if (len == 0 || len > 5 || strspn(s, "01234567") != len || strtoul(s, NULL, 8) > 07777)
+                return fail_expected(x, v, what);
+        *ret = (int)strtoul(s, NULL, 8);
+        return 0;
+}
+
+static int parse_cids(struct ctx *x, const cJSON *v, struct cfg_api *a) {
+        const cJSON *item;
+        size_t i = 0;
+        long n;
         int r;
 
-        r = parse_object(x, obj, general_fields, ELEMENTSOF(general_fields), S_ALL, &x->c->general, NULL, found);
-        if (r < 0 || !found[G_HOST_MOUNTS])
-                return r;
-        size_t mark = path_key(x, "hostRequiredMounts");
-        r = parse_host_mounts(x, found[G_HOST_MOUNTS]);
+        if (cJSON_IsNull(v)) /* what the older daemon's clients and generators write for "any" */
+                return 0;
+        n = get_array(x, v, "an array of vsock CIDs", CFG_MAX_CIDS);
+        if (n <= 0)
+                return (int)n;
+        a->allowed_cids = calloc((size_t)n, sizeof(*a->allowed_cids));
+        if (!a->allowed_cids)
+                return oom(x);
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i++);
+                r = get_u32(x, item, 0, UINT32_MAX, &a->allowed_cids[a->n_allowed_cids]);
+                if (r < 0)
+                        return r;
+                a->n_allowed_cids++;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+/* general.api: the older daemon's keys (its apiserver.py), validated and kept for vhotplug-api. */
+static int parse_api(struct ctx *x, const cJSON *obj) {
+        struct cfg_api *a = &x->c->general.api;
+        const cJSON *found[ELEMENTSOF(api_fields)];
+        size_t mark;
+        int r;
+
+        r = parse_object(x, obj, api_fields, ELEMENTSOF(api_fields), S_ALL, false, a, NULL, found);
         if (r < 0)
                 return r;
-        path_pop(x, mark);
+        r = parse_enabled(x, found[A_DISABLE], found[A_ENABLE], true, &a->enabled);
+        if (r < 0)
+                return r;
+        if (found[A_TRANSPORTS]) {
+                mark = path_key(x, "transports");
+                r = parse_transports(x, found[A_TRANSPORTS], &a->transports);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (found[A_PORT]) {
+                mark = path_key(x, "port");
+                /* vsock ports are 32-bit; TCP's are 16-bit. */
+                r = get_u32(x, found[A_PORT], 1, a->transports & CFG_API_TCP ? 65535 : UINT32_MAX - 1, &a->port);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (found[A_MODE]) {
+                mark = path_key(x, "unixSocketMode");
+                r = get_mode(x, found[A_MODE], &a->unix_mode);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (found[A_CIDS]) {
+                mark = path_key(x, "allowedCids");
+                r = parse_cids(x, found[A_CIDS], a);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (!a->enabled)
+                return 0;
+        r = note(x, NOTE_API);
+        if (r >= 0 && a->transports == 0)
+                r = warn(x, "no 'transports': the API listens nowhere");
+        if (r >= 0 && (a->transports & CFG_API_TCP))
+                r = warn(x, "the \"tcp\" transport is unauthenticated: anyone who reaches %.64s:%u controls device "
+                            "assignment", a->host, a->port);
+        return r;
+}
+
+static int parse_general(struct ctx *x, const cJSON *obj) {
+        const cJSON *found[ELEMENTSOF(general_fields)];
+        size_t mark;
+        int r;
+
+        r = parse_object(x, obj, general_fields, ELEMENTSOF(general_fields), S_ALL, false, &x->c->general, NULL,
+                         found);
+        if (r < 0)
+                return r;
+        if (found[G_HOST_MOUNTS]) {
+                mark = path_key(x, "hostRequiredMounts");
+                r = parse_host_mounts(x, found[G_HOST_MOUNTS]);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        if (found[G_API]) {
+                mark = path_key(x, "api");
+                r = parse_api(x, found[G_API]);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
         return 0;
 }
 
@@ -1140,10 +1681,169 @@ static int parse_usb(struct ctx *x, const cJSON *v) { return parse_section(x, v,
 static int parse_pci(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_PCI); }
 static int parse_evdev(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_EVDEV); }
 
-static int parse_usb_authorization(struct ctx *x, const cJSON *v) {
-        if (!cJSON_IsObject(v))
-                return fail_expected(x, v, "an object");
-        return warn(x, "'usbAuthorization' has no effect in this version, ignoring");
+/* usbAuthorization as the older daemon read it: off unless enabled, hostAllow holds USB rules. */
+static int parse_usb_authorization(struct ctx *x, const cJSON *obj) {
+        struct cfg_usb_auth *u = &x->c->usb_auth;
+        const cJSON *found[ELEMENTSOF(usb_auth_fields)];
+        int r;
+
+        r = parse_object(x, obj, usb_auth_fields, ELEMENTSOF(usb_auth_fields), S_ALL, true, u, NULL, found);
+        if (r < 0)
+                return r;
+        r = parse_enabled(x, found[U_DISABLE], found[U_ENABLE], false, &u->enabled);
+        if (r < 0)
+                return r;
+        if (found[U_HOST_ALLOW]) {
+                r = parse_rules(x, found[U_HOST_ALLOW], "hostAllow", DEV_USB, &u->host_allow, &u->n_host_allow);
+                if (r < 0)
+                        return r;
+        }
+        return u->enabled ? note(x, NOTE_USB_AUTH) : 0;
+}
+
+static int get_path(struct ctx *x, const cJSON *v, char **slot) {
+        const char *s;
+        int r = get_string(x, v, false, &s);
+
+        if (r < 0)
+                return r;
+        if (s[0] != '/')
+                return fail_expected(x, v, "an absolute path");
+        return set_string(x, slot, s);
+}
+
+static int parse_acpi_table(struct ctx *x, const cJSON *obj, struct cfg_acpi_table *t) {
+        const cJSON *found[ELEMENTSOF(acpi_table_fields)];
+        int r;
+
+        r = parse_object(x, obj, acpi_table_fields, ELEMENTSOF(acpi_table_fields), S_ALL, true, t, NULL, found);
+        if (r < 0)
+                return r;
+        return parse_enabled(x, found[AT_DISABLE], found[AT_ENABLE], true, &t->enabled);
+}
+
+/* A table given in the entry itself: acpiTable, setUser, setGroup beside targetVm. */
+static int parse_acpi_inline(struct ctx *x, const cJSON **found, const struct cfg_acpi_entry *e,
+                             struct cfg_acpi_table *t) {
+        static const struct {
+                int index;
+                const char *key;
+                size_t offset;
+        } keys[] = {
+                { AE_USER, "setUser", offsetof(struct cfg_acpi_table, set_user) },
+                { AE_GROUP, "setGroup", offsetof(struct cfg_acpi_table, set_group) },
+        };
+        size_t mark = path_key(x, "acpiTable");
+        int r = get_path(x, found[AE_TABLE], &t->path);
+        const char *s;
+
+        if (r < 0)
+                return r;
+        path_pop(x, mark);
+        t->enabled = true;
+        if (e->description && !(t->description = strdup(e->description)))
+                return oom(x);
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (!found[keys[i].index])
+                        continue;
+                mark = path_key(x, keys[i].key);
+                r = get_string(x, found[keys[i].index], false, &s);
+                if (r < 0)
+                        return r;
+                r = set_string(x, (char **)((char *)t + keys[i].offset), s);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        }
+        return 0;
+}
+
+static int parse_acpi_entry(struct ctx *x, const cJSON *obj, struct cfg_acpi_entry *e, size_t *n_tables) {
+        const cJSON *found[ELEMENTSOF(acpi_entry_fields)], *item;
+        size_t i = 0, mark;
+        long n = 0;
+        int r;
+
+        r = parse_object(x, obj, acpi_entry_fields, ELEMENTSOF(acpi_entry_fields), S_ALL, true, e, NULL, found);
+        if (r < 0)
+                return r;
+        r = parse_enabled(x, found[AE_DISABLE], found[AE_ENABLE], true, &e->enabled);
+        if (r < 0)
+                return r;
+        if ((found[AE_USER] || found[AE_GROUP]) && !found[AE_TABLE]) {
+                path_key(x, found[AE_USER] ? "setUser" : "setGroup");
+                return fail(x, "'%s' belongs to a table: give 'acpiTable' beside it, or put both in 'allow'",
+                            found[AE_USER] ? "setUser" : "setGroup");
+        }
+        if (found[AE_TARGET_VM]) {
+                mark = path_key(x, "targetVm");
+                r = find_vm(x, found[AE_TARGET_VM], &e->vm);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+        } else if (e->enabled) {
+                r = warn(x, "no 'targetVm': this entry hands out no table");
+                if (r < 0)
+                        return r;
+        }
+        if (found[AE_ALLOW]) {
+                mark = path_key(x, "allow");
+                n = get_array(x, found[AE_ALLOW], "an array of ACPI tables", CFG_MAX_ACPI_TABLES);
+                if (n < 0)
+                        return (int)n;
+                path_pop(x, mark);
+        }
+        n += found[AE_TABLE] ? 1 : 0;
+        if (*n_tables + (size_t)n > CFG_MAX_ACPI_TABLES)
+                return fail(x, "too many ACPI tables: at most %d in the whole configuration", CFG_MAX_ACPI_TABLES);
+        *n_tables += (size_t)n;
+        if (n == 0)
+                return 0;
+        e->tables = calloc((size_t)n, sizeof(*e->tables));
+        if (!e->tables)
+                return oom(x);
+        if (found[AE_TABLE]) {
+                r = parse_acpi_inline(x, found, e, &e->tables[e->n_tables++]);
+                if (r < 0)
+                        return r;
+        }
+        if (!found[AE_ALLOW])
+                return 0;
+        mark = path_key(x, "allow");
+        cJSON_ArrayForEach(item, found[AE_ALLOW]) {
+                size_t m = path_index(x, i++);
+                r = parse_acpi_table(x, item, &e->tables[e->n_tables++]);
+                if (r < 0)
+                        return r;
+                path_pop(x, m);
+        }
+        path_pop(x, mark);
+        return 0;
+}
+
+static int parse_acpi(struct ctx *x, const cJSON *v) {
+        struct cfg *c = x->c;
+        const cJSON *item;
+        size_t i = 0, n_tables = 0;
+        long n;
+        int r;
+
+        n = get_array(x, v, "an array of entries", CFG_MAX_ENTRIES);
+        if (n <= 0)
+                return (int)n;
+        c->acpi = calloc((size_t)n, sizeof(*c->acpi));
+        if (!c->acpi)
+                return oom(x);
+        c->n_acpi = (size_t)n;
+        cJSON_ArrayForEach(item, v) {
+                size_t mark = path_index(x, i);
+                r = parse_acpi_entry(x, item, &c->acpi[i], &n_tables);
+                if (r < 0)
+                        return r;
+                path_pop(x, mark);
+                i++;
+        }
+        return 0;
 }
 
 static int parse_root(struct ctx *x, const cJSON *root) {
@@ -1156,7 +1856,7 @@ static int parse_root(struct ctx *x, const cJSON *root) {
         r = general_init(x);
         if (r < 0)
                 return r;
-        r = parse_object(x, root, top_fields, ELEMENTSOF(top_fields), S_ALL, NULL, NULL, found);
+        r = parse_object(x, root, top_fields, ELEMENTSOF(top_fields), S_ALL, false, NULL, NULL, found);
         if (r < 0)
                 return r;
         /* vms before the sections, which refer to them by name. */
@@ -1167,6 +1867,7 @@ static int parse_root(struct ctx *x, const cJSON *root) {
                 { T_GENERAL, parse_general },
                 { T_VMS, parse_vms },
                 { T_USB_AUTHORIZATION, parse_usb_authorization },
+                { T_ACPI, parse_acpi },
                 { T_USB, parse_usb },
                 { T_PCI, parse_pci },
                 { T_EVDEV, parse_evdev },
@@ -1182,6 +1883,163 @@ static int parse_root(struct ctx *x, const cJSON *root) {
                 path_pop(x, mark);
         }
         return 0;
+}
+
+/* ---- checks that depend on the host (--check-config): warnings, never refusals, since
+ * configurations are generated on one machine and checked on another (SPEC §10) */
+
+/* Whether rule r keeps a USB keyboard on the host: it holds for a boot keyboard (a device of
+ * class 0 with an interface 3/1/1) of any make, plugged into any port. */
+static bool keeps_any_keyboard(const struct cfg_rule *r) {
+        unsigned f = r->fields;
+
+        /* ids, serial and place single out some keyboards; a keyboard's interface class is
+         * valid, so driverPath never holds for it */
+        if (!r->enabled || (f & (RF_VENDOR_ID | RF_PRODUCT_ID | RF_SERIAL | RF_BUS | RF_PORT | RF_PORT_PATH | RF_DRIVER_PATH)))
+                return false;
+        /* anchored at the start only: a pattern that matches "" matches every name */
+        if ((f & RF_VENDOR_NAME) && regexec(&r->vendor_name, "", 0, NULL, 0) != 0)
+                return false;
+        if ((f & RF_PRODUCT_NAME) && regexec(&r->product_name, "", 0, NULL, 0) != 0)
+                return false;
+        if (((f & RF_DEV_CLASS) && r->dev_class != 0) || ((f & RF_DEV_SUBCLASS) && r->dev_subclass != 0) ||
+            ((f & RF_DEV_PROTOCOL) && r->dev_protocol != 0))
+                return false;
+        if (((f & RF_IF_CLASS) && r->if_class != 3) || ((f & RF_IF_SUBCLASS) && r->if_subclass != 1) ||
+            ((f & RF_IF_PROTOCOL) && r->if_protocol != 1))
+                return false;
+        return !(f & RF_REMOVABLE) || (r->removable & (1u << DEV_REMOVABLE_REMOVABLE));
+}
+
+/* Warns at path (one or two keys) with what. */
+__attribute__((format(printf, 4, 5)))
+static int warn_at(struct ctx *x, const char *key1, const char *key2, const char *fmt, ...) {
+        size_t mark = path_key(x, key1);
+        char what[512];
+        va_list ap;
+
+        if (key2)
+                path_key(x, key2);
+        va_start(ap, fmt);
+        vsnprintf(what, sizeof(what), fmt, ap);
+        va_end(ap);
+        int r = warn(x, "%s", what);
+        path_pop(x, mark);
+        return r;
+}
+
+static bool user_exists(const char *name) {
+        char buf[4096];
+        struct passwd pw, *res = NULL;
+        return getpwnam_r(name, &pw, buf, sizeof(buf), &res) == 0 && res;
+}
+
+static bool group_exists(const char *name) {
+        char buf[8192];
+        struct group gr, *res = NULL;
+        return getgrnam_r(name, &gr, buf, sizeof(buf), &res) == 0 && res;
+}
+
+/* "" when path is a readable regular file, else why not. */
+static const char *file_problem(const char *path) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return errno == ENOENT ? "does not exist" : "cannot be read";
+        return S_ISREG(st.st_mode) ? "" : "is not a regular file";
+}
+
+static bool uses_driver_path(const struct cfg *c) {
+        for (size_t i = 0; i < c->usb_auth.n_host_allow; i++)
+                if (c->usb_auth.host_allow[i].fields & RF_DRIVER_PATH)
+                        return true;
+        for (size_t i = 0; i < c->n_entries[DEV_USB]; i++) {
+                const struct cfg_entry *e = &c->entries[DEV_USB][i];
+                for (size_t k = 0; k < e->n_allow; k++)
+                        if (e->allow[k].fields & RF_DRIVER_PATH)
+                                return true;
+                for (size_t k = 0; k < e->n_deny; k++)
+                        if (e->deny[k].fields & RF_DRIVER_PATH)
+                                return true;
+        }
+        return false;
+}
+
+static int check_host(struct ctx *x) {
+        const struct cfg *c = x->c;
+        const struct cfg_general *g = &c->general;
+        const char *why;
+        bool crosvm_vm = false;
+        int r = 0;
+
+        if (g->api.unix_user && !user_exists(g->api.unix_user))
+                r = warn_at(x, "general", "api", "unixSocketUser: no user '%.64s' on this host", g->api.unix_user);
+        if (r >= 0 && g->api.unix_group && !group_exists(g->api.unix_group))
+                r = warn_at(x, "general", "api", "unixSocketGroup: no group '%.64s' on this host", g->api.unix_group);
+        if (r >= 0 && g->ovmf_code && *(why = file_problem(g->ovmf_code)))
+                r = warn_at(x, "general", "ovmfCode", "%.200s %s", g->ovmf_code, why);
+        if (r >= 0 && g->ovmf_vars && *(why = file_problem(g->ovmf_vars)))
+                r = warn_at(x, "general", "ovmfVars", "%.200s %s", g->ovmf_vars, why);
+        for (size_t i = 0; i < c->n_vms; i++)
+                crosvm_vm |= c->vms[i].type == VMM_CROSVM;
+        if (r >= 0 && crosvm_vm && strchr(g->crosvm, '/') && access(g->crosvm, X_OK) < 0)
+                r = warn_at(x, "general", "crosvm", "%.200s is not an executable file here", g->crosvm);
+        if (r >= 0 && uses_driver_path(c)) {
+                struct mod_ctx *m = NULL;
+                struct utsname u;
+                char dir[PATH_MAX];
+                int e = mod_ctx_new(g->modules_dir, &m);
+
+                mod_ctx_free(m);
+                snprintf(dir, sizeof(dir), "%s", g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`");
+                if (!g->modules_dir && uname(&u) == 0)
+                        snprintf(dir, sizeof(dir), "/lib/modules/%.64s", u.release);
+                if (e < 0)
+                        r = warn_at(x, "general", "modulesDir", "driverPath rules cannot match: no kernel module index "
+                                    "(modules.alias.bin) in %.200s: %s", dir, strerror(-e));
+        }
+        for (size_t i = 0; r >= 0 && i < c->n_acpi; i++) {
+                size_t mark = path_key(x, "acpiPassthrough");
+                path_index(x, i);
+                for (size_t k = 0; r >= 0 && k < c->acpi[i].n_tables; k++) {
+                        const struct cfg_acpi_table *t = &c->acpi[i].tables[k];
+                        if (*(why = file_problem(t->path)))
+                                r = warn(x, "acpiTable %.200s %s", t->path, why);
+                        if (r >= 0 && t->set_user && !user_exists(t->set_user))
+                                r = warn(x, "setUser: no user '%.64s' on this host", t->set_user);
+                        if (r >= 0 && t->set_group && !group_exists(t->set_group))
+                                r = warn(x, "setGroup: no group '%.64s' on this host", t->set_group);
+                }
+                path_pop(x, mark);
+        }
+        if (r < 0 || !c->usb_auth.enabled)
+                return r;
+        for (size_t i = 0; i < c->usb_auth.n_host_allow; i++)
+                if (keeps_any_keyboard(&c->usb_auth.host_allow[i]))
+                        return 0;
+        return warn_at(x, "usbAuthorization", NULL,
+                       "no hostAllow rule keeps a USB keyboard on the host: a keyboard that no VM claims stays "
+                       "unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)");
+}
+
+/* cJSON turns "\u0000" into a NUL that silently cuts the string ("vm1\u0000evil" reads "vm1"): find
+ * one in any string or key of the (valid) JSON text. Returns its offset, or len. */
+static size_t find_escaped_nul(const char *text, size_t len) {
+        bool in_string = false;
+
+        for (size_t i = 0; i < len; i++) {
+                if (!in_string) {
+                        in_string = text[i] == '"';
+                        continue;
+                }
+                if (text[i] == '"')
+                        in_string = false;
+                else if (text[i] == '\\' && i + 1 < len) {
+                        if (text[i + 1] == 'u' && i + 5 < len && strncmp(text + i + 2, "0000", 4) == 0)
+                                return i;
+                        i++;
+                }
+        }
+        return len;
 }
 
 /* Line and column (1-based, in characters) of byte offset off. */
@@ -1217,11 +2075,13 @@ static int syntax_error(const char *name, const char *text, size_t len, size_t o
         return -EINVAL;
 }
 
-static int parse_text(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+static int parse_text(const char *text, size_t len, const char *name, unsigned flags, struct cfg **ret,
+                      struct cfg_error *err) {
         _cleanup_free_ char *buf = NULL;
         _cleanup_cjson_ cJSON *root = NULL;
         const char *end = NULL, *nul;
-        struct ctx x = { .file = name, .err = err };
+        struct ctx x = { .file = name, .flags = flags, .err = err };
+        size_t off;
         int r;
 
         nul = memchr(text, '\0', len);
@@ -1244,12 +2104,17 @@ static int parse_text(const char *text, size_t len, const char *name, struct cfg
         if (*end)
                 return syntax_error(name, buf, len, (size_t)(end - buf), "unexpected text after the JSON value",
                                     err);
+        off = find_escaped_nul(buf, len);
+        if (off < len)
+                return syntax_error(name, buf, len, off, "\\u0000 (a NUL character) inside a string", err);
 
         x.c = calloc(1, sizeof(*x.c));
         if (!x.c)
                 return oom(&x);
         x.c->path = strdup(name);
         r = x.c->path ? parse_root(&x, root) : oom(&x);
+        if (r >= 0 && (flags & CFG_CHECK_HOST))
+                r = check_host(&x);
         if (r < 0) {
                 cfg_free(x.c);
                 return r;
@@ -1258,10 +2123,15 @@ static int parse_text(const char *text, size_t len, const char *name, struct cfg
         return 0;
 }
 
-int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+int cfg_load_string_flags(const char *text, size_t len, const char *name, unsigned flags, struct cfg **ret,
+                          struct cfg_error *err) {
         struct cfg_error dummy;
 
-        return parse_text(text, len, name ? name : "<string>", ret, err ? err : &dummy);
+        return parse_text(text, len, name ? name : "<string>", flags, ret, err ? err : &dummy);
+}
+
+int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+        return cfg_load_string_flags(text, len, name, 0, ret, err);
 }
 
 int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_error *err) {
@@ -1342,7 +2212,7 @@ int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_erro
         }
         if (len > CFG_MAX_FILE_SIZE)
                 goto too_big;
-        return parse_text(text, len, path, ret, err);
+        return parse_text(text, len, path, flags, ret, err);
 
 too_big:
         snprintf(err->msg, sizeof(err->msg), "%.200s: file too large: more than %u bytes (the limit is %u MiB)", path,
@@ -1363,15 +2233,42 @@ void cfg_free(struct cfg *c) {
                 free(c->vms[i].socket);
         }
         free(c->vms);
+        for (size_t i = 0; i < c->n_acpi; i++) {
+                for (size_t k = 0; k < c->acpi[i].n_tables; k++) {
+                        struct cfg_acpi_table *t = &c->acpi[i].tables[k];
+                        free(t->description);
+                        free(t->path);
+                        free(t->set_user);
+                        free(t->set_group);
+                }
+                free(c->acpi[i].tables);
+                free(c->acpi[i].description);
+        }
+        free(c->acpi);
+        for (size_t i = 0; i < c->usb_auth.n_host_allow; i++)
+                rule_free_contents(&c->usb_auth.host_allow[i]);
+        free(c->usb_auth.host_allow);
         free(c->general.database);
         free(c->general.crosvm);
         free(c->general.lock_dir);
+        free(c->general.modules_dir);
+        free(c->general.ovmf_code);
+        free(c->general.ovmf_vars);
+        free(c->general.state_path);
+        free(c->general.api.unix_socket);
+        free(c->general.api.unix_user);
+        free(c->general.api.unix_group);
+        free(c->general.api.host);
+        free(c->general.api.allowed_cids);
         for (size_t i = 0; i < c->general.n_host_mounts; i++)
                 free(c->general.host_mounts[i]);
         free(c->general.host_mounts);
         for (size_t i = 0; i < c->n_warnings; i++)
                 free(c->warnings[i]);
         free(c->warnings);
+        for (size_t i = 0; i < c->n_notes; i++)
+                free(c->notes[i]);
+        free(c->notes);
         free(c->path);
         free(c);
 }
@@ -1387,4 +2284,20 @@ const struct cfg_vm *cfg_find_vm(const struct cfg *c, const char *name) {
 
 const char *cfg_section_name(enum dev_kind k) {
         return k >= 0 && k < DEV_KIND_MAX ? section_names[k] : NULL;
+}
+
+bool cfg_vm_can_hotplug(const struct cfg_vm *vm) {
+        return vm && (vm->type == VMM_QEMU || vm->type == VMM_CROSVM);
+}
+
+const char *cfg_vm_type_name(enum vmm_type t) {
+        switch (t) {
+        case VMM_QEMU:
+                return "qemu";
+        case VMM_CROSVM:
+                return "crosvm";
+        case VMM_CLOUD_HYPERVISOR:
+                return "cloud-hypervisor";
+        }
+        return NULL;
 }

@@ -204,6 +204,11 @@ static struct dev *dev_alloc(void) {
                 return NULL;
         d->dev_class = d->dev_subclass = d->dev_protocol = -1;
         d->iommu_group = -1;
+        d->modules = calloc(1, sizeof(*d->modules));
+        if (!d->modules) {
+                free(d);
+                return NULL;
+        }
         return d;
 }
 
@@ -232,6 +237,11 @@ void dev_free(struct dev *d) {
         }
         free(d->props);
         free(d->host_mount);
+        for (size_t i = 0; d->modules && i < d->modules->n_paths; i++)
+                free(d->modules->paths[i]);
+        if (d->modules)
+                free(d->modules->paths);
+        free(d->modules);
         free(d);
 }
 

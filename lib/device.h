@@ -27,6 +27,15 @@ struct dev_prop {
         char *key, *value;
 };
 
+/* The kernel modules that would drive a USB device (driverPath rules): resolved on first use by
+ * mod_driver_paths() and kept here. Behind a pointer so that code holding a const dev fills it. */
+struct dev_modules {
+        bool resolved;
+        int error;            /* -errno of the lookup, 0 when it worked */
+        size_t n_paths;
+        char **paths;         /* module files, ".../kernel/drivers/net/usb/r8152.ko" */
+};
+
 struct dev {
         enum dev_kind kind;
         char *devpath;        /* udev form: "/devices/..." */
@@ -66,6 +75,8 @@ struct dev {
 
         /* Set by dev_find_host_mount(): the host-required mount point this device holds. */
         char *host_mount;
+
+        struct dev_modules *modules; /* allocated with the device, filled lazily */
 };
 
 #define DEV_KEY_MAX (2 * DEV_STR_MAX + 32) /* buffer size that holds any dev_key() */

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "modalias.h"
+
 static bool regex_holds(const regex_t *re, const char *s) {
         return s && regexec(re, s, 0, NULL, 0) == 0;
 }
@@ -25,7 +27,29 @@ static bool iface_matches(const struct cfg_rule *r, const struct dev *d) {
         return false;
 }
 
-static bool usb_matches(const struct cfg_rule *r, const struct dev *d) {
+/* The older daemon consulted driverPath only for a device with no interface whose class says what
+ * it is: every interface of class 0 or 255 (vendor specific), or none at all. */
+static bool has_telling_interface(const struct dev *d) {
+        for (size_t i = 0; i < d->n_ifaces; i++)
+                if (d->ifaces[i].cls != 0 && d->ifaces[i].cls != 0xff)
+                        return true;
+        return false;
+}
+
+/* driverPath: the file of a kernel module that would drive d, looked up once per device. */
+static bool driver_path_holds(const struct cfg *c, const struct cfg_rule *r, const struct dev *d) {
+        const struct dev_modules *m;
+
+        if (has_telling_interface(d))
+                return false;
+        (void)mod_driver_paths(c ? c->general.modules_dir : NULL, d, &m); /* an error leaves no paths */
+        for (size_t i = 0; m && i < m->n_paths; i++)
+                if (regex_holds(&r->driver_path, m->paths[i]))
+                        return true;
+        return false;
+}
+
+static bool usb_matches(const struct cfg *c, const struct cfg_rule *r, const struct dev *d) {
         unsigned f = r->fields;
         if ((f & RF_VENDOR_ID) && (!d->has_ids || d->vendor_id != r->vendor_id))
                 return false;
@@ -52,6 +76,9 @@ static bool usb_matches(const struct cfg_rule *r, const struct dev *d) {
         if ((f & (RF_IF_CLASS | RF_IF_SUBCLASS | RF_IF_PROTOCOL)) && !iface_matches(r, d))
                 return false;
         if ((f & RF_REMOVABLE) && !(r->removable & (1u << d->removable)))
+                return false;
+        /* last: the only field that may read files */
+        if ((f & RF_DRIVER_PATH) && !driver_path_holds(c, r, d))
                 return false;
         return true;
 }
@@ -87,12 +114,12 @@ static bool evdev_matches(const struct cfg_rule *r, const struct dev *d) {
         return true;
 }
 
-bool rule_matches(const struct cfg_rule *r, enum dev_kind kind, const struct dev *d) {
+bool rule_matches(const struct cfg *c, const struct cfg_rule *r, enum dev_kind kind, const struct dev *d) {
         if (!r->enabled || r->fields == 0 || d->kind != kind)
                 return false;
         switch (kind) {
         case DEV_USB:
-                return usb_matches(r, d);
+                return usb_matches(c, r, d);
         case DEV_PCI:
                 return pci_matches(r, d);
         case DEV_EVDEV:
@@ -141,9 +168,10 @@ static const struct cfg_vm *pick_vm(const struct cfg_entry *e, const char *prefe
 }
 
 /* Returns the index of the first enabled rule of rules[] matching d, or -1. */
-static int first_match(const struct cfg_rule *rules, size_t n, enum dev_kind kind, const struct dev *d) {
+static int first_match(const struct cfg *c, const struct cfg_rule *rules, size_t n, enum dev_kind kind,
+                       const struct dev *d) {
         for (size_t i = 0; i < n; i++)
-                if (rule_matches(&rules[i], kind, d))
+                if (rule_matches(c, &rules[i], kind, d))
                         return (int)i;
         return -1;
 }
@@ -163,16 +191,16 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
         for (size_t i = 0; i < c->n_entries[d->kind]; i++) {
                 const struct cfg_entry *e = &c->entries[d->kind][i];
                 int allow, deny;
-                if (!e->enabled)
+                if (!e->enabled || e->n_vms == 0) /* an entry naming no VM claims nothing */
                         continue;
                 if (e->legacy_all_inputs) {
                         allow = -1;
                 } else {
-                        allow = first_match(e->allow, e->n_allow, d->kind, d);
+                        allow = first_match(c, e->allow, e->n_allow, d->kind, d);
                         if (allow < 0)
                                 continue;
                 }
-                deny = first_match(e->deny, e->n_deny, d->kind, d);
+                deny = first_match(c, e->deny, e->n_deny, d->kind, d);
                 if (deny >= 0) {
                         if (first_deny_entry < 0) {
                                 first_deny_entry = (int)i;
@@ -193,6 +221,13 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                 else
                         snprintf(ret->reason, sizeof(ret->reason), "all non-USB input devices (%s[%zu])",
                                  cfg_section_name(d->kind), i);
+                if (!cfg_vm_can_hotplug(ret->vm)) {
+                        /* claimed, but for a VM that only takes devices at start (cloud-hypervisor) */
+                        ret->action = RULE_IGNORE;
+                        snprintf(ret->reason, sizeof(ret->reason), "%s[%zu] names %.64s, a %s VM: its type cannot "
+                                 "be hot-plugged", cfg_section_name(d->kind), i, ret->vm->name,
+                                 cfg_vm_type_name(ret->vm->type));
+                }
                 return;
         }
         ret->action = RULE_IGNORE;
@@ -201,6 +236,83 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                          cfg_section_name(d->kind), first_deny_entry, first_deny_rule);
         else
                 snprintf(ret->reason, sizeof(ret->reason), "no %s entry matched", cfg_section_name(d->kind));
+        if (d->modules && d->modules->error < 0) {
+                size_t len = strlen(ret->reason);
+                snprintf(ret->reason + len, sizeof(ret->reason) - len, " (driverPath: kernel module lookup failed: %s)",
+                         strerror(-d->modules->error));
+        }
+}
+
+int rule_host_allowed(const struct cfg *c, const struct dev *d) {
+        for (size_t i = 0; i < c->usb_auth.n_host_allow; i++)
+                if (rule_matches(c, &c->usb_auth.host_allow[i], DEV_USB, d))
+                        return (int)i;
+        return -1;
+}
+
+static bool is_hub(const struct dev *d) {
+        return d->kind == DEV_USB && is_usb_hub(d);
+}
+
+void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_moment when, bool for_vm,
+                   struct rule_auth_decision *ret) {
+        int allow;
+
+        *ret = (struct rule_auth_decision){ .action = RULE_AUTH_KEEP, .host_allow = -1 };
+        if (!c->usb_auth.enabled || d->kind != DEV_USB) {
+                snprintf(ret->reason, sizeof(ret->reason), "%s",
+                         d->kind != DEV_USB ? "not a USB device" : "USB authorization is not enabled");
+                return;
+        }
+        /* Hubs always: the devices behind them must enumerate to be decided at all. */
+        if (is_hub(d)) {
+                ret->action = RULE_AUTH_AUTHORIZE;
+                snprintf(ret->reason, sizeof(ret->reason), "USB hub");
+                return;
+        }
+        /* Mounted by the host (so authorized already): never taken away. */
+        if (d->host_mount) {
+                snprintf(ret->reason, sizeof(ret->reason), "holds the host-required mount %.64s", d->host_mount);
+                return;
+        }
+        allow = rule_host_allowed(c, d);
+        ret->host_allow = allow;
+        switch (when) {
+        case RULE_AUTH_BEFORE_ATTACH:
+                ret->action = RULE_AUTH_AUTHORIZE;
+                snprintf(ret->reason, sizeof(ret->reason), "about to be attached to a VM");
+                return;
+        case RULE_AUTH_ADD:
+                if (for_vm) {
+                        snprintf(ret->reason, sizeof(ret->reason), "claimed for a VM: authorized just before the attach");
+                        return;
+                }
+                break;
+        case RULE_AUTH_RECONCILE:
+                if (for_vm) {
+                        snprintf(ret->reason, sizeof(ret->reason), "attached to a VM");
+                        return;
+                }
+                break;
+        case RULE_AUTH_ATTACH_FAILED:
+        case RULE_AUTH_DETACHED:
+                break;
+        }
+        if (allow >= 0) {
+                ret->action = RULE_AUTH_AUTHORIZE;
+                snprintf(ret->reason, sizeof(ret->reason), "kept on the host by usbAuthorization.hostAllow[%d]", allow);
+                return;
+        }
+        if (when == RULE_AUTH_ATTACH_FAILED || when == RULE_AUTH_DETACHED ||
+            (when == RULE_AUTH_RECONCILE && c->usb_auth.deauthorize_unmatched)) {
+                ret->action = RULE_AUTH_DEAUTHORIZE;
+                snprintf(ret->reason, sizeof(ret->reason), "%s and no hostAllow rule keeps it on the host",
+                         when == RULE_AUTH_ATTACH_FAILED ? "attach failed"
+                         : when == RULE_AUTH_DETACHED  ? "detached from its VM"
+                                                       : "no VM claims it");
+                return;
+        }
+        snprintf(ret->reason, sizeof(ret->reason), "left unauthorized: no VM claims it and no hostAllow rule keeps it");
 }
 
 bool rule_choose_vm(struct rule_decision *dec, const char *vm) {

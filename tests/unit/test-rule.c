@@ -1,6 +1,7 @@
 /* Rule semantics as a table: (device, configuration) → decision, each row its own test. Devices are
  * described the way udev describes them in an event, so the environment path of the device model is
- * used too. */
+ * used too. driverPath runs against a module tree built with depmod (tests/tools/mk-module-tree.sh);
+ * USB authorization decisions are a table too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,12 +10,16 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include <errno.h>
+
 #include "config.h"
 #include "device.h"
+#include "modalias.h"
 #include "rule.h"
 
 #define VMS "\"vms\":[{\"name\":\"vm1\",\"type\":\"qemu\",\"socket\":\"/run/vm1.sock\"}," \
-            "{\"name\":\"vm2\",\"type\":\"crosvm\",\"socket\":\"/run/vm2.sock\"}]"
+            "{\"name\":\"vm2\",\"type\":\"crosvm\",\"socket\":\"/run/vm2.sock\"}," \
+            "{\"name\":\"ch1\",\"type\":\"cloud-hypervisor\",\"socket\":\"/run/ch1.sock\"}]"
 #define USB(entries) "{\"usbPassthrough\":[" entries "]," VMS "}"
 #define PCI(entries) "{\"pciPassthrough\":[" entries "]," VMS "}"
 #define EVDEV(section) "{\"evdevPassthrough\":" section "," VMS "}"
@@ -232,11 +237,316 @@ static void test_unknown_kind(void **state) {
         cfg_free(cfg);
 }
 
+/* ---- entries naming no VM, and VMs that cannot be hot-plugged */
+
+static void test_claims_nothing_and_cold_plug_only(void **state) {
+        const struct rule_case more[] = {
+                { "entry without a VM claims nothing; a later one does",
+                  USB("{\"allow\":[{\"vendorId\":\"067b\"}]}," ENTRY("vm2", "{\"vendorId\":\"067b\"}")), PROLIFIC, 0, "vm2", 1, 0, NULL },
+                { "entry without a VM alone", USB("{\"allow\":[{\"vendorId\":\"067b\"}]}"), PROLIFIC, 0, NULL, 0, 0, "no usbPassthrough entry matched" },
+                { "cloud-hypervisor VM: ignored, said why", USB(ENTRY("ch1", "{\"vendorId\":\"067b\"}")), PROLIFIC, 0, NULL, 0, 0,
+                  "usbPassthrough[0] names ch1, a cloud-hypervisor VM: its type cannot be hot-plugged" },
+                { "cloud-hypervisor PCI", PCI(ENTRY("ch1", "{\"address\":\"00:14.3\"}")), WIFI, 0, NULL, 0, 0, "cannot be hot-plugged" },
+        };
+        for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+                test_case(&more[i]);
+}
+
+/* ---- driverPath: a module tree built with depmod, looked up through libkmod */
+
+struct tree {
+        char root[64];
+        char dir[256];          /* the modulesDir */
+};
+
+static int tree_setup(void **state) {
+        struct tree *t = calloc(1, sizeof(*t));
+        char cmd[256];
+        FILE *p;
+
+        assert_non_null(t);
+        strcpy(t->root, "/tmp/test-rule-modules-XXXXXX");
+        assert_non_null(mkdtemp(t->root));
+        snprintf(cmd, sizeof(cmd), "tests/tools/mk-module-tree.sh %s", t->root);
+        p = popen(cmd, "r");
+        assert_non_null(p);
+        if (!fgets(t->dir, sizeof(t->dir), p))
+                t->dir[0] = '\0';
+        if (pclose(p) != 0 || !t->dir[0])
+                fail_msg("tests/tools/mk-module-tree.sh failed (needs cc, objcopy and depmod)");
+        t->dir[strcspn(t->dir, "\n")] = '\0';
+        *state = t;
+        return 0;
+}
+
+static int tree_teardown(void **state) {
+        struct tree *t = *state;
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "rm -rf %s", t->root);
+        assert_int_equal(system(cmd), 0);
+        free(t);
+        return 0;
+}
+
+/* RTL8153 in its vendor configuration (what r8152 selects): one interface of class 255. */
+#define RTL8153 USB_DEV("2-3", "ID_VENDOR_ID=0bda", "ID_MODEL_ID=8153", "PRODUCT=bda/8153/3000", "BUSNUM=002", \
+        "DEVNUM=002", "TYPE=0/0/0", "ID_USB_INTERFACES=:ffff00:", "ID_MODEL_FROM_DATABASE=RTL8153 Gigabit Ethernet Adapter")
+/* The same adapter in its CDC configuration: its interface class (2) tells what it is. */
+#define RTL8153_ECM USB_DEV("2-3", "ID_VENDOR_ID=0bda", "ID_MODEL_ID=8153", "PRODUCT=bda/8153/3000", "TYPE=0/0/0", \
+        "ID_USB_INTERFACES=:020600:0a0000:")
+#define AX88179_P USB_DEV("1-3/1-3.4", "ID_VENDOR_ID=0b95", "ID_MODEL_ID=1790", "PRODUCT=b95/1790/100", \
+        "TYPE=0/0/0", "ID_USB_INTERFACES=:ffff00:")
+#define PL2303 USB_DEV("1-3/1-3.2", "ID_VENDOR_ID=067b", "ID_MODEL_ID=23a3", "PRODUCT=67b/23a3/400", "TYPE=0/0/0", \
+        "ID_USB_INTERFACES=:ff0000:")
+#define UNKNOWN_VENDOR USB_DEV("1-6", "ID_VENDOR_ID=ffff", "ID_MODEL_ID=0001", "PRODUCT=ffff/1/100", "TYPE=0/0/0", \
+        "ID_USB_INTERFACES=:ffff00:")
+#define NO_PRODUCT USB_DEV("1-7", "ID_VENDOR_ID=0bda", "ID_MODEL_ID=8153", "TYPE=0/0/0", "ID_USB_INTERFACES=:ffff00:")
+#define KBD USB_DEV("1-8", "ID_VENDOR_ID=046d", "ID_MODEL_ID=c31c", "PRODUCT=46d/c31c/6400", "TYPE=0/0/0", \
+        "ID_USB_INTERFACES=:030101:030000:")
+
+__attribute__((format(printf, 1, 2)))
+static struct cfg *load_fmt(const char *fmt, ...) {
+        struct cfg_error err = { { 0 } };
+        struct cfg *c = NULL;
+        char json[2048];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(json, sizeof(json), fmt, ap);
+        va_end(ap);
+        if (cfg_load_string(json, strlen(json), "t.json", &c, &err) != 0)
+                fail_msg("config did not load: %s", err.msg);
+        return c;
+}
+
+static void decide(const struct cfg *c, const char *const *env, struct dev **ret_d, struct rule_decision *dec) {
+        assert_int_equal(dev_new_from_environ((char *const *)env, ret_d), 0);
+        rule_decide(c, *ret_d, NULL, dec);
+}
+
+#define NET_RULE "{\"driverPath\":\".*/kernel/drivers/net/usb/.*\"}"
+#define DRIVER_CONF(entries) "{\"general\":{\"modulesDir\":\"%s\"},\"usbPassthrough\":[" entries "]," VMS "}"
+
+static void test_driver_path(void **state) {
+        struct tree *t = *state;
+        const struct {
+                const char *name;
+                const char *const *dev;
+                const char *vm;
+                bool looked_up;
+        } table[] = {
+                { "vendor-class NIC driven by r8152", RTL8153, "vm2", true },
+                { "AX88179 behind a hub: ax88179_178a", AX88179_P, "vm2", true },
+                { "vendor-class serial adapter: usb/serial, not net", PL2303, NULL, true },
+                { "vendor class, no module aliases it", UNKNOWN_VENDOR, NULL, true },
+                { "without bcdDevice no modalias can be built", NO_PRODUCT, NULL, true },
+                { "CDC interface: its class tells, driverPath is not consulted", RTL8153_ECM, NULL, false },
+                { "keyboard: claimed by the first entry, never looked up", KBD, "vm1", false },
+        };
+        struct cfg *c = load_fmt(DRIVER_CONF(ENTRY("vm1", "{\"interfaceClass\":3}") "," ENTRY("vm2", NET_RULE)), t->dir);
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                struct rule_decision dec;
+                struct dev *d = NULL;
+                print_message("case: %s\n", table[i].name);
+                decide(c, table[i].dev, &d, &dec);
+                if (table[i].vm && (dec.action != RULE_ATTACH || strcmp(dec.vm->name, table[i].vm) != 0))
+                        fail_msg("%s: expected %s, got %s (%s)", table[i].name, table[i].vm,
+                                 dec.action == RULE_ATTACH ? dec.vm->name : "ignore", dec.reason);
+                if (!table[i].vm && dec.action != RULE_IGNORE)
+                        fail_msg("%s: expected ignore, got %s (%s)", table[i].name, dec.vm->name, dec.reason);
+                /* Only devices that reach a driverPath rule pay the lookup. */
+                assert_int_equal(d->modules->resolved, table[i].looked_up);
+                assert_int_equal(d->modules->error, 0);
+                dev_free(d);
+        }
+        cfg_free(c);
+
+        /* The module's file path, anchored at its start, case-insensitive. */
+        struct rule_decision dec;
+        struct dev *d = NULL;
+        c = load_fmt(DRIVER_CONF(ENTRY("vm1", "{\"driverPath\":\"%s/KERNEL/drivers/net/usb/r8152\\\\.ko$\"}")), t->dir, t->dir);
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        dev_free(d);
+        cfg_free(c);
+        c = load_fmt(DRIVER_CONF(ENTRY("vm1", "{\"driverPath\":\"kernel/drivers/net\"}")), t->dir);
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_IGNORE); /* not a suffix match */
+        dev_free(d);
+        cfg_free(c);
+
+        /* AND with the other fields; as a deny rule. */
+        c = load_fmt(DRIVER_CONF(ENTRY("vm1", "{\"driverPath\":\".*/net/usb/\",\"vendorId\":\"0b95\"}")), t->dir);
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_IGNORE);
+        dev_free(d);
+        decide(c, AX88179_P, &d, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        dev_free(d);
+        cfg_free(c);
+        c = load_fmt(DRIVER_CONF(ENTRY_DENY("vm1", "{\"interfaceClass\":255}", "{\"driverPath\":\".*/usb/serial/\"}")), t->dir);
+        decide(c, PL2303, &d, &dec);
+        assert_int_equal(dec.action, RULE_IGNORE);
+        assert_non_null(strstr(dec.reason, "denied by usbPassthrough[0] deny rule 0"));
+        dev_free(d);
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        dev_free(d);
+        cfg_free(c);
+
+        /* Looked up once per device: the answer stays when the tree is gone. */
+        c = load_fmt(DRIVER_CONF(ENTRY("vm1", NET_RULE)), t->dir);
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        char moved[300];
+        snprintf(moved, sizeof(moved), "%s.gone", t->dir);
+        assert_int_equal(rename(t->dir, moved), 0);
+        rule_decide(c, d, NULL, &dec);
+        assert_int_equal(dec.action, RULE_ATTACH);
+        dev_free(d);
+        /* A fresh device now finds no index: no match, and the reason says why. */
+        decide(c, RTL8153, &d, &dec);
+        assert_int_equal(dec.action, RULE_IGNORE);
+        assert_int_equal(d->modules->error, -ENOENT);
+        if (!strstr(dec.reason, "driverPath: kernel module lookup failed: No such file or directory"))
+                fail_msg("reason: %s", dec.reason);
+        dev_free(d);
+        assert_int_equal(rename(moved, t->dir), 0);
+        cfg_free(c);
+}
+
+/* The device's own interfaces in sysfs win over what its properties say (bInterfaceNumber). */
+static void test_modaliases_from_fields(void **state) {
+        char aliases[4][MOD_ALIAS_MAX];
+        struct dev *d = NULL;
+
+        assert_int_equal(dev_new_from_environ((char *const *)RTL8153_ECM, &d), 0);
+        assert_int_equal(mod_usb_modaliases(d, aliases, 4), 2);
+        assert_string_equal(aliases[0], "usb:v0BDAp8153d3000dc00dsc00dp00ic02isc06ip00in00");
+        assert_string_equal(aliases[1], "usb:v0BDAp8153d3000dc00dsc00dp00ic0Aisc00ip00in01");
+        assert_int_equal(mod_usb_modaliases(d, aliases, 1), 1);
+        dev_free(d);
+        assert_int_equal(dev_new_from_environ((char *const *)NO_PRODUCT, &d), 0);
+        assert_int_equal(mod_usb_modaliases(d, aliases, 4), 0);
+        dev_free(d);
+        assert_int_equal(dev_new_from_environ((char *const *)WIFI, &d), 0);
+        assert_int_equal(mod_usb_modaliases(d, aliases, 4), 0);
+        dev_free(d);
+}
+
+/* ---- USB authorization: what to write to "authorized", per moment (the older daemon's semantics) */
+
+static void test_usb_auth(void **state) {
+        static const char conf_on[] = "{\"usbAuthorization\":{\"enable\":true,\"deauthorizeUnmatched\":true,"
+                                      "\"hostAllow\":[{\"vendorId\":\"067b\",\"productId\":\"23a3\"}]}," VMS "}";
+        static const char conf_keep[] = "{\"usbAuthorization\":{\"enable\":true}," VMS "}";
+        static const char conf_off[] = "{\"usbAuthorization\":{\"enable\":false,\"hostAllow\":[{\"vendorId\":\"067b\"}]}," VMS "}";
+        enum { A_KEEP = RULE_AUTH_KEEP, A_AUTH = RULE_AUTH_AUTHORIZE, A_DEAUTH = RULE_AUTH_DEAUTHORIZE };
+        const struct {
+                const char *conf;
+                const char *const *dev;
+                enum rule_auth_moment when;
+                bool for_vm;
+                const char *mount;
+                int action;
+                const char *reason;
+        } table[] = {
+                /* hubs: always authorized (what is behind them must enumerate) */
+                { conf_on, HUB, RULE_AUTH_ADD, false, NULL, A_AUTH, "USB hub" },
+                { conf_on, HUB, RULE_AUTH_RECONCILE, false, NULL, A_AUTH, "USB hub" },
+                { conf_on, HUB, RULE_AUTH_DETACHED, false, NULL, A_AUTH, "USB hub" },
+                /* hostAllow: authorized for the host */
+                { conf_on, PROLIFIC, RULE_AUTH_ADD, false, NULL, A_AUTH, "usbAuthorization.hostAllow[0]" },
+                { conf_on, PROLIFIC, RULE_AUTH_RECONCILE, false, NULL, A_AUTH, "hostAllow[0]" },
+                /* claimed for a VM: authorized just before the attach, taken back when it fails or ends */
+                { conf_on, UNIFYING, RULE_AUTH_ADD, true, NULL, A_KEEP, "authorized just before the attach" },
+                { conf_on, UNIFYING, RULE_AUTH_BEFORE_ATTACH, true, NULL, A_AUTH, "about to be attached" },
+                { conf_on, UNIFYING, RULE_AUTH_ATTACH_FAILED, true, NULL, A_DEAUTH, "attach failed" },
+                { conf_on, UNIFYING, RULE_AUTH_DETACHED, true, NULL, A_DEAUTH, "detached from its VM" },
+                { conf_on, UNIFYING, RULE_AUTH_RECONCILE, true, NULL, A_KEEP, "attached to a VM" },
+                /* ...unless hostAllow keeps it on the host */
+                { conf_on, PROLIFIC, RULE_AUTH_DETACHED, true, NULL, A_AUTH, "hostAllow[0]" },
+                { conf_on, PROLIFIC, RULE_AUTH_ATTACH_FAILED, true, NULL, A_AUTH, "hostAllow[0]" },
+                /* unmatched: stays unauthorized on add; deauthorized by reconcile with deauthorizeUnmatched */
+                { conf_on, UNIFYING, RULE_AUTH_ADD, false, NULL, A_KEEP, "left unauthorized" },
+                { conf_on, UNIFYING, RULE_AUTH_RECONCILE, false, NULL, A_DEAUTH, "no VM claims it" },
+                { conf_keep, UNIFYING, RULE_AUTH_RECONCILE, false, NULL, A_KEEP, "left unauthorized" },
+                /* a device holding a host-required mount is never deauthorized */
+                { conf_on, UNIFYING, RULE_AUTH_RECONCILE, false, "/boot", A_KEEP, "host-required mount /boot" },
+                { conf_on, UNIFYING, RULE_AUTH_DETACHED, true, "/", A_KEEP, "host-required mount /" },
+                { conf_on, UNIFYING, RULE_AUTH_ATTACH_FAILED, true, "/", A_KEEP, "host-required mount" },
+                /* authorization off: nothing is written */
+                { conf_off, PROLIFIC, RULE_AUTH_ADD, false, NULL, A_KEEP, "not enabled" },
+                { conf_off, HUB, RULE_AUTH_ADD, false, NULL, A_KEEP, "not enabled" },
+                { conf_off, UNIFYING, RULE_AUTH_DETACHED, true, NULL, A_KEEP, "not enabled" },
+                /* not a USB device */
+                { conf_on, WIFI, RULE_AUTH_RECONCILE, false, NULL, A_KEEP, "not a USB device" },
+        };
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                struct cfg_error err = { { 0 } };
+                struct rule_auth_decision dec;
+                struct cfg *c = NULL;
+                struct dev *d = NULL;
+
+                assert_int_equal(cfg_load_string(table[i].conf, strlen(table[i].conf), "t.json", &c, &err), 0);
+                assert_int_equal(dev_new_from_environ((char *const *)table[i].dev, &d), 0);
+                if (table[i].mount)
+                        d->host_mount = strdup(table[i].mount);
+                rule_usb_auth(c, d, table[i].when, table[i].for_vm, &dec);
+                if ((int)dec.action != table[i].action || !strstr(dec.reason, table[i].reason))
+                        fail_msg("case %zu: expected action %d (%s), got %d (%s)", i, table[i].action, table[i].reason,
+                                 dec.action, dec.reason);
+                dev_free(d);
+                cfg_free(c);
+        }
+}
+
+/* --check-config's "no hostAllow rule keeps a USB keyboard" agrees with the matcher on a keyboard of
+ * no particular make (no ids, names or place). */
+static void test_keyboard_warning_agrees(void **state) {
+        static const char *const rules[] = {
+                "{\"interfaceClass\":3}", "{\"interfaceClass\":3,\"interfaceSubclass\":1,\"interfaceProtocol\":1}",
+                "{\"interfaceClass\":3,\"interfaceProtocol\":2}", "{\"deviceClass\":0,\"interfaceClass\":3}",
+                "{\"deviceClass\":3}", "{\"removable\":[\"removable\"],\"interfaceClass\":3}",
+                "{\"removable\":[\"fixed\"],\"interfaceClass\":3}", "{\"vendorId\":\"046d\",\"productId\":\"c31c\"}",
+                "{\"bus\":1,\"port\":2}", "{\"interfaceClass\":3,\"disable\":true}", "{\"interfaceSubclass\":1}",
+                "{\"deviceProtocol\":0,\"interfaceProtocol\":1}",
+        };
+        const char *const kbd[] = { "SUBSYSTEM=usb", "DEVTYPE=usb_device", "DEVPATH=/devices/pci0000:00/0000:00:14.0/usb1/1-9",
+                                    "TYPE=0/0/0", "ID_USB_INTERFACES=:030101:", NULL };
+        for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+                char json[512];
+                struct cfg_error err = { { 0 } };
+                struct cfg *c = NULL;
+                struct dev *d = NULL;
+                bool warned = false;
+
+                snprintf(json, sizeof(json), "{\"usbAuthorization\":{\"enable\":true,\"hostAllow\":[%s]}}", rules[i]);
+                assert_int_equal(cfg_load_string_flags(json, strlen(json), "t.json", CFG_CHECK_HOST, &c, &err), 0);
+                for (size_t k = 0; k < c->n_warnings; k++)
+                        warned |= strstr(c->warnings[k], "keeps a USB keyboard") != NULL;
+                assert_int_equal(dev_new_from_environ((char *const *)kbd, &d), 0);
+                d->removable = DEV_REMOVABLE_REMOVABLE;
+                bool kept = rule_host_allowed(c, d) >= 0;
+                if (kept == warned)
+                        fail_msg("%s: matcher says %s, --check-config %s", rules[i], kept ? "kept" : "not kept",
+                                 warned ? "warns" : "does not warn");
+                dev_free(d);
+                cfg_free(c);
+        }
+}
+
 int main(void) {
         static const struct CMUnitTest others[] = {
                 cmocka_unit_test(test_allowed_vms_preference),
                 cmocka_unit_test(test_host_mount_excluded),
                 cmocka_unit_test(test_unknown_kind),
+                cmocka_unit_test(test_claims_nothing_and_cold_plug_only),
+                cmocka_unit_test_setup_teardown(test_driver_path, tree_setup, tree_teardown),
+                cmocka_unit_test(test_modaliases_from_fields),
+                cmocka_unit_test(test_usb_auth),
+                cmocka_unit_test(test_keyboard_warning_agrees),
         };
         size_t n_rows = sizeof(cases) / sizeof(cases[0]), n = n_rows + sizeof(others) / sizeof(others[0]);
         struct CMUnitTest *tests = calloc(n, sizeof(*tests));
