@@ -168,6 +168,7 @@ static int migrate(struct db *db, int max_version) {
                 return r;
         if (v > db_schema_n_migrations)
                 return -EPROTONOSUPPORT;
+        db->version = v;
         if (v >= max_version)
                 return 0;
 
@@ -181,7 +182,10 @@ static int migrate(struct db *db, int max_version) {
                 if (rc != SQLITE_OK)
                         r = db_errno(db->sql, rc);
         }
-        return db_tx_end(db, r);
+        r = db_tx_end(db, r);
+        if (r >= 0)
+                db->version = v;
+        return r;
 }
 
 static int mkdir_parents(const char *path) {

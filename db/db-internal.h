@@ -18,7 +18,19 @@ struct db {
         sqlite3_stmt *stmt[DB_STMT_MAX];
         int lock_fd;     /* flock on PATH.repair-lock: shared while open, see db_open_repair */
         int write_fd;    /* PATH.write-lock: exclusive for the length of a write transaction */
+        char requested_by[DB_REQUESTER_MAX]; /* who asks for what this connection writes ("" unset) */
+        int version;     /* schema version of the file (older only in tests of the migrations) */
 };
+
+/* The connection's requester for a requested_by column: NULL when unset. */
+const char *db_requester(const struct db *db);
+
+/* Within a write transaction: 1 when the udev event o is stale, else records it and returns 0
+ * (db_event_seqnum_check's work). */
+int db_event_order_check_tx(struct db *db, const struct db_event_order *o);
+
+/* Within a write transaction: forgets the prompt of devpath (the device got a VM, or left). */
+int db_prompt_delete_tx(struct db *db, const char *devpath);
 
 /* Maps a SQLite result code to -errno (0 for OK/ROW/DONE). sql (may be NULL) gives the OS error
  * behind an I/O failure. */
@@ -50,6 +62,11 @@ int db_step_done(struct db *db, sqlite3_stmt *s);
 int db_bind_text(sqlite3_stmt *s, int i, const char *v);
 int db_bind_int_if(sqlite3_stmt *s, int i, bool present, int64_t v);
 int db_bind_hex4(sqlite3_stmt *s, int i, bool present, uint16_t v);
+
+/* Binds a device's identity as ?first (kind), ?first+1 (vendor_id) ... in the column order the
+ * statements share: kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, devnum,
+ * port_path, pci_address, devnode. Returns a SQLite result code. */
+int db_bind_device(sqlite3_stmt *s, int first, const struct db_device *d);
 
 /* Maps a binder's result code to 0 / -errno. */
 int db_bind_check(struct db *db, int rc);

@@ -58,10 +58,10 @@ static const char *const queries[_Q_MAX] = {
         /* Rows of earlier boots order nothing any more (written so that the index serves it). */
         [Q_SEQNUM_FORGET_BOOTS] = "DELETE FROM seqnums WHERE boot_id < ?1 OR boot_id > ?1",
         [Q_SUPERSEDE_HISTORY] =
-                "INSERT INTO history (attachment_id, action, outcome, error, " HISTORY_COPY_COLUMNS ") "
+                "INSERT INTO history (attachment_id, action, outcome, error, requested_by, " HISTORY_COPY_COLUMNS ") "
                 "SELECT id, CASE WHEN attached_at IS NULL THEN 'attach' ELSE 'detach' END, "
                 "CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, 'superseded', "
-                HISTORY_COPY_COLUMNS " FROM attachments "
+                "coalesce(?2, requested_by), " HISTORY_COPY_COLUMNS " FROM attachments "
                 "WHERE devpath = ?1 AND state IN " OPEN_STATES,
         [Q_SUPERSEDE] =
                 "UPDATE attachments SET "
@@ -72,13 +72,14 @@ static const char *const queries[_Q_MAX] = {
                 "INSERT INTO attachments (devpath, device_key, kind, vendor_id, product_id, "
                 "vendor_name, product_name, serial, busnum, devnum, port_path, pci_address, "
                 "devnode, vm, vmm_id, state, rule_section, rule_entry, rule_allow, "
-                "rule_description) "
+                "rule_description, requested_by) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
-                "?17, ?18, ?19, ?20)",
+                "?17, ?18, ?19, ?20, ?21)",
         [Q_HISTORY_ADD] =
-                "INSERT INTO history (attachment_id, action, outcome, detail, error, "
+                "INSERT INTO history (attachment_id, action, outcome, detail, error, requested_by, "
                 HISTORY_COPY_COLUMNS ") "
-                "SELECT id, ?2, ?3, ?4, ?5, " HISTORY_COPY_COLUMNS " FROM attachments WHERE id = ?1",
+                "SELECT id, ?2, ?3, ?4, ?5, coalesce(?6, requested_by), " HISTORY_COPY_COLUMNS
+                " FROM attachments WHERE id = ?1",
         [Q_ATTACH_FINISH] =
                 "UPDATE attachments SET state = ?2, crosvm_port = coalesce(?3, crosvm_port), "
                 "bus = coalesce(?4, bus), error = ?5, "
@@ -117,12 +118,46 @@ static const char *const queries[_Q_MAX] = {
                 "ORDER BY last_seen DESC, id DESC LIMIT -1 OFFSET ?1)",
         [Q_CHOICE_GET] = "SELECT vm, keep_detached FROM user_choices WHERE device_key = ?1",
         [Q_CHOICE_SET] =
+                "INSERT INTO user_choices (device_key, vm, keep_detached, set_by, updated_at) "
+                "VALUES (?1, ?2, ?3, ?4, " NOW ") "
+                "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
+                "keep_detached = excluded.keep_detached, set_by = excluded.set_by, "
+                "updated_at = excluded.updated_at",
+};
+
+
+/* The statements above that name version 3's columns, as version 2 had them: only tests of the
+ * migrations write through an older schema. */
+static const char *const queries_v2[_Q_MAX] = {
+        [Q_SUPERSEDE_HISTORY] =
+                "INSERT INTO history (attachment_id, action, outcome, error, " HISTORY_COPY_COLUMNS ") "
+                "SELECT id, CASE WHEN attached_at IS NULL THEN 'attach' ELSE 'detach' END, "
+                "CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, 'superseded', "
+                HISTORY_COPY_COLUMNS " FROM attachments "
+                "WHERE devpath = ?1 AND state IN " OPEN_STATES " AND (?2 IS NULL OR 1)",
+        [Q_ATTACHMENT_INSERT] =
+                "INSERT INTO attachments (devpath, device_key, kind, vendor_id, product_id, "
+                "vendor_name, product_name, serial, busnum, devnum, port_path, pci_address, "
+                "devnode, vm, vmm_id, state, rule_section, rule_entry, rule_allow, "
+                "rule_description) "
+                "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
+                "?17, ?18, ?19, ?20)",
+        [Q_HISTORY_ADD] =
+                "INSERT INTO history (attachment_id, action, outcome, detail, error, "
+                HISTORY_COPY_COLUMNS ") "
+                "SELECT id, ?2, ?3, ?4, ?5, " HISTORY_COPY_COLUMNS " FROM attachments WHERE id = ?1 "
+                "AND (?6 IS NULL OR 1)",
+        [Q_CHOICE_SET] =
                 "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at) "
                 "VALUES (?1, ?2, ?3, " NOW ") "
                 "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
                 "keep_detached = excluded.keep_detached, updated_at = excluded.updated_at",
 };
 
+/* The text of statement q for this database's schema. */
+static const char *query(const struct db *db, enum query q) {
+        return db->version < 3 && queries_v2[q] ? queries_v2[q] : queries[q];
+}
 
 static const char *const state_names[] = {
         [DB_PENDING] = "pending",
@@ -189,6 +224,10 @@ static int event_order_check(struct db *db, const struct db_event_order *o) {
 
 static bool event_order_valid(const struct db_event_order *o) {
         return !o || (o->devpath && o->seqnum <= INT64_MAX);
+}
+
+int db_event_order_check_tx(struct db *db, const struct db_event_order *o) {
+        return event_order_valid(o) ? event_order_check(db, o) : -EINVAL;
 }
 
 int db_event_seqnum_check(struct db *db, const struct db_event_order *o) {
@@ -323,12 +362,12 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r;
 
-        r = db_prepare(db, queries[Q_HISTORY_ADD], &s);
+        r = db_prepare(db, query(db, Q_HISTORY_ADD), &s);
         if (r < 0)
                 return r;
         if (sqlite3_bind_int64(s, 1, id) != SQLITE_OK || db_bind_text(s, 2, action) != SQLITE_OK ||
             db_bind_text(s, 3, outcome) != SQLITE_OK || db_bind_text(s, 4, detail) != SQLITE_OK ||
-            db_bind_text(s, 5, error) != SQLITE_OK)
+            db_bind_text(s, 5, error) != SQLITE_OK || db_bind_text(s, 6, db_requester(db)) != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = db_step_done(db, s);
         if (r >= 0 && sqlite3_changes(db->sql) != 1)
@@ -338,14 +377,17 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
 
 /* Closes any open row of devpath (a killed helper's), each with a history row. */
 static int supersede(struct db *db, const char *devpath) {
-        int r = db_exec1(db, queries[Q_SUPERSEDE_HISTORY], devpath, 0);
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r = db_prepare(db, query(db, Q_SUPERSEDE_HISTORY), &s);
+
+        if (r >= 0)
+                r = db_bind_check(db, db_bind_text(s, 1, devpath) | db_bind_text(s, 2, db_requester(db)));
+        if (r >= 0)
+                r = db_step_done(db, s);
         return r < 0 ? r : db_exec1(db, queries[Q_SUPERSEDE], devpath, 0);
 }
 
-/* Binds a device's identity as ?first (kind), ?first+1 (vendor_id) ... in the column order the
- * statements share: kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, devnum,
- * port_path, pci_address, devnode. */
-static int bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
+int db_bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
         int rc = SQLITE_OK;
 
         rc |= db_bind_text(s, first, d->kind);
@@ -367,12 +409,12 @@ static int attachment_insert(struct db *db, const struct db_device *d, const str
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = db_prepare(db, queries[Q_ATTACHMENT_INSERT], &s);
+        r = db_prepare(db, query(db, Q_ATTACHMENT_INSERT), &s);
         if (r < 0)
                 return r;
         rc |= db_bind_text(s, 1, d->devpath);
         rc |= db_bind_text(s, 2, d->key);
-        rc |= bind_device(s, 3, d);
+        rc |= db_bind_device(s, 3, d);
         rc |= db_bind_text(s, 14, vm);
         rc |= db_bind_text(s, 15, vmm_id);
         rc |= db_bind_text(s, 16, db_state_name(state));
@@ -380,6 +422,8 @@ static int attachment_insert(struct db *db, const struct db_device *d, const str
         rc |= db_bind_int_if(s, 18, rule && rule->section && rule->entry >= 0, rule ? rule->entry : 0);
         rc |= db_bind_int_if(s, 19, rule && rule->section && rule->allow >= 0, rule ? rule->allow : 0);
         rc |= db_bind_text(s, 20, rule ? rule->description : NULL);
+        if (db->version >= 3)
+                rc |= db_bind_text(s, 21, db_requester(db));
         if (rc != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = db_step_done(db, s);
@@ -406,6 +450,8 @@ int db_attach_begin(struct db *db, const struct db_event_order *order, const str
                 r = stale = event_order_check(db, order);
         if (r == 0)
                 r = supersede(db, d->devpath);
+        if (r == 0 && db->version >= 3)
+                r = db_prompt_delete_tx(db, d->devpath); /* a VM for it: no longer waiting for a choice */
         if (r == 0)
                 r = attachment_insert(db, d, rule, vm, vmm_id, state, &id);
         if (r == 0)
@@ -511,7 +557,7 @@ static int ignored_upsert(struct db *db, const struct db_device *d, const char *
                 return r;
         rc |= db_bind_text(s, 1, d->devpath);
         rc |= db_bind_text(s, 2, reason);
-        rc |= bind_device(s, 3, d);
+        rc |= db_bind_device(s, 3, d);
         if (rc != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
         rc = sqlite3_step(s);
@@ -598,9 +644,10 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
                 return -EINVAL;
         r = db_tx_begin(db);
         if (r >= 0)
-                r = db_prepare(db, queries[Q_CHOICE_SET], &s);
+                r = db_prepare(db, query(db, Q_CHOICE_SET), &s);
         if (r >= 0 && (db_bind_text(s, 1, device_key) != SQLITE_OK || db_bind_text(s, 2, vm) != SQLITE_OK ||
-                       sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK))
+                       sqlite3_bind_int(s, 3, keep_detached) != SQLITE_OK ||
+                       (db->version >= 3 && db_bind_text(s, 4, db_requester(db)) != SQLITE_OK)))
                 r = db_errno(db->sql, sqlite3_errcode(db->sql));
         if (r >= 0)
                 r = db_step_done(db, s);

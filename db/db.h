@@ -171,3 +171,93 @@ int db_user_choice_get(struct db *db, const char *device_key, char **ret_vm, boo
 
 /* Stores (replaces) the user's choice for the device key. vm may be NULL. */
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);
+
+/* ---- The control plane's memory (db-ops.c): who asks, choices, prompts, history, meta ---- */
+
+#define DB_REQUESTER_MAX 128      /* bytes kept of a requester, with the NUL */
+#define DB_HISTORY_MAX_ROWS 10000 /* rows one history query returns at most */
+
+/* Who asks for what this connection writes from now on ("udev", "reconcile", "api unix uid=0",
+ * ...): stored in attachments.requested_by, history.requested_by and user_choices.set_by. NULL or
+ * "" unsets it. Longer text is cut. */
+void db_set_requested_by(struct db *db, const char *who);
+
+/* A stored user choice (user_choices). */
+struct db_choice {
+        char *vm;                    /* preferred VM; NULL when none */
+        bool keep_detached;
+        char *set_by, *updated_at;   /* may be NULL */
+};
+
+/* Frees the strings of c and zeroes it. */
+void db_choice_clear(struct db_choice *c);
+
+/* Gets the stored choice for device_key. Returns 1 and fills ret, or 0 when none (ret zeroed). */
+int db_choice_get(struct db *db, const char *device_key, struct db_choice *ret);
+
+/* Stores the user's choice for d (by d->key): vm (NULL keeps the VM stored before) and
+ * keep_detached, and writes a history row ('choice', 'recorded', vm, detail) with d's identity, in
+ * one transaction. A keep-detached choice also forgets d's prompt: the user answered it. */
+int db_choice_record(struct db *db, const struct db_device *d, const char *vm, bool keep_detached,
+                     const char *detail);
+
+/* A device waiting for the user to choose a VM (prompts). */
+struct db_prompt {
+        char *devpath, *device_key;
+        char *allowed_vms;           /* JSON array of VM names */
+        char kind[8];
+        bool has_ids;
+        uint16_t vendor_id, product_id;
+        char *vendor_name, *product_name, *serial, *port_path, *devnode;
+        int busnum, devnum;          /* 0: unknown */
+        char *since;
+};
+
+void db_prompt_clear(struct db_prompt *p);
+void db_prompt_list_free(struct db_prompt *p, size_t n);
+
+/* Records that d waits for a choice among allowed_vms (a JSON array), decided by rule (may be NULL).
+ * A new prompt also gets a history row ('prompt', 'waiting', detail); one that exists already is
+ * left alone (*ret_new false). With order, the udev event is checked first in the same
+ * transaction: stale returns 1 and writes nothing. Returns 0 otherwise. */
+int db_prompt_add(struct db *db, const struct db_event_order *order, const struct db_device *d,
+                  const struct db_rule_ref *rule, const char *allowed_vms, const char *detail, bool *ret_new);
+
+/* Forgets the prompt of devpath (if any). */
+int db_prompt_remove(struct db *db, const char *devpath);
+
+/* Gets the prompt of devpath: 1 and ret filled, or 0 when the device is not waiting. */
+int db_prompt_get(struct db *db, const char *devpath, struct db_prompt *ret);
+
+/* Gets every prompt, oldest first. Free with db_prompt_list_free. */
+int db_prompt_list(struct db *db, struct db_prompt **ret, size_t *ret_n);
+
+/* One history row. */
+struct db_history {
+        int64_t id;
+        char time[32];
+        char action[12], outcome[12], kind[8];
+        bool has_ids;
+        uint16_t vendor_id, product_id;
+        int busnum, devnum;          /* 0: unknown */
+        int crosvm_port;             /* -1: none */
+        int rule_entry, rule_allow;  /* -1: none */
+        char *vm, *devpath, *vendor_name, *product_name, *serial, *port_path, *pci_address, *devnode,
+                *vmm_id, *rule_section, *rule_description, *detail, *error, *requested_by;
+};
+
+void db_history_list_free(struct db_history *h, size_t n);
+
+/* Rows with id > after_id, oldest first, at most max (<= DB_HISTORY_MAX_ROWS). */
+int db_history_after(struct db *db, int64_t after_id, size_t max, struct db_history **ret, size_t *ret_n);
+
+/* The newest max rows (of devpath; NULL: of every device), oldest first. */
+int db_history_recent(struct db *db, const char *devpath, size_t max, struct db_history **ret, size_t *ret_n);
+
+/* The id of the newest history row (0 when none). */
+int db_history_last_id(struct db *db, int64_t *ret);
+
+/* Facts about the database itself (meta): the value of key (malloc'd; NULL when unset; returns 1
+ * when set, 0 when not), or sets it. */
+int db_meta_get(struct db *db, const char *key, char **ret);
+int db_meta_set(struct db *db, const char *key, const char *value);

@@ -129,6 +129,9 @@ static void log_result(const struct event *ev, const struct xact_result *res) {
         case XACT_FAILED:
                 log_error("%s%s%s: %s", what, res->vm[0] ? " -> " : "", res->vm, res->error);
                 break;
+        case XACT_WAITING:
+                log_notice("%s: %s", what, res->decision.reason);
+                break;
         case XACT_STALE:
         case XACT_ALREADY:
         case XACT_KEPT_DETACHED:

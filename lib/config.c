@@ -69,6 +69,7 @@ struct field {
 
 /* Notes for keys whose behaviour belongs to programs still to come. */
 #define NOTE_API "accepted; used by vhotplug-api (not built yet)"
+#define NOTE_API_BUILT "accepted; used by vhotplug-api"
 #define NOTE_USB_AUTH "accepted; vhotplug-helper and vhotplug-reconcile do not write 'authorized' yet"
 
 #define RULE(k, w, t, m, f) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
@@ -117,7 +118,7 @@ static const struct field entry_fields[] = {
         [E_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
         ENTRY("description", S_ALL, FT_TEXT, description),
         { "tag", S_ALL, FT_STRING, offsetof(struct cfg_entry, tag),
-          .note = NOTE_API " to attach, detach and list devices by tag" },
+          .note = NOTE_API_BUILT " to attach, detach and list devices by tag" },
         { "skipOnSuspend", S_ALL, FT_BOOL, offsetof(struct cfg_entry, skip_on_suspend),
           .note = NOTE_API " for usb_suspend and pci_suspend" },
         ENTRY("pciIommuAddAll", S_PCI, FT_BOOL, iommu_add_all),
@@ -1246,6 +1247,7 @@ static int parse_targets(struct ctx *x, const cJSON *target, const cJSON *allowe
                 e->vms[e->n_vms++] = def;
         if (!allowed)
                 return 0;
+        e->ask_vm = !def;
         cJSON_ArrayForEach(item, allowed) {
                 size_t m = path_index(x, i++);
                 r = find_vm(x, item, &vm);
@@ -1642,7 +1644,7 @@ static int parse_api(struct ctx *x, const cJSON *obj) {
         }
         if (!a->enabled)
                 return 0;
-        r = note(x, NOTE_API);
+        r = note(x, NOTE_API_BUILT " (its sockets are written by vhotplug-generator)");
         if (r >= 0 && a->transports == 0)
                 r = warn(x, "no 'transports': the API listens nowhere");
         if (r >= 0 && (a->transports & CFG_API_TCP))

@@ -98,7 +98,9 @@ struct cfg_entry {
         char *description;      /* may be NULL */
         bool enabled;
         size_t n_vms;           /* 1 for targetVm; allowedVms may list several */
-        const struct cfg_vm **vms;
+        const struct cfg_vm **vms; /* targetVm (when given) first */
+        bool ask_vm;            /* allowedVms without targetVm: a hot-plugged device waits for the
+                                 * user to choose a VM (vhotplug-api's "which VM?" prompt) */
         struct cfg_rule *allow;
         size_t n_allow;
         struct cfg_rule *deny;

@@ -93,23 +93,44 @@ void event_clear(struct event *ev) {
         ev->dev = NULL;
 }
 
-static void read_boot_id(char *buf, size_t len) {
-        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-        ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
-        if (n <= 0)
-                n = 0;
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-}
 
 
 static void set_error(struct xact_result *res, int r, const char *what, const char *detail) {
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail ? detail : strerror(-r));
 }
 
-/* A dry run decides as a real run would, with what it can know without the database. */
+/* The stored choices a dry run takes into account: the database when it exists and can be read,
+ * never created or repaired (a dry run changes no file). NULL when there is none. */
+static struct db *dry_run_db(const struct xact_ctx *ctx) {
+        const char *path = ctx->db_path ? ctx->db_path : ctx->cfg->general.database;
+        struct db *db = NULL;
+
+        if (access(path, F_OK) < 0)
+                return NULL;
+        if (db_open(path, ctx->no_strict_perms ? DB_NO_STRICT_PERMS : 0, &db) < 0)
+                return NULL;
+        return db;
+}
+
+/* The verdict of a claimed device that is not attached on its own: kept detached by the user, or
+ * waiting for the user to choose a VM. Returns true when d stays on the host (res says why). */
+static bool stays_on_host(const struct rule_decision *dec, struct xact_result *res) {
+        if (dec->keep_detached) {
+                res->action = XACT_IGNORE;
+                res->outcome = XACT_KEPT_DETACHED;
+                snprintf(res->decision.reason, sizeof(res->decision.reason),
+                         "kept detached: the user detached it from %.64s (an attach by request undoes that)",
+                         dec->vm->name);
+                return true;
+        }
+        return false;
+}
+
+/* A dry run decides as a real run would, with what it can know without changing anything: the
+ * rules, the stored choices (when the database exists) and the host mounts. */
 static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bool add, struct xact_result *res) {
         struct dev *d = ev->dev;
+        struct db *db = NULL;
         int r;
 
         res->outcome = XACT_DECIDED;
@@ -122,13 +143,29 @@ static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bo
                 return 0;
         }
         rule_decide(ctx->cfg, d, NULL, &res->decision);
-        r = xact_complete(ctx, NULL, d, &res->decision);
+        if (res->decision.action == RULE_ATTACH)
+                db = dry_run_db(ctx);
+        r = xact_complete(ctx, db, d, &res->decision);
+        db_close(db);
         if (r < 0)
                 return set_error(res, r, "cannot decide", NULL), r;
         if (res->decision.action != RULE_ATTACH)
                 return 0;
-        res->action = XACT_ATTACH;
         str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
+        if (stays_on_host(&res->decision, res))
+                return 0;
+        if (res->decision.choice_needed) {
+                char *vms = xact_allowed_vms_json(&res->decision);
+                res->action = XACT_IGNORE;
+                res->outcome = XACT_WAITING;
+                res->vm[0] = '\0';
+                snprintf(res->decision.reason, sizeof(res->decision.reason),
+                         "waiting for a choice: %s[%d] lets the user choose among %.160s", cfg_section_name(d->kind),
+                         res->decision.entry_index, vms ? vms : "its allowedVms");
+                free(vms);
+                return 0;
+        }
+        res->action = XACT_ATTACH;
         if (res->decision.vm->type == VMM_QEMU)
                 (void)vmm_device_id(d, res->vmm_id, sizeof(res->vmm_id));
         return 0;
@@ -136,7 +173,7 @@ static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bo
 
 static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct xact_result *res) {
         struct db_attachment cur = { 0 };
-        int r;
+        int r, found;
 
         r = xact_complete(ctx, db, d, &res->decision);
         if (r < 0)
@@ -151,12 +188,11 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
                 return r < 0 ? r : 0;
         }
         str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
-        if (res->decision.keep_detached) {
-                res->outcome = XACT_KEPT_DETACHED;
+        if (stays_on_host(&res->decision, res)) {
                 r = xact_check_order(ctx, db, res);
                 return r < 0 ? r : 0;
         }
-        r = db_attachment_get(db, d->devpath, &cur);
+        r = found = db_attachment_get(db, d->devpath, &cur);
         if (r < 0)
                 return set_error(res, r, "cannot read attachment", db_strerror(r)), r;
         if (r > 0 && cur.state == DB_ATTACHED) {
@@ -182,15 +218,27 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
                         return set_error(res, r, "cannot close the record", db_strerror(r)), r;
                 }
         }
+        /* A device that had a VM keeps it; one that had none waits for the user to choose. */
+        if (found > 0)
+                (void)rule_choose_vm(&res->decision, cur.vm);
         db_attachment_clear(&cur);
+        if (res->decision.choice_needed)
+                return xact_prompt(ctx, db, d, &res->decision, res);
         /* The event's order is checked in the intent's own transaction. */
         return xact_attach(ctx, db, d, &res->decision, res);
 }
 
 static int handle_remove(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct xact_result *res) {
         struct db_attachment a = { 0 };
+        struct db_prompt p = { 0 };
         int r;
 
+        r = db_prompt_get(db, d->devpath, &p);
+        if (r > 0)
+                r = db_prompt_remove(db, d->devpath); /* gone: nothing to choose for any more */
+        db_prompt_clear(&p);
+        if (r < 0)
+                return set_error(res, r, "cannot forget the prompt", db_strerror(r)), r;
         r = db_attachment_get(db, d->devpath, &a);
         if (r < 0)
                 return set_error(res, r, "cannot read attachment", db_strerror(r)), r;
@@ -217,6 +265,9 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         int r, dlock;
 
         xact_result_init(res, d->kind);
+        if (!ectx.requested_by)
+                ectx.requested_by = ev->seqnum ? "udev" : "vhotplug-helper";
+        ctx = &ectx;
         if (ctx->dry_run)
                 return handle_dry_run(ctx, ev, add, res);
         if (add) {
@@ -243,7 +294,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         }
         r = xact_open_db(ctx, false, &db, res);
         if (r >= 0) {
-                read_boot_id(boot_id, sizeof(boot_id));
+                boot_id_read(boot_id, sizeof(boot_id));
                 ectx.order = &order;
                 r = add ? handle_add(&ectx, db, d, res) : handle_remove(&ectx, db, d, res);
         }

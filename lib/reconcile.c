@@ -23,6 +23,7 @@ struct present {
         struct dev *dev;
         struct rule_decision dec;
         char id[VMM_ID_MAX];
+        bool waiting;         /* its entry asks the user to choose a VM, and nobody has yet */
 };
 
 struct state {
@@ -33,7 +34,12 @@ struct state {
         struct db_attachment *rows;
         size_t n_rows;
         struct recon_plan *plan;
+        bool boot;            /* the first full reconcile of this boot: waiting devices get their
+                               * entry's first VM, as the older daemon's start did */
+        char boot_id[64];
 };
+
+#define META_RECONCILED_BOOT "reconciled_boot" /* boot id of the last full reconcile */
 
 const char *recon_op_name(enum recon_op op) {
         static const char *const names[] = {
@@ -136,6 +142,13 @@ static bool wanted_syspath(const char *syspath) {
         return true;
 }
 
+static struct db_attachment *row_of(const struct state *s, const char *devpath) {
+        for (size_t i = 0; i < s->n_rows; i++)
+                if (strcmp(s->rows[i].devpath, devpath) == 0)
+                        return &s->rows[i];
+        return NULL;
+}
+
 static int enumerate(struct state *s) {
         const struct xact_ctx *ctx = &s->o->ctx;
         _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->udev);
@@ -176,6 +189,15 @@ static int enumerate(struct state *s) {
                 r = xact_complete(ctx, s->db, d, &p->dec);
                 if (r < 0)
                         return r;
+                if (p->dec.action == RULE_ATTACH && p->dec.choice_needed && !p->dec.keep_detached) {
+                        /* A device that has a VM keeps it; after boot, one that has none waits for the
+                         * user to choose (a prompt), as a hot-plugged one does. */
+                        struct db_attachment *row = row_of(s, d->devpath);
+                        if (row)
+                                (void)rule_choose_vm(&p->dec, row->vm);
+                        else
+                                p->waiting = !s->boot;
+                }
                 if (p->dec.action == RULE_ATTACH)
                         (void)vmm_device_id(d, p->id, sizeof(p->id));
         }
@@ -185,15 +207,10 @@ static int enumerate(struct state *s) {
 }
 
 static bool desired_in(const struct present *p, const char *vm) {
-        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && strcmp(p->dec.vm->name, vm) == 0;
+        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && !p->waiting &&
+               strcmp(p->dec.vm->name, vm) == 0;
 }
 
-static struct db_attachment *row_of(const struct state *s, const char *devpath) {
-        for (size_t i = 0; i < s->n_rows; i++)
-                if (strcmp(s->rows[i].devpath, devpath) == 0)
-                        return &s->rows[i];
-        return NULL;
-}
 
 /* The VM's device that a record or a present device corresponds to, or -1. QEMU: by our id.
  * crosvm (no ids): by the recorded port, else (adoption) by vendor:product among unclaimed ports. */
@@ -363,6 +380,42 @@ static int record_ignored(struct state *s) {
         return db_record_ignored_many(s->db, devs, reasons, n);
 }
 
+/* Records a prompt for each device that waits for the user to choose a VM (once: a prompt that
+ * exists is left alone), under its device lock. */
+static void record_waiting(struct state *s) {
+        for (size_t i = 0; i < s->n_present && s->db; i++) {
+                struct present *p = &s->present[i];
+                struct xact_result res;
+                int dlock;
+
+                if (!p->waiting)
+                        continue;
+                dlock = lock_take_device(s->o->ctx.cfg->general.lock_dir, p->dev->devpath, LOCK_TIMEOUT_MS);
+                if (dlock < 0)
+                        continue;
+                xact_result_init(&res, p->dev->kind);
+                dev_add_details(p->dev);
+                (void)xact_prompt(&s->o->ctx, s->db, p->dev, &p->dec, &res);
+                lock_release(dlock);
+        }
+}
+
+/* Whether this is the first full reconcile of this boot (see struct state). */
+static int read_boot(struct state *s) {
+        _cleanup_free_ char *last = NULL;
+        int r;
+
+        boot_id_read(s->boot_id, sizeof(s->boot_id));
+        s->boot = true;
+        if (!s->db)
+                return 0;
+        r = db_meta_get(s->db, META_RECONCILED_BOOT, &last);
+        if (r < 0)
+                return r;
+        s->boot = !(r > 0 && last && s->boot_id[0] && strcmp(last, s->boot_id) == 0);
+        return 0;
+}
+
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
@@ -381,11 +434,14 @@ static int open_db(const struct recon_opts *o, struct state *s, char *err, size_
         }
         xact_result_init(&res, DEV_UNKNOWN);
         r = xact_open_db(&o->ctx, true, &s->db, &res);
-        if (r < 0)
+        if (r < 0) {
                 snprintf(err, errlen, "%s", res.error);
-        else
-                str_copy(s->plan->notice, sizeof(s->plan->notice), res.notice);
-        return r;
+                return r;
+        }
+        str_copy(s->plan->notice, sizeof(s->plan->notice), res.notice);
+        if (!o->ctx.requested_by)
+                db_set_requested_by(s->db, "reconcile");
+        return 0;
 }
 
 int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, size_t errlen) {
@@ -409,6 +465,8 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         if (r < 0)
                 goto out;
         r = s->db ? db_attachment_list(s->db, NULL, &s->rows, &s->n_rows) : 0;
+        if (r >= 0)
+                r = read_boot(s);
         if (r < 0) {
                 snprintf(err, errlen, "cannot read attachments: %s", db_strerror(r));
                 goto out;
@@ -420,6 +478,8 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         }
         if (!o->ctx.dry_run && o->n_vms == 0)
                 (void)record_ignored(s); /* history only: a failure here changes no plan */
+        if (!o->ctx.dry_run)
+                record_waiting(s);
         for (size_t i = 0; i < cfg->n_vms && r >= 0; i++)
                 if (vm_in_scope(o, cfg->vms[i].name))
                         r = plan_vm(s, &cfg->vms[i]);
@@ -548,6 +608,9 @@ int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
         }
         for (size_t i = 0; i < plan->n; i++)
                 failed += plan->items[i].failed;
+        /* From now on in this boot, devices that wait for a choice are left waiting. */
+        if (!o->ctx.dry_run && s && s->db && o->n_vms == 0 && s->boot_id[0])
+                (void)db_meta_set(s->db, META_RECONCILED_BOOT, s->boot_id);
         return failed;
 }
 

@@ -215,6 +215,7 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                 ret->rule_description = allow >= 0 && e->allow[allow].description ? e->allow[allow].description
                                                                                    : e->description;
                 ret->vm = pick_vm(e, preferred_vm);
+                ret->choice_needed = e->ask_vm && !(preferred_vm && strcmp(ret->vm->name, preferred_vm) == 0);
                 if (allow >= 0)
                         snprintf(ret->reason, sizeof(ret->reason), "allowed by %s[%zu] rule %d",
                                  cfg_section_name(d->kind), i, allow);
@@ -324,6 +325,7 @@ bool rule_choose_vm(struct rule_decision *dec, const char *vm) {
         if (!v || strcmp(v->name, vm) != 0)
                 return false;
         dec->vm = v;
+        dec->choice_needed = false;
         return true;
 }
 

@@ -19,6 +19,8 @@ struct rule_decision {
         const char *rule_description;  /* the allow rule's, else the entry's; may be NULL */
         const struct cfg_vm *vm;       /* target VM when attaching */
         bool keep_detached;            /* claimed, but the user asked to keep it on the host */
+        bool choice_needed;            /* the entry asks the user to choose among its VMs (allowedVms,
+                                        * no targetVm) and no choice was given: vm is only the first */
         char reason[256];
 };
 
@@ -35,7 +37,7 @@ bool rule_matches(const struct cfg *c, const struct cfg_rule *r, enum dev_kind k
 void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred_vm, struct rule_decision *ret);
 
 /* Makes vm the decision's target when the claiming entry allows it (a user's stored choice among
- * allowedVms); returns false (decision unchanged) otherwise. */
+ * allowedVms; the choice is then no longer needed); returns false (decision unchanged) otherwise. */
 bool rule_choose_vm(struct rule_decision *dec, const char *vm);
 
 /* Applies the never-passed-through checks again after d learned more about itself (its host-required

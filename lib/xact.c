@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cleanup.h"
+#include "cleanup-types.h"
 #include "errmsg.h"
 #include "lock.h"
 #include "util.h"
@@ -31,6 +31,7 @@ const char *xact_action_name(enum xact_action a) {
 const char *xact_outcome_name(enum xact_outcome o) {
         static const char *const names[] = {
                 "decided", "done", "already", "pending", "stale", "kept-detached", "failed", "skipped",
+                "waiting",
         };
         return names[o];
 }
@@ -82,6 +83,7 @@ int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct
         if (r > 0)
                 snprintf(res->notice, sizeof(res->notice),
                          "state database was corrupt: moved aside to %s; a new one was started", moved);
+        db_set_requested_by(*ret, ctx->requested_by);
         return 0;
 }
 
@@ -147,6 +149,51 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         if (d->kind == DEV_USB && dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
                                                       ctx->cfg->general.n_host_mounts) > 0)
                 (void)rule_recheck(d, dec);
+        return 0;
+}
+
+char *xact_allowed_vms_json(const struct rule_decision *dec) {
+        _cleanup_cjson_ cJSON *a = cJSON_CreateArray();
+
+        if (!a)
+                return NULL;
+        for (size_t i = 0; dec->entry && i < dec->entry->n_vms; i++)
+                if (!cJSON_AddItemToArray(a, cJSON_CreateString(dec->entry->vms[i]->name)))
+                        return NULL;
+        return cJSON_PrintUnformatted(a);
+}
+
+int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
+                struct xact_result *res) {
+        _cleanup_free_ char *vms = xact_allowed_vms_json(dec);
+        struct db_rule_ref ref = rule_ref_of(dec);
+        struct db_device rec;
+        char key[DEV_KEY_MAX], detail[256];
+        size_t len = 0;
+        bool added = false;
+        int r;
+
+        res->action = XACT_IGNORE;
+        res->decision = *dec;
+        res->vm[0] = '\0';
+        len = (size_t)snprintf(detail, sizeof(detail), "waiting for the user to choose a VM among");
+        for (size_t i = 0; dec->entry && i < dec->entry->n_vms && len < sizeof(detail); i++)
+                len += (size_t)snprintf(detail + len, sizeof(detail) - len, "%s %s", i ? "," : "",
+                                        dec->entry->vms[i]->name);
+        str_copy(res->decision.reason, sizeof(res->decision.reason), detail);
+        if (!vms) {
+                settle(res, XACT_FAILED, -ENOMEM, "cannot record the prompt", NULL, NULL);
+                return -ENOMEM;
+        }
+        xact_record_of(d, key, &rec);
+        r = db_prompt_add(db, ctx->order, &rec, &ref, vms, detail, &added);
+        if (r < 0) {
+                settle(res, XACT_FAILED, r, "cannot record the prompt", NULL, db_strerror(r));
+                return r;
+        }
+        if (r > 0)
+                return stale(res);
+        res->outcome = XACT_WAITING;
         return 0;
 }
 

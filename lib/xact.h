@@ -28,6 +28,8 @@ struct xact_ctx {
         bool no_strict_perms;   /* accept a database not root's alone (--no-strict-perms) */
         const struct db_event_order *order; /* the udev event being handled, checked for staleness
                                              * in the intent's transaction; NULL for others */
+        const char *requested_by; /* who asks ("udev", "reconcile", "api unix uid=0", ...): kept in
+                                   * the records and history rows it writes; NULL: nobody named */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };
@@ -42,6 +44,7 @@ enum xact_outcome {
         XACT_KEPT_DETACHED,/* the user asked to keep this device detached */
         XACT_FAILED,       /* the VMM refused or failed, or a lock could not be had */
         XACT_SKIPPED,      /* ignored device */
+        XACT_WAITING,      /* the entry asks the user to choose a VM: recorded as waiting (a prompt) */
 };
 
 struct xact_result {
@@ -64,7 +67,8 @@ void xact_result_init(struct xact_result *res, enum dev_kind kind);
 
 /* Opens the state database (ctx->db_path, else the configuration's); a corrupt file is moved aside
  * and a new one started (with check, PRAGMA quick_check decides too), which res->notice then says.
- * Returns 0 or -errno with res->error set. */
+ * What the connection writes is requested by ctx->requested_by. Returns 0 or -errno with
+ * res->error set. */
 int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct xact_result *res);
 
 /* For a request that ends without an intent (nothing to attach or detach): checks and records
@@ -90,6 +94,16 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
  * driver. The caller holds the device lock. Returns 0, or -errno as xact_attach(). */
 int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                 struct xact_result *res);
+
+/* Leaves d, claimed by an entry that asks the user to choose a VM (dec->choice_needed), waiting for
+ * that choice: records a prompt (with a history row when it is new, which vhotplug-api announces as
+ * usb_select_vm). The caller holds the device lock. Returns 0 with outcome WAITING (STALE when
+ * ctx->order is stale), or -errno when the database failed (res->error says so). */
+int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
+                struct xact_result *res);
+
+/* The VMs of dec's entry, for a prompt: a JSON array of names (malloc'd), NULL when out of memory. */
+char *xact_allowed_vms_json(const struct rule_decision *dec);
 
 /* Asks a's VM whether it has the device the record a says it has. Returns 1, 0 (also when the VM
  * is not running or left the configuration), or -errno when it could not tell (*ret_error says

@@ -375,7 +375,7 @@ static void test_notes(void **state) {
                            "cfg.json: general.modinfo: not used: kernel modules are looked up with libkmod in "
                            "general.modulesDir (default /lib/modules/`uname -r`)"));
         assert_notes(GENERAL("'api': {'enable': true, 'transports': ['vsock', 'unix'], 'allowedCids': [3]}"),
-                     NOTES("cfg.json: general.api: accepted; used by vhotplug-api (not built yet)"));
+                     NOTES("cfg.json: general.api: accepted; used by vhotplug-api (its sockets are written by vhotplug-generator)"));
         assert_notes(GENERAL("'api': {'enable': false, 'transports': ['tcp']}"), (const char *const[]){ NULL });
         assert_notes(GENERAL("'ovmfCode': '/a/OVMF_CODE.fd', 'ovmfVars': '/a/OVMF_VARS.fd'"),
                      NOTES("cfg.json: general.ovmfCode: accepted; used by vhotplug-api (not built yet) for autoOvmf entries",
