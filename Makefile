@@ -30,7 +30,8 @@ LIB_SRC   := $(sort $(wildcard lib/*.c db/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVHP    := $(BUILD)/libvhotplug.a
 
-PROGS     := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile
+PROGS     := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile $(BUILD)/vhotplug-api $(BUILD)/vhotplugctl \
+             $(BUILD)/vhotplug-generator
 UNIT_SRC  := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
@@ -50,6 +51,15 @@ $(BUILD)/vhotplug-helper: $(BUILD)/obj/helper/main.o $(LIBVHP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/vhotplug-reconcile: $(BUILD)/obj/reconcile/main.o $(LIBVHP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/vhotplug-api: $(BUILD)/obj/api/main.o $(LIBVHP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+
+$(BUILD)/vhotplugctl: $(BUILD)/obj/ctl/main.o $(LIBVHP)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/vhotplug-generator: $(BUILD)/obj/generator/main.o $(LIBVHP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBVHP)

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cleanup-types.h"
+#include "json.h"
 #include "util.h"
 #include "modalias.h"
 
@@ -2023,27 +2024,6 @@ static int check_host(struct ctx *x) {
                        "unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)");
 }
 
-/* cJSON turns "\u0000" into a NUL that silently cuts the string ("vm1\u0000evil" reads "vm1"): find
- * one in any string or key of the (valid) JSON text. Returns its offset, or len. */
-static size_t find_escaped_nul(const char *text, size_t len) {
-        bool in_string = false;
-
-        for (size_t i = 0; i < len; i++) {
-                if (!in_string) {
-                        in_string = text[i] == '"';
-                        continue;
-                }
-                if (text[i] == '"')
-                        in_string = false;
-                else if (text[i] == '\\' && i + 1 < len) {
-                        if (text[i + 1] == 'u' && i + 5 < len && strncmp(text + i + 2, "0000", 4) == 0)
-                                return i;
-                        i++;
-                }
-        }
-        return len;
-}
-
 /* Line and column (1-based, in characters) of byte offset off. */
 static void line_col(const char *text, size_t off, unsigned *ret_line, unsigned *ret_col) {
         unsigned line = 1, col = 1;
@@ -2106,7 +2086,7 @@ static int parse_text(const char *text, size_t len, const char *name, unsigned f
         if (*end)
                 return syntax_error(name, buf, len, (size_t)(end - buf), "unexpected text after the JSON value",
                                     err);
-        off = find_escaped_nul(buf, len);
+        off = json_find_escaped_nul(buf, len);
         if (off < len)
                 return syntax_error(name, buf, len, off, "\\u0000 (a NUL character) inside a string", err);
 

@@ -1,7 +1,9 @@
 #include "json.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <cJSON.h>
 
@@ -41,4 +43,23 @@ char *json_print(cJSON *item) {
         if (json_fix_utf8(item) < 0)
                 return NULL;
         return cJSON_PrintUnformatted(item);
+}
+
+size_t json_find_escaped_nul(const char *text, size_t len) {
+        bool in_string = false;
+
+        for (size_t i = 0; i < len; i++) {
+                if (!in_string) {
+                        in_string = text[i] == '"';
+                        continue;
+                }
+                if (text[i] == '"')
+                        in_string = false;
+                else if (text[i] == '\\' && i + 1 < len) {
+                        if (text[i + 1] == 'u' && i + 5 < len && strncmp(text + i + 2, "0000", 4) == 0)
+                                return i;
+                        i++;
+                }
+        }
+        return len;
 }

@@ -19,6 +19,8 @@ SYSTEMD_RUN    ?= /usr/bin/systemd-run
 UDEVDIR        ?= $(or $(shell $(PKG_CONFIG) --variable=udevdir udev 2>/dev/null),/usr/lib/udev)
 SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 TMPFILESDIR    ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+GENERATORDIR   ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemgeneratordir systemd 2>/dev/null),/usr/lib/systemd/system-generators)
+BINDIR         ?= $(PREFIX)/bin
 INSTALL        ?= install
 
 # Sources whose @sbindir@ / @systemd_run@ / @sysconfdir@ are filled in at install time (the .in
@@ -28,16 +30,23 @@ SUBST = sed -e 's|@sbindir@|$(SBINDIR)|g' -e 's|@systemd_run@|$(SYSTEMD_RUN)|g' 
             -e 's|@sysconfdir@|$(SYSCONFDIR)|g'
 
 HELPER_DROPIN := vhotplug-helper-.service.d/10-vhotplug.conf
-UNITS_IN      := vhotplug-reconcile.service vhotplug-reconcile@.service
+UNITS_IN      := vhotplug-reconcile.service vhotplug-reconcile@.service vhotplug-api.service
 UNITS_PLAIN   := vhotplug-reconcile.timer
 MAN5          := vhotplug.conf.5
-MAN8          := vhotplug-helper.8 vhotplug-reconcile.8
+MAN8          := vhotplug-helper.8 vhotplug-reconcile.8 vhotplug-api.8
+MAN1          := vhotplugctl.1
+# vhotplugctl is the users' command; the others are the administrator's (sbin). The generator goes
+# where systemd runs generators from.
+SBIN_PROGS    := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile $(BUILD)/vhotplug-api
+BIN_PROGS     := $(BUILD)/vhotplugctl
 DOCS          := $(wildcard README.md)
 EXAMPLES      := $(wildcard examples/vhotplug.conf)
 
 install: all
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR)
-	$(INSTALL) -m 0755 $(PROGS) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(GENERATORDIR)
+	$(INSTALL) -m 0755 $(SBIN_PROGS) $(DESTDIR)$(SBINDIR)/
+	$(INSTALL) -m 0755 $(BIN_PROGS) $(DESTDIR)$(BINDIR)/
+	$(INSTALL) -m 0755 $(BUILD)/vhotplug-generator $(DESTDIR)$(GENERATORDIR)/
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(UDEVDIR)/rules.d
 	$(SUBST) udev-rules/90-vhotplug.rules.in >$(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
 	chmod 0644 $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
@@ -51,7 +60,8 @@ install: all
 	$(INSTALL) -m 0644 $(addprefix systemd/,$(UNITS_PLAIN)) $(DESTDIR)$(SYSTEMDUNITDIR)/
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(TMPFILESDIR)
 	$(INSTALL) -m 0644 systemd/vhotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	$(INSTALL) -m 0644 $(addprefix man/,$(MAN1)) $(DESTDIR)$(MANDIR)/man1/
 	$(INSTALL) -m 0644 $(addprefix man/,$(MAN5)) $(DESTDIR)$(MANDIR)/man5/
 	$(INSTALL) -m 0644 $(addprefix man/,$(MAN8)) $(DESTDIR)$(MANDIR)/man8/
 	$(if $(DOCS),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR))
@@ -67,13 +77,16 @@ install: all
 	fi
 
 uninstall:
-	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGS)))
+	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(SBIN_PROGS)))
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,$(notdir $(BIN_PROGS)))
+	rm -f $(DESTDIR)$(GENERATORDIR)/vhotplug-generator
 	rm -f $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
 	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
 	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d 2>/dev/null || :
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS_IN) $(UNITS_PLAIN))
 	rm -f $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(MAN5)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))
+	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man1/,$(MAN1))
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@# The state directory holds the attachment history: kept unless empty.
 	rmdir $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug 2>/dev/null || :

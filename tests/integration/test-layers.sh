@@ -8,19 +8,23 @@ cd "$VHP_TOP" || exit 1
 # layer of a source file or header (lower numbers are lower layers)
 layer() {
         case $(basename "$1" | sed 's/\.[ch]$//') in
-        util | errmsg | cleanup | cleanup-types | lock | log | json) echo 0 ;;
+        util | errmsg | cleanup | cleanup-types | lock | log | json | addr) echo 0 ;;
+        client) echo 1 ;;
         schema | db | db-internal | db-file | db-stmt | db-ops) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
         config | rule | device | modalias) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
-        event | reconcile) echo 5 ;;
-        main) echo 6 ;;
+        generator) echo 3 ;;
+        event | reconcile | ops) echo 5 ;;
+        proto | notify) echo 6 ;;
+        api) echo 7 ;;
+        main) echo 8 ;;
         *) echo "?" ;;
         esac
 }
 includes() { sed -n 's/^#include "\([^"]*\)".*/\1/p' "$1"; }
-files=$(ls lib/*.[ch] db/*.[ch] helper/*.c reconcile/*.c)
+files=$(ls lib/*.[ch] db/*.[ch] helper/*.c reconcile/*.c api/*.c ctl/*.c generator/*.c)
 
 bad=""
 for f in $files; do
@@ -60,7 +64,7 @@ done
 [ -z "$cycles" ] && vhp_ok "no module reaches itself through its imports" ||
         vhp_fail "import circles" "modules on a circle: $cycles"
 
-qmp_users=$(grep -l '#include "qmp.h"' lib/*.c lib/*.h db/* helper/*.c reconcile/*.c | grep -vx 'lib/qmp.c\|lib/vmm-qemu.c')
+qmp_users=$(grep -l '#include "qmp.h"' lib/*.c lib/*.h db/* helper/*.c reconcile/*.c api/*.c ctl/*.c generator/*.c | grep -vx 'lib/qmp.c\|lib/vmm-qemu.c')
 [ -z "$qmp_users" ] && vhp_ok "only the QEMU back end includes qmp.h" || vhp_fail "qmp.h included by" "$qmp_users"
 domain=$(grep -l '#include "\(device\|rule\|config\|vmm\|xact\|event\)\.h"' db/* || true)
 [ -z "$domain" ] && vhp_ok "db/ includes no domain header" || vhp_fail "db/ includes domain headers" "$domain"
