@@ -38,6 +38,7 @@ struct state {
 const char *recon_op_name(enum recon_op op) {
         static const char *const names[] = {
                 "none", "attach", "reattach", "adopt", "detach", "remove", "close", "foreign", "vm-down",
+                "auth-default", "authorize", "deauthorize",
         };
         return names[op];
 }
@@ -138,7 +139,7 @@ static bool wanted_syspath(const char *syspath) {
 
 static int enumerate(struct state *s) {
         const struct xact_ctx *ctx = &s->o->ctx;
-        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->udev);
+        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->ctx.udev);
         struct udev_list_entry *it;
         size_t cap = 0;
         int r;
@@ -155,7 +156,7 @@ static int enumerate(struct state *s) {
 
                 if (!wanted_syspath(syspath) || s->n_present >= RECON_MAX_DEVICES)
                         continue;
-                if (dev_new_from_syspath(s->o->udev, syspath, &d) < 0)
+                if (dev_new_from_syspath(s->o->ctx.udev, syspath, &d) < 0)
                         continue; /* vanished meanwhile */
                 if (d->kind == DEV_UNKNOWN) {
                         dev_free(d);
@@ -363,6 +364,50 @@ static int record_ignored(struct state *s) {
         return db_record_ignored_many(s->db, devs, reasons, n);
 }
 
+/* Whether the plan found vm not running. */
+static bool vm_down(const struct recon_plan *p, const char *vm) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->items[i].op == RECON_VM_DOWN && strcmp(p->items[i].vm, vm) == 0)
+                        return true;
+        return false;
+}
+
+/* usbAuthorization (whole-host runs only, not a VM's start hook): the kernel's default for new
+ * devices, then what each present USB device's "authorized" should be (rule_usb_auth at the
+ * reconcile moment: hubs and hostAllow matches authorized; with deauthorizeUnmatched, what no VM
+ * has or is about to get, and no hostAllow keeps, is deauthorized: also a device claimed for a VM
+ * that is down). Only what differs becomes an item. Planned after the VMs. */
+static int plan_usb_auth(struct state *s) {
+        const struct cfg *cfg = s->o->ctx.cfg;
+
+        if (!cfg->usb_auth.enabled || s->o->n_vms > 0)
+                return 0;
+        if (dev_usb_default_is_unauthorized() != 1 &&
+            !add_item(s->plan, RECON_AUTH_DEFAULT, "", NULL, "usbcore and root hubs: authorized_default=0", NULL, -1,
+                      "usbAuthorization: new USB devices start unauthorized"))
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_present; i++) {
+                struct present *p = &s->present[i];
+                struct rule_auth_decision ad;
+                char what[160];
+                int now;
+
+                if (p->dev->kind != DEV_USB)
+                        continue;
+                bool for_vm = p->dec.action == RULE_ATTACH && !p->dec.keep_detached &&
+                              cfg_vm_can_hotplug(p->dec.vm) && !vm_down(s->plan, p->dec.vm->name);
+                rule_usb_auth(cfg, p->dev, RULE_AUTH_RECONCILE, for_vm, &ad);
+                now = dev_usb_read_authorized(p->dev->devpath);
+                if (ad.action == RULE_AUTH_KEEP || now == (ad.action == RULE_AUTH_AUTHORIZE))
+                        continue;
+                dev_describe(p->dev, what, sizeof(what));
+                if (!add_item(s->plan, ad.action == RULE_AUTH_AUTHORIZE ? RECON_AUTHORIZE : RECON_DEAUTHORIZE, "",
+                              p->dev->devpath, what, NULL, -1, ad.reason))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
@@ -421,8 +466,10 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         if (!o->ctx.dry_run && o->n_vms == 0)
                 (void)record_ignored(s); /* history only: a failure here changes no plan */
         for (size_t i = 0; i < cfg->n_vms && r >= 0; i++)
-                if (vm_in_scope(o, cfg->vms[i].name))
+                if (vm_in_scope(o, cfg->vms[i].name) && cfg_vm_can_hotplug(&cfg->vms[i]))
                         r = plan_vm(s, &cfg->vms[i]);
+        if (r >= 0)
+                r = plan_usb_auth(s);
         /* Records of VMs that left the configuration. */
         for (size_t i = 0; i < s->n_rows && r >= 0 && o->n_vms == 0; i++)
                 if (!cfg_find_vm(cfg, s->rows[i].vm) &&
@@ -524,20 +571,38 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
         lock_release(dlock);
 }
 
+/* Writes what a usbAuthorization item says. */
+static void apply_auth(struct recon_item *it) {
+        int r = it->op == RECON_AUTH_DEFAULT ? dev_usb_default_unauthorized()
+                                             : dev_usb_write_authorized(it->devpath, it->op == RECON_AUTHORIZE);
+        it->done = true;
+        if (r < 0) {
+                it->failed = true;
+                snprintf(it->error, sizeof(it->error), "cannot write: %s", strerror(-r));
+        }
+}
+
 int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
         struct state *s = plan->priv;
         int failed = 0;
 
-        /* Detaches first: a device moving between VMs must leave the old one before the new one
-         * opens it. */
-        for (int pass = 0; pass < 2 && !o->ctx.dry_run && s; pass++) {
+        /* The kernel's default for new USB devices first; detaches before attaches (a device moving
+         * between VMs must leave the old one before the new one opens it); the host's own USB
+         * devices' authorization last, once the VMs have what is theirs. */
+        for (int pass = 0; pass < 3 && !o->ctx.dry_run && s; pass++) {
                 for (size_t i = 0; i < plan->n; i++) {
                         struct recon_item *it = &plan->items[i];
-                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE || it->op == RECON_CLOSE;
+                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE || it->op == RECON_CLOSE ||
+                                         it->op == RECON_AUTH_DEFAULT;
                         bool attachish = it->op == RECON_ATTACH || it->op == RECON_REATTACH || it->op == RECON_ADOPT;
+                        bool authish = it->op == RECON_AUTHORIZE || it->op == RECON_DEAUTHORIZE;
                         struct present *p = NULL;
-                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish))
+                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish) || (pass == 2 && !authish))
                                 continue;
+                        if (it->op == RECON_AUTH_DEFAULT || authish) {
+                                apply_auth(it);
+                                continue;
+                        }
                         if (attachish && !(p = find_present(s, it->devpath)))
                                 continue;
                         if (it->op == RECON_REMOVE)
