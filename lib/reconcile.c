@@ -13,6 +13,7 @@
 
 #include "cleanup-types.h"
 #include "db.h"
+#include "legacy.h"
 #include "lock.h"
 #include "util.h"
 #include "vmm.h"
@@ -408,6 +409,43 @@ static int plan_usb_auth(struct state *s) {
         return 0;
 }
 
+/* The older daemon's state file (its users' VM choices and detached devices), imported once into
+ * the stored choices before anything is decided. A corrupt or hostile file is reported, once, and
+ * left alone. */
+static void import_legacy_state(struct state *s) {
+        const struct cfg_general *g = &s->o->ctx.cfg->general;
+        struct legacy_state ls = { 0 };
+        _cleanup_free_ struct db_choice *choices = NULL;
+        _cleanup_free_ char *err = NULL;
+        size_t stored = 0;
+        int r;
+
+        if (!s->db || s->o->ctx.dry_run || !g->persistency || !g->state_path)
+                return;
+        r = legacy_read_state(g->state_path, s->o->ctx.cfg, &ls, &err);
+        if (r == -ENOENT)
+                return;
+        choices = calloc(ls.n + 1, sizeof(*choices));
+        if (!choices)
+                goto out;
+        for (size_t i = 0; i < ls.n; i++)
+                choices[i] = (struct db_choice){ ls.choices[i].key, ls.choices[i].vm, ls.choices[i].keep_detached };
+        if (db_import_choices(s->db, g->state_path, choices, ls.n, "reconcile (import)", &stored) != 0)
+                goto out; /* imported before (1), or the database will say so elsewhere */
+        if (r < 0)
+                snprintf(s->plan->notice, sizeof(s->plan->notice), "older daemon's state file not imported: %s",
+                         err ? err : strerror(-r));
+        else {
+                int n = snprintf(s->plan->info, sizeof(s->plan->info), "imported %zu of %zu choices from %s", stored,
+                                 ls.n, g->state_path);
+                for (size_t i = 0; i < ls.n_skipped && n > 0 && (size_t)n < sizeof(s->plan->info); i++)
+                        n += snprintf(s->plan->info + n, sizeof(s->plan->info) - (size_t)n, "%s%s",
+                                      i ? "; " : "; left out: ", ls.skipped[i]);
+        }
+out:
+        legacy_state_clear(&ls);
+}
+
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
@@ -453,6 +491,7 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         r = open_db(o, s, err, errlen);
         if (r < 0)
                 goto out;
+        import_legacy_state(s);
         r = s->db ? db_attachment_list(s->db, NULL, &s->rows, &s->n_rows) : 0;
         if (r < 0) {
                 snprintf(err, errlen, "cannot read attachments: %s", db_strerror(r));

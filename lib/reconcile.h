@@ -58,6 +58,7 @@ struct recon_plan {
         size_t n;
         size_t n_devices;     /* present devices looked at */
         char notice[PATH_MAX + 128]; /* something repaired on the way (a corrupt database moved aside) */
+        char info[PATH_MAX + 1024];  /* something done on the way (the older daemon's choices imported) */
         void *priv;           /* what recon_apply() needs of the planning (devices, database) */
 };
 

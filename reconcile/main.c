@@ -162,6 +162,8 @@ static int run(int argc, char **argv) {
         }
         if (plan.notice[0])
                 log_warning("%s", plan.notice);
+        if (plan.info[0])
+                log_info("%s", plan.info);
         failed = recon_apply(&ro, &plan);
         print_plan(&o, &plan);
         log_plan(&plan);
