@@ -27,7 +27,7 @@ LIB_SRC   := $(sort $(wildcard lib/*.c db/*.c))
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIBVHP    := $(BUILD)/libvhotplug.a
 
-PROGS     := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile
+PROGS     := $(BUILD)/vhotplug-helper $(BUILD)/vhotplug-reconcile $(BUILD)/vhotplug-event
 UNIT_SRC  := $(sort $(wildcard tests/unit/test-*.c))
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 TOOL_SRC  := $(sort $(wildcard tests/tools/*.c))
@@ -48,6 +48,10 @@ $(BUILD)/vhotplug-helper: $(BUILD)/obj/helper/main.o $(LIBVHP)
 
 $(BUILD)/vhotplug-reconcile: $(BUILD)/obj/reconcile/main.o $(LIBVHP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# The udev rule's RUN program: libc only (runs for every device event of the host).
+$(BUILD)/vhotplug-event: $(BUILD)/obj/helper/event-client.o
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBVHP)
 	@mkdir -p $(dir $@)
