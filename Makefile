@@ -80,6 +80,12 @@ check: deps
 check-sanitize:
 	@$(MAKE) --no-print-directory BUILD=build-san SANITIZE=1 check
 
+# Installs into a real systemd (PID 1 of a private container) and checks the event path: socket
+# activation, sandbox, bursts, start limits, stop mid-burst. Needs root. See tests/system/README.md.
+check-system: deps
+	@$(MAKE) --no-print-directory tests
+	@BUILD=$(BUILD) bash tests/system/check-system.sh
+
 demo: all $(BUILD)/tests/vhp-qmp
 	@scripts/demo.sh
 
@@ -94,7 +100,7 @@ include mk/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-.PHONY: all tests deps check check-sanitize demo setup clean
+.PHONY: all tests deps check check-sanitize check-system demo setup clean
 .SECONDARY:
 
 # The unit tests under valgrind (memcheck): no error and no definite or indirect leak.

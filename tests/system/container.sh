@@ -89,7 +89,7 @@ stage2() {
         umount -l /.oldroot
         rmdir /.oldroot
         exec env -i container=vhotplug-test PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-                /lib/systemd/systemd --log-target=console --show-status=no </dev/null >/dev/console 2>&1
+                /lib/systemd/systemd --show-status=no </dev/null >/dev/console 2>&1
 }
 
 case $cmd in
