@@ -168,6 +168,18 @@ static int handle_one(const struct options *o, const struct cfg *cfg, char *cons
         char err[512];
         int r;
 
+        if (!o->action) {
+                const char *a = "?", *d = "?", *s = "-";
+                for (char *const *e = envp; e && *e; e++) {
+                        if (strncmp(*e, "ACTION=", 7) == 0 && a[0] == '?')
+                                a = *e + 7;
+                        else if (strncmp(*e, "DEVPATH=", 8) == 0 && d[0] == '?')
+                                d = *e + 8;
+                        else if (strncmp(*e, "SEQNUM=", 7) == 0 && s[0] == '-')
+                                s = *e + 7;
+                }
+                log_debug("%.16s %.200s: handling (seqnum %.20s)", a, d, s);
+        }
         udev = udev_new();
         if (!udev)
                 return log_error_errno(ENOMEM, "Failed to initialize libudev: %m"), EXIT_CONFIG;
@@ -177,7 +189,6 @@ static int handle_one(const struct options *o, const struct cfg *cfg, char *cons
                 r = o->action || r == -EINVAL ? EXIT_USAGE : EXIT_CONFIG;
                 goto out;
         }
-        log_debug("%s %s: handling (seqnum %llu)", ev.action, ev.dev->devpath, (unsigned long long)ev.seqnum);
         struct event_ctx ctx = {
                 .cfg = cfg, .udev = udev, .db_path = o->db, .mountinfo = o->mountinfo, .dry_run = o->dry_run,
         };
@@ -259,8 +270,16 @@ static int run_service(const struct options *o) {
         r = svc_run(&p, &ops, &s, &stats);
         if (r < 0)
                 log_error_errno(r, "Service stopped: %m");
-        log_debug("%lu events received, %lu handled (%lu failed), %lu dropped", stats.received, stats.handled,
-                  stats.failed, stats.dropped);
+        /* VmHWM, not getrusage(): that also counts the process systemd forked before the exec. */
+        long hwm = 0;
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[128];
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmHWM: %ld", &hwm) == 1)
+                        break;
+        log_debug("%lu events received, %lu handled (%lu failed), %lu dropped; peak RSS: service %ld KiB, "
+                  "event children %ld KiB", stats.received, stats.handled, stats.failed, stats.dropped, hwm,
+                  stats.child_maxrss_kb);
         if (o->socket && p.fd != 3)
                 unlink(o->socket);
         close(p.fd);

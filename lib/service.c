@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -288,10 +289,13 @@ static int dispatch(struct svc *s) {
 static void reap(struct svc *s) {
         for (unsigned i = 0; i < s->p->max_children; i++) {
                 struct child *c = &s->children[i];
+                struct rusage ru;
                 int status;
-                if (c->pid <= 0 || waitpid(c->pid, &status, WNOHANG) != c->pid)
+                if (c->pid <= 0 || wait4(c->pid, &status, WNOHANG, &ru) != c->pid)
                         continue;
                 s->stats.handled++;
+                if (ru.ru_maxrss > s->stats.child_maxrss_kb)
+                        s->stats.child_maxrss_kb = ru.ru_maxrss;
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                         s->stats.failed++;
                 if (WIFSIGNALED(status))

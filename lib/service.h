@@ -75,6 +75,7 @@ struct svc_stats {
         unsigned long handled;  /* children that exited (any status) */
         unsigned long failed;   /* of these, exit status not 0 or killed by a signal */
         unsigned long dropped;  /* messages not used, events dropped by prepare, forks given up */
+        long child_maxrss_kb;   /* largest peak RSS of a child (getrusage's ru_maxrss) */
 };
 
 /* Runs the service until it has been idle for idle_exit_ms or was asked to stop (SIGTERM, SIGINT;

@@ -10,9 +10,9 @@
 #                               finished starting up, prints "running" or "degraded" (failed units
 #                               are listed) and exits 0; exits 1 when it did not come up.
 #   container.sh exec DIR CMD...  runs CMD inside (all namespaces of PID 1, its root, an empty
-#                               environment but PATH, and its own cgroup /vhp-exec inside the
-#                               container, so the container's CPU accounting covers it). Exit status
-#                               of CMD. Stdin/stdout/stderr are passed through.
+#                               environment but PATH, and a cgroup of its own inside the container,
+#                               /vhp-exec or $VHP_CGROUP, so the container's CPU accounting covers
+#                               it). Exit status of CMD. Stdin/stdout/stderr are passed through.
 #   container.sh stop DIR       powers the container off (SIGKILL after 20 s) and removes DIR.
 #   container.sh root DIR       prints the path of the container's root as seen from the host
 #                               (/proc/PID/root): copy files in and out through it.
@@ -144,9 +144,10 @@ exec)
         alive || die "container in $dir is not running"
         p=$(pid_of)
         # --cgroup enters the namespace, not a cgroup: move into one of our own inside the container.
+        cg=${VHP_CGROUP:-vhp-exec}
         exec nsenter -t "$p" -m -p -C -u -i -n -r -w -- /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-                /bin/sh -c 'mkdir -p /sys/fs/cgroup/vhp-exec && echo $$ >/sys/fs/cgroup/vhp-exec/cgroup.procs && exec "$@"' \
-                sh "$@"
+                /bin/sh -c 'mkdir -p "/sys/fs/cgroup/$0" && echo $$ >"/sys/fs/cgroup/$0/cgroup.procs" && exec "$@"' \
+                "$cg" "$@"
         ;;
 root)
         alive || die "container in $dir is not running"
@@ -166,8 +167,13 @@ stop)
         fi
         cg=$(cat "$dir/cgroup" 2>/dev/null)
         if [ -n "$cg" ] && [ -d "$cg" ]; then
-                # Depth-first: child cgroups first (they are empty once PID 1's namespace is gone).
-                find "$cg" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null
+                # Once PID 1 is gone the kernel kills the rest of its PID namespace; the cgroups
+                # empty as those processes are reaped. Depth-first: child cgroups first.
+                for _ in $(seq 100); do
+                        grep -q '^populated 0' "$cg/cgroup.events" 2>/dev/null && break
+                        sleep 0.1
+                done
+                find "$cg" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null
                 rmdir "$cg" 2>/dev/null || echo "container.sh: cgroup $cg left behind" >&2
         fi
         rm -rf "$dir"
