@@ -49,9 +49,11 @@ $(BUILD)/vhotplug-helper: $(BUILD)/obj/helper/main.o $(LIBVHP)
 $(BUILD)/vhotplug-reconcile: $(BUILD)/obj/reconcile/main.o $(LIBVHP)
 	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-# The udev rule's RUN program: libc only (runs for every device event of the host).
+# The udev rule's RUN program: libc only, linked statically (it runs for every device event of the
+# host: no dynamic loading saves a third of its start-up), except in sanitizer builds.
+EVENT_STATIC := $(if $(filter 1,$(SANITIZE)),,-static)
 $(BUILD)/vhotplug-event: $(BUILD)/obj/helper/event-client.o
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^
+	$(CC) $(CFLAGS) $(LDFLAGS) $(EVENT_STATIC) -o $@ $^
 
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(LIBVHP)
 	@mkdir -p $(dir $@)

@@ -169,7 +169,7 @@ stop)
         if [ -n "$cg" ] && [ -d "$cg" ]; then
                 # Once PID 1 is gone the kernel kills the rest of its PID namespace; the cgroups
                 # empty as those processes are reaped. Depth-first: child cgroups first.
-                for _ in $(seq 100); do
+                for _ in $(seq 300); do
                         grep -q '^populated 0' "$cg/cgroup.events" 2>/dev/null && break
                         sleep 0.1
                 done
