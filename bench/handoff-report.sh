@@ -36,6 +36,7 @@ row "CPU per add+remove cycle, hand-off included" new.cycle.cpu old.cycle.cpu ms
 row "burst of 20 (4 claimed): first RUN -> last result" new.burst20.wall old.burst20.wall ms
 row "burst of 20: CPU" new.burst20.cpu old.burst20.cpu ms
 row "burst of 100 (20 claimed): first RUN -> last result" new.burst100.wall old.burst100.wall ms
+row "burst of 100: its 80 unclaimed events, first RUN -> last result" new.burst100.unclaimed-wall old.burst100.unclaimed-wall ms
 row "burst of 100: CPU" new.burst100.cpu old.burst100.cpu ms
 row "burst of 100: CPU of PID 1" new.burst100.cpu-pid1 old.burst100.cpu-pid1 ms
 echo
