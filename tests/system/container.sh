@@ -160,6 +160,11 @@ stop)
                 kill -s RTMIN+4 "$p" 2>/dev/null
                 for _ in $(seq 200); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
                 kill -0 "$p" 2>/dev/null && kill -9 "$p" 2>/dev/null
+                # The namespace ends only when every process in it is reaped; those started with
+                # "exec" are children of an nsenter outside it: end the nsenters left (a stopped
+                # one could not reap its child), whose children are then reaped inside.
+                for n in $(pgrep -f "^nsenter -t $p "); do kill -9 "$n" 2>/dev/null; done
+                for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         fi
         up=$(cat "$dir/unshare.pid" 2>/dev/null)
         if [ -n "$up" ]; then
