@@ -66,21 +66,23 @@ ct make -C "$VHP_TOP" -s --no-print-directory BUILD="$BUILD" PREFIX=/usr/local i
 mkdir -p "$R$B"
 "$VHP_TOP/tests/tools/gen-usb-fixture.sh" 100 >"$R$B/usb-100.umockdev"
 # The testbed lives as long as this holder runs.
-ctg vhp-bench-aux umockdev-run -d $B/usb-100.umockdev -- sh -c "echo \"\$UMOCKDEV_DIR\" >$B/umockdev.dir; exec sleep infinity" </dev/null &
+# (Background commands run in a subshell: no job of this shell, no "Terminated" when the
+# container stops them.)
+(ctg vhp-bench-aux umockdev-run -d $B/usb-100.umockdev -- sh -c "echo \"\$UMOCKDEV_DIR\" >$B/umockdev.dir; exec sleep infinity" </dev/null &)
 for _ in $(seq 100); do [ -s "$R$B/umockdev.dir" ] && break; sleep 0.05; done
 UD=$(cat "$R$B/umockdev.dir")
 PRELOAD="LD_PRELOAD=libumockdev-preload.so.0 UMOCKDEV_DIR=$UD"
 # The timestamping reader: opens the FIFO read-write (never sees EOF), one "USEC line" per line.
 ct mkfifo $B/out.fifo
-ctg vhp-bench-aux perl -MTime::HiRes=time -e '$|=1; open(my $f, "+<", $ARGV[0]) or die; while (<$f>) { printf "%d %s", time()*1e6, $_ }' \
-        $B/out.fifo </dev/null >"$LOG" &
+(ctg vhp-bench-aux perl -MTime::HiRes=time -e '$|=1; open(my $f, "+<", $ARGV[0]) or die; while (<$f>) { printf "%d %s", time()*1e6, $_ }' \
+        $B/out.fifo </dev/null >"$LOG" &)
 
 QEMU_ARGS="-machine q35,accel=tcg -nodefaults -display none -S -device qemu-xhci,id=xhci,p2=8,p3=8 -device qemu-xhci,id=xhci2,p2=15,p3=1"
 qemu_start() {
         ct sh -c "pkill -x qemu-system-x86 ; rm -f $B/vm.sock" 2>/dev/null
         # shellcheck disable=SC2086
-        ctg vhp-bench-qemu env $PRELOAD qemu-system-x86_64 $QEMU_ARGS -qmp unix:$B/vm.sock,server=on,wait=off \
-                </dev/null >"$BENCH_OUT/qemu.log" 2>&1 &
+        (ctg vhp-bench-qemu env $PRELOAD qemu-system-x86_64 $QEMU_ARGS -qmp unix:$B/vm.sock,server=on,wait=off \
+                </dev/null >"$BENCH_OUT/qemu.log" 2>&1 &)
         for _ in $(seq 200); do [ -S "$R$B/vm.sock" ] && return 0; sleep 0.05; done
         echo "bench-handoff: QEMU did not start" >&2; cat "$BENCH_OUT/qemu.log" >&2; exit 1
 }
