@@ -261,5 +261,11 @@ int main(int argc, char **argv) {
                                 evs[i].status, evs[i].cpu_us, evs[i].maxrss_kb);
                 fclose(f);
         }
+        for (size_t i = 0; i < n; i++) {
+                for (size_t k = 0; k < evs[i].n_env; k++)
+                        free(evs[i].env[k]);
+                free(evs[i].env);
+        }
+        free(evs);
         return failed ? 1 : 0;
 }
