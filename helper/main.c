@@ -242,6 +242,18 @@ static void service_problem(void *userdata, int r, const char *what) {
         log_warning("%s", what);
 }
 
+/* The process's peak RSS in KiB: VmHWM, not getrusage(), which also counts the process systemd
+ * forked before the exec. */
+static long peak_rss_kb(void) {
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
+        char line[128];
+        long kb;
+        while (f && fgets(line, sizeof(line), f))
+                if (sscanf(line, "VmHWM: %ld", &kb) == 1)
+                        return kb;
+        return -1;
+}
+
 static int run_service(const struct options *o) {
         static const struct svc_ops ops = {
                 .prepare = service_prepare, .handle = service_handle, .problem = service_problem,
@@ -249,6 +261,7 @@ static int run_service(const struct options *o) {
         struct service s = { .o = o, .conf = { .path = o->config, .flags = o->cfg_flags } };
         struct svc_params p = { .max_children = SERVICE_MAX_CHILDREN, .max_queued = SERVICE_MAX_QUEUED };
         struct svc_stats stats = { 0 };
+        bool own_socket;
         int r;
 
         r = svc_listen_fd_from_env(&p.fd);
@@ -262,7 +275,8 @@ static int run_service(const struct options *o) {
         p.idle_exit_ms = o->idle_exit_ms >= 0 ? o->idle_exit_ms : r > 0 ? SERVICE_IDLE_EXIT_MS : 0;
         if (p.idle_exit_ms == 0)
                 p.idle_exit_ms = -1;
-        if (r == 0) {
+        own_socket = r == 0;
+        if (own_socket) {
                 r = svc_listen_path(o->socket, &p.fd);
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen on %s: %m", o->socket), EXIT_CONFIG;
@@ -270,17 +284,10 @@ static int run_service(const struct options *o) {
         r = svc_run(&p, &ops, &s, &stats);
         if (r < 0)
                 log_error_errno(r, "Service stopped: %m");
-        /* VmHWM, not getrusage(): that also counts the process systemd forked before the exec. */
-        long hwm = 0;
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/status", "re");
-        char line[128];
-        while (f && fgets(line, sizeof(line), f))
-                if (sscanf(line, "VmHWM: %ld", &hwm) == 1)
-                        break;
         log_debug("%lu events received, %lu handled (%lu failed), %lu dropped; peak RSS: service %ld KiB, "
-                  "event children %ld KiB", stats.received, stats.handled, stats.failed, stats.dropped, hwm,
+                  "event children %ld KiB", stats.received, stats.handled, stats.failed, stats.dropped, peak_rss_kb(),
                   stats.child_maxrss_kb);
-        if (o->socket && p.fd != 3)
+        if (own_socket)
                 unlink(o->socket);
         close(p.fd);
         svc_config_clear(&s.conf);
