@@ -26,8 +26,10 @@
         "devpath, device_key, allowed_vms, kind, vendor_id, product_id, vendor_name, product_name, " \
         "serial, busnum, devnum, port_path, devnode, since"
 
+/* As db.c's: the device's own key first, else a choice for its ids on any port. */
 static const char q_choice_get[] =
-        "SELECT vm, keep_detached, set_by, updated_at FROM user_choices WHERE device_key = ?1";
+        "SELECT vm, keep_detached, set_by, updated_at, device_key FROM user_choices WHERE device_key IN (?1, ?2) "
+        "ORDER BY device_key = ?1 DESC LIMIT 1";
 /* vm NULL keeps the VM chosen before (a keep-detached flag changes alone). */
 static const char q_choice_record[] =
         "INSERT INTO user_choices (device_key, vm, keep_detached, set_by, updated_at) "
@@ -65,27 +67,33 @@ const char *db_requester(const struct db *db) {
         return db->requested_by[0] ? db->requested_by : NULL;
 }
 
-void db_choice_clear(struct db_choice *c) {
+void db_choice_info_clear(struct db_choice_info *c) {
         if (!c)
                 return;
+        free(c->key);
         free(c->vm);
         free(c->set_by);
         free(c->updated_at);
-        *c = (struct db_choice){ 0 };
+        *c = (struct db_choice_info){ 0 };
 }
 
-int db_choice_get(struct db *db, const char *key, struct db_choice *ret) {
+int db_choice_info_get(struct db *db, const char *key, struct db_choice_info *ret) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        struct db_choice c = { 0 };
+        _cleanup_free_ char *any_port = NULL;
+        struct db_choice_info c = { 0 };
+        const char *at;
         bool oom = false;
         int r, rc;
 
         if (!db || !key || !ret)
                 return -EINVAL;
-        *ret = (struct db_choice){ 0 };
+        *ret = (struct db_choice_info){ 0 };
+        at = strncmp(key, "usb:", 4) == 0 ? strchr(key, '@') : NULL;
+        if (at && asprintf(&any_port, "%.*s@*", (int)(at - key), key) < 0)
+                return -ENOMEM;
         r = db_prepare(db, q_choice_get, &s);
         if (r >= 0)
-                r = db_bind_check(db, db_bind_text(s, 1, key));
+                r = db_bind_check(db, db_bind_text(s, 1, key) | db_bind_text(s, 2, any_port));
         if (r < 0)
                 return r;
         rc = sqlite3_step(s);
@@ -97,8 +105,9 @@ int db_choice_get(struct db *db, const char *key, struct db_choice *ret) {
         c.keep_detached = sqlite3_column_int(s, 1) != 0;
         c.set_by = db_column_strdup(s, 2, &oom);
         c.updated_at = db_column_strdup(s, 3, &oom);
+        c.key = db_column_strdup(s, 4, &oom);
         if (oom) {
-                db_choice_clear(&c);
+                db_choice_info_clear(&c);
                 return -ENOMEM;
         }
         *ret = c;

@@ -172,6 +172,20 @@ int db_user_choice_get(struct db *db, const char *device_key, char **ret_vm, boo
 /* Stores (replaces) the user's choice for the device key. vm may be NULL. */
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);
 
+/* A stored choice to import. */
+struct db_choice {
+        const char *key;             /* device key (see user_choices) */
+        const char *vm;              /* chosen VM, or NULL */
+        bool keep_detached;
+};
+
+/* Imports choices from source (a file name: the older daemon's state file), once: returns 1 and
+ * does nothing when source was imported before. A choice already stored for a key is kept. Each
+ * stored one gets a history row (action 'choice', outcome 'recorded', by requested_by). The number
+ * stored goes to *ret_stored (may be NULL). Returns 0, 1, or -errno. */
+int db_import_choices(struct db *db, const char *source, const struct db_choice *choices, size_t n,
+                      const char *requested_by, size_t *ret_stored);
+
 /* ---- The control plane's memory (db-ops.c): who asks, choices, prompts, history, meta ---- */
 
 #define DB_REQUESTER_MAX 128      /* bytes kept of a requester, with the NUL */
@@ -182,18 +196,20 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
  * "" unsets it. Longer text is cut. */
 void db_set_requested_by(struct db *db, const char *who);
 
-/* A stored user choice (user_choices). */
-struct db_choice {
+/* A stored user choice (user_choices), as vhotplugctl why shows it. */
+struct db_choice_info {
+        char *key;                   /* the key it is stored under (may be the ids on any port) */
         char *vm;                    /* preferred VM; NULL when none */
         bool keep_detached;
         char *set_by, *updated_at;   /* may be NULL */
 };
 
 /* Frees the strings of c and zeroes it. */
-void db_choice_clear(struct db_choice *c);
+void db_choice_info_clear(struct db_choice_info *c);
 
-/* Gets the stored choice for device_key. Returns 1 and fills ret, or 0 when none (ret zeroed). */
-int db_choice_get(struct db *db, const char *device_key, struct db_choice *ret);
+/* Gets the stored choice for device_key, found as db_user_choice_get() finds it. Returns 1 and
+ * fills ret, or 0 when none (ret zeroed). */
+int db_choice_info_get(struct db *db, const char *device_key, struct db_choice_info *ret);
 
 /* Stores the user's choice for d (by d->key): vm (NULL keeps the VM stored before) and
  * keep_detached, and writes a history row ('choice', 'recorded', vm, detail) with d's identity, in

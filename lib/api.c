@@ -649,6 +649,7 @@ static void handle(struct api_conn *c, const char *line, size_t len) {
         struct ops_ctx ctx = {
                 .x = {
                         .cfg = c->srv->o->cfg,
+                        .udev = c->udev,
                         .db_path = c->srv->o->db_path,
                         .mountinfo = c->srv->o->mountinfo,
                         .no_strict_perms = c->srv->o->no_strict_perms,

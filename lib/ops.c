@@ -555,13 +555,21 @@ static int detach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, 
 }
 
 /* One device, under its device lock, with a database connection of its own. */
-static int act_one(const struct ops_ctx *c, enum act act, struct dev *d, const char *vm, struct ops_result *out,
+static int act_one(const struct ops_ctx *ctx, enum act act, struct dev *d, const char *vm, struct ops_result *out,
                    char **ret_error) {
+        struct ops_ctx one = *ctx;
+        const struct ops_ctx *c = &one;
         struct db *db = NULL;
         int r, dlock;
 
+        /* Each device has the time budget of an event: lock waits, the VM's replies, retries. */
+        one.x.udev = ctx->udev;
+        if (ctx->x.cfg->general.event_timeout_ms > 0)
+                one.x.deadline = now_ms() + ctx->x.cfg->general.event_timeout_ms;
         result_of(out, d);
-        dlock = lock_take_device(c->x.cfg->general.lock_dir, d->devpath, LOCK_TIMEOUT_MS);
+        dlock = lock_take_device(c->x.cfg->general.lock_dir, d->devpath,
+                                 one.x.deadline ? (int)MIN((int64_t)LOCK_TIMEOUT_MS, ms_left(one.x.deadline))
+                                                : LOCK_TIMEOUT_MS);
         if (dlock < 0) {
                 out->res.outcome = XACT_FAILED;
                 snprintf(out->res.error, sizeof(out->res.error), "cannot lock device: %s", strerror(-dlock));
@@ -688,7 +696,7 @@ void ops_why_clear(struct ops_why *w) {
         if (!w)
                 return;
         dev_free(w->d.dev);
-        db_choice_clear(&w->choice);
+        db_choice_info_clear(&w->choice);
         db_prompt_clear(&w->prompt);
         db_attachment_clear(&w->record);
         db_history_list_free(w->history, w->n_history);
@@ -713,7 +721,7 @@ int ops_why(const struct ops_ctx *c, const char *spec, size_t max_history, struc
         dev_add_details(w.d.dev);
         dev_key(w.d.dev, key, sizeof(key));
         rule_decide(c->x.cfg, w.d.dev, NULL, &w.d.dec);
-        r = db_choice_get(db, key, &w.choice);
+        r = db_choice_info_get(db, key, &w.choice);
         if (r >= 0)
                 w.has_choice = r > 0;
         if (r >= 0 && (r = db_prompt_get(db, w.d.dev->devpath, &w.prompt)) >= 0)

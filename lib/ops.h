@@ -115,7 +115,7 @@ int ops_find_device(const struct ops_ctx *c, const char *spec, struct dev **ret,
 struct ops_why {
         struct ops_device d;                /* decision and state */
         bool has_choice;
-        struct db_choice choice;
+        struct db_choice_info choice;
         bool has_prompt;
         struct db_prompt prompt;
         bool has_record;

@@ -20,8 +20,12 @@
 #include "rule.h"
 #include "vmm.h"
 
+struct udev;
+
 struct xact_ctx {
         const struct cfg *cfg;
+        struct udev *udev;      /* to look at a device still present after its detach (USB
+                                 * authorization); NULL: not looked at */
         const char *db_path;    /* overrides cfg->general.database when set */
         const char *mountinfo;  /* NULL: /proc/self/mountinfo */
         bool dry_run;
@@ -30,6 +34,8 @@ struct xact_ctx {
                                              * in the intent's transaction; NULL for others */
         const char *requested_by; /* who asks ("udev", "reconcile", "api unix uid=0", ...): kept in
                                    * the records and history rows it writes; NULL: nobody named */
+        int64_t deadline;       /* now_ms() by which the request must be done (general.eventTimeoutMs):
+                                 * lock waits, QMP replies and retries all fit in it; 0: no bound */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };

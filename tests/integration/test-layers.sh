@@ -12,14 +12,14 @@ layer() {
         client) echo 1 ;;
         schema | db | db-internal | db-file | db-stmt | db-ops) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
-        config | rule | device | modalias) echo 2 ;;
+        config | rule | device | modalias | legacy) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
         generator) echo 3 ;;
-        event | reconcile | ops) echo 5 ;;
+        event | reconcile | service | ops) echo 5 ;;
         proto | notify) echo 6 ;;
         api) echo 7 ;;
-        main) echo 8 ;;
+        main | event-client) echo 8 ;;
         *) echo "?" ;;
         esac
 }
