@@ -100,6 +100,7 @@ check-sanitize:
 check-system: deps
 	@$(MAKE) --no-print-directory tests
 	@BUILD=$(BUILD) bash tests/system/check-system.sh
+	@BUILD=$(BUILD) bash tests/system/check-api.sh
 
 # The demo script installs or names the missing packages first, then builds what it uses.
 # KEEP=1 keeps its database and prints the sqlite3 command line to query it.
