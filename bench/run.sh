@@ -72,3 +72,6 @@ in_testbed "$BENCH_OUT/usb-60.umockdev" reconcile-all 30
 bash "$VHP_TOP/bench/report.sh" "$BENCH_OUT/results.tsv"
 # driverPath: the kernel-module lookup a driverPath rule adds to an event (bar: 1 ms per device).
 BUILD=$BUILD bash "$VHP_TOP/bench/driverpath.sh"
+# The control plane: usb_list, request -> attached vs the helper, notification latency, the
+# unclaimed event with a listener (docs/benchmarks.md, "Control plane").
+BUILD=$BUILD bash "$VHP_TOP/bench/api.sh"

@@ -57,18 +57,86 @@ static struct ops_device *list_add(struct ops_list *l, struct dev *d) {
         return it;
 }
 
-/* Every present device of kind, each with the rules' decision (not yet completed with the
- * database). USB: devices, not interfaces or root hubs. */
-static int enumerate(const struct ops_ctx *c, enum dev_kind kind, struct ops_list *ret) {
+/* "/dev/bus/usb/BBB/DDD" -> bus and device number; -EINVAL for anything else. */
+static int parse_usb_node(const char *node, int *ret_bus, int *ret_dev) {
+        unsigned b, d;
+        int n = 0;
+
+        if (!node || sscanf(node, "/dev/bus/usb/%3u/%3u%n", &b, &d, &n) != 2 || node[n] || b == 0 || d == 0)
+                return -EINVAL;
+        *ret_bus = (int)b;
+        *ret_dev = (int)d;
+        return 0;
+}
+
+/* Whether a USB sysname ("2-4.1") sits behind root port port of bus bus. */
+static bool behind_port(const char *sysname, int bus, int port) {
+        char prefix[32];
+        size_t n = (size_t)snprintf(prefix, sizeof(prefix), "%d-%d", bus, port);
+        return strncmp(sysname, prefix, n) == 0 && (sysname[n] == '\0' || sysname[n] == '.');
+}
+
+/* The USB device behind a device node, found by its device number (/sys/dev/char): no scan. 0 and
+ * the device, or -ENOENT (then the caller scans: a node that does not say, as umockdev's). */
+static int device_of_node(const struct ops_ctx *c, const char *node, struct dev **ret) {
+        _cleanup_udev_device_ struct udev_device *u = NULL;
+        struct stat st;
+        int b, n;
+
+        if (parse_usb_node(node, &b, &n) < 0 || stat(node, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev == 0)
+                return -ENOENT;
+        u = udev_device_new_from_devnum(c->udev, 'c', st.st_rdev);
+        if (!u || dev_new_from_syspath(c->udev, udev_device_get_syspath(u), ret) < 0)
+                return -ENOENT;
+        if ((*ret)->kind != DEV_USB || !(*ret)->devnode || strcmp((*ret)->devnode, node) != 0) {
+                dev_free(*ret);
+                *ret = NULL;
+                return -ENOENT;
+        }
+        return 0;
+}
+
+/* The present devices of kind, each with the rules' decision (not yet completed with the
+ * database). USB: devices, not interfaces or root hubs. hint (may be NULL) narrows the scan before
+ * any device is read in full: a device node names its bus and device numbers, a bus and port the
+ * devices behind that port (udev's properties and the sysfs names are enough to tell). */
+static int enumerate(const struct ops_ctx *c, enum dev_kind kind, const struct ops_selector *hint,
+                     struct ops_list *ret) {
         _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(c->udev);
         struct udev_list_entry *it;
+        char num[16];
+        int bus = 0, devnum = 0;
 
         *ret = (struct ops_list){ 0 };
         if (!e)
                 return -ENOMEM;
+        if (hint && kind == DEV_USB && hint->by == OPS_BY_NODE) {
+                struct dev *d = NULL;
+                struct ops_device *o;
+                if (device_of_node(c, hint->node, &d) == 0) {
+                        o = list_add(ret, d);
+                        if (!o) {
+                                dev_free(d);
+                                return -ENOMEM;
+                        }
+                        rule_decide(c->x.cfg, d, NULL, &o->dec);
+                        return 0;
+                }
+        }
         if (udev_enumerate_add_match_subsystem(e, kind == DEV_USB ? "usb" : "pci") < 0 ||
-            (kind == DEV_USB && udev_enumerate_add_match_property(e, "DEVTYPE", "usb_device") < 0) ||
-            udev_enumerate_scan_devices(e) < 0)
+            (kind == DEV_USB && udev_enumerate_add_match_property(e, "DEVTYPE", "usb_device") < 0))
+                return -EIO;
+        if (hint && kind == DEV_USB && hint->by == OPS_BY_NODE && parse_usb_node(hint->node, &bus, &devnum) == 0) {
+                snprintf(num, sizeof(num), "%03d", devnum);
+                if (udev_enumerate_add_match_property(e, "DEVNUM", num) < 0)
+                        return -EIO;
+        }
+        if (hint && kind == DEV_USB && (hint->by == OPS_BY_BUS_PORT || bus > 0)) {
+                snprintf(num, sizeof(num), "%03d", bus > 0 ? bus : hint->bus);
+                if (udev_enumerate_add_match_property(e, "BUSNUM", num) < 0)
+                        return -EIO;
+        }
+        if (udev_enumerate_scan_devices(e) < 0)
                 return -EIO;
         udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
                 const char *syspath = udev_list_entry_get_name(it);
@@ -78,8 +146,11 @@ static int enumerate(const struct ops_ctx *c, enum dev_kind kind, struct ops_lis
 
                 if (ret->n >= OPS_MAX_DEVICES)
                         break;
-                if (kind == DEV_USB && name && strncmp(name + 1, "usb", 3) == 0)
+                name = name ? name + 1 : syspath;
+                if (kind == DEV_USB && strncmp(name, "usb", 3) == 0)
                         continue; /* root hub */
+                if (hint && kind == DEV_USB && hint->by == OPS_BY_BUS_PORT && !behind_port(name, hint->bus, hint->port))
+                        continue;
                 if (dev_new_from_syspath(c->udev, syspath, &d) < 0)
                         continue; /* gone meanwhile */
                 if (d->kind != kind) {
@@ -216,7 +287,7 @@ int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, cons
         int r;
 
         *ret = (struct ops_list){ 0 };
-        r = enumerate(c, kind, &all);
+        r = enumerate(c, kind, NULL, &all);
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot enumerate devices: %s", strerror(-r));
         r = open_db(c, &db, ret_error);
@@ -605,7 +676,7 @@ static int act(const struct ops_ctx *c, enum act a, const struct ops_selector *s
                 return errmsg_set(ret_error, -EINVAL, "only USB and PCI devices are handled here");
         if (sel->by == OPS_BY_TAG && vm)
                 return errmsg_set(ret_error, -EINVAL, "a VM cannot be named with a tag: each device goes to its own VM");
-        r = enumerate(c, sel->kind, &all);
+        r = enumerate(c, sel->kind, sel, &all);
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot enumerate devices: %s", strerror(-r));
         picked = calloc(all.n + 1, sizeof(*picked));
@@ -663,7 +734,8 @@ int ops_find_device(const struct ops_ctx *c, const char *spec, struct dev **ret,
         if (!spec || !*spec || strlen(spec) >= sizeof(path) - 32)
                 return errmsg_set(ret_error, -EINVAL, "no device named");
         if (strncmp(spec, "/dev/", 5) == 0) {
-                if (enumerate(c, DEV_USB, &all) >= 0)
+                struct ops_selector hint = { .kind = DEV_USB, .by = OPS_BY_NODE, .node = spec };
+                if (enumerate(c, DEV_USB, &hint, &all) >= 0)
                         for (size_t i = 0; i < all.n; i++)
                                 if (all.items[i].dev->devnode && strcmp(all.items[i].dev->devnode, spec) == 0) {
                                         *ret = TAKE_PTR(all.items[i].dev);

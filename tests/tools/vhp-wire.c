@@ -2,7 +2,7 @@
  * older daemon's clients do (and the way hostile ones might): it sends exactly the bytes it is
  * given and prints exactly the lines it receives.
  *
- *   vhp-wire [-t MS] [-n CLIENTS] ADDR STEP...
+ *   vhp-wire [-t MS] [-n CLIENTS] [-T] ADDR STEP...
  *
  * ADDR: unix:PATH, tcp:HOST:PORT or vsock:CID:PORT. STEPs run in order:
  *   send:TEXT       send TEXT, with C escapes (\n \r \t \\ \xNN)
@@ -17,13 +17,16 @@
  * With -n, CLIENTS connections are opened first, all at once; then each runs the steps in turn and
  * all stay open until the end (so the server holds them all at the same time). Waiting for a line
  * or the end that does not come within -t (default 10000 ms) prints "TIMEOUT" and fails; a closed
- * connection while waiting for a line prints "EOF" and fails. Exit: 0, 1 failed, 2 usage. */
+ * connection while waiting for a line prints "EOF" and fails. -T puts the time each line arrived
+ * (milliseconds since the epoch, CLOCK_REALTIME, as SQLite's timestamps) before it (benchmarks).
+ * Exit: 0, 1 failed, 2 usage. */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "addr.h"
@@ -36,6 +39,7 @@ struct conn {
 };
 
 static int timeout_ms = 10000;
+static bool stamp;
 
 static size_t unescape(const char *in, char *out) {
         size_t n = 0;
@@ -136,6 +140,12 @@ static int step(struct conn *c, const char *s) {
                                 printf("%s\n", r == 0 ? "EOF" : "TIMEOUT");
                                 return -1;
                         }
+                        if (stamp) {
+                                struct timespec ts;
+                                clock_gettime(CLOCK_REALTIME, &ts);
+                                printf("%lld.%03ld ", (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+                                       (ts.tv_nsec / 1000) % 1000);
+                        }
                         printf("%s\n", line);
                         fflush(stdout);
                         r = until && strstr(line, s + 6);
@@ -182,8 +192,10 @@ int main(int argc, char **argv) {
         char *err = NULL;
         int opt, n = 1, first, rc = 0;
 
-        while ((opt = getopt(argc, argv, "+t:n:")) >= 0) {
-                if (opt == 't')
+        while ((opt = getopt(argc, argv, "+t:n:T")) >= 0) {
+                if (opt == 'T')
+                        stamp = true;
+                else if (opt == 't')
                         timeout_ms = atoi(optarg);
                 else if (opt == 'n')
                         n = atoi(optarg);
