@@ -1166,6 +1166,17 @@ static void populate(const char *path) {
         assert_int_equal(record_ignored(db, &cam, "no usbPassthrough entry matched"), 0);
         dev_key(&logi, key, sizeof(key));
         assert_int_equal(db_user_choice_set(db, key, "gui-vm", false), 0);
+        /* The user keeps the webcam on the host (vhotplugctl usb detach); a second one waits for a
+         * choice of VM. */
+        {
+                struct db_device rec;
+                struct dev cam2 = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-6", 0x04f2, 0xb751, "0002");
+                db_set_requested_by(db, "api unix uid=1000 pid=42");
+                dev_key(&cam, key, sizeof(key));
+                assert_int_equal(db_user_choice_set(db, key, NULL, true), 0);
+                xact_record_of(&cam2, key, &rec);
+                assert_int_equal(db_prompt_add(db, NULL, &rec, NULL, "[\"gui-vm\",\"chrome-vm\"]", "waiting", NULL), 0);
+        }
         db_close(db);
 }
 
