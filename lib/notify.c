@@ -25,12 +25,19 @@
 struct notify {
         const struct cfg *cfg;
         struct udev *udev;
-        struct db *db;
+        char *db_path;
+        bool no_strict_perms;
         struct udev_monitor *mon;
         int inotify_fd;
         char db_name[NAME_MAX + 1];
         int64_t last_id;
 };
+
+/* The database, opened for one look only: a connection held for as long as a client listens would
+ * hold up a repair of the file (it waits until nobody has it open). */
+static int open_db(const struct notify *n, struct db **ret) {
+        return db_open(n->db_path, n->no_strict_perms ? DB_NO_STRICT_PERMS : 0, ret);
+}
 
 void notify_free(struct notify *n) {
         if (!n)
@@ -39,7 +46,7 @@ void notify_free(struct notify *n) {
                 udev_monitor_unref(n->mon);
         if (n->inotify_fd >= 0)
                 close(n->inotify_fd);
-        db_close(n->db);
+        free(n->db_path);
         free(n);
 }
 
@@ -47,6 +54,7 @@ int notify_new(const struct cfg *cfg, const char *db_path, bool no_strict_perms,
                struct notify **ret, char **ret_error) {
         const char *path = db_path ? db_path : cfg->general.database;
         _cleanup_free_ char *dir = NULL;
+        struct db *db = NULL;
         struct notify *n;
         char *slash;
         int r;
@@ -54,9 +62,10 @@ int notify_new(const struct cfg *cfg, const char *db_path, bool no_strict_perms,
         n = calloc(1, sizeof(*n));
         if (!n)
                 return errmsg_set(ret_error, -ENOMEM, "out of memory");
-        *n = (struct notify){ .cfg = cfg, .udev = udev, .inotify_fd = -1 };
+        *n = (struct notify){ .cfg = cfg, .udev = udev, .inotify_fd = -1, .no_strict_perms = no_strict_perms };
         dir = strdup(path);
-        if (!dir) {
+        n->db_path = strdup(path);
+        if (!dir || !n->db_path) {
                 notify_free(n);
                 return errmsg_set(ret_error, -ENOMEM, "out of memory");
         }
@@ -69,18 +78,20 @@ int notify_new(const struct cfg *cfg, const char *db_path, bool no_strict_perms,
         else
                 strcpy(dir, ".");
 
-        r = db_open(path, no_strict_perms ? DB_NO_STRICT_PERMS : 0, &n->db);
+        r = open_db(n, &db);
         if (r >= 0)
-                r = db_history_last_id(n->db, &n->last_id);
+                r = db_history_last_id(db, &n->last_id);
+        db_close(db);
         if (r < 0) {
                 notify_free(n);
                 return errmsg_set(ret_error, r, "cannot read the state database %s: %s", path, db_strerror(r));
         }
-        /* SQLite writes a commit into the -wal file (and, when checkpointing, the file itself): any
-         * write to a file of the database wakes us. */
+        /* SQLite writes every commit into the -wal file (and, when checkpointing, the file itself):
+         * a write to either wakes us. Not the -shm file nor the lock files, nor a close: readers
+         * (ourselves included) touch those, and would wake us for nothing, over and over. A new
+         * file (a database moved aside and started again) wakes us too. */
         n->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (n->inotify_fd < 0 ||
-            inotify_add_watch(n->inotify_fd, dir, IN_MODIFY | IN_CLOSE_WRITE | IN_CREATE | IN_MOVED_TO) < 0) {
+        if (n->inotify_fd < 0 || inotify_add_watch(n->inotify_fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
                 r = -errno;
                 notify_free(n);
                 return errmsg_set(ret_error, r, "cannot watch %s: %s", dir, strerror(-r));
@@ -137,10 +148,14 @@ static int emit_select(struct notify *n, const struct dev *d, const struct cfg_e
 
 int notify_announce_prompts(struct notify *n, notify_emit_fn fn, void *userdata) {
         struct db_prompt *ps = NULL;
+        struct db *db = NULL;
         size_t np = 0;
         int r;
 
-        r = db_prompt_list(n->db, &ps, &np);
+        r = open_db(n, &db);
+        if (r >= 0)
+                r = db_prompt_list(db, &ps, &np);
+        db_close(db);
         for (size_t i = 0; r >= 0 && i < np; i++) {
                 _cleanup_dev_ struct dev *d = NULL;
                 struct rule_decision dec;
@@ -206,9 +221,17 @@ static int emit_row(struct notify *n, const struct db_history *h, notify_emit_fn
 static int flush_history(struct notify *n, notify_emit_fn fn, void *userdata) {
         for (;;) {
                 struct db_history *rows = NULL;
+                struct db *db = NULL;
                 size_t nr = 0;
-                int r = db_history_after(n->db, n->last_id, HISTORY_BATCH, &rows, &nr);
+                int64_t last = 0;
+                int r = open_db(n, &db);
 
+                /* A database started afresh (the old one was corrupt) counts from 1 again. */
+                if (r >= 0 && (r = db_history_last_id(db, &last)) >= 0 && last < n->last_id)
+                        n->last_id = 0;
+                if (r >= 0)
+                        r = db_history_after(db, n->last_id, HISTORY_BATCH, &rows, &nr);
+                db_close(db);
                 if (r < 0)
                         return 0; /* a busy or repaired database: the next change wakes us again */
                 for (size_t i = 0; i < nr && r >= 0; i++) {
@@ -282,7 +305,9 @@ int notify_process(struct notify *n, notify_emit_fn fn, void *userdata) {
         while (r >= 0 && (len = read(n->inotify_fd, buf, sizeof(buf))) > 0) {
                 for (char *p = buf; p < buf + len;) {
                         const struct inotify_event *ev = (const struct inotify_event *)p;
-                        if (ev->len && strncmp(ev->name, n->db_name, strlen(n->db_name)) == 0)
+                        size_t k = strlen(n->db_name);
+                        if (ev->len && strncmp(ev->name, n->db_name, k) == 0 &&
+                            (ev->name[k] == '\0' || strcmp(ev->name + k, "-wal") == 0))
                                 changed = true;
                         p += sizeof(*ev) + ev->len;
                 }

@@ -320,7 +320,7 @@ int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, cons
         }
         if (r >= 0 && kind == DEV_PCI)
                 r = add_iommu_members(c, &out);
-        if (r >= 0)
+        if (r >= 0 && out.n > 1)
                 qsort(out.items, out.n, sizeof(*out.items), kind == DEV_USB ? cmp_usb : cmp_pci);
         db_attachment_list_free(rows, n_rows);
         db_prompt_list_free(prompts, n_prompts);

@@ -208,28 +208,31 @@ int main(int argc, char **argv) {
         }
         if (addr_parse(argv[optind], false, &a, &err) < 0) {
                 fprintf(stderr, "vhp-wire: %s\n", err);
+                free(err);
                 return 2;
         }
         first = optind + 1;
         cs = calloc((size_t)n, sizeof(*cs));
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; cs && i < n && rc == 0; i++) {
                 cs[i] = calloc(1, sizeof(**cs));
+                if (cs[i])
+                        cs[i]->fd = -1;
                 if (!cs[i] || addr_connect(&a, timeout_ms, &cs[i]->fd, &err) < 0) {
                         printf("CONNECTFAIL %d %s\n", i, err ? err : "out of memory");
-                        return 1;
+                        rc = 1;
                 }
         }
-        for (int i = 0; i < n && rc == 0; i++)
+        for (int i = 0; cs && i < n && rc == 0; i++)
                 for (int k = first; k < argc && rc == 0; k++) {
                         int r = step(cs[i], argv[k]);
                         if (r == -2) {
                                 fprintf(stderr, "vhp-wire: unknown step '%s'\n", argv[k]);
-                                return 2;
-                        }
-                        rc = r < 0;
+                                rc = 2;
+                        } else
+                                rc = r < 0;
                 }
-        for (int i = 0; i < n; i++) {
-                if (cs[i]->fd >= 0)
+        for (int i = 0; cs && i < n; i++) {
+                if (cs[i] && cs[i]->fd >= 0)
                         close(cs[i]->fd);
                 free(cs[i]);
         }
