@@ -337,7 +337,8 @@ static void print_results(const struct global *g, cJSON *reply, const char *verb
         cJSON_ArrayForEach(it, res) {
                 char line[1024], safe[2048];
                 const char *vm = jstr(it, "vm"), *outcome = jstr(it, "outcome"), *err = jstr(it, "error");
-                snprintf(line, sizeof(line), "%s %s: %s%s%s%s%s", jstr(it, "device") ?: "?", jstr(it, "device_node") ?: "",
+                snprintf(line, sizeof(line), "%s %s: %s%s%s%s%s", jstr(it, "device") ?: "?",
+                         jstr(it, "device_node") ?: jstr(it, "address") ?: "",
                          outcome ? outcome : verb, vm ? " " : "", vm ? vm : "", err ? ": " : "", err ? err : "");
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
         }

@@ -135,7 +135,7 @@ static void add_results(cJSON *reply, const struct ops_report *rep) {
                 if (!o)
                         return;
                 cJSON_AddStringToObject(o, "device", it->what);
-                cJSON_AddStringToObject(o, "device_node", it->devnode);
+                cJSON_AddStringToObject(o, it->res.decision.kind == DEV_PCI ? "address" : "device_node", it->devnode);
                 if (it->res.vm[0])
                         cJSON_AddStringToObject(o, "vm", it->res.vm);
                 else

@@ -79,7 +79,7 @@ int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, cons
 /* What became of one device of a request. */
 struct ops_result {
         char what[160];                     /* dev_describe() */
-        char devnode[64];
+        char devnode[64];                   /* USB: the device node; PCI: the address */
         struct xact_result res;
 };
 
