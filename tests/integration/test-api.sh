@@ -324,6 +324,20 @@ out=$(req '{"action":"usb_attach","tag":"nosuchtag"}')
 out=$(req '{"action":"usb_attach","tag":"mice","vm":"gui-vm"}')
 [ "$(field .result <<<"$out")" = failed ] && vhp_ok "a VM with a tag is refused (each device goes to its own VM)" || vhp_fail "tag+vm" "$out"
 
+# ---- 5b. A listener that stops reading holds up neither the helpers nor other clients ------------
+kill -STOP "$listener"
+for k in 1 2 3; do
+        event remove $U2/2-5 $((9300 + 2 * k))
+        event add $U2/2-5 $((9301 + 2 * k))
+done
+[ "$(ej .outcome)" = done ] && has gui vhp-usb-002-006 && vhp_ok "helpers finish while a listener does not read its events" ||
+        vhp_fail "helper with a stopped listener" "$(cat "$VHP_TMP/ev.json" "$VHP_TMP/ev.err")"
+out=$(req '{"action":"usb_list","tag":"cam"}')
+[ "$(field .result <<<"$out")" = ok ] && vhp_ok "... and other clients are answered" || vhp_fail "client with a stopped listener" "$out"
+kill -CONT "$listener"
+wait_for "$VHP_TMP/listen.out" '"event":"usb_attached".*"sys_name":"2-5".*"vm":"gui-vm"' &&
+        vhp_ok "... which gets its events once it reads again" || vhp_fail "events after SIGCONT"
+
 # ---- 6. connected / disconnected from udev -------------------------------------------------------
 "$VHP_TOOLS/vhp-uevent" add /devices/pci0000:00/0000:00:14.0/usb1/1-3 >/dev/null  # the hub: no event
 "$VHP_TOOLS/vhp-uevent" add $U2/2-2 >/dev/null
