@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -178,6 +179,7 @@ static int run(int argc, char **argv) {
         struct api_listener *l = NULL;
         _cleanup_free_ char *err = NULL;
         struct sigaction sa = { .sa_handler = on_signal };
+        struct rlimit nofile;
         size_t n = 0;
         bool activated = false;
         int r;
@@ -197,6 +199,12 @@ static int run(int argc, char **argv) {
         if (r < 0) {
                 cfg_free(cfg);
                 return EXIT_CONFIG;
+        }
+        /* Each connection holds a few descriptors (its socket, a udev monitor, an inotify watch, the
+         * database's files while it acts): allow what the hard limit allows. */
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+                nofile.rlim_cur = nofile.rlim_max;
+                (void)setrlimit(RLIMIT_NOFILE, &nofile);
         }
         sigemptyset(&sa.sa_mask);
         sigaction(SIGTERM, &sa, NULL);

@@ -793,8 +793,14 @@ static void accept_one(struct server *s, const struct api_listener *l) {
         int fd, r;
 
         fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+                if (errno == EMFILE || errno == ENFILE || errno == ENOMEM || errno == ENOBUFS) {
+                        /* The connection stays queued: try again shortly instead of spinning. */
+                        note(s, LOG_WARNING, "cannot accept a connection: %s", strerror(errno));
+                        sleep_ms(100);
+                }
                 return;
+        }
         addr_peer(fd, peer, sizeof(peer), &cid);
         /* Before a byte is read: a vsock peer must be an allowed VM. */
         if (l->family == AF_VSOCK && !api_cid_allowed(&o->cfg->general.api, cid)) {
@@ -821,7 +827,7 @@ static void accept_one(struct server *s, const struct api_listener *l) {
         }
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&attr, 512 * 1024);
+        pthread_attr_setstacksize(&attr, 1024 * 1024);
         r = c ? pthread_create(&t, &attr, conn_main, c) : ENOMEM;
         pthread_attr_destroy(&attr);
         if (r != 0) {
