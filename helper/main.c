@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup-types.h"
 #include "config.h"
@@ -113,29 +114,72 @@ static void print_result(const struct options *o, const struct event *ev, const 
         printf("%s\n", str_escape(line, safe, sizeof(safe)));
 }
 
-/* Logs the outcome once, naming device and VM. */
+/* The rule that decided, as configuration errors name it: usbPassthrough[0].allow[1]. */
+static void format_rule(const struct rule_decision *d, char *buf, size_t len) {
+        if (d->entry_index < 0)
+                buf[0] = '\0';
+        else if (d->rule_index < 0)
+                snprintf(buf, len, "%s[%d]", cfg_section_name(d->kind), d->entry_index);
+        else
+                snprintf(buf, len, "%s[%d].allow[%d]", cfg_section_name(d->kind), d->entry_index, d->rule_index);
+}
+
+/* Logs the outcome once, naming device and VM: one record per event, with the event's fields for
+ * the journal (vhotplug(7) lists them and the MESSAGE_IDs). */
 static void log_result(const struct event *ev, const struct xact_result *res) {
-        char what[160], id[VMM_ID_MAX + 8];
+        char what[160], id[VMM_ID_MAX + 8], rule[96], seq[24] = "";
+        const char *msgid = NULL, *action = xact_action_name(res->action), *verb;
+        int level;
+
         dev_describe(ev->dev, what, sizeof(what));
         format_id(res, id, sizeof(id));
+        format_rule(&res->decision, rule, sizeof(rule));
+        if (ev->seqnum)
+                snprintf(seq, sizeof(seq), "%llu", (unsigned long long) ev->seqnum);
+        const struct log_field fields[] = {
+                { "DEVPATH", ev->dev->devpath },
+                { "SEQNUM", seq },
+                { "VHOTPLUG_EVENT", ev->action },
+                { "VHOTPLUG_ACTION", action },
+                { "VHOTPLUG_VM", res->vm },
+                { "VHOTPLUG_KIND", dev_kind_name(ev->dev->kind) },
+                { "VHOTPLUG_RULE", rule },
+                { "VHOTPLUG_OUTCOME", xact_outcome_name(res->outcome) },
+                { "VHOTPLUG_REASON", res->decision.reason },
+                { "VHOTPLUG_VMM_ID", id },
+                { "VHOTPLUG_ERROR", res->error },
+                { NULL },
+        };
+
+        verb = res->action == XACT_ATTACH ? "attached" : "detached";
         switch (res->outcome) {
         case XACT_DONE:
-                log_info("%s -> %s: %s%s%s", what, res->vm, res->action == XACT_ATTACH ? "attached" : "detached",
-                         id[0] ? " as " : "", id);
+                msgid = res->action == XACT_ATTACH ? LOG_MSGID_ATTACH : LOG_MSGID_DETACH;
+                log_event(LOG_INFO, msgid, fields, "%s -> %s: %s%s%s", what, res->vm, verb, id[0] ? " as " : "", id);
                 break;
         case XACT_PENDING:
-                log_notice("%s -> %s: deferred (%s)", what, res->vm, res->error);
+                log_event(LOG_NOTICE, LOG_MSGID_DEFERRED, fields, "%s -> %s: %s deferred (%s)", what, res->vm, action,
+                          res->error);
                 break;
         case XACT_FAILED:
-                log_error("%s%s%s: %s", what, res->vm[0] ? " -> " : "", res->vm, res->error);
+                log_event(LOG_ERR, LOG_MSGID_REFUSED, fields, "%s%s%s: %s failed: %s", what, res->vm[0] ? " -> " : "",
+                          res->vm, action, res->error);
                 break;
         case XACT_STALE:
         case XACT_ALREADY:
         case XACT_KEPT_DETACHED:
-                log_info("%s: %s%s%s", what, xact_outcome_name(res->outcome), res->vm[0] ? " in " : "", res->vm);
+                level = res->outcome == XACT_STALE ? LOG_DEBUG : LOG_INFO;
+                log_event(level, NULL, fields, "%s: %s%s%s", what, xact_outcome_name(res->outcome),
+                          res->vm[0] ? " in " : "", res->vm);
                 break;
         default:
-                log_debug("%s: %s", what, res->decision.reason);
+                /* Every device of the host that no rule claims passes here: debug, not info. A dry
+                 * run says what it would do on stdout instead. */
+                if (res->action == XACT_IGNORE)
+                        log_event(LOG_DEBUG, LOG_MSGID_IGNORE, fields, "%s: ignore (%s)", what, res->decision.reason);
+                else
+                        log_event(LOG_DEBUG, NULL, fields, "%s: would %s -> %s (%s)", what, action, res->vm,
+                                  res->decision.reason);
                 break;
         }
 }
@@ -188,7 +232,10 @@ static int run(int argc, char **argv) {
         r = event_handle(&ctx, &ev, &res);
         if (res.notice[0])
                 log_warning("%s", res.notice);
-        print_result(&o, &ev, &res);
+        /* One line per event: the log record; the summary too when someone reads stdout (a terminal,
+         * --json, a dry run, whose answer it is). */
+        if (o.json || o.dry_run || isatty(STDOUT_FILENO))
+                print_result(&o, &ev, &res);
         log_result(&ev, &res);
         if (r < 0)
                 r = EXIT_CONFIG;

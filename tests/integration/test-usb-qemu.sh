@@ -185,7 +185,7 @@ vhp_check "--json: the text kept as data, bad bytes as U+FFFD" \
         grep -qF 'forged\x07 \xff\xfe end' "$VHP_TMP/out.err" && vhp_ok "log: one line, newline and bad bytes escaped" ||
         vhp_fail "log line forged" "$(cat -A "$VHP_TMP/out.err")"
 mapfile -t props < <(vhp_uevent_props $U/usb1/1-24)
-env "${props[@]}" ACTION=add DEVPATH=$U/usb1/1-24 SEQNUM=404 "$helper" -c "$conf" --no-strict-perms \
+vhp_tty env "${props[@]}" ACTION=add DEVPATH=$U/usb1/1-24 SEQNUM=404 "$helper" -c "$conf" --no-strict-perms \
         >"$VHP_TMP/sum.out" 2>/dev/null
 [ "$(wc -l <"$VHP_TMP/sum.out")" = 1 ] && grep -qF '[failed]' "$VHP_TMP/sum.out" && iconv -f UTF-8 -t UTF-8 "$VHP_TMP/sum.out" >/dev/null &&
         vhp_ok "summary: one line of valid UTF-8" || vhp_fail "summary forged" "$(cat -A "$VHP_TMP/sum.out")"
