@@ -37,8 +37,17 @@ for p in dpkg-dev debhelper lintian systemd; do
 done
 [ ${#need[@]} -eq 0 ] || apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
 
+if dpkg -s vhotplug >/dev/null 2>&1; then
+        not_ok "vhotplug is not installed yet (this script installs and purges it: it leaves an existing one alone)"
+        finish
+fi
 work=$(mktemp -d /tmp/vhotplug-package.XXXXXX)
-[ "${KEEP:-}" = 1 ] || trap 'rm -rf "$work"' EXIT
+# Whatever happens, the package does not stay installed (its udev rule would act on this host).
+cleanup() {
+        dpkg -s vhotplug >/dev/null 2>&1 && apt-get purge -y -q vhotplug >/dev/null 2>&1
+        [ "${KEEP:-}" = 1 ] || rm -rf "$work"
+}
+trap cleanup EXIT
 version=$(cat VERSION)
 tree=$(git stash create 2>/dev/null)
 git archive --prefix="vhotplug-$version/" "${tree:-HEAD}" | tar -x -C "$work"
