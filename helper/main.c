@@ -226,7 +226,7 @@ static int run(int argc, char **argv) {
                 goto out;
         }
         struct xact_ctx ctx = {
-                .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
+                .cfg = cfg, .udev = udev, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
                 .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS,
         };
         r = event_handle(&ctx, &ev, &res);

@@ -150,6 +150,44 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         return 0;
 }
 
+/* USB authorization (usbAuthorization): writes what rule_usb_auth() decides for d at when. Returns
+ * 0, or -errno of a write that was needed and failed (its words in err). */
+static int authorize(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when, bool for_vm,
+                     char *err, size_t errlen) {
+        struct rule_auth_decision ad;
+        int r;
+
+        rule_usb_auth(ctx->cfg, d, when, for_vm, &ad);
+        if (ad.action == RULE_AUTH_KEEP)
+                return 0;
+        r = dev_usb_write_authorized(d->devpath, ad.action == RULE_AUTH_AUTHORIZE);
+        if (r < 0)
+                snprintf(err, errlen, "cannot %s the USB device (%s): %s",
+                         ad.action == RULE_AUTH_AUTHORIZE ? "authorize" : "deauthorize", ad.reason, strerror(-r));
+        return r;
+}
+
+/* authorize(), for a moment where a failure changes no outcome: it becomes res's notice. */
+static void auth_notice(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when,
+                        struct xact_result *res) {
+        char err[256];
+
+        if (authorize(ctx, d, when, true, err, sizeof(err)) < 0)
+                snprintf(res->notice, sizeof(res->notice), "%s", err);
+}
+
+/* After a detach: a USB device still on the host is taken back from it unless hostAllow keeps it
+ * there (USB authorization). */
+static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attachment *a, struct xact_result *res) {
+        _cleanup_dev_ struct dev *d = NULL;
+
+        if (!ctx->udev || !ctx->cfg->usb_auth.enabled || dev_kind_from_name(a->kind) != DEV_USB ||
+            dev_new_from_syspath(ctx->udev, a->devpath, &d) < 0 || d->kind != DEV_USB)
+                return;
+        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts, ctx->cfg->general.n_host_mounts);
+        auth_notice(ctx, d, RULE_AUTH_DETACHED, res);
+}
+
 /* Binds a PCI device (and, per the entry's policy, its IOMMU group) to vfio-pci. On success the
  * plan says what was bound; on failure nothing stays bound and the plan is empty. */
 static int pci_bind(const struct cfg_entry *e, const struct dev *d, struct vfio_plan *plan, char **ret_error) {
@@ -259,7 +297,11 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         if (r > 0)
                 return stale(res);
 
-        rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
+        rv = authorize(ctx, d, RULE_AUTH_BEFORE_ATTACH, true, res->error, sizeof(res->error));
+        if (rv < 0)
+                what = NULL; /* the host would not let the VM have it: res->error says why */
+        else
+                rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
         if (lock < 0) {
                 /* This host's trouble, not the VM's answer: an internal error. */
                 settle(res, XACT_FAILED, lock, "cannot lock VM", dec->vm->name, NULL);
@@ -278,10 +320,16 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
                 state = DB_PENDING;
                 rv = 0;
         } else {
-                settle(res, XACT_FAILED, rv, what, NULL, verr);
+                if (what)
+                        settle(res, XACT_FAILED, rv, what, NULL, verr);
+                else
+                        res->outcome = XACT_FAILED;
                 state = DB_FAILED;
                 rv = 0;
         }
+        /* A device that did not reach its VM is taken away from the host again. */
+        if (state != DB_ATTACHED)
+                auth_notice(ctx, d, RULE_AUTH_ATTACH_FAILED, res);
         r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
                              state == DB_ATTACHED ? NULL : res->error);
         if (r < 0) {
@@ -387,6 +435,7 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         } else if (rv == 0 || rv == -ENOENT || rv == -EHOSTDOWN) {
                 /* -ENOENT: the VM no longer has it; -EHOSTDOWN: the VM is gone, and the device with it */
                 give_back(a);
+                auth_after_detach(ctx, a, res);
                 rv = 0;
         } else {
                 /* The record stays open (detaching), with the error, for reconcile to finish:

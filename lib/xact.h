@@ -20,8 +20,12 @@
 #include "rule.h"
 #include "vmm.h"
 
+struct udev;
+
 struct xact_ctx {
         const struct cfg *cfg;
+        struct udev *udev;      /* to look at a device still present after its detach (USB
+                                 * authorization); NULL: not looked at */
         const char *db_path;    /* overrides cfg->general.database when set */
         const char *mountinfo;  /* NULL: /proc/self/mountinfo */
         bool dry_run;

@@ -11,7 +11,7 @@ layer() {
         util | errmsg | cleanup | cleanup-types | lock | log | json) echo 0 ;;
         schema | db | db-internal | db-file | db-stmt) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
-        config | rule | device | modalias) echo 2 ;;
+        config | rule | device | modalias | legacy) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
         event | reconcile) echo 5 ;;
