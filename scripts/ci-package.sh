@@ -49,6 +49,10 @@ cleanup() {
 }
 trap cleanup EXIT
 version=$(cat VERSION)
+# The checkout may belong to another user than the one CI runs as: safe.directory, in a throwaway
+# global configuration.
+printf '[safe]\n\tdirectory = *\n' >"$work/gitconfig"
+export GIT_CONFIG_GLOBAL=$work/gitconfig
 tree=$(git stash create 2>/dev/null)
 git archive --prefix="vhotplug-$version/" "${tree:-HEAD}" | tar -x -C "$work"
 src=$work/vhotplug-$version
