@@ -148,6 +148,7 @@ static const struct field general_fields[] = {
         GENERAL("lockDir", FT_PATH, lock_dir),
         { "qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1, .max = 600000 },
         { "attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100 },
+        { "eventTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, event_timeout_ms), .min = 100, .max = 3600000 },
         GENERAL("modulesDir", FT_PATH, modules_dir),
         /* Keys of the older daemon's deployments. */
         { "ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code), .note = NOTE_API " for autoOvmf entries" },
@@ -1502,6 +1503,7 @@ static int general_init(struct ctx *x) {
             !g->host_mounts)
                 return oom(x);
         g->qmp_timeout_ms = CFG_DEFAULT_QMP_TIMEOUT_MS;
+        g->event_timeout_ms = CFG_DEFAULT_EVENT_TIMEOUT_MS;
         g->attach_retries = CFG_DEFAULT_ATTACH_RETRIES;
         g->persistency = true;
         g->api.port = CFG_DEFAULT_API_PORT;

@@ -129,7 +129,7 @@ static bool is_udev_key(const char *key, size_t len) {
 static int add_environ(struct dev *d, char *const *envp) {
         for (size_t i = 0; envp && envp[i] && i < 4 * DEV_MAX_PROPS; i++) {
                 const char *eq = strchr(envp[i], '=');
-                /* systemd-run -E passes a variable udev lacked as an empty string: absent. */
+                /* An empty value (a property udev lacked, passed on as KEY=) counts as absent. */
                 if (!eq || !eq[1] || !is_udev_key(envp[i], (size_t)(eq - envp[i])))
                         continue;
                 int r = add_prop(d, envp[i], (size_t)(eq - envp[i]), eq + 1);

@@ -253,6 +253,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         int r, dlock;
 
         xact_result_init(res, d->kind);
+        /* The event's whole time budget: waits for locks, QEMU's replies and retries fit in it. */
+        ectx.deadline = now_ms() + ctx->cfg->general.event_timeout_ms;
         if (ctx->dry_run)
                 return handle_dry_run(ctx, ev, add, res);
         if (add) {
@@ -272,7 +274,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
                 res->action = XACT_DETACH;
         }
 
-        dlock = lock_take_device(ctx->cfg->general.lock_dir, d->devpath, LOCK_TIMEOUT_MS);
+        dlock = lock_take_device(ctx->cfg->general.lock_dir, d->devpath,
+                                 (int)MIN((int64_t)LOCK_TIMEOUT_MS, ms_left(ectx.deadline)));
         if (dlock < 0) {
                 res->outcome = XACT_FAILED;
                 return set_error(res, dlock, "cannot lock device", NULL), dlock;

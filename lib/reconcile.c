@@ -552,11 +552,14 @@ static void apply_remove(const struct recon_opts *o, struct recon_item *it) {
 /* One item under its device lock. A helper may have acted since the plan was made: the record is
  * read again under the lock. */
 static void apply_item(const struct recon_opts *o, struct db *db, struct present *p, struct recon_item *it) {
+        struct xact_ctx ctx = o->ctx;
         struct db_attachment row = { 0 };
         struct xact_result res;
         int r, dlock, found;
 
-        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, LOCK_TIMEOUT_MS);
+        /* Each item gets the time budget of one event. */
+        ctx.deadline = now_ms() + o->ctx.cfg->general.event_timeout_ms;
+        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, o->ctx.cfg->general.event_timeout_ms);
         if (dlock < 0) {
                 it->failed = true;
                 snprintf(it->error, sizeof(it->error), "cannot lock device: %s", strerror(-dlock));
@@ -576,7 +579,7 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
                                 r = xact_close(db, &row, "the VM no longer has it");
                         if (r >= 0) {
                                 dev_add_details(p->dev); /* names for the record */
-                                r = xact_attach(&o->ctx, db, p->dev, &p->dec, &res);
+                                r = xact_attach(&ctx, db, p->dev, &p->dec, &res);
                                 note_result(it, r, &res);
                         }
                         break;
@@ -595,7 +598,7 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
                                 it->done = true; /* closed meanwhile */
                                 break;
                         }
-                        r = xact_detach(&o->ctx, db, &row, it->why, &res);
+                        r = xact_detach(&ctx, db, &row, it->why, &res);
                         note_result(it, r, &res);
                         break;
                 default:

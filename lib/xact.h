@@ -32,6 +32,8 @@ struct xact_ctx {
         bool no_strict_perms;   /* accept a database not root's alone (--no-strict-perms) */
         const struct db_event_order *order; /* the udev event being handled, checked for staleness
                                              * in the intent's transaction; NULL for others */
+        int64_t deadline;       /* now_ms() by which the request must be done (general.eventTimeoutMs):
+                                 * lock waits, QMP replies and retries all fit in it; 0: no bound */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };

@@ -106,6 +106,12 @@ in
     systemd.packages = [ cfg.package ];
     systemd.tmpfiles.packages = [ cfg.package ];
 
+    # udev's events go to this socket (vhotplug-event); it starts vhotplug-helper.service.
+    systemd.sockets.vhotplug-helper.wantedBy = [ "sockets.target" ];
+    systemd.services.vhotplug-helper = {
+      restartTriggers = [ confText ];
+      serviceConfig.ExecStart = mkIf cfg.debug [ "" "${cfg.package}/sbin/vhotplug-helper --service${debugFlag}" ];
+    };
     systemd.timers.vhotplug-reconcile.wantedBy = [ "timers.target" ];
     systemd.services.vhotplug-reconcile = {
       wantedBy = optional cfg.attachConnected "multi-user.target";

@@ -13,7 +13,7 @@ stdenv.mkDerivation {
   };
 
   nativeBuildInputs = [ pkg-config ];
-  # systemd: libudev and libsystemd (journal logging), and systemd-run for the rule.
+  # systemd: libudev and libsystemd (journal logging).
   buildInputs = [ systemd sqlite cjson libusb1 pciutils kmod ];
 
   makeFlags = [
@@ -23,7 +23,6 @@ stdenv.mkDerivation {
     "SYSTEMDUNITDIR=${placeholder "out"}/lib/systemd/system"
     "SYSTEMDGENERATORDIR=${placeholder "out"}/lib/systemd/system-generators"
     "TMPFILESDIR=${placeholder "out"}/lib/tmpfiles.d"
-    "SYSTEMD_RUN=${systemd}/bin/systemd-run"
   ];
   # The state directory is created at run time (tmpfiles, StateDirectory=), not in the store.
   installFlags = [ "LOCALSTATEDIR=$(TMPDIR)/var" ];

@@ -70,5 +70,7 @@ vhp_check_output "vhotplug-helper -c FILE r: remove" '^remove$' complete_words v
 vhp_check_output "vhotplug-helper add /devices/: udev DEVPATHs (under /sys)" '(^| )/devices/[a-z]' \
         complete_words vhotplug-helper add /devices/
 vhp_check_output "vhotplug-helper add DEVPATH THIRD: nothing" '^$' complete_words vhotplug-helper add /devices/x ''
+vhp_check_output "vhotplug-helper --service: no ACTION" '^$' complete_words vhotplug-helper --service ''
+vhp_check_output "vhotplug-event --socket: files" "conf\.json" complete_words vhotplug-event --socket "$VHP_TMP/co"
 
 vhp_done

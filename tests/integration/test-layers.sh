@@ -14,8 +14,8 @@ layer() {
         config | rule | device | modalias | legacy) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
-        event | reconcile) echo 5 ;;
-        main) echo 6 ;;
+        event | reconcile | service) echo 5 ;;
+        main | event-client) echo 6 ;;
         *) echo "?" ;;
         esac
 }

@@ -69,7 +69,8 @@ vhp_check "the module writes the rendered configuration to /etc/vhotplug.conf" \
 vhp_check "the module installs the package's udev rule, units and tmpfiles" jq -e '
         .services.udev.packages == ["/nix/store/vhotplug"] and .systemd.packages == ["/nix/store/vhotplug"]
         and .systemd.tmpfiles.packages == ["/nix/store/vhotplug"]
-        and .systemd.timers."vhotplug-reconcile".wantedBy == ["timers.target"]' "$VHP_TMP/module.json"
+        and .systemd.timers."vhotplug-reconcile".wantedBy == ["timers.target"]
+        and .systemd.sockets."vhotplug-helper".wantedBy == ["sockets.target"]' "$VHP_TMP/module.json"
 vhp_check "attachConnected: reconcile at boot" \
         jq -e '.systemd.services."vhotplug-reconcile".wantedBy == ["multi-user.target"]' "$VHP_TMP/module.json"
 vhp_check "no debug: ExecStart left as shipped" \
@@ -77,6 +78,7 @@ vhp_check "no debug: ExecStart left as shipped" \
 module_eval true false >"$VHP_TMP/module-debug.json"
 vhp_check "debug: reconcile runs with --debug; no attachConnected: not at boot" jq -e '
         (.systemd.services."vhotplug-reconcile".serviceConfig.ExecStart | last | endswith("vhotplug-reconcile --debug"))
+        and (.systemd.services."vhotplug-helper".serviceConfig.ExecStart | last | endswith("vhotplug-helper --service --debug"))
         and .systemd.services."vhotplug-reconcile".wantedBy == []' "$VHP_TMP/module-debug.json"
 
 # 4. The package: its version is VERSION; it installs with make install.
