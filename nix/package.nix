@@ -21,7 +21,7 @@ stdenv.mkDerivation {
     "SYSCONFDIR=/etc"
     "UDEVDIR=${placeholder "out"}/lib/udev"
     "SYSTEMDUNITDIR=${placeholder "out"}/lib/systemd/system"
-    "SYSTEMDGENERATORDIR=${placeholder "out"}/lib/systemd/system-generators"
+    "GENERATORDIR=${placeholder "out"}/lib/systemd/system-generators"
     "TMPFILESDIR=${placeholder "out"}/lib/tmpfiles.d"
   ];
   # The state directory is created at run time (tmpfiles, StateDirectory=), not in the store.

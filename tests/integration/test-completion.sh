@@ -22,7 +22,8 @@ complete_words() {
 
 progs=()
 for p in "$VHP_BUILD"/vhotplug-* "$VHP_BUILD"/vhotplugctl; do
-        [ -x "$p" ] && [ -f "$p" ] && progs+=("$(basename "$p")")
+        # A systemd generator is run by systemd, not typed: no completion.
+        [ -x "$p" ] && [ -f "$p" ] && [[ $p != *-generator ]] && progs+=("$(basename "$p")")
 done
 [ ${#progs[@]} -ge 2 ] || vhp_fail "the programs are built (make all)" "found: ${progs[*]}"
 
