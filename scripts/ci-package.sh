@@ -99,8 +99,13 @@ check "the example has every entry disabled (no enabled entry claims a device)" 
 [ "$had_conf" = 0 ] && check "no /etc/vhotplug.conf was written" test ! -e /etc/vhotplug.conf
 check "the udev rule is installed" test -s /lib/udev/rules.d/90-vhotplug.rules
 check "tmpfiles ran: /run/vhotplug exists, mode 0700" bash -c "[ \"\$(stat -c %a /run/vhotplug)\" = 700 ]"
-check "the man pages are installed" bash -c "man -w vhotplug-helper && man -w 8 vhotplug-reconcile && man -w 5 vhotplug.conf"
-check "bash completion is installed for vhotplug-helper" test -s /usr/share/bash-completion/completions/vhotplug-helper
+check "the overview and file man pages are installed" bash -c "man -w 7 vhotplug && man -w 5 vhotplug.conf && man -w 5 vhotplug-db"
+progs=$(dpkg -L vhotplug | grep -E '^/usr/s?bin/[^/]+$')
+[ -n "$progs" ] || not_ok "the package installs programs in /usr/sbin or /usr/bin"
+for p in $progs; do
+        check "$(basename "$p"): a man page and a bash completion" bash -c \
+                "man -w '$(basename "$p")' && test -s '/usr/share/bash-completion/completions/$(basename "$p")'"
+done
 check "the reconcile timer is enabled" bash -c "systemctl is-enabled vhotplug-reconcile.timer | grep -qx enabled"
 units=$(dpkg -L vhotplug | grep -E '^/(usr/)?lib/systemd/system/[^/]+\.(service|socket|timer)$' | grep -v '@\.service$')
 tmpl=$(dpkg -L vhotplug | grep -E '^/(usr/)?lib/systemd/system/[^/]+@\.service$')
