@@ -378,17 +378,28 @@ static int bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
         return rc;
 }
 
+/* Prepares q, a statement about one device, and binds ?1 to its devpath, ?2 to text and ?3.. to
+ * its identity (bind_device). */
+static int prepare_for_device(struct db *db, enum query q, const char *text, const struct db_device *d,
+                              sqlite3_stmt **ret) {
+        int r = db_prepare(db, queries[q], ret);
+
+        if (r < 0)
+                return r;
+        if (db_bind_text(*ret, 1, d->devpath) != SQLITE_OK || db_bind_text(*ret, 2, text) != SQLITE_OK ||
+            bind_device(*ret, 3, d) != SQLITE_OK)
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
+        return 0;
+}
+
 static int attachment_insert(struct db *db, const struct db_device *d, const struct db_rule_ref *rule,
                              const char *vm, const char *vmm_id, enum db_state state, int64_t *ret_id) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = db_prepare(db, queries[Q_ATTACHMENT_INSERT], &s);
+        r = prepare_for_device(db, Q_ATTACHMENT_INSERT, d->key, d, &s);
         if (r < 0)
                 return r;
-        rc |= db_bind_text(s, 1, d->devpath);
-        rc |= db_bind_text(s, 2, d->key);
-        rc |= bind_device(s, 3, d);
         rc |= db_bind_text(s, 14, vm);
         rc |= db_bind_text(s, 15, vmm_id);
         rc |= db_bind_text(s, 16, db_state_name(state));
@@ -462,31 +473,27 @@ static int attachment_update(struct db *db, enum query q, int64_t id, enum db_st
         return history_add(db, id, action, outcome, detail, error);
 }
 
-int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail) {
-        int r;
+/* Records an attach outcome in one transaction (detail: a note that is no error). */
+static int attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
+                         const char *error, const char *detail) {
+        int r = db_tx_begin(db);
 
-        if (!db)
-                return -EINVAL;
-        r = db_tx_begin(db);
         if (r < 0)
                 return r;
-        r = attachment_update(db, Q_ATTACH_FINISH, id, DB_ATTACHED, crosvm_port, bus, NULL, "attach",
-                              db_state_name(DB_ATTACHED), detail);
+        r = attachment_update(db, Q_ATTACH_FINISH, id, state, crosvm_port, bus, error, "attach",
+                              db_state_name(state), detail);
         return db_tx_end(db, r);
+}
+
+int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail) {
+        return db ? attach_finish(db, id, DB_ATTACHED, crosvm_port, bus, NULL, detail) : -EINVAL;
 }
 
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
                      const char *error) {
-        int r;
-
         if (!db || (state != DB_ATTACHED && state != DB_PENDING && state != DB_FAILED))
                 return -EINVAL;
-        r = db_tx_begin(db);
-        if (r < 0)
-                return r;
-        r = attachment_update(db, Q_ATTACH_FINISH, id, state, crosvm_port, bus, error, "attach",
-                              db_state_name(state), NULL);
-        return db_tx_end(db, r);
+        return attach_finish(db, id, state, crosvm_port, bus, error, NULL);
 }
 
 int db_detach_begin(struct db *db, const struct db_event_order *order, int64_t id, const char *why) {
@@ -520,16 +527,11 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 
 static int ignored_upsert(struct db *db, const struct db_device *d, const char *reason, int64_t *ret_count) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int rc = SQLITE_OK, r;
+        int rc, r;
 
-        r = db_prepare(db, queries[Q_IGNORED_UPSERT], &s);
+        r = prepare_for_device(db, Q_IGNORED_UPSERT, reason, d, &s);
         if (r < 0)
                 return r;
-        rc |= db_bind_text(s, 1, d->devpath);
-        rc |= db_bind_text(s, 2, reason);
-        rc |= bind_device(s, 3, d);
-        if (rc != SQLITE_OK)
-                return db_errno(db->sql, sqlite3_errcode(db->sql));
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
                 return db_errno(db->sql, rc == SQLITE_DONE ? SQLITE_MISUSE : rc);
