@@ -12,13 +12,14 @@
 #include <systemd/sd-journal.h>
 #include <unistd.h>
 
-#define LOG_MAX_FIELDS 16
+#define LOG_MAX_FIELDS 17
 /* Where sd_journal_send() writes (fixed in libsystemd), which ignores a missing socket. */
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 static enum log_target target = LOG_TARGET_STDERR;
 static int max_level = LOG_INFO;
 static const char *log_ident = "vhotplug";
+static int object_pid;
 
 /* $JOURNAL_STREAM is "DEV:INODE" of the stream systemd connected: only when stderr is still that
  * stream (not redirected by a script in between) is stderr the journal. */
@@ -51,6 +52,10 @@ void log_setup(const char *ident, bool debug, bool to_stderr) {
                 openlog(ident, LOG_PID, LOG_DAEMON);
 }
 
+void log_set_object_pid(int pid) {
+        object_pid = pid > 0 ? pid : 0;
+}
+
 enum log_target log_target(void) {
         return target;
 }
@@ -70,7 +75,7 @@ static void add_field(struct iovec *iov, size_t *n, char *buf, size_t len, const
 static bool journal_send(int level, int err, const char *msgid, const struct log_field *fields, const char *safe) {
         char bufs[LOG_MAX_FIELDS][LOG_FIELD_MAX + 64];
         struct iovec iov[LOG_MAX_FIELDS];
-        char prio[2] = { (char) ('0' + (level & 7)), 0 }, errno_s[16] = "";
+        char prio[2] = { (char) ('0' + (level & 7)), 0 }, errno_s[16] = "", opid[16] = "";
         size_t n = 0, b = 0;
 
         if (err > 0)
@@ -80,6 +85,9 @@ static bool journal_send(int level, int err, const char *msgid, const struct log
         add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "SYSLOG_IDENTIFIER", log_ident);
         add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "MESSAGE_ID", msgid);
         add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "ERRNO", errno_s);
+        if (object_pid > 0 && object_pid != getpid())
+                snprintf(opid, sizeof(opid), "%d", object_pid);
+        add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "OBJECT_PID", opid);
         for (const struct log_field *f = fields; f && f->name && b < LOG_MAX_FIELDS; f++)
                 add_field(iov, &n, bufs[b++], sizeof(bufs[0]), f->name, f->value);
         return sd_journal_sendv(iov, (int) n) >= 0;

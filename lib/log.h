@@ -26,6 +26,12 @@ enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL, LOG_TARGET_SYSLOG };
 /* Chooses the sink (see above). debug: also LOG_DEBUG records. */
 void log_setup(const char *ident, bool debug, bool to_stderr);
 
+/* Records of this process and of the children it forks name pid (the service's main process) as
+ * OBJECT_PID: journald resolves a sender's unit from /proc when the record arrives, and a child
+ * that exits right after logging would leave its record without _SYSTEMD_UNIT (journalctl -u would
+ * miss it); OBJECT_PID gives it OBJECT_SYSTEMD_UNIT, which journalctl -u also matches. 0: none. */
+void log_set_object_pid(int pid);
+
 /* The sink log_setup() chose. */
 enum log_target log_target(void);
 

@@ -93,7 +93,9 @@ one_record attach
 expect attach PRIORITY=6 MESSAGE_ID=e60188ef211a4909ba07d2d17dba5b75 SYSLOG_IDENTIFIER=vhotplug-helper \
         DEVPATH=$U/1-1 SEQNUM=101 VHOTPLUG_ACTION=attach VHOTPLUG_VM=net-vm VHOTPLUG_KIND=usb \
         'VHOTPLUG_RULE=usbPassthrough[0].allow[0]' VHOTPLUG_OUTCOME=done VHOTPLUG_EVENT=add
-vhp_check_output "attach: MESSAGE names the VM and the outcome" 'net-vm: attached' field attach MESSAGE
+vhp_check_lacks "attach (one helper per event): no OBJECT_PID" '^OBJECT_PID=' cat "$VHP_TMP/attach.journal"
+vhp_check_output "attach: MESSAGE is the summary line (VM, id, outcome, reason)" \
+        '^usb 1-1 1209:0001: attach -> net-vm as port 1 \[done\] \(allowed by ' field attach MESSAGE
 
 # 2. Detach, under $JOURNAL_STREAM naming the helper's stderr (dev:ino of the file it writes).
 : >"$VHP_TMP/detach.err"
@@ -122,8 +124,8 @@ expect refused PRIORITY=3 MESSAGE_ID=72bd8d8c001640b48b1c5f6b6fea3b37 DEVPATH=$U
         VHOTPLUG_OUTCOME=failed
 vhp_check_output "refused: VHOTPLUG_ERROR says why" 'no_available_port|no available port' field refused VHOTPLUG_ERROR
 
-# 4. Ignore: no rule claims 1-3; a debug record (with --debug, among other debug records), none
-# without.
+# 4. Ignore: no rule claims 1-3; an info record (with --debug, among debug records), and the same
+# one without.
 event ignore add $U/1-3 105 INVOCATION_ID=1 -- --debug
 if [ "$(event_records ignore)" = 1 ] && [ ! -s "$VHP_TMP/ignore.out" ] && [ ! -s "$VHP_TMP/ignore.err" ]; then
         vhp_ok "ignore: one event record, nothing on stdout or stderr"
@@ -131,15 +133,12 @@ else
         vhp_fail "ignore: one event record, nothing on stdout or stderr" "$(cat "$VHP_TMP"/ignore.*)"
 fi
 awk 'BEGIN { RS = ""; ORS = "\n\n" } /(^|\n)VHOTPLUG_ACTION=/' "$VHP_TMP/ignore.journal" >"$VHP_TMP/ignore1.journal"
-expect ignore1 PRIORITY=7 MESSAGE_ID=1a6a14166c194981815e38040eae920d DEVPATH=$U/1-3 SEQNUM=105 \
+expect ignore1 PRIORITY=6 MESSAGE_ID=1a6a14166c194981815e38040eae920d DEVPATH=$U/1-3 SEQNUM=105 \
         VHOTPLUG_ACTION=ignore VHOTPLUG_KIND=usb
 vhp_check_lacks "ignore: no VM and no rule fields" '^VHOTPLUG_(VM|RULE)=' cat "$VHP_TMP/ignore1.journal"
 event quiet add $U/1-3 106 INVOCATION_ID=1
-if [ "$(records quiet)" = 0 ] && [ ! -s "$VHP_TMP/quiet.out" ] && [ ! -s "$VHP_TMP/quiet.err" ]; then
-        vhp_ok "ignore without --debug: no record, no output"
-else
-        vhp_fail "ignore without --debug: no record, no output" "$(cat "$VHP_TMP"/quiet.*)"
-fi
+one_record quiet
+expect quiet PRIORITY=6 MESSAGE_ID=1a6a14166c194981815e38040eae920d SEQNUM=106
 
 # 5. Untrusted words: a crosvm that lies, its error with a newline, a forged log line and an escape
 # sequence, for the hostile device (quotes, a tab and a backslash in its strings). MESSAGE is one
@@ -184,16 +183,20 @@ if [ -x "$VHP_BUILD/vhotplug-event" ]; then
         one_record service
         expect service PRIORITY=6 MESSAGE_ID=e60188ef211a4909ba07d2d17dba5b75 DEVPATH=$U/1-2 SEQNUM=110 \
                 VHOTPLUG_ACTION=attach VHOTPLUG_VM=net-vm VHOTPLUG_OUTCOME=done
+        # The child exits at once: OBJECT_PID names the service, so journalctl -u finds the record
+        # even when journald sees the child gone (check-system shows it with a real journald).
+        vhp_check_output "service: the record names the service process (OBJECT_PID)" '^OBJECT_PID=[0-9]+$' \
+                cat "$VHP_TMP/service.journal"
 else
         vhp_fail "vhotplug-event is built (make all)"
 fi
 
 # 7. The stdout summary: only for a reader (--json, a dry run, a terminal), besides the record.
 event json add $U/1-3 108 INVOCATION_ID=1 -- --json
-if [ "$(records json)" = 0 ] && jq -e '.action == "ignore"' "$VHP_TMP/json.out" >/dev/null; then
-        vhp_ok "--json: the summary on stdout"
+if [ "$(records json)" = 1 ] && jq -e '.action == "ignore"' "$VHP_TMP/json.out" >/dev/null; then
+        vhp_ok "--json: the JSON summary on stdout, the record in the journal"
 else
-        vhp_fail "--json: the summary on stdout" "$(cat "$VHP_TMP"/json.*)"
+        vhp_fail "--json: the JSON summary on stdout, the record in the journal" "$(cat "$VHP_TMP"/json.*)"
 fi
 if command -v script >/dev/null; then
         script -qec "env INVOCATION_ID=1 '$helper' -c '$conf' --no-strict-perms add $U/1-3" /dev/null \

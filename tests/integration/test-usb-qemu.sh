@@ -71,7 +71,7 @@ vhp_check_output "hostbus is 1" '^1$' "$qmp" "$VHP_TMP/gui.sock" qom-get '{"path
 vhp_check_output "hostaddr is 2" '^2$' "$qmp" "$VHP_TMP/gui.sock" qom-get '{"path":"/machine/peripheral/vhp-usb-001-002","property":"hostaddr"}'
 vhp_check_output "current_attachments has the row" '^gui-vm\|vhp-usb-001-002\|1209\|0001\|SN0001$' \
         sql "SELECT vm, vmm_id, vendor_id, product_id, serial FROM current_attachments WHERE devpath='$U/usb1/1-1'"
-grep -q 'usb 1-1 1209:0001 -> gui-vm: attached as vhp-usb-001-002' "$VHP_TMP/out.err" &&
+grep -qF 'usb 1-1 1209:0001: attach -> gui-vm as vhp-usb-001-002 [done]' "$VHP_TMP/out.err" &&
         vhp_ok "log line names device and VM" || vhp_fail "log line" "$(cat "$VHP_TMP/out.err")"
 
 # 2. Replayed add (udevadm trigger): nothing sent, nothing new in history.
