@@ -20,7 +20,8 @@
 #define HISTORY_COLUMNS \
         "id, time, action, outcome, kind, vendor_id, product_id, busnum, devnum, crosvm_port, " \
         "rule_entry, rule_allow, vm, devpath, vendor_name, product_name, serial, port_path, " \
-        "pci_address, devnode, vmm_id, rule_section, rule_description, detail, error, requested_by"
+        "pci_address, devnode, vmm_id, rule_section, rule_description, detail, error, requested_by, " \
+        "(SELECT a.attached_at IS NOT NULL FROM attachments a WHERE a.id = history.attachment_id)"
 
 #define PROMPT_COLUMNS \
         "devpath, device_key, allowed_vms, kind, vendor_id, product_id, vendor_name, product_name, " \
@@ -394,6 +395,7 @@ static int history_row(sqlite3_stmt *s, void *p) {
                 .detail = db_column_strdup(s, 23, &oom),
                 .error = db_column_strdup(s, 24, &oom),
                 .requested_by = db_column_strdup(s, 25, &oom),
+                .was_attached = sqlite3_column_int(s, 26) != 0,
         };
 
         str_copy(h.time, sizeof(h.time), (const char *)sqlite3_column_text(s, 1));

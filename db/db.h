@@ -258,6 +258,7 @@ struct db_history {
         int busnum, devnum;          /* 0: unknown */
         int crosvm_port;             /* -1: none */
         int rule_entry, rule_allow;  /* -1: none */
+        bool was_attached;           /* its attachment reached the VM at some point */
         char *vm, *devpath, *vendor_name, *product_name, *serial, *port_path, *pci_address, *devnode,
                 *vmm_id, *rule_section, *rule_description, *detail, *error, *requested_by;
 };

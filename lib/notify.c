@@ -191,7 +191,8 @@ static const struct cfg_entry *entry_of(struct notify *n, const struct db_histor
 static int emit_row(struct notify *n, const struct db_history *h, notify_emit_fn fn, void *userdata) {
         enum dev_kind kind = dev_kind_from_name(h->kind);
         bool attached = strcmp(h->action, "attach") == 0 && strcmp(h->outcome, "attached") == 0;
-        bool detached = strcmp(h->action, "detach") == 0 && strcmp(h->outcome, "detached") == 0;
+        /* (a detach that closes an attach which never reached the VM, a pending one, is no news) */
+        bool detached = strcmp(h->action, "detach") == 0 && strcmp(h->outcome, "detached") == 0 && h->was_attached;
         bool waiting = strcmp(h->action, "prompt") == 0 && strcmp(h->outcome, "waiting") == 0;
         _cleanup_dev_ struct dev *d = NULL;
 

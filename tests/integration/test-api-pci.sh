@@ -38,6 +38,9 @@ keys='["address","driver","vendor_id","device_id","vid","did","vendor_name","dev
 [ "$(req '{"action":"pci_list","tag":"net"}' | jq -r '[.pci_devices[].address] | join(" ")')" = "0000:00:14.3" ] &&
         vhp_ok "pci_list by tag" || vhp_fail "pci_list tag"
 
+"$wire" -t 600000 "unix:$S" 'send:{"action":"enable_notifications"}\n' 'until:NEVER' >"$VHP_TMP/listen.out" 2>&1 &
+vhp_on_exit "kill $! 2>/dev/null"
+for _ in $(seq 200); do grep -q result "$VHP_TMP/listen.out" && break; sleep 0.05; done
 out=$(req '{"action":"pci_attach","address":"00:14.3","vm":null}')
 [ "$(jq -r '.result + " " + .results[0].outcome + " " + .results[0].address' <<<"$out")" = "ok pending 0000:00:14.3" ] &&
         vhp_ok "pci_attach by address (no domain): its VM is down, recorded pending" || vhp_fail "pci_attach" "$out"
@@ -46,6 +49,17 @@ vhp_check_output "the pending record, requested by the API" '^pending\|net-vm\|a
 out=$(req '{"action":"pci_detach","vid":"8086","did":"a0f0"}')
 [ "$(jq -r '.result + " " + .results[0].outcome' <<<"$out")" = "ok done" ] && vhp_ok "pci_detach by vid+did (any case)" ||
         vhp_fail "pci_detach" "$out"
+# A pending attach never reached its VM: neither it nor closing it is an event. The record made
+# to look attached is: the listener then gets pci_detached.
+out=$(req '{"action":"pci_attach","address":"00:14.3"}')
+sqlite3 "$db" "UPDATE attachments SET state = 'attached', attached_at = created_at WHERE state = 'pending'"
+out=$(req '{"action":"pci_detach","address":"00:14.3"}')
+for _ in $(seq 200); do grep -q pci_detached "$VHP_TMP/listen.out" && break; sleep 0.05; done
+[ "$(grep -c '"event"' "$VHP_TMP/listen.out")" = 1 ] &&
+        [ "$(grep pci_detached "$VHP_TMP/listen.out" | jq -r '.pci_device.address + " " + .pci_device.vid + ":" + .pci_device.did + " " + .vm')" = \
+        "0000:00:14.3 8086:A0F0 net-vm" ] &&
+        vhp_ok "listener: pci_detached with the device and VM, nothing for a pending attach" ||
+        vhp_fail "pci events" "$(cat "$VHP_TMP/listen.out")"
 vhp_check_output "record closed, kept detached" '^0\|1$' \
         sql "SELECT (SELECT count(*) FROM current_attachments), keep_detached FROM user_choices WHERE device_key='pci:0000:00:14.3'"
 [ "$(req '{"action":"pci_list","disconnected":true}' | jq -r '[.pci_devices[] | .address + ":" + .state] | join(" ")')" = \
