@@ -132,6 +132,7 @@ static void log_result(const struct event *ev, const struct xact_result *res) {
         case XACT_STALE:
         case XACT_ALREADY:
         case XACT_KEPT_DETACHED:
+        case XACT_SUSPENDED:
                 log_info("%s: %s%s%s", what, xact_outcome_name(res->outcome), res->vm[0] ? " in " : "", res->vm);
                 break;
         default:

@@ -93,15 +93,6 @@ void event_clear(struct event *ev) {
         ev->dev = NULL;
 }
 
-static void read_boot_id(char *buf, size_t len) {
-        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-        ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
-        if (n <= 0)
-                n = 0;
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
-}
-
 
 static void set_error(struct xact_result *res, int r, const char *what, const char *detail) {
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail ? detail : strerror(-r));
@@ -151,8 +142,8 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
                 return r < 0 ? r : 0;
         }
         str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
-        if (res->decision.keep_detached) {
-                res->outcome = XACT_KEPT_DETACHED;
+        if (res->decision.keep_detached || res->decision.suspended) {
+                res->outcome = res->decision.keep_detached ? XACT_KEPT_DETACHED : XACT_SUSPENDED;
                 r = xact_check_order(ctx, db, res);
                 return r < 0 ? r : 0;
         }
@@ -211,7 +202,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         struct dev *d = ev->dev;
         bool add = is_add_like(ev->action);
         struct db *db = NULL;
-        char boot_id[64];
+        char boot_id[BOOT_ID_MAX];
         struct db_event_order order = { .devpath = d->devpath, .seqnum = ev->seqnum, .boot_id = boot_id };
         struct xact_ctx ectx = *ctx;
         int r, dlock;
@@ -243,7 +234,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         }
         r = xact_open_db(ctx, false, &db, res);
         if (r >= 0) {
-                read_boot_id(boot_id, sizeof(boot_id));
+                boot_id_read(boot_id, sizeof(boot_id));
                 ectx.order = &order;
                 r = add ? handle_add(&ectx, db, d, res) : handle_remove(&ectx, db, d, res);
         }

@@ -19,6 +19,7 @@ struct rule_decision {
         const char *rule_description;  /* the allow rule's, else the entry's; may be NULL */
         const struct cfg_vm *vm;       /* target VM when attaching */
         bool keep_detached;            /* claimed, but the user asked to keep it on the host */
+        bool suspended;                /* claimed, but a suspend took it out: only resume puts it back */
         char reason[256];
 };
 

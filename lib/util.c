@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,4 +207,14 @@ char *utf8_fix(const char *s) {
         }
         out[o] = '\0';
         return out;
+}
+
+void boot_id_read(char *buf, size_t len) {
+        _cleanup_close_ int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+
+        if (n <= 0)
+                n = 0;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
 }

@@ -64,6 +64,11 @@ char *str_escape(const char *in, char *out, size_t len);
  * U+FFFD, or NULL when out of memory. */
 char *utf8_fix(const char *s);
 
+#define BOOT_ID_MAX 64          /* buffer for boot_id_read() */
+
+/* Reads the kernel's boot id (a UUID that changes with every boot) into buf; "" when unreadable. */
+void boot_id_read(char *buf, size_t len);
+
 /* Normalizes a PCI address ("00:14.3" or "0000:00:14.3", any case) into "dddd:bb:dd.f".
  * Returns 0 or -EINVAL. */
 int pci_address_normalize(const char *in, char out[static PCI_ADDRESS_LEN]);

@@ -31,6 +31,7 @@ const char *xact_action_name(enum xact_action a) {
 const char *xact_outcome_name(enum xact_outcome o) {
         static const char *const names[] = {
                 "decided", "done", "already", "pending", "stale", "kept-detached", "failed", "skipped",
+                "suspended",
         };
         return names[o];
 }
@@ -136,12 +137,19 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         if (dec->action != RULE_ATTACH)
                 return 0;
         if (db) {
+                char boot_id[BOOT_ID_MAX];
+
                 dev_key(d, key, sizeof(key));
                 r = db_user_choice_get(db, key, &vm, &keep);
                 if (r < 0)
                         return r;
                 (void)rule_choose_vm(dec, vm);
                 dec->keep_detached = keep;
+                boot_id_read(boot_id, sizeof(boot_id));
+                r = db_suspended_check(db, d->devpath, boot_id);
+                if (r < 0)
+                        return r;
+                dec->suspended = r > 0;
         }
         /* Only a USB device about to be passed is worth the (costlier) look at the mount table. */
         if (d->kind == DEV_USB && dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
@@ -150,14 +158,12 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         return 0;
 }
 
-/* Binds a PCI device (and, per the entry's policy, its IOMMU group) to vfio-pci. On success the
- * plan says what was bound; on failure nothing stays bound and the plan is empty. */
-static int pci_bind(const struct cfg_entry *e, const struct dev *d, struct vfio_plan *plan, char **ret_error) {
+int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,
                 .skip_if_shared = e && e->iommu_skip_if_shared,
         };
-        int r = vfio_prepare(NULL, d->pci_address, &policy, plan, ret_error);
+        int r = vfio_prepare(NULL, pci_address, &policy, plan, ret_error);
         if (r < 0)
                 return r;
         r = vfio_apply(NULL, plan, VFIO_BIND_TIMEOUT_MS, ret_error);
@@ -189,8 +195,8 @@ static int attach_once(const struct xact_ctx *ctx, const struct dev *d, const st
         free(*ret_error);
         *ret_error = NULL;
         r = vmm_connect(vm, &o, &conn, ret_error);
-        if (r >= 0 && d->kind == DEV_PCI && vm->type == VMM_QEMU) {
-                r = pci_bind(dec->entry, d, &plan, ret_error);
+        if (r >= 0 && d->kind == DEV_PCI) {
+                r = xact_vfio_bind(dec->entry, d->pci_address, &plan, ret_error);
                 if (r < 0)
                         *ret_what = "cannot hand the device to vfio-pci";
         }
@@ -203,14 +209,18 @@ static int attach_once(const struct xact_ctx *ctx, const struct dev *d, const st
         return r;
 }
 
-/* Attempts until QEMU sees the device, the retries are used up, or another answer comes; the VM
- * lock is held for each attempt only. Returns the last attempt's result; *ret_lock is the error
- * of a VM lock that could not be had (then no attempt was made), else 0. */
+/* Attempts until the VMM takes the device, the retries are used up, or another answer comes; the VM
+ * lock is held for each attempt only. -EAGAIN is QEMU not seeing a fresh USB device yet (udev's
+ * work, milliseconds: attachRetries attempts) or a crosvm guest that has not set up its USB
+ * controller (a VM started a moment ago: tried for XACT_CROSVM_BOOT_WAIT_MS as well, far within
+ * the helper's time limit). Returns the last attempt's result; *ret_lock is the error of a VM
+ * lock that could not be had (then no attempt was made), else 0. */
 static int attach_with_retries(const struct xact_ctx *ctx, const struct dev *d, const struct rule_decision *dec,
                                const char *id, struct vmm_attachment *at, int *ret_lock, const char **ret_what,
                                char **ret_error) {
         int retries = ctx->cfg->general.attach_retries > 0 ? ctx->cfg->general.attach_retries : 0;
         int64_t delay = RETRY_START_MS;
+        int64_t boot_deadline = now_ms() + (dec->vm->type == VMM_CROSVM ? XACT_CROSVM_BOOT_WAIT_MS : 0);
         int r, lock;
 
         for (int attempt = 0;; attempt++) {
@@ -221,7 +231,7 @@ static int attach_with_retries(const struct xact_ctx *ctx, const struct dev *d, 
                 }
                 r = attach_once(ctx, d, dec, id, at, ret_what, ret_error);
                 lock_release(lock);
-                if (r != -EAGAIN || attempt >= retries)
+                if (r != -EAGAIN || (attempt >= retries && ms_left(boot_deadline) == 0))
                         return r;
                 sleep_ms(backoff_next(&delay, RETRY_MAX_MS));
         }
@@ -242,14 +252,12 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         res->action = XACT_ATTACH;
         res->decision = *dec;
         str_copy(res->vm, sizeof(res->vm), dec->vm->name);
-        r = vmm_device_id(d, res->vmm_id, sizeof(res->vmm_id));
-        if (r < 0 && dec->vm->type == VMM_QEMU) {
+        r = vmm_attachment_id(dec->vm, d, res->vmm_id, sizeof(res->vmm_id));
+        if (r < 0) {
                 settle(res, XACT_FAILED, r, "cannot name the device for the VM", NULL,
                        "device lacks bus/address or path");
                 return 0;
         }
-        if (dec->vm->type != VMM_QEMU)
-                res->vmm_id[0] = '\0';
         xact_record_of(d, key, &rec);
         r = db_attach_begin(db, ctx->order, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
         if (r < 0) {
