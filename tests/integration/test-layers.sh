@@ -14,7 +14,7 @@ layer() {
         config | rule | device | modalias) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
-        event | reconcile) echo 5 ;;
+        event | reconcile | coldplug | power) echo 5 ;;
         main) echo 6 ;;
         *) echo "?" ;;
         esac
