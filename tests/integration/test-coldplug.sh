@@ -68,7 +68,7 @@ conf ch cloud-hypervisor cloud-hypervisor
 env -u LD_PRELOAD "$VHP_TOOLS/vhp-fake-vfio" "$UMOCKDEV_DIR" "$klog" >"$VHP_TMP/kernel.out" 2>&1 &
 kpid=$!
 vhp_on_exit "kill $kpid 2>/dev/null; wait $kpid 2>/dev/null"
-for _ in $(seq 100); do grep -q '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
+for _ in $(seq 100); do grep -qs '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
 grep -q '^ready$' "$VHP_TMP/kernel.out" || { vhp_fail "kernel stand-in ready" "$(cat "$VHP_TMP/kernel.out")"; vhp_done; }
 : >>"$klog"
 
@@ -227,6 +227,43 @@ mapfile -t audio_args <<<"$out"
 start_vm audio "$VHP_TMP/audio-real.sock" qemu-system-x86_64 "${audio_args[@]}" && alive "$VHP_TMP/audio-real.sock" &&
         vhp_ok "real QEMU: runs with the ACPI table argument" || vhp_fail "real QEMU with -acpitable" "$(cat "$VHP_TMP/audio.log")"
 kill "$audio_pid" 2>/dev/null
+
+# ---- 4b. pci suspend / resume of cold-plugged devices (stand-in QEMUs for both VMs) ----
+mapfile -t net_args < <("$ops" "$VHP_TMP/qemu.conf" vmm-args net-vm 2>/dev/null)
+start_vm netq "$VHP_TMP/net.sock" "$fakeq" "${net_args[@]}" || vhp_fail "stand-in QEMU for net-vm" "$(cat "$VHP_TMP/netq.log")"
+: >"$VHP_FAKE_QEMU_LOG"
+klog_mark=$(wc -c <"$klog")
+"$ops" "$VHP_TMP/qemu.conf" suspend pci >"$VHP_TMP/susp.out" 2>&1
+expect_eq "pci suspend: exit 0" 0 "$?"
+ksync
+expect_eq "pci suspend: the GPU stays (skipOnSuspend), its audio function with it, the NIC goes" \
+        "ignore skipped gui-vm $GPU id= port=-1 note=kept: skipOnSuspend (pciPassthrough[0])
+ignore skipped gui-vm $AUDIO id= port=-1 note=kept: skipOnSuspend (pciPassthrough[0])
+detach done net-vm $WIFI id=vhp-pci-0000-00-14.3 port=-1" "$(cat "$VHP_TMP/susp.out")"
+changes() { jq -c 'select(.execute | startswith("device_")) | [.execute, .arguments]' "$VHP_FAKE_QEMU_LOG"; }
+expect_eq "pci suspend: the NIC deleted from its VM, nothing else" '["device_del",{"id":"vhp-pci-0000-00-14.3"}]' \
+        "$(changes)"
+expect_eq "pci suspend: the NIC given back to its host driver" "$(by_file <<<"sys/bus/pci/devices/0000:00:14.3/driver_override=
+sys/bus/pci/drivers/vfio-pci/unbind=0000:00:14.3
+sys/bus/pci/drivers_probe=0000:00:14.3")" "$(writes | by_file)"
+expect_eq "pci suspend: iwlwifi has it" iwlwifi "$(driver 0000:00:14.3)"
+expect_eq "pci suspend: recorded suspended" "$WIFI|pci|net-vm" "$(sql "SELECT devpath, kind, vm FROM suspended")"
+: >"$VHP_FAKE_QEMU_LOG"
+klog_mark=$(wc -c <"$klog")
+"$ops" "$VHP_TMP/qemu.conf" resume pci net-vm >"$VHP_TMP/res.out" 2>&1
+expect_eq "pci resume: exit 0, the NIC back under its id" "0 attach done net-vm $WIFI id=vhp-pci-0000-00-14.3 port=-1" \
+        "$? $(cat "$VHP_TMP/res.out")"
+ksync
+expect_eq "pci resume: bound to vfio-pci again" "$(by_file <<<"sys/bus/pci/devices/0000:00:14.3/driver_override=vfio-pci
+sys/bus/pci/drivers/iwlwifi/unbind=0000:00:14.3
+sys/bus/pci/drivers_probe=0000:00:14.3")" "$(writes | by_file)"
+expect_eq "pci resume: hot-plugged into the first free root port" \
+        '["device_add",{"driver":"vfio-pci","host":"0000:00:14.3","id":"vhp-pci-0000-00-14.3","addr":"0","bus":"pci_hotplug_1"}]' \
+        "$(changes)"
+"$VHP_BUILD/vhotplug-reconcile" -c "$VHP_TMP/qemu.conf" --no-strict-perms --json >"$VHP_TMP/rec.json" 2>"$VHP_TMP/rec.err"
+expect_eq "reconcile after resume: nothing to do in gui-vm and net-vm" "0 []" \
+        "$? $(jq -c '[.actions[] | select(.vm != "audio-vm")]' "$VHP_TMP/rec.json")"
+kill "$netq_pid" "$fake_pid" 2>/dev/null
 
 # ---- 5. Asking again (the VM restarts): the same arguments, the old records superseded ----
 args qemu gui-vm pci_hotplug_ 1
