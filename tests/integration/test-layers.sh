@@ -9,7 +9,7 @@ cd "$VHP_TOP" || exit 1
 layer() {
         case $(basename "$1" | sed 's/\.[ch]$//') in
         util | errmsg | cleanup | cleanup-types | lock | log | json) echo 0 ;;
-        schema | db | db-internal | db-file | db-stmt) echo 1 ;;
+        schema | db | db-internal | db-file | db-stmt | db-power) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
         config | rule | device | modalias) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
