@@ -334,6 +334,7 @@ static void test_vmm_crosvm(void **state) {
         a = (struct vmm_attachment){ .port = 1 };
         assert_int_equal(vmm_detach(c, &a, &err), 0);
         assert_int_equal(vmm_detach(c, &a, &err), -ENOENT);
+        free(TAKE_PTR(err));
         /* What crosvm cannot list is taken on trust. */
         a = (struct vmm_attachment){ .id = "/sys/bus/pci/devices/0000:01:00.0", .port = -1 };
         assert_int_equal(vmm_has(c, &a, &err), 1);
@@ -352,6 +353,7 @@ static void test_standin_vfio_list(void **state) {
 
         assert_int_equal(crosvm_vfio_list(e->standin, e->socket, 10000, &addrs, &n, &err), -EOPNOTSUPP);
         assert_non_null(strstr(err, "no `crosvm vfio list`"));
+        free(TAKE_PTR(err));
         setenv("CROSVM_STANDIN_VFIO_LIST", "1", 1);
         assert_int_equal(crosvm_vfio_list(e->standin, e->socket, 10000, &addrs, &n, &err), 0);
         assert_int_equal(n, 0);
@@ -387,6 +389,7 @@ static void test_vmm_crosvm_booting(void **state) {
         for (int i = 0; i < 2; i++) {
                 assert_int_equal(vmm_attach(c, &d1, "", false, &a, &err), -EAGAIN);
                 assert_non_null(strstr(err, "left the device on port 1"));
+                free(TAKE_PTR(err));
                 assert_int_equal(crosvm_usb_list(e->standin, e->socket, 10000, &devs, &n, &err), 0);
                 assert_int_equal(n, 0); /* the port was freed again */
                 free(TAKE_PTR(devs));
@@ -399,6 +402,7 @@ static void test_vmm_crosvm_booting(void **state) {
         assert_int_equal(a.port, 2);
         assert_int_equal(vmm_attach(c, &d3, "", false, &a, &err), -ENOSPC);
         assert_non_null(strstr(err, "every USB port for the device's speed is taken (2 in use)"));
+        free(TAKE_PTR(err));
         assert_int_equal(crosvm_usb_list(e->standin, e->socket, 10000, &devs, &n, &err), 0);
         assert_int_equal(n, 2); /* nobody was taken out to make room */
         unsetenv("CROSVM_STANDIN_PORTS");
