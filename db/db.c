@@ -43,6 +43,10 @@ enum query {
         Q_IGNORED_UPSERT,
         Q_IGNORED_TRIM,
         Q_CHOICE_GET,
+        Q_CHOICE_IMPORT,
+        Q_CHOICE_HISTORY,
+        Q_META_GET,
+        Q_META_SET,
         Q_CHOICE_SET,
         _Q_MAX,
 };
@@ -115,7 +119,19 @@ static const char *const queries[_Q_MAX] = {
         [Q_IGNORED_TRIM] =
                 "DELETE FROM ignored WHERE id IN (SELECT id FROM ignored "
                 "ORDER BY last_seen DESC, id DESC LIMIT -1 OFFSET ?1)",
-        [Q_CHOICE_GET] = "SELECT vm, keep_detached FROM user_choices WHERE device_key = ?1",
+        /* The device's own key first, else a choice for its ids on any port (?2, may be NULL). */
+        [Q_CHOICE_GET] = "SELECT vm, keep_detached FROM user_choices WHERE device_key IN (?1, ?2) "
+                         "ORDER BY device_key = ?1 DESC LIMIT 1",
+        [Q_CHOICE_IMPORT] =
+                "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at, set_by) "
+                "VALUES (?1, ?2, ?3, " NOW ", ?4) ON CONFLICT (device_key) DO NOTHING",
+        [Q_CHOICE_HISTORY] =
+                "INSERT INTO history (action, outcome, devpath, vm, detail, requested_by) "
+                "VALUES ('choice', 'recorded', '', ?1, ?2, ?3)",
+        [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
+        [Q_META_SET] =
+                "INSERT INTO meta (key, value, updated_at) VALUES (?1, ?2, " NOW ") "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
         [Q_CHOICE_SET] =
                 "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at) "
                 "VALUES (?1, ?2, ?3, " NOW ") "
@@ -364,17 +380,28 @@ static int bind_device(sqlite3_stmt *s, int first, const struct db_device *d) {
         return rc;
 }
 
+/* Prepares q, a statement about one device, and binds ?1 to its devpath, ?2 to text and ?3.. to
+ * its identity (bind_device). */
+static int prepare_for_device(struct db *db, enum query q, const char *text, const struct db_device *d,
+                              sqlite3_stmt **ret) {
+        int r = db_prepare(db, queries[q], ret);
+
+        if (r < 0)
+                return r;
+        if (db_bind_text(*ret, 1, d->devpath) != SQLITE_OK || db_bind_text(*ret, 2, text) != SQLITE_OK ||
+            bind_device(*ret, 3, d) != SQLITE_OK)
+                return db_errno(db->sql, sqlite3_errcode(db->sql));
+        return 0;
+}
+
 static int attachment_insert(struct db *db, const struct db_device *d, const struct db_rule_ref *rule,
                              const char *vm, const char *vmm_id, enum db_state state, int64_t *ret_id) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
-        r = db_prepare(db, queries[Q_ATTACHMENT_INSERT], &s);
+        r = prepare_for_device(db, Q_ATTACHMENT_INSERT, d->key, d, &s);
         if (r < 0)
                 return r;
-        rc |= db_bind_text(s, 1, d->devpath);
-        rc |= db_bind_text(s, 2, d->key);
-        rc |= bind_device(s, 3, d);
         rc |= db_bind_text(s, 14, vm);
         rc |= db_bind_text(s, 15, vmm_id);
         rc |= db_bind_text(s, 16, db_state_name(state));
@@ -448,31 +475,27 @@ static int attachment_update(struct db *db, enum query q, int64_t id, enum db_st
         return history_add(db, id, action, outcome, detail, error);
 }
 
-int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail) {
-        int r;
+/* Records an attach outcome in one transaction (detail: a note that is no error). */
+static int attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
+                         const char *error, const char *detail) {
+        int r = db_tx_begin(db);
 
-        if (!db)
-                return -EINVAL;
-        r = db_tx_begin(db);
         if (r < 0)
                 return r;
-        r = attachment_update(db, Q_ATTACH_FINISH, id, DB_ATTACHED, crosvm_port, bus, NULL, "attach",
-                              db_state_name(DB_ATTACHED), detail);
+        r = attachment_update(db, Q_ATTACH_FINISH, id, state, crosvm_port, bus, error, "attach",
+                              db_state_name(state), detail);
         return db_tx_end(db, r);
+}
+
+int db_attach_adopted(struct db *db, int64_t id, int crosvm_port, const char *bus, const char *detail) {
+        return db ? attach_finish(db, id, DB_ATTACHED, crosvm_port, bus, NULL, detail) : -EINVAL;
 }
 
 int db_attach_finish(struct db *db, int64_t id, enum db_state state, int crosvm_port, const char *bus,
                      const char *error) {
-        int r;
-
         if (!db || (state != DB_ATTACHED && state != DB_PENDING && state != DB_FAILED))
                 return -EINVAL;
-        r = db_tx_begin(db);
-        if (r < 0)
-                return r;
-        r = attachment_update(db, Q_ATTACH_FINISH, id, state, crosvm_port, bus, error, "attach",
-                              db_state_name(state), NULL);
-        return db_tx_end(db, r);
+        return attach_finish(db, id, state, crosvm_port, bus, error, NULL);
 }
 
 int db_detach_begin(struct db *db, const struct db_event_order *order, int64_t id, const char *why) {
@@ -506,16 +529,11 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 
 static int ignored_upsert(struct db *db, const struct db_device *d, const char *reason, int64_t *ret_count) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
-        int rc = SQLITE_OK, r;
+        int rc, r;
 
-        r = db_prepare(db, queries[Q_IGNORED_UPSERT], &s);
+        r = prepare_for_device(db, Q_IGNORED_UPSERT, reason, d, &s);
         if (r < 0)
                 return r;
-        rc |= db_bind_text(s, 1, d->devpath);
-        rc |= db_bind_text(s, 2, reason);
-        rc |= bind_device(s, 3, d);
-        if (rc != SQLITE_OK)
-                return db_errno(db->sql, sqlite3_errcode(db->sql));
         rc = sqlite3_step(s);
         if (rc != SQLITE_ROW)
                 return db_errno(db->sql, rc == SQLITE_DONE ? SQLITE_MISUSE : rc);
@@ -564,6 +582,8 @@ int db_record_ignored(struct db *db, const struct db_device *d, const char *reas
 
 int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_keep_detached) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
+        _cleanup_free_ char *any_port = NULL;
+        const char *at;
         bool oom = false;
         char *vm;
         int r, rc;
@@ -573,7 +593,13 @@ int db_user_choice_get(struct db *db, const char *key, char **ret_vm, bool *ret_
         r = db_prepare(db, queries[Q_CHOICE_GET], &s);
         if (r < 0)
                 return r;
+        /* "usb:VID:PID@PORTPATH" (no serial) also finds "usb:VID:PID@*". */
+        at = strncmp(key, "usb:", 4) == 0 ? strchr(key, '@') : NULL;
+        if (at && asprintf(&any_port, "%.*s@*", (int)(at - key), key) < 0)
+                return -ENOMEM;
         r = db_bind_check(db, db_bind_text(s, 1, key));
+        if (r >= 0)
+                r = db_bind_check(db, db_bind_text(s, 2, any_port));
         if (r < 0)
                 return r;
         rc = sqlite3_step(s);
@@ -607,4 +633,89 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
         if (r >= 0)
                 r = db_step_done(db, s);
         return db_tx_end(db, r);
+}
+
+/* Within a write transaction: the meta value of key into *ret (malloc'd; NULL when none). */
+static int meta_get(struct db *db, const char *key, char **ret) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        bool oom = false;
+        int r = db_prepare(db, queries[Q_META_GET], &s), rc;
+
+        *ret = NULL;
+        if (r >= 0)
+                r = db_bind_check(db, db_bind_text(s, 1, key));
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+                *ret = db_column_strdup(s, 0, &oom);
+        else if (rc != SQLITE_DONE)
+                return db_errno(db->sql, rc);
+        return oom ? -ENOMEM : 0;
+}
+
+/* Runs q, which returns no rows, with its text parameters (as many as it has, at most three). */
+static int run_text(struct db *db, enum query q, const char *a, const char *b, const char *c) {
+        const char *v[] = { a, b, c };
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r = db_prepare(db, queries[q], &s);
+
+        for (int i = 0; r >= 0 && i < sqlite3_bind_parameter_count(s) && i < 3; i++)
+                r = db_bind_check(db, db_bind_text(s, i + 1, v[i]));
+        return r < 0 ? r : db_step_done(db, s);
+}
+
+static int choice_import(struct db *db, const struct db_choice *c, const char *by, bool *ret_stored) {
+        _cleanup_reset_ sqlite3_stmt *s = NULL;
+        int r = db_prepare(db, queries[Q_CHOICE_IMPORT], &s);
+
+        if (r >= 0 && (db_bind_text(s, 1, c->key) != SQLITE_OK || db_bind_text(s, 2, c->vm) != SQLITE_OK ||
+                       sqlite3_bind_int(s, 3, c->keep_detached) != SQLITE_OK || db_bind_text(s, 4, by) != SQLITE_OK))
+                r = db_errno(db->sql, sqlite3_errcode(db->sql));
+        if (r >= 0)
+                r = db_step_done(db, s);
+        if (r >= 0)
+                *ret_stored = sqlite3_changes(db->sql) > 0;
+        return r;
+}
+
+int db_import_choices(struct db *db, const char *source, const struct db_choice *choices, size_t n,
+                      const char *requested_by, size_t *ret_stored) {
+        _cleanup_free_ char *meta_key = NULL, *done = NULL;
+        size_t stored = 0;
+        int r;
+
+        if (!db || !source || (n > 0 && !choices))
+                return -EINVAL;
+        if (asprintf(&meta_key, "imported %s", source) < 0)
+                return -ENOMEM;
+        r = db_tx_begin(db);
+        if (r < 0)
+                return r;
+        r = meta_get(db, meta_key, &done);
+        if (r >= 0 && done)
+                r = 1;
+        for (size_t i = 0; r == 0 && i < n; i++) {
+                _cleanup_free_ char *detail = NULL;
+                bool new = false;
+                r = choice_import(db, &choices[i], requested_by, &new);
+                if (r < 0 || !new)
+                        continue; /* a choice made here already wins */
+                stored++;
+                if (asprintf(&detail, "%s: %s%s%s (imported from %s)", choices[i].key,
+                             choices[i].keep_detached ? "keep detached" : "", choices[i].keep_detached && choices[i].vm ? ", " : "",
+                             choices[i].vm ? "chosen VM" : "", source) < 0)
+                        r = -ENOMEM;
+                else
+                        r = run_text(db, Q_CHOICE_HISTORY, choices[i].vm, detail, requested_by);
+        }
+        if (r == 0) {
+                char count[32];
+                snprintf(count, sizeof(count), "%zu of %zu choices", stored, n);
+                r = run_text(db, Q_META_SET, meta_key, count, NULL);
+        }
+        r = db_tx_end(db, r);
+        if (r >= 0 && ret_stored)
+                *ret_stored = stored;
+        return r;
 }

@@ -174,6 +174,20 @@ int db_user_choice_get(struct db *db, const char *device_key, char **ret_vm, boo
 /* Stores (replaces) the user's choice for the device key. vm may be NULL. */
 int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bool keep_detached);
 
+/* A stored choice to import. */
+struct db_choice {
+        const char *key;             /* device key (see user_choices) */
+        const char *vm;              /* chosen VM, or NULL */
+        bool keep_detached;
+};
+
+/* Imports choices from source (a file name: the older daemon's state file), once: returns 1 and
+ * does nothing when source was imported before. A choice already stored for a key is kept. Each
+ * stored one gets a history row (action 'choice', outcome 'recorded', by requested_by). The number
+ * stored goes to *ret_stored (may be NULL). Returns 0, 1, or -errno. */
+int db_import_choices(struct db *db, const char *source, const struct db_choice *choices, size_t n,
+                      const char *requested_by, size_t *ret_stored);
+
 /* ---- power and cold-plug memory (db-power.c) ---- */
 
 /* Marks the open attachment id as given on its VM's command line (cold-plugged). -ENOENT when the

@@ -23,6 +23,66 @@
 "        pci_address TEXT,\n" \
 "        devnode TEXT,\n"
 
+/* The deciding rule of a row of table t (a or h), as the views show it: "usbPassthrough[2].allow[0]". */
+#define RULE_OF(t) \
+"        " t ".rule_section || '[' || " t ".rule_entry || ']'\n" \
+"                || coalesce('.allow[' || " t ".rule_allow || ']', '') AS rule,\n"
+
+/* The history table's indexes and its append-only trigger. */
+#define HISTORY_INDEXES \
+"CREATE INDEX history_time ON history(time);\n" \
+"CREATE INDEX history_devpath ON history(devpath);\n" \
+"CREATE INDEX history_attachment ON history(attachment_id);\n" \
+"CREATE TRIGGER history_append_only BEFORE UPDATE ON history\n" \
+"BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;\n"
+
+/* What a history row says of the step beyond the device (the same text in every version). */
+#define STEP_COLUMNS \
+"        vmm_id TEXT,\n" \
+"        bus TEXT,\n" \
+"        crosvm_port INTEGER,\n" \
+"        rule_section TEXT,\n" \
+"        rule_entry INTEGER,\n" \
+"        rule_allow INTEGER,\n" \
+"        rule_description TEXT,\n" \
+"        detail TEXT,                      -- why (e.g. the reason of a detach)\n"
+
+#define CURRENT_ATTACHMENTS_VIEW(extra) \
+"CREATE VIEW current_attachments -- what is attached (or on its way) to which VM now\n" \
+"AS SELECT a.vm, a.state, a.kind, a.devpath,\n" \
+"        a.vendor_id || ':' || a.product_id AS ids, a.vendor_id, a.product_id,\n" \
+"        a.vendor_name, a.product_name, a.serial, a.busnum, a.devnum, a.port_path,\n" \
+"        a.pci_address, a.devnode, a.vmm_id, a.bus, a.crosvm_port,\n" \
+RULE_OF("a") \
+"        a.rule_description, coalesce(a.attached_at, a.created_at) AS since, a.error,\n" \
+"        a.id AS attachment_id" extra "\n" \
+"FROM attachments a WHERE a.state IN " OPEN_STATES "\n" \
+"ORDER BY a.vm, a.devpath;\n"
+
+/* The views over history, as version 2 made them; version 3 remakes them with columns added
+ * (extra) over the rebuilt table. */
+#define ATTACH_HISTORY_VIEW(comment, extra) \
+"CREATE VIEW attach_history -- " comment "\n" \
+"AS SELECT h.id, h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n" \
+"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_id, h.product_id,\n" \
+"        h.vendor_name, h.product_name, h.serial, h.busnum, h.devnum, h.port_path,\n" \
+"        h.pci_address, h.devnode, h.vmm_id, h.bus, h.crosvm_port,\n" \
+RULE_OF("h") \
+"        h.rule_description, h.detail, h.error,\n" \
+"        h.attachment_id, a.state AS attachment_state" extra "\n" \
+"FROM history h LEFT JOIN attachments a ON a.id = h.attachment_id\n" \
+"ORDER BY h.id;\n"
+
+#define FAILURES_VIEW(extra) \
+"CREATE VIEW failures -- attaches that failed and detaches that stalled with an error, newest first\n" \
+"AS SELECT h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n" \
+"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_name, h.product_name, h.serial,\n" \
+"        h.busnum, h.devnum, h.pci_address,\n" \
+RULE_OF("h") \
+"        h.rule_description, h.error, h.attachment_id" extra "\n" \
+"FROM history h WHERE h.outcome = 'failed' OR (h.outcome = 'detaching' AND h.error IS NOT NULL)\n" \
+"ORDER BY h.time DESC, h.id DESC;\n"
+
 /* Version 1: the tables. */
 static const char schema_v1[] =
 "CREATE TABLE attachments ( -- one row per attach lifecycle of a device, from decision to detach\n"
@@ -72,21 +132,10 @@ static const char schema_v1[] =
 "        vm TEXT,\n"
 "        devpath TEXT NOT NULL,\n"
 IDENTITY_COLUMNS
-"        vmm_id TEXT,\n"
-"        bus TEXT,\n"
-"        crosvm_port INTEGER,\n"
-"        rule_section TEXT,\n"
-"        rule_entry INTEGER,\n"
-"        rule_allow INTEGER,\n"
-"        rule_description TEXT,\n"
-"        detail TEXT,                      -- why (e.g. the reason of a detach)\n"
+STEP_COLUMNS
 "        error TEXT\n"
 ");\n"
-"CREATE INDEX history_time ON history(time);\n"
-"CREATE INDEX history_devpath ON history(devpath);\n"
-"CREATE INDEX history_attachment ON history(attachment_id);\n"
-"CREATE TRIGGER history_append_only BEFORE UPDATE ON history\n"
-"BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;\n"
+HISTORY_INDEXES
 "\n"
 "CREATE TABLE ignored ( -- devices no rule claimed; one row per (devpath, reason), trimmed\n"
 "        id INTEGER PRIMARY KEY,\n"
@@ -118,39 +167,11 @@ IDENTITY_COLUMNS
 
 /* Version 2: the documented views (README "Querying the history"). */
 static const char schema_v2[] =
-"CREATE VIEW current_attachments -- what is attached (or on its way) to which VM now\n"
-"AS SELECT a.vm, a.state, a.kind, a.devpath,\n"
-"        a.vendor_id || ':' || a.product_id AS ids, a.vendor_id, a.product_id,\n"
-"        a.vendor_name, a.product_name, a.serial, a.busnum, a.devnum, a.port_path,\n"
-"        a.pci_address, a.devnode, a.vmm_id, a.bus, a.crosvm_port,\n"
-"        a.rule_section || '[' || a.rule_entry || ']'\n"
-"                || coalesce('.allow[' || a.rule_allow || ']', '') AS rule,\n"
-"        a.rule_description, coalesce(a.attached_at, a.created_at) AS since, a.error,\n"
-"        a.id AS attachment_id\n"
-"FROM attachments a WHERE a.state IN " OPEN_STATES "\n"
-"ORDER BY a.vm, a.devpath;\n"
+CURRENT_ATTACHMENTS_VIEW("")
 "\n"
-"CREATE VIEW attach_history -- every attach/detach step, with the attachment's state now\n"
-"AS SELECT h.id, h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n"
-"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_id, h.product_id,\n"
-"        h.vendor_name, h.product_name, h.serial, h.busnum, h.devnum, h.port_path,\n"
-"        h.pci_address, h.devnode, h.vmm_id, h.bus, h.crosvm_port,\n"
-"        h.rule_section || '[' || h.rule_entry || ']'\n"
-"                || coalesce('.allow[' || h.rule_allow || ']', '') AS rule,\n"
-"        h.rule_description, h.detail, h.error,\n"
-"        h.attachment_id, a.state AS attachment_state\n"
-"FROM history h LEFT JOIN attachments a ON a.id = h.attachment_id\n"
-"ORDER BY h.id;\n"
+ATTACH_HISTORY_VIEW("every attach/detach step, with the attachment's state now", "")
 "\n"
-"CREATE VIEW failures -- attaches that failed and detaches that stalled with an error, newest first\n"
-"AS SELECT h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n"
-"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_name, h.product_name, h.serial,\n"
-"        h.busnum, h.devnum, h.pci_address,\n"
-"        h.rule_section || '[' || h.rule_entry || ']'\n"
-"                || coalesce('.allow[' || h.rule_allow || ']', '') AS rule,\n"
-"        h.rule_description, h.error, h.attachment_id\n"
-"FROM history h WHERE h.outcome = 'failed' OR (h.outcome = 'detaching' AND h.error IS NOT NULL)\n"
-"ORDER BY h.time DESC, h.id DESC;\n"
+FAILURES_VIEW("")
 "\n"
 "CREATE VIEW ignored_devices -- devices left on the host and why, most recently seen first\n"
 "AS SELECT i.last_seen, i.first_seen, i.count, i.reason, i.kind, i.devpath,\n"
@@ -193,14 +214,7 @@ static const char schema_v3[] =
 "        vm TEXT,\n"
 "        devpath TEXT NOT NULL,\n"
 IDENTITY_COLUMNS
-"        vmm_id TEXT,\n"
-"        bus TEXT,\n"
-"        crosvm_port INTEGER,\n"
-"        rule_section TEXT,\n"
-"        rule_entry INTEGER,\n"
-"        rule_allow INTEGER,\n"
-"        rule_description TEXT,\n"
-"        detail TEXT,                      -- why (e.g. the reason of a detach)\n"
+STEP_COLUMNS
 "        error TEXT,\n"
 "        requested_by TEXT                 -- who asked\n"
 ");\n"
@@ -213,33 +227,12 @@ IDENTITY_COLUMNS
 "FROM history;\n"
 "DROP TABLE history;\n"
 "ALTER TABLE history_v3 RENAME TO history;\n"
-"CREATE INDEX history_time ON history(time);\n"
-"CREATE INDEX history_devpath ON history(devpath);\n"
-"CREATE INDEX history_attachment ON history(attachment_id);\n"
-"CREATE TRIGGER history_append_only BEFORE UPDATE ON history\n"
-"BEGIN SELECT RAISE(ABORT, 'history is append-only'); END;\n"
+HISTORY_INDEXES
 "\n"
-"CREATE VIEW attach_history -- every step, with the attachment's state now and who asked\n"
-"AS SELECT h.id, h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n"
-"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_id, h.product_id,\n"
-"        h.vendor_name, h.product_name, h.serial, h.busnum, h.devnum, h.port_path,\n"
-"        h.pci_address, h.devnode, h.vmm_id, h.bus, h.crosvm_port,\n"
-"        h.rule_section || '[' || h.rule_entry || ']'\n"
-"                || coalesce('.allow[' || h.rule_allow || ']', '') AS rule,\n"
-"        h.rule_description, h.detail, h.error,\n"
-"        h.attachment_id, a.state AS attachment_state, h.requested_by\n"
-"FROM history h LEFT JOIN attachments a ON a.id = h.attachment_id\n"
-"ORDER BY h.id;\n"
+ATTACH_HISTORY_VIEW("every step, with the attachment's state now and who asked", ", h.requested_by")
+
 "\n"
-"CREATE VIEW failures -- attaches that failed and detaches that stalled with an error, newest first\n"
-"AS SELECT h.time, h.action, h.outcome, h.vm, h.kind, h.devpath,\n"
-"        h.vendor_id || ':' || h.product_id AS ids, h.vendor_name, h.product_name, h.serial,\n"
-"        h.busnum, h.devnum, h.pci_address,\n"
-"        h.rule_section || '[' || h.rule_entry || ']'\n"
-"                || coalesce('.allow[' || h.rule_allow || ']', '') AS rule,\n"
-"        h.rule_description, h.error, h.attachment_id, h.requested_by\n"
-"FROM history h WHERE h.outcome = 'failed' OR (h.outcome = 'detaching' AND h.error IS NOT NULL)\n"
-"ORDER BY h.time DESC, h.id DESC;\n"
+FAILURES_VIEW(", h.requested_by")
 "\n"
 "CREATE TABLE prompts ( -- devices waiting for the user to choose a VM among their entry's allowedVms\n"
 "        devpath TEXT PRIMARY KEY,\n"
@@ -267,17 +260,7 @@ IDENTITY_COLUMNS
 ");\n"
 "\n"
 "DROP VIEW current_attachments;\n"
-"CREATE VIEW current_attachments -- what is attached (or on its way) to which VM now\n"
-"AS SELECT a.vm, a.state, a.kind, a.devpath,\n"
-"        a.vendor_id || ':' || a.product_id AS ids, a.vendor_id, a.product_id,\n"
-"        a.vendor_name, a.product_name, a.serial, a.busnum, a.devnum, a.port_path,\n"
-"        a.pci_address, a.devnode, a.vmm_id, a.bus, a.crosvm_port,\n"
-"        a.rule_section || '[' || a.rule_entry || ']'\n"
-"                || coalesce('.allow[' || a.rule_allow || ']', '') AS rule,\n"
-"        a.rule_description, coalesce(a.attached_at, a.created_at) AS since, a.error,\n"
-"        a.id AS attachment_id, a.cold_plugged, a.requested_by\n"
-"FROM attachments a WHERE a.state IN " OPEN_STATES "\n"
-"ORDER BY a.vm, a.devpath;\n"
+CURRENT_ATTACHMENTS_VIEW(", a.cold_plugged, a.requested_by")
 "PRAGMA user_version = 3;\n";
 
 const char *const db_schema_migrations[] = {

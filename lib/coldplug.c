@@ -22,16 +22,16 @@
 #include "lock.h"
 #include "util.h"
 
-#define COLD_MAX_DEVICES 4096        /* PCI and input devices looked at */
+#define COLD_MAX_DEVICES 4096 /* PCI and input devices looked at */
 #define NVIDIA_VENDOR_ID 0x10de
 #define PCI_CLASS_DISPLAY 0x03
-#define NAME_BUF_MAX 4096            /* getpwnam_r/getgrnam_r buffer */
+#define NAME_BUF_MAX 4096 /* getpwnam_r/getgrnam_r buffer */
 
 struct present {
         struct dev *dev;
         struct rule_decision dec;
-        bool claimed;                /* by the rules, for this VM */
-        bool emitted;                /* handed to the VM (or tried) */
+        bool claimed; /* by the rules, for this VM */
+        bool emitted; /* handed to the VM (or tried) */
 };
 
 struct state {
@@ -41,12 +41,12 @@ struct state {
         struct db *db;
         struct present *present;
         size_t n_present;
-        const char *prefix;          /* NULL: no bus= */
-        int bus_index;               /* the next PREFIXn */
-        bool ovmf;                   /* an autoOvmf entry gave the VM an NVIDIA display device */
-        struct cold_args out;        /* PCI and input arguments */
-        struct cold_args acpi;       /* ACPI table arguments (they go between the two) */
-        size_t pci_end;              /* out.argc after the PCI devices */
+        const char *prefix;    /* NULL: no bus= */
+        int bus_index;         /* the next PREFIXn */
+        bool ovmf;             /* an autoOvmf entry gave the VM an NVIDIA display device */
+        struct cold_args out;  /* PCI and input arguments */
+        struct cold_args acpi; /* ACPI table arguments (they go between the two) */
+        size_t pci_end;        /* out.argc after the PCI devices */
 };
 
 /* ---- string lists ---- */
@@ -94,7 +94,7 @@ void cold_args_clear(struct cold_args *a) {
                 return;
         strv_free(a->argv);
         strv_free(a->warnings);
-        *a = (struct cold_args){ 0 };
+        *a = (struct cold_args){0};
 }
 
 /* A value inside a QEMU option string ("evdev=VALUE"): QEMU takes a doubled comma as a comma. */
@@ -123,8 +123,8 @@ static bool prefix_ok(const char *p) {
         if (n > COLD_BUS_PREFIX_MAX)
                 return false;
         for (size_t i = 0; i < n; i++)
-                if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') || (p[i] >= '0' && p[i] <= '9') ||
-                      p[i] == '-' || p[i] == '_' || p[i] == '.'))
+                if (!((p[i] >= 'a' && p[i] <= 'z') || (p[i] >= 'A' && p[i] <= 'Z') ||
+                      (p[i] >= '0' && p[i] <= '9') || p[i] == '-' || p[i] == '_' || p[i] == '.'))
                         return false;
         return true;
 }
@@ -171,8 +171,8 @@ static int enumerate(struct state *s) {
 
         if (!e)
                 return -ENOMEM;
-        if (udev_enumerate_add_match_subsystem(e, "pci") < 0 || udev_enumerate_add_match_subsystem(e, "input") < 0 ||
-            udev_enumerate_scan_devices(e) < 0)
+        if (udev_enumerate_add_match_subsystem(e, "pci") < 0 ||
+            udev_enumerate_add_match_subsystem(e, "input") < 0 || udev_enumerate_scan_devices(e) < 0)
                 return -EIO;
         udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
                 const char *syspath = udev_list_entry_get_name(it);
@@ -195,7 +195,7 @@ static int enumerate(struct state *s) {
                         s->present = np;
                         cap = cap ? cap * 2 : 64;
                 }
-                s->present[s->n_present] = (struct present){ .dev = d };
+                s->present[s->n_present] = (struct present){.dev = d};
                 r = claim(s, &s->present[s->n_present++]);
                 if (r < 0)
                         return r;
@@ -235,7 +235,7 @@ static bool needs_ovmf(const struct present *p) {
 
 /* Whether the record of d puts it in another VM now: then it is not given to this one. */
 static int in_other_vm(struct state *s, const struct dev *d, char *vm, size_t len) {
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         int r = db_attachment_get(s->db, d->devpath, &a);
 
         if (r <= 0)
@@ -247,8 +247,8 @@ static int in_other_vm(struct state *s, const struct dev *d, char *vm, size_t le
 }
 
 /* Records d as attached to the VM under id and bus, cold-plugged, with why in history. */
-static int record(struct state *s, const struct dev *d, const struct rule_decision *dec, bool member, const char *id,
-                  const char *bus, const char *why) {
+static int record(struct state *s, const struct dev *d, const struct rule_decision *dec, bool member,
+                  const char *id, const char *bus, const char *why) {
         struct db_rule_ref ref = {
                 .section = cfg_section_name(dec->kind),
                 .entry = dec->entry_index,
@@ -270,7 +270,8 @@ static int record(struct state *s, const struct dev *d, const struct rule_decisi
 }
 
 /* Records that d could not be handed over (its binding was refused). */
-static int record_failed(struct state *s, const struct dev *d, const struct rule_decision *dec, const char *error) {
+static int record_failed(struct state *s, const struct dev *d, const struct rule_decision *dec,
+                         const char *error) {
         struct db_rule_ref ref = {
                 .section = cfg_section_name(dec->kind),
                 .entry = dec->entry_index,
@@ -289,7 +290,8 @@ static int record_failed(struct state *s, const struct dev *d, const struct rule
 
 /* The arguments of one PCI device, and its record. dec is the claiming device's decision;
  * member_of names the claiming device when d is one of its IOMMU group members. */
-static int emit_pci(struct state *s, const struct dev *d, const struct rule_decision *dec, const char *member_of) {
+static int emit_pci(struct state *s, const struct dev *d, const struct rule_decision *dec,
+                    const char *member_of) {
         char id[VMM_ID_MAX], bus[COLD_BUS_PREFIX_MAX + 16] = "", why[128];
         bool root = dec->entry && dec->entry->use_root_bus;
         int r;
@@ -321,7 +323,8 @@ static int emit_pci(struct state *s, const struct dev *d, const struct rule_deci
         if (r < 0)
                 return r;
         if (member_of)
-                snprintf(why, sizeof(why), "cold-plugged: IOMMU group member of %s (pciIommuAddAll)", member_of);
+                snprintf(why, sizeof(why), "cold-plugged: IOMMU group member of %s (pciIommuAddAll)",
+                         member_of);
         else
                 snprintf(why, sizeof(why), "cold-plugged: on the VM's command line");
         return record(s, d, dec, member_of != NULL, id, bus, why);
@@ -356,7 +359,8 @@ static int emit_members(struct state *s, const struct present *p, const struct v
                         d = own;
                 }
                 /* claimed in its own right: recorded with its own decision */
-                r = m && m->claimed ? emit_pci(s, d, &m->dec, NULL) : emit_pci(s, d, &p->dec, p->dev->pci_address);
+                r = m && m->claimed ? emit_pci(s, d, &m->dec, NULL)
+                                    : emit_pci(s, d, &p->dec, p->dev->pci_address);
                 if (r < 0)
                         return r;
         }
@@ -365,7 +369,7 @@ static int emit_members(struct state *s, const struct present *p, const struct v
 
 /* Binds one claimed PCI device (and its group, per its entry) and emits it, under its device lock. */
 static int hand_over_pci(struct state *s, struct present *p) {
-        struct vfio_plan plan = { 0 };
+        struct vfio_plan plan = {0};
         _cleanup_free_ char *err = NULL;
         char what[160], other[CFG_MAX_VM_NAME + 1], msg[1024];
         int r, lock;
@@ -384,7 +388,8 @@ static int hand_over_pci(struct state *s, struct present *p) {
                 goto out;
         r = xact_vfio_bind(p->dec.entry, p->dev->pci_address, &plan, &err);
         if (r < 0) {
-                snprintf(msg, sizeof(msg), "cannot hand the device to vfio-pci: %s", err ? err : strerror(-r));
+                snprintf(msg, sizeof(msg), "cannot hand the device to vfio-pci: %s",
+                         err ? err : strerror(-r));
                 r = record_failed(s, p->dev, &p->dec, msg);
                 if (r >= 0)
                         r = warn(s, "%s left out: %s", what, msg);
@@ -412,7 +417,8 @@ static int hand_over_evdev(struct state *s, struct present *p) {
         if (s->vm->type == VMM_CLOUD_HYPERVISOR)
                 return warn(s, "%s left out: cloud-hypervisor takes no input devices", what);
         if (s->vm->type == VMM_CROSVM && strpbrk(d->devnode, ",[]"))
-                return warn(s, "%s left out: its node %s cannot be written in crosvm's --input", what, d->devnode);
+                return warn(s, "%s left out: its node %s cannot be written in crosvm's --input", what,
+                            d->devnode);
         if (vmm_attachment_id(s->vm, d, id, sizeof(id)) < 0)
                 return warn(s, "%s left out: no usable id", what);
         lock = lock_take_device(s->ctx->cfg->general.lock_dir, d->devpath, LOCK_TIMEOUT_MS);
@@ -477,7 +483,8 @@ static int give_table(struct state *s, const struct cfg_acpi_table *t, const cha
         if (stat(t->path, &st) < 0)
                 return warn(s, "ACPI table %s (%s) left out: %s", t->path, where, strerror(errno));
         if (t->set_user && lookup_id(t->set_user, false, &uid) < 0)
-                return warn(s, "ACPI table %s (%s) left out: no user '%s' on this host", t->path, where, t->set_user);
+                return warn(s, "ACPI table %s (%s) left out: no user '%s' on this host", t->path, where,
+                            t->set_user);
         if (t->set_group && lookup_id(t->set_group, true, &gid) < 0)
                 return warn(s, "ACPI table %s (%s) left out: no group '%s' on this host", t->path, where,
                             t->set_group);
@@ -497,7 +504,8 @@ static int give_table(struct state *s, const struct cfg_acpi_table *t, const cha
                 r = arg(&s->acpi, "--acpi-table");
                 return r < 0 ? r : arg(&s->acpi, "%s", t->path);
         default:
-                return warn(s, "ACPI table %s (%s) left out: cloud-hypervisor takes no ACPI tables", t->path, where);
+                return warn(s, "ACPI table %s (%s) left out: cloud-hypervisor takes no ACPI tables", t->path,
+                            where);
         }
 }
 
@@ -536,7 +544,7 @@ static int append_all(struct cold_args *dst, struct cold_args *src) {
 /* OVMF first, then the PCI devices, the ACPI tables, the input devices. */
 static int assemble(struct state *s, struct cold_args *ret) {
         const struct cfg_general *g = &s->ctx->cfg->general;
-        struct cold_args a = { 0 }, rest = { 0 };
+        struct cold_args a = {0}, rest = {0};
         int r = 0;
 
         if (s->ovmf) {
@@ -583,7 +591,9 @@ static int check_ovmf(struct state *s, char **ret_error) {
                 if (!s->present[i].claimed || !needs_ovmf(&s->present[i]))
                         continue;
                 if (s->vm->type != VMM_QEMU)
-                        return warn(s, "autoOvmf (%s[%d]) applies to QEMU VMs only; no firmware arguments for %s VM %s",
+                        return warn(s,
+                                    "autoOvmf (%s[%d]) applies to QEMU VMs only; no firmware arguments for "
+                                    "%s VM %s",
                                     cfg_section_name(DEV_PCI), s->present[i].dec.entry_index,
                                     cfg_vm_type_name(s->vm->type), s->vm->name);
                 if (!g->ovmf_code)
@@ -605,8 +615,10 @@ static int run(struct state *s, char **ret_error) {
                 return errmsg_set(ret_error, r, "%s", res.error);
         r = enumerate(s);
         if (r < 0)
-                return errmsg_set(ret_error, r, "cannot enumerate devices: %s", r == -EIO ? "udev failed" :
-                                  r == -ENOMEM ? strerror(-r) : db_strerror(r));
+                return errmsg_set(ret_error, r, "cannot enumerate devices: %s",
+                                  r == -EIO      ? "udev failed"
+                                  : r == -ENOMEM ? strerror(-r)
+                                                 : db_strerror(r));
         qsort(s->present, s->n_present, sizeof(*s->present), cmp_order);
         r = check_ovmf(s, ret_error);
         if (r < 0)
@@ -632,7 +644,7 @@ static int run(struct state *s, char **ret_error) {
 
 int cold_vmm_args(const struct xact_ctx *ctx, struct udev *udev, const char *vm, const char *bus_prefix,
                   int bus_start_index, struct cold_args *ret, char **ret_error) {
-        struct state s = { .ctx = ctx, .udev = udev, .bus_index = bus_start_index };
+        struct state s = {.ctx = ctx, .udev = udev, .bus_index = bus_start_index};
         int r;
 
         if (ret_error)
@@ -643,13 +655,15 @@ int cold_vmm_args(const struct xact_ctx *ctx, struct udev *udev, const char *vm,
         if (!s.vm)
                 return errmsg_set(ret_error, -ENOENT, "VM %.64s is not found in the config file", vm);
         if (ctx->dry_run)
-                return errmsg_set(ret_error, -EOPNOTSUPP, "cold-plug arguments have no dry run: they bind devices");
+                return errmsg_set(ret_error, -EOPNOTSUPP,
+                                  "cold-plug arguments have no dry run: they bind devices");
         if (bus_prefix && *bus_prefix && !prefix_ok(bus_prefix))
                 return errmsg_set(ret_error, -EINVAL,
-                                  "invalid qemu_bus_prefix (at most %d of A-Z a-z 0-9 . _ -)", COLD_BUS_PREFIX_MAX);
+                                  "invalid qemu_bus_prefix (at most %d of A-Z a-z 0-9 . _ -)",
+                                  COLD_BUS_PREFIX_MAX);
         if (bus_start_index < 0 || bus_start_index > COLD_BUS_INDEX_MAX)
-                return errmsg_set(ret_error, -EINVAL, "invalid qemu_bus_start_index %d (0 to %d)", bus_start_index,
-                                  COLD_BUS_INDEX_MAX);
+                return errmsg_set(ret_error, -EINVAL, "invalid qemu_bus_start_index %d (0 to %d)",
+                                  bus_start_index, COLD_BUS_INDEX_MAX);
         s.prefix = bus_prefix && *bus_prefix ? bus_prefix : NULL;
 
         r = run(&s, ret_error);

@@ -21,13 +21,13 @@
 
 struct udev;
 
-#define COLD_BUS_PREFIX_MAX 32   /* bytes of a qemu_bus_prefix ([A-Za-z0-9._-]) */
-#define COLD_BUS_INDEX_MAX 9999  /* highest qemu_bus_start_index */
+#define COLD_BUS_PREFIX_MAX 32  /* bytes of a qemu_bus_prefix ([A-Za-z0-9._-]) */
+#define COLD_BUS_INDEX_MAX 9999 /* highest qemu_bus_start_index */
 
 struct cold_args {
-        char **argv;             /* NULL-terminated: the arguments, in command-line order */
+        char **argv; /* NULL-terminated: the arguments, in command-line order */
         size_t argc;
-        char **warnings;         /* NULL-terminated: what was left out, and why (for the log) */
+        char **warnings; /* NULL-terminated: what was left out, and why (for the log) */
         size_t n_warnings;
 };
 

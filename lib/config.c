@@ -69,7 +69,6 @@ struct field {
 
 /* Notes for keys whose behaviour belongs to programs still to come. */
 #define NOTE_API "accepted; used by vhotplug-api (not built yet)"
-#define NOTE_USB_AUTH "accepted; vhotplug-helper and vhotplug-reconcile do not write 'authorized' yet"
 
 #define RULE(k, w, t, m, f) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
 #define RULE_INT(k, w, m, f, lo, hi) \
@@ -149,6 +148,7 @@ static const struct field general_fields[] = {
         GENERAL("lockDir", FT_PATH, lock_dir),
         { "qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1, .max = 600000 },
         { "attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100 },
+        { "eventTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, event_timeout_ms), .min = 100, .max = 3600000 },
         GENERAL("modulesDir", FT_PATH, modules_dir),
         /* Keys of the older daemon's deployments. */
         { "ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code), .note = NOTE_API " for autoOvmf entries" },
@@ -1503,6 +1503,7 @@ static int general_init(struct ctx *x) {
             !g->host_mounts)
                 return oom(x);
         g->qmp_timeout_ms = CFG_DEFAULT_QMP_TIMEOUT_MS;
+        g->event_timeout_ms = CFG_DEFAULT_EVENT_TIMEOUT_MS;
         g->attach_retries = CFG_DEFAULT_ATTACH_RETRIES;
         g->persistency = true;
         g->api.port = CFG_DEFAULT_API_PORT;
@@ -1698,7 +1699,7 @@ static int parse_usb_authorization(struct ctx *x, const cJSON *obj) {
                 if (r < 0)
                         return r;
         }
-        return u->enabled ? note(x, NOTE_USB_AUTH) : 0;
+        return 0;
 }
 
 static int get_path(struct ctx *x, const cJSON *v, char **slot) {

@@ -18,6 +18,7 @@
 #define CFG_DEFAULT_LOCK_DIR "/run/vhotplug"
 #define CFG_DEFAULT_CROSVM "crosvm"
 #define CFG_DEFAULT_QMP_TIMEOUT_MS 5000
+#define CFG_DEFAULT_EVENT_TIMEOUT_MS 30000 /* all one event (or one request) may take, waits included */
 #define CFG_DEFAULT_ATTACH_RETRIES 10
 #define CFG_DEFAULT_STATE_PATH "/var/lib/vhotplug/vhotplug.state" /* the older daemon's state file */
 #define CFG_DEFAULT_API_SOCKET "/var/lib/vhotplug/vhotplug.sock"
@@ -159,6 +160,7 @@ struct cfg_general {
         char **host_mounts;     /* "/", "/boot", "/usr" plus hostRequiredMounts */
         size_t n_host_mounts;
         int qmp_timeout_ms;
+        int event_timeout_ms;   /* budget of one event or request, lock waits and retries included */
         int attach_retries;
         char *modules_dir;      /* driverPath lookups; NULL: /lib/modules/`uname -r` */
         char *ovmf_code, *ovmf_vars; /* firmware for autoOvmf entries; may be NULL */

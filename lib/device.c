@@ -7,6 +7,8 @@
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
+#include <unistd.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pci/pci.h>
 #include <libusb.h>
@@ -127,7 +129,7 @@ static bool is_udev_key(const char *key, size_t len) {
 static int add_environ(struct dev *d, char *const *envp) {
         for (size_t i = 0; envp && envp[i] && i < 4 * DEV_MAX_PROPS; i++) {
                 const char *eq = strchr(envp[i], '=');
-                /* systemd-run -E passes a variable udev lacked as an empty string: absent. */
+                /* An empty value (a property udev lacked, passed on as KEY=) counts as absent. */
                 if (!eq || !eq[1] || !is_udev_key(envp[i], (size_t)(eq - envp[i])))
                         continue;
                 int r = add_prop(d, envp[i], (size_t)(eq - envp[i]), eq + 1);
@@ -865,4 +867,99 @@ void dev_describe(const struct dev *d, char *buf, size_t len) {
         else
                 snprintf(buf, len, "%s %.64s", kind ? kind : d->subsystem ? d->subsystem : "device",
                          d->sysname ? d->sysname : "?");
+}
+
+/* Writes value into an existing sysfs attribute (no O_CREAT: a missing device stays missing). */
+static int write_attr(const char *path, const char *value) {
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        size_t len = strlen(value);
+
+        if (fd < 0)
+                return -errno;
+        if (write(fd, value, len) != (ssize_t)len)
+                return errno ? -errno : -EIO;
+        return 0;
+}
+
+int dev_usb_write_authorized(const char *devpath, bool authorized) {
+        char path[PATH_MAX];
+
+        if (!devpath || strstr(devpath, "..") ||
+            snprintf(path, sizeof(path), "/sys%s/authorized", devpath) >= (int)sizeof(path))
+                return -EINVAL;
+        return write_attr(path, authorized ? "1" : "0");
+}
+
+/* Reads a small integer sysfs attribute. */
+static int read_attr_int(const char *path) {
+        char buf[32];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        ssize_t n;
+
+        if (fd < 0)
+                return -errno;
+        n = read(fd, buf, sizeof(buf) - 1);
+        if (n < 0)
+                return -errno;
+        buf[n] = '\0';
+        n = parse_attr_num(buf, 10, INT32_MAX);
+        return n < 0 ? -EINVAL : (int)n;
+}
+
+int dev_usb_read_authorized(const char *devpath) {
+        char path[PATH_MAX];
+
+        if (!devpath || strstr(devpath, "..") ||
+            snprintf(path, sizeof(path), "/sys%s/authorized", devpath) >= (int)sizeof(path))
+                return -EINVAL;
+        return read_attr_int(path);
+}
+
+/* Calls fn on the authorized_default attribute of every root hub (usbN); the first error wins. */
+static int for_root_hubs(int (*fn)(const char *path, void *userdata), void *userdata) {
+        _cleanup_closedir_ DIR *dir = opendir("/sys/bus/usb/devices");
+        struct dirent *de;
+        int r = 0;
+
+        if (!dir)
+                return -errno;
+        while ((de = readdir(dir))) {
+                char path[PATH_MAX];
+                int k;
+                /* root hubs are usbN (their interfaces usbN:1.0) */
+                if (strncmp(de->d_name, "usb", 3) != 0 || !de->d_name[3] ||
+                    strspn(de->d_name + 3, "0123456789") != strlen(de->d_name + 3))
+                        continue;
+                snprintf(path, sizeof(path), "/sys/bus/usb/devices/%s/authorized_default", de->d_name);
+                k = fn(path, userdata);
+                if (k < 0 && r == 0)
+                        r = k;
+        }
+        return r;
+}
+
+static int zero_default(const char *path, void *userdata) {
+        (void)userdata;
+        return write_attr(path, "0");
+}
+
+static int check_default(const char *path, void *userdata) {
+        int v = read_attr_int(path);
+        if (v > 0)
+                *(bool *)userdata = false;
+        return v < 0 ? v : 0;
+}
+
+int dev_usb_default_is_unauthorized(void) {
+        bool off = read_attr_int("/sys/module/usbcore/parameters/authorized_default") == 0;
+        int r = for_root_hubs(check_default, &off);
+
+        return r < 0 ? r : off;
+}
+
+int dev_usb_default_unauthorized(void) {
+        int r = write_attr("/sys/module/usbcore/parameters/authorized_default", "0");
+        int k = for_root_hubs(zero_default, NULL);
+
+        return r < 0 ? r : k;
 }

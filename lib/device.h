@@ -119,6 +119,22 @@ const char *dev_prop(const struct dev *d, const char *key);
  * /proc/self/mountinfo). Sets d->host_mount. Returns 1 when found, 0 when not, -errno on error. */
 int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mounts, size_t n_mounts);
 
+/* Writes "1" or "0" to the USB device's sysfs "authorized" attribute (/sys + devpath). Returns 0, or
+ * -errno (-ENOENT when the device is gone). */
+int dev_usb_write_authorized(const char *devpath, bool authorized);
+
+/* Reads the USB device's sysfs "authorized" attribute: 1, 0, or -errno. */
+int dev_usb_read_authorized(const char *devpath);
+
+/* Whether the kernel leaves new USB devices unauthorized already (usbcore's authorized_default and
+ * every root hub's are 0): 1, 0, or -errno. */
+int dev_usb_default_is_unauthorized(void);
+
+/* Makes the kernel leave new USB devices unauthorized: "0" into usbcore's authorized_default
+ * parameter and into every root hub's authorized_default. Returns 0, or the first -errno (the
+ * other writes are still tried). */
+int dev_usb_default_unauthorized(void);
+
 /* Builds the JSON view of a device ({"kind":"usb","devpath":...}). */
 int dev_to_json(const struct dev *d, struct cJSON **ret);
 

@@ -198,6 +198,42 @@ static int handle_remove(const struct xact_ctx *ctx, struct db *db, struct dev *
         return r;
 }
 
+/* USB authorization for a device no entry claims (only when usbAuthorization is enabled): hubs
+ * and hostAllow matches are authorized for the host; anything else stays as the kernel left it
+ * (unauthorized) and is recorded with the reason. */
+static int usb_auth_unclaimed(const struct xact_ctx *ctx, struct dev *d, struct xact_result *res) {
+        struct rule_auth_decision ad;
+        struct db *db = NULL;
+        char why[sizeof(res->decision.reason) + sizeof(ad.reason) + 64];
+        int r;
+
+        if (!ctx->cfg->usb_auth.enabled || d->kind != DEV_USB)
+                return 0;
+        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts, ctx->cfg->general.n_host_mounts);
+        rule_usb_auth(ctx->cfg, d, RULE_AUTH_ADD, false, &ad);
+        if (ad.action != RULE_AUTH_KEEP) {
+                r = dev_usb_write_authorized(d->devpath, ad.action == RULE_AUTH_AUTHORIZE);
+                if (r < 0) {
+                        res->outcome = XACT_FAILED;
+                        snprintf(res->error, sizeof(res->error), "cannot %s the USB device (%s): %s",
+                                 ad.action == RULE_AUTH_AUTHORIZE ? "authorize" : "deauthorize", ad.reason,
+                                 strerror(-r));
+                        return r;
+                }
+                snprintf(why, sizeof(why), "%s; %s for the host (%s)", res->decision.reason,
+                         ad.action == RULE_AUTH_AUTHORIZE ? "authorized" : "deauthorized", ad.reason);
+                str_copy(res->decision.reason, sizeof(res->decision.reason), why);
+                return 0;
+        }
+        snprintf(why, sizeof(why), "%s; %s", res->decision.reason, ad.reason);
+        str_copy(res->decision.reason, sizeof(res->decision.reason), why);
+        /* History only: a failure to record changes no decision. */
+        if (xact_open_db(ctx, false, &db, res) >= 0)
+                (void)xact_record_ignored(db, d, why);
+        db_close(db);
+        return 0;
+}
+
 int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact_result *res) {
         struct dev *d = ev->dev;
         bool add = is_add_like(ev->action);
@@ -208,6 +244,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         int r, dlock;
 
         xact_result_init(res, d->kind);
+        /* The event's whole time budget: waits for locks, QEMU's replies and retries fit in it. */
+        ectx.deadline = now_ms() + ctx->cfg->general.event_timeout_ms;
         if (ctx->dry_run)
                 return handle_dry_run(ctx, ev, add, res);
         if (add) {
@@ -218,7 +256,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
                 rule_decide(ctx->cfg, d, NULL, &res->decision);
                 if (res->decision.action != RULE_ATTACH) {
                         res->outcome = XACT_SKIPPED;
-                        return 0;
+                        return usb_auth_unclaimed(ctx, d, res);
                 }
                 res->action = XACT_ATTACH;
                 str_copy(res->vm, sizeof(res->vm), res->decision.vm->name);
@@ -227,7 +265,8 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
                 res->action = XACT_DETACH;
         }
 
-        dlock = lock_take_device(ctx->cfg->general.lock_dir, d->devpath, LOCK_TIMEOUT_MS);
+        dlock = lock_take_device(ctx->cfg->general.lock_dir, d->devpath,
+                                 (int)MIN((int64_t)LOCK_TIMEOUT_MS, ms_left(ectx.deadline)));
         if (dlock < 0) {
                 res->outcome = XACT_FAILED;
                 return set_error(res, dlock, "cannot lock device", NULL), dlock;

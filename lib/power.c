@@ -25,7 +25,7 @@ void power_result_clear(struct power_result *r) {
         if (!r)
                 return;
         free(r->items);
-        *r = (struct power_result){ 0 };
+        *r = (struct power_result){0};
 }
 
 static struct power_item *item_new(struct power_result *res, const char *devpath, const char *vm,
@@ -39,7 +39,7 @@ static struct power_item *item_new(struct power_result *res, const char *devpath
                 res->items = it;
         }
         it = &res->items[res->n++];
-        *it = (struct power_item){ .action = action, .outcome = XACT_SKIPPED, .port = -1 };
+        *it = (struct power_item){.action = action, .outcome = XACT_SKIPPED, .port = -1};
         str_copy(it->devpath, sizeof(it->devpath), devpath);
         str_copy(it->what, sizeof(it->what), devpath);
         str_copy(it->vm, sizeof(it->vm), vm);
@@ -55,13 +55,13 @@ static void item_settle(struct power_result *res, struct power_item *it, const s
         res->n_failed += x->outcome == XACT_FAILED;
 }
 
-static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind, const char *vm,
-                    struct power_result *res, char **ret_error) {
+static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind,
+                    const char *vm, struct power_result *res, char **ret_error) {
         struct xact_result x;
         int r;
 
-        *p = (struct run){ .ctx = ctx, .udev = udev, .kind = kind, .res = res };
-        *res = (struct power_result){ 0 };
+        *p = (struct run){.ctx = ctx, .udev = udev, .kind = kind, .res = res};
+        *res = (struct power_result){0};
         if (kind != DEV_USB && kind != DEV_PCI && kind != DEV_EVDEV)
                 return errmsg_set(ret_error, -EINVAL, "suspend and resume take usb, pci or evdev devices");
         if (vm && !cfg_find_vm(ctx->cfg, vm))
@@ -73,7 +73,8 @@ static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev
         boot_id_read(p->boot_id, sizeof(p->boot_id));
         r = db_suspended_forget_boots(p->db, p->boot_id);
         if (r < 0)
-                return errmsg_set(ret_error, r, "cannot forget the suspensions of earlier boots: %s", db_strerror(r));
+                return errmsg_set(ret_error, r, "cannot forget the suspensions of earlier boots: %s",
+                                  db_strerror(r));
         return 0;
 }
 
@@ -86,8 +87,8 @@ static const struct cfg_entry *entry_at(const struct cfg *c, enum dev_kind kind,
 
 /* The entry that gave a to its VM: the one claiming the present device now, else (an IOMMU group
  * member no rule claims) the one its record names. */
-static const struct cfg_entry *giving_entry(struct run *p, const struct db_attachment *a, const struct dev *d,
-                                            int *ret_index) {
+static const struct cfg_entry *giving_entry(struct run *p, const struct db_attachment *a,
+                                            const struct dev *d, int *ret_index) {
         struct rule_decision dec;
 
         if (d) {
@@ -101,10 +102,11 @@ static const struct cfg_entry *giving_entry(struct run *p, const struct db_attac
         return entry_at(p->ctx->cfg, p->kind, a->rule_entry);
 }
 
-static int suspend_one(struct run *p, const struct db_attachment *listed, const char *why, const char *requested_by) {
+static int suspend_one(struct run *p, const struct db_attachment *listed, const char *why,
+                       const char *requested_by) {
         const struct cfg *c = p->ctx->cfg;
         _cleanup_dev_ struct dev *d = NULL;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         const struct cfg_entry *e;
         struct power_item *it;
         struct xact_result x;
@@ -121,7 +123,8 @@ static int suspend_one(struct run *p, const struct db_attachment *listed, const 
         e = giving_entry(p, listed, d, &idx);
         if (e && e->skip_on_suspend) {
                 it->action = XACT_IGNORE;
-                snprintf(it->note, sizeof(it->note), "kept: skipOnSuspend (%s[%d])", cfg_section_name(p->kind), idx);
+                snprintf(it->note, sizeof(it->note), "kept: skipOnSuspend (%s[%d])",
+                         cfg_section_name(p->kind), idx);
                 return 0;
         }
         lock = lock_take_device(c->general.lock_dir, listed->devpath, LOCK_TIMEOUT_MS);
@@ -166,7 +169,7 @@ out:
 
 int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind, const char *vm,
                   const char *requested_by, struct power_result *ret, char **ret_error) {
-        struct power_result res = { 0 };
+        struct power_result res = {0};
         struct db_attachment *list = NULL;
         char why[64];
         size_t n = 0;
@@ -181,7 +184,8 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
                 if (r < 0)
                         errmsg_set(ret_error, r, "cannot read attachments: %s", db_strerror(r));
         }
-        snprintf(why, sizeof(why), "suspended (%s suspend)", dev_kind_name(kind) ? dev_kind_name(kind) : "?");
+        snprintf(why, sizeof(why), "suspended (%s suspend)",
+                 dev_kind_name(kind) ? dev_kind_name(kind) : "?");
         for (size_t i = 0; i < n && r >= 0; i++) {
                 if (dev_kind_from_name(list[i].kind) != kind)
                         continue;
@@ -203,8 +207,8 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
 
 /* The decision that puts d back into vm: the rules', moved to vm when its entry allows it; for a
  * device no rule claims (an IOMMU group member), the entry that gave it before the suspend. */
-static int resume_decision(struct run *p, const struct db_suspension *sp, struct dev *d, const struct cfg_vm *vm,
-                           struct rule_decision *dec, char *note, size_t len) {
+static int resume_decision(struct run *p, const struct db_suspension *sp, struct dev *d,
+                           const struct cfg_vm *vm, struct rule_decision *dec, char *note, size_t len) {
         const struct cfg_entry *e;
         int r;
 
@@ -239,18 +243,20 @@ static int resume_decision(struct run *p, const struct db_suspension *sp, struct
                                 .rule_description = e->description,
                                 .vm = vm,
                         };
-                        snprintf(dec->reason, sizeof(dec->reason), "resumed: %s[%d] gave it to %s before the suspend",
+                        snprintf(dec->reason, sizeof(dec->reason),
+                                 "resumed: %s[%d] gave it to %s before the suspend",
                                  cfg_section_name(p->kind), sp->rule_entry, vm->name);
                         return 1;
                 }
-        snprintf(note, len, "%s[%d] no longer names VM %s", cfg_section_name(p->kind), sp->rule_entry, vm->name);
+        snprintf(note, len, "%s[%d] no longer names VM %s", cfg_section_name(p->kind), sp->rule_entry,
+                 vm->name);
         return 0;
 }
 
 static int resume_one(struct run *p, const struct db_suspension *sp) {
         const struct cfg_vm *vm = cfg_find_vm(p->ctx->cfg, sp->vm);
         _cleanup_dev_ struct dev *d = NULL;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         struct rule_decision dec;
         struct power_item *it;
         struct xact_result x;
@@ -305,7 +311,7 @@ out:
 
 int power_resume(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind, const char *vm,
                  struct power_result *ret, char **ret_error) {
-        struct power_result res = { 0 };
+        struct power_result res = {0};
         struct db_suspension *list = NULL;
         size_t n = 0;
         struct run p;

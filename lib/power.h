@@ -21,20 +21,20 @@ struct udev;
 /* What suspend or resume did with one device. */
 struct power_item {
         char devpath[512];
-        char what[160];                /* dev_describe(), or the devpath of a device not present */
+        char what[160]; /* dev_describe(), or the devpath of a device not present */
         char vm[CFG_MAX_VM_NAME + 1];
-        enum xact_action action;       /* XACT_DETACH (suspend), XACT_ATTACH (resume), XACT_IGNORE: left */
-        enum xact_outcome outcome;     /* the transaction's; XACT_SKIPPED when left alone */
-        char id[VMM_ID_MAX];           /* QEMU id or crosvm PCI path, "" when none */
-        int port;                      /* crosvm port, -1 when none */
-        char note[256];                /* why it was left alone ("skipOnSuspend ...", "unplugged ...") */
-        char error[512];               /* what failed */
+        enum xact_action action;   /* XACT_DETACH (suspend), XACT_ATTACH (resume), XACT_IGNORE: left */
+        enum xact_outcome outcome; /* the transaction's; XACT_SKIPPED when left alone */
+        char id[VMM_ID_MAX];       /* QEMU id or crosvm PCI path, "" when none */
+        int port;                  /* crosvm port, -1 when none */
+        char note[256];            /* why it was left alone ("skipOnSuspend ...", "unplugged ...") */
+        char error[512];           /* what failed */
 };
 
 struct power_result {
         struct power_item *items;
         size_t n;
-        size_t n_failed;               /* items whose outcome is XACT_FAILED */
+        size_t n_failed; /* items whose outcome is XACT_FAILED */
 };
 
 /* Suspends the devices of kind (DEV_USB, DEV_PCI) of vm (NULL: every VM); requested_by (may be

@@ -13,6 +13,7 @@
 
 #include "cleanup-types.h"
 #include "db.h"
+#include "legacy.h"
 #include "lock.h"
 #include "util.h"
 #include "vmm.h"
@@ -38,6 +39,7 @@ struct state {
 const char *recon_op_name(enum recon_op op) {
         static const char *const names[] = {
                 "none", "attach", "reattach", "adopt", "detach", "remove", "close", "foreign", "vm-down",
+                "auth-default", "authorize", "deauthorize",
         };
         return names[op];
 }
@@ -146,7 +148,7 @@ static bool wanted_syspath(const char *syspath) {
 
 static int enumerate(struct state *s) {
         const struct xact_ctx *ctx = &s->o->ctx;
-        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->udev);
+        _cleanup_udev_enumerate_ struct udev_enumerate *e = udev_enumerate_new(s->o->ctx.udev);
         struct udev_list_entry *it;
         size_t cap = 0;
         int r;
@@ -163,7 +165,7 @@ static int enumerate(struct state *s) {
 
                 if (!wanted_syspath(syspath) || s->n_present >= RECON_MAX_DEVICES)
                         continue;
-                if (dev_new_from_syspath(s->o->udev, syspath, &d) < 0)
+                if (dev_new_from_syspath(s->o->ctx.udev, syspath, &d) < 0)
                         continue; /* vanished meanwhile */
                 if (d->kind == DEV_UNKNOWN) {
                         dev_free(d);
@@ -386,6 +388,87 @@ static int record_ignored(struct state *s) {
         return db_record_ignored_many(s->db, devs, reasons, n);
 }
 
+/* Whether the plan found vm not running. */
+static bool vm_down(const struct recon_plan *p, const char *vm) {
+        for (size_t i = 0; i < p->n; i++)
+                if (p->items[i].op == RECON_VM_DOWN && strcmp(p->items[i].vm, vm) == 0)
+                        return true;
+        return false;
+}
+
+/* usbAuthorization (whole-host runs only, not a VM's start hook): the kernel's default for new
+ * devices, then what each present USB device's "authorized" should be (rule_usb_auth at the
+ * reconcile moment: hubs and hostAllow matches authorized; with deauthorizeUnmatched, what no VM
+ * has or is about to get, and no hostAllow keeps, is deauthorized: also a device claimed for a VM
+ * that is down). Only what differs becomes an item. Planned after the VMs. */
+static int plan_usb_auth(struct state *s) {
+        const struct cfg *cfg = s->o->ctx.cfg;
+
+        if (!cfg->usb_auth.enabled || s->o->n_vms > 0)
+                return 0;
+        if (dev_usb_default_is_unauthorized() != 1 &&
+            !add_item(s->plan, RECON_AUTH_DEFAULT, "", NULL, "usbcore and root hubs: authorized_default=0", NULL, -1,
+                      "usbAuthorization: new USB devices start unauthorized"))
+                return -ENOMEM;
+        for (size_t i = 0; i < s->n_present; i++) {
+                struct present *p = &s->present[i];
+                struct rule_auth_decision ad;
+                char what[160];
+                int now;
+
+                if (p->dev->kind != DEV_USB)
+                        continue;
+                bool for_vm = p->dec.action == RULE_ATTACH && !p->dec.keep_detached &&
+                              cfg_vm_can_hotplug(p->dec.vm) && !vm_down(s->plan, p->dec.vm->name);
+                rule_usb_auth(cfg, p->dev, RULE_AUTH_RECONCILE, for_vm, &ad);
+                now = dev_usb_read_authorized(p->dev->devpath);
+                if (ad.action == RULE_AUTH_KEEP || now == (ad.action == RULE_AUTH_AUTHORIZE))
+                        continue;
+                dev_describe(p->dev, what, sizeof(what));
+                if (!add_item(s->plan, ad.action == RULE_AUTH_AUTHORIZE ? RECON_AUTHORIZE : RECON_DEAUTHORIZE, "",
+                              p->dev->devpath, what, NULL, -1, ad.reason))
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* The older daemon's state file (its users' VM choices and detached devices), imported once into
+ * the stored choices before anything is decided. A corrupt or hostile file is reported, once, and
+ * left alone. */
+static void import_legacy_state(struct state *s) {
+        const struct cfg_general *g = &s->o->ctx.cfg->general;
+        struct legacy_state ls = { 0 };
+        _cleanup_free_ struct db_choice *choices = NULL;
+        _cleanup_free_ char *err = NULL;
+        size_t stored = 0;
+        int r;
+
+        if (!s->db || s->o->ctx.dry_run || !g->persistency || !g->state_path)
+                return;
+        r = legacy_read_state(g->state_path, s->o->ctx.cfg, &ls, &err);
+        if (r == -ENOENT)
+                return;
+        choices = calloc(ls.n + 1, sizeof(*choices));
+        if (!choices)
+                goto out;
+        for (size_t i = 0; i < ls.n; i++)
+                choices[i] = (struct db_choice){ ls.choices[i].key, ls.choices[i].vm, ls.choices[i].keep_detached };
+        if (db_import_choices(s->db, g->state_path, choices, ls.n, "reconcile (import)", &stored) != 0)
+                goto out; /* imported before (1), or the database will say so elsewhere */
+        if (r < 0)
+                snprintf(s->plan->notice, sizeof(s->plan->notice), "older daemon's state file not imported: %s",
+                         err ? err : strerror(-r));
+        else {
+                int n = snprintf(s->plan->info, sizeof(s->plan->info), "imported %zu of %zu choices from %s", stored,
+                                 ls.n, g->state_path);
+                for (size_t i = 0; i < ls.n_skipped && n > 0 && (size_t)n < sizeof(s->plan->info); i++)
+                        n += snprintf(s->plan->info + n, sizeof(s->plan->info) - (size_t)n, "%s%s",
+                                      i ? "; " : "; left out: ", ls.skipped[i]);
+        }
+out:
+        legacy_state_clear(&ls);
+}
+
 /* Reconcile is the repair tool: it checks the whole database file and moves a corrupt one aside
  * (the VMs then tell what is attached). A dry run changes no file: with no database, it plans
  * from an empty record. */
@@ -431,6 +514,7 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         r = open_db(o, s, err, errlen);
         if (r < 0)
                 goto out;
+        import_legacy_state(s);
         r = s->db ? db_attachment_list(s->db, NULL, &s->rows, &s->n_rows) : 0;
         if (r < 0) {
                 snprintf(err, errlen, "cannot read attachments: %s", db_strerror(r));
@@ -448,6 +532,8 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         for (size_t i = 0; i < cfg->n_vms && r >= 0; i++)
                 if (vm_in_scope(o, cfg->vms[i].name) && cfg_vm_can_hotplug(&cfg->vms[i]))
                         r = plan_vm(s, &cfg->vms[i]);
+        if (r >= 0)
+                r = plan_usb_auth(s);
         /* Records of VMs that left the configuration. */
         for (size_t i = 0; i < s->n_rows && r >= 0 && o->n_vms == 0; i++)
                 if (!cfg_find_vm(cfg, s->rows[i].vm) &&
@@ -491,11 +577,14 @@ static void apply_remove(const struct recon_opts *o, struct recon_item *it) {
 /* One item under its device lock. A helper may have acted since the plan was made: the record is
  * read again under the lock. */
 static void apply_item(const struct recon_opts *o, struct db *db, struct present *p, struct recon_item *it) {
+        struct xact_ctx ctx = o->ctx;
         struct db_attachment row = { 0 };
         struct xact_result res;
         int r, dlock, found;
 
-        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, LOCK_TIMEOUT_MS);
+        /* Each item gets the time budget of one event. */
+        ctx.deadline = now_ms() + o->ctx.cfg->general.event_timeout_ms;
+        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, o->ctx.cfg->general.event_timeout_ms);
         if (dlock < 0) {
                 it->failed = true;
                 snprintf(it->error, sizeof(it->error), "cannot lock device: %s", strerror(-dlock));
@@ -515,7 +604,7 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
                                 r = xact_close(db, &row, "the VM no longer has it");
                         if (r >= 0) {
                                 dev_add_details(p->dev); /* names for the record */
-                                r = xact_attach(&o->ctx, db, p->dev, &p->dec, &res);
+                                r = xact_attach(&ctx, db, p->dev, &p->dec, &res);
                                 note_result(it, r, &res);
                         }
                         break;
@@ -534,7 +623,7 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
                                 it->done = true; /* closed meanwhile */
                                 break;
                         }
-                        r = xact_detach(&o->ctx, db, &row, it->why, &res);
+                        r = xact_detach(&ctx, db, &row, it->why, &res);
                         note_result(it, r, &res);
                         break;
                 default:
@@ -549,20 +638,38 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
         lock_release(dlock);
 }
 
+/* Writes what a usbAuthorization item says. */
+static void apply_auth(struct recon_item *it) {
+        int r = it->op == RECON_AUTH_DEFAULT ? dev_usb_default_unauthorized()
+                                             : dev_usb_write_authorized(it->devpath, it->op == RECON_AUTHORIZE);
+        it->done = true;
+        if (r < 0) {
+                it->failed = true;
+                snprintf(it->error, sizeof(it->error), "cannot write: %s", strerror(-r));
+        }
+}
+
 int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
         struct state *s = plan->priv;
         int failed = 0;
 
-        /* Detaches first: a device moving between VMs must leave the old one before the new one
-         * opens it. */
-        for (int pass = 0; pass < 2 && !o->ctx.dry_run && s; pass++) {
+        /* The kernel's default for new USB devices first; detaches before attaches (a device moving
+         * between VMs must leave the old one before the new one opens it); the host's own USB
+         * devices' authorization last, once the VMs have what is theirs. */
+        for (int pass = 0; pass < 3 && !o->ctx.dry_run && s; pass++) {
                 for (size_t i = 0; i < plan->n; i++) {
                         struct recon_item *it = &plan->items[i];
-                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE || it->op == RECON_CLOSE;
+                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE || it->op == RECON_CLOSE ||
+                                         it->op == RECON_AUTH_DEFAULT;
                         bool attachish = it->op == RECON_ATTACH || it->op == RECON_REATTACH || it->op == RECON_ADOPT;
+                        bool authish = it->op == RECON_AUTHORIZE || it->op == RECON_DEAUTHORIZE;
                         struct present *p = NULL;
-                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish))
+                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish) || (pass == 2 && !authish))
                                 continue;
+                        if (it->op == RECON_AUTH_DEFAULT || authish) {
+                                apply_auth(it);
+                                continue;
+                        }
                         if (attachish && !(p = find_present(s, it->devpath)))
                                 continue;
                         if (it->op == RECON_REMOVE)

@@ -22,6 +22,9 @@ enum recon_op {
         RECON_CLOSE,    /* a record the VM does not back (pending detach finished, VM left config) */
         RECON_FOREIGN,  /* a device someone else attached: reported, left alone */
         RECON_VM_DOWN,  /* VM not running: skipped */
+        RECON_AUTH_DEFAULT, /* usbAuthorization: new USB devices are to start unauthorized */
+        RECON_AUTHORIZE,    /* usbAuthorization: let the host use a USB device (hub, hostAllow) */
+        RECON_DEAUTHORIZE,  /* usbAuthorization: take a USB device no one may have from the host */
 };
 
 /* What is known of one device with respect to one VM. */
@@ -57,12 +60,12 @@ struct recon_plan {
         size_t n;
         size_t n_devices;     /* present devices looked at */
         char notice[PATH_MAX + 128]; /* something repaired on the way (a corrupt database moved aside) */
+        char info[PATH_MAX + 1024];  /* something done on the way (the older daemon's choices imported) */
         void *priv;           /* what recon_apply() needs of the planning (devices, database) */
 };
 
 struct recon_opts {
-        struct xact_ctx ctx;      /* cfg, db_path, mountinfo, dry_run */
-        struct udev *udev;        /* for enumerating the present devices */
+        struct xact_ctx ctx;      /* cfg, udev (also for enumerating the present devices), db_path, ... */
         char *const *vms;         /* limit to these VMs (NULL/0: all) */
         size_t n_vms;
 };

@@ -49,6 +49,14 @@ static bool driver_path_holds(const struct cfg *c, const struct cfg_rule *r, con
         return false;
 }
 
+/* The class triple (USB: deviceClass/Subclass/Protocol; PCI: class/subclass/prog-if). */
+static bool class_holds(const struct cfg_rule *r, const struct dev *d) {
+        unsigned f = r->fields;
+        return !((f & RF_DEV_CLASS) && d->dev_class != r->dev_class) &&
+               !((f & RF_DEV_SUBCLASS) && d->dev_subclass != r->dev_subclass) &&
+               !((f & RF_DEV_PROTOCOL) && d->dev_protocol != r->dev_protocol);
+}
+
 static bool usb_matches(const struct cfg *c, const struct cfg_rule *r, const struct dev *d) {
         unsigned f = r->fields;
         if ((f & RF_VENDOR_ID) && (!d->has_ids || d->vendor_id != r->vendor_id))
@@ -67,11 +75,7 @@ static bool usb_matches(const struct cfg *c, const struct cfg_rule *r, const str
                 return false;
         if ((f & RF_PORT_PATH) && (!d->port_path || strcmp(d->port_path, r->port_path) != 0))
                 return false;
-        if ((f & RF_DEV_CLASS) && d->dev_class != r->dev_class)
-                return false;
-        if ((f & RF_DEV_SUBCLASS) && d->dev_subclass != r->dev_subclass)
-                return false;
-        if ((f & RF_DEV_PROTOCOL) && d->dev_protocol != r->dev_protocol)
+        if (!class_holds(r, d))
                 return false;
         if ((f & (RF_IF_CLASS | RF_IF_SUBCLASS | RF_IF_PROTOCOL)) && !iface_matches(r, d))
                 return false;
@@ -91,13 +95,7 @@ static bool pci_matches(const struct cfg_rule *r, const struct dev *d) {
                 return false;
         if ((f & RF_PRODUCT_ID) && (!d->has_ids || d->product_id != r->product_id))
                 return false;
-        if ((f & RF_DEV_CLASS) && d->dev_class != r->dev_class)
-                return false;
-        if ((f & RF_DEV_SUBCLASS) && d->dev_subclass != r->dev_subclass)
-                return false;
-        if ((f & RF_DEV_PROTOCOL) && d->dev_protocol != r->dev_protocol)
-                return false;
-        return true;
+        return class_holds(r, d);
 }
 
 static bool evdev_matches(const struct cfg_rule *r, const struct dev *d) {

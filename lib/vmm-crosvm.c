@@ -56,12 +56,13 @@ struct ports {
 
 static void ports_clear(struct ports *p) {
         free(p->devs);
-        *p = (struct ports){ 0 };
+        *p = (struct ports){0};
 }
 
 static int ports_list(struct vmm_conn *c, struct ports *ret, char **ret_error) {
-        *ret = (struct ports){ 0 };
-        return crosvm_usb_list(crosvm_bin(c), c->vm->socket, vmm_timeout_ms(c), &ret->devs, &ret->n, ret_error);
+        *ret = (struct ports){0};
+        return crosvm_usb_list(crosvm_bin(c), c->vm->socket, vmm_timeout_ms(c), &ret->devs, &ret->n,
+                               ret_error);
 }
 
 static bool ports_have(const struct ports *p, int port) {
@@ -74,8 +75,8 @@ static bool ports_have(const struct ports *p, int port) {
 /* After a no_available_port: frees the ports that appeared since before was listed and hold a
  * device with d's ids (when known). Returns how many it found (0: a real refusal), or -errno when
  * the ports could not be listed. *ret_ports names them ("3, 4"). */
-static int free_left_behind(struct vmm_conn *c, const struct dev *d, const struct ports *before, char *ret_ports,
-                            size_t len, char **ret_error) {
+static int free_left_behind(struct vmm_conn *c, const struct dev *d, const struct ports *before,
+                            char *ret_ports, size_t len, char **ret_error) {
         struct ports after;
         int found = 0;
         int r = ports_list(c, &after, ret_error);
@@ -101,7 +102,8 @@ static int free_left_behind(struct vmm_conn *c, const struct dev *d, const struc
         return found;
 }
 
-static int crosvm_attach_usb(struct vmm_conn *c, const struct dev *d, struct vmm_attachment *ret, char **ret_error) {
+static int crosvm_attach_usb(struct vmm_conn *c, const struct dev *d, struct vmm_attachment *ret,
+                             char **ret_error) {
         struct ports before;
         char left[64];
         int r, found;
@@ -111,22 +113,25 @@ static int crosvm_attach_usb(struct vmm_conn *c, const struct dev *d, struct vmm
         r = ports_list(c, &before, ret_error);
         if (r < 0)
                 return r;
-        r = crosvm_usb_attach(crosvm_bin(c), c->vm->socket, d->devnode, vmm_timeout_ms(c), &ret->port, ret_error);
+        r = crosvm_usb_attach(crosvm_bin(c), c->vm->socket, d->devnode, vmm_timeout_ms(c), &ret->port,
+                              ret_error);
         if (r == -ENOSPC) {
                 drop_error(ret_error);
                 found = free_left_behind(c, d, &before, left, sizeof(left), ret_error);
                 if (found > 0)
-                        r = errmsg_set(ret_error, -EAGAIN,
-                                       "crosvm VM %s answered no_available_port and left the device on port %s: "
-                                       "its guest has not set up its USB controller yet (still booting?); the "
-                                       "port was freed again",
-                                       c->vm->name, left);
+                        r = errmsg_set(
+                                ret_error, -EAGAIN,
+                                "crosvm VM %s answered no_available_port and left the device on port %s: "
+                                "its guest has not set up its USB controller yet (still booting?); the "
+                                "port was freed again",
+                                c->vm->name, left);
                 else if (found == 0)
-                        r = errmsg_set(ret_error, -ENOSPC,
-                                       "crosvm VM %s answered no_available_port: every USB port for the "
-                                       "device's speed is taken (%zu in use); no device was taken out to make "
-                                       "room",
-                                       c->vm->name, before.n);
+                        r = errmsg_set(
+                                ret_error, -ENOSPC,
+                                "crosvm VM %s answered no_available_port: every USB port for the "
+                                "device's speed is taken (%zu in use); no device was taken out to make "
+                                "room",
+                                c->vm->name, before.n);
                 else
                         r = found;
         }
@@ -145,10 +150,12 @@ static int crosvm_attach(struct vmm_conn *c, const struct dev *d, const char *id
                 r = crosvm_vfio_path(d->pci_address, ret->id, sizeof(ret->id));
                 if (r < 0)
                         return errmsg_set(ret_error, -EINVAL, "PCI device has no valid address");
-                return crosvm_vfio_add(crosvm_bin(c), c->vm->socket, d->pci_address, vmm_timeout_ms(c), ret_error);
+                return crosvm_vfio_add(crosvm_bin(c), c->vm->socket, d->pci_address, vmm_timeout_ms(c),
+                                       ret_error);
         default:
                 return errmsg_set(ret_error, -EOPNOTSUPP,
-                                  "crosvm VM %s takes input devices only on its command line (--input)", c->vm->name);
+                                  "crosvm VM %s takes input devices only on its command line (--input)",
+                                  c->vm->name);
         }
 }
 
@@ -165,7 +172,8 @@ static int crosvm_detach(struct vmm_conn *c, const struct vmm_attachment *a, cha
                 return crosvm_vfio_remove(crosvm_bin(c), c->vm->socket, pci, vmm_timeout_ms(c), ret_error);
         if (a->port < 0)
                 return errmsg_set(ret_error, -EOPNOTSUPP,
-                                  "crosvm VM %s cannot give back a device it took on its command line", c->vm->name);
+                                  "crosvm VM %s cannot give back a device it took on its command line",
+                                  c->vm->name);
         return crosvm_usb_detach(crosvm_bin(c), c->vm->socket, a->port, vmm_timeout_ms(c), ret_error);
 }
 
@@ -226,7 +234,7 @@ static int crosvm_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_erro
 
 static int crosvm_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error) {
         const char *pci = pci_of_id(a->id);
-        struct vmm_list l = { 0 };
+        struct vmm_list l = {0};
         int r;
 
         if (!pci && a->port < 0)

@@ -158,6 +158,44 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         return 0;
 }
 
+/* USB authorization (usbAuthorization): writes what rule_usb_auth() decides for d at when. Returns
+ * 0, or -errno of a write that was needed and failed (its words in err). */
+static int authorize(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when, bool for_vm,
+                     char *err, size_t errlen) {
+        struct rule_auth_decision ad;
+        int r;
+
+        rule_usb_auth(ctx->cfg, d, when, for_vm, &ad);
+        if (ad.action == RULE_AUTH_KEEP)
+                return 0;
+        r = dev_usb_write_authorized(d->devpath, ad.action == RULE_AUTH_AUTHORIZE);
+        if (r < 0)
+                snprintf(err, errlen, "cannot %s the USB device (%s): %s",
+                         ad.action == RULE_AUTH_AUTHORIZE ? "authorize" : "deauthorize", ad.reason, strerror(-r));
+        return r;
+}
+
+/* authorize(), for a moment where a failure changes no outcome: it becomes res's notice. */
+static void auth_notice(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when,
+                        struct xact_result *res) {
+        char err[256];
+
+        if (authorize(ctx, d, when, true, err, sizeof(err)) < 0)
+                snprintf(res->notice, sizeof(res->notice), "%s", err);
+}
+
+/* After a detach: a USB device still on the host is taken back from it unless hostAllow keeps it
+ * there (USB authorization). */
+static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attachment *a, struct xact_result *res) {
+        _cleanup_dev_ struct dev *d = NULL;
+
+        if (!ctx->udev || !ctx->cfg->usb_auth.enabled || dev_kind_from_name(a->kind) != DEV_USB ||
+            dev_new_from_syspath(ctx->udev, a->devpath, &d) < 0 || d->kind != DEV_USB)
+                return;
+        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts, ctx->cfg->general.n_host_mounts);
+        auth_notice(ctx, d, RULE_AUTH_DETACHED, res);
+}
+
 int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,
@@ -181,59 +219,107 @@ static void pci_give_back(const struct vfio_plan *plan) {
         }
 }
 
-/* One attempt, under the VM lock (the caller's): connect, (PCI: bind to vfio-pci), device_add.
- * A VM that is not running gets nothing bound: the host keeps the device until the VM is up. What
- * fails leaves nothing half-done: the host gets back what was bound for it. */
-static int attach_once(const struct xact_ctx *ctx, const struct dev *d, const struct rule_decision *dec,
-                       const char *id, struct vmm_attachment *at, const char **ret_what, char **ret_error) {
-        const struct cfg_vm *vm = dec->vm;
-        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
-        struct vfio_plan plan = { 0 };
-        struct vmm_conn *conn = NULL;
-        int r;
+/* What is left of the request's time budget (general.eventTimeoutMs), at most cap ms; cap when
+ * the request has no budget. */
+static int budget_ms(const struct xact_ctx *ctx, int cap) {
+        return ctx->deadline ? (int)MIN((int64_t)cap, ms_left(ctx->deadline)) : cap;
+}
 
-        free(*ret_error);
-        *ret_error = NULL;
-        r = vmm_connect(vm, &o, &conn, ret_error);
-        if (r >= 0 && d->kind == DEV_PCI) {
-                r = xact_vfio_bind(dec->entry, d->pci_address, &plan, ret_error);
+enum vm_op { VM_ATTACH, VM_DETACH, VM_HAS };
+
+/* One conversation with a VM: what to do, on what. */
+struct vm_call {
+        enum vm_op op;
+        const struct cfg_vm *vm;
+        const struct dev *d;                 /* VM_ATTACH */
+        const struct rule_decision *dec;     /* VM_ATTACH */
+        struct vmm_attachment *at;           /* VM_ATTACH: filled; else: what to detach or look for */
+        const char *what;                    /* VM_ATTACH: the step that failed, for the record */
+};
+
+/* VM_ATTACH under the VM lock: (PCI: bind to vfio-pci), device_add. A VM that is not running gets
+ * nothing bound (the host keeps the device until the VM is up); what fails leaves nothing
+ * half-done: the host gets back what was bound for it. */
+static int attach_in(struct vmm_conn *conn, struct vm_call *call, char **ret_error) {
+        const struct dev *d = call->d;
+        struct vfio_plan plan = { 0 };
+        int r = 0;
+
+        if (d->kind == DEV_PCI) {
+                r = xact_vfio_bind(call->dec->entry, d->pci_address, &plan, ret_error);
                 if (r < 0)
-                        *ret_what = "cannot hand the device to vfio-pci";
+                        call->what = "cannot hand the device to vfio-pci";
         }
-        if (r >= 0)
-                r = vmm_attach(conn, d, id, dec->entry && dec->entry->use_root_bus, at, ret_error);
+        if (r >= 0) {
+                char id[VMM_ID_MAX];
+                str_copy(id, sizeof(id), call->at->id); /* vmm_attach() fills *call->at afresh */
+                r = vmm_attach(conn, d, id, call->dec->entry && call->dec->entry->use_root_bus, call->at, ret_error);
+        }
         if (r < 0 && r != -EEXIST)
                 pci_give_back(&plan);
         vfio_plan_clear(&plan);
-        vmm_disconnect(conn);
         return r;
 }
 
-/* Attempts until the VMM takes the device, the retries are used up, or another answer comes; the VM
- * lock is held for each attempt only. -EAGAIN is QEMU not seeing a fresh USB device yet (udev's
- * work, milliseconds: attachRetries attempts) or a crosvm guest that has not set up its USB
- * controller (a VM started a moment ago: tried for XACT_CROSVM_BOOT_WAIT_MS as well, far within
- * the helper's time limit). Returns the last attempt's result; *ret_lock is the error of a VM
- * lock that could not be had (then no attempt was made), else 0. */
-static int attach_with_retries(const struct xact_ctx *ctx, const struct dev *d, const struct rule_decision *dec,
-                               const char *id, struct vmm_attachment *at, int *ret_lock, const char **ret_what,
-                               char **ret_error) {
+/* One short conversation with the VM under its lock, within the request's time budget: connect,
+ * then attach, device_del (vmm_detach) or ask whether it has the device (vmm_has). *ret_lock is
+ * the error of a VM lock that could not be had (then nothing was asked), else 0. */
+static int vm_ask(const struct xact_ctx *ctx, struct vm_call *call, int *ret_lock, char **ret_error) {
+        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
+        struct vmm_attachment keep = *call->at;
+        struct vmm_conn *conn = NULL;
+        int lock, r;
+
+        free(*ret_error);
+        *ret_error = NULL;
+        lock = lock_take_vm(ctx->cfg->general.lock_dir, call->vm->name, budget_ms(ctx, LOCK_TIMEOUT_MS));
+        if (lock < 0) {
+                *ret_lock = lock;
+                return lock;
+        }
+        o.timeout_ms = budget_ms(ctx, o.timeout_ms > 0 ? o.timeout_ms : CFG_DEFAULT_QMP_TIMEOUT_MS);
+        r = o.timeout_ms > 0 ? vmm_connect(call->vm, &o, &conn, ret_error)
+                             : errmsg_set(ret_error, -ETIMEDOUT, "the time budget of the request is spent");
+        if (r >= 0) {
+                switch (call->op) {
+                case VM_ATTACH:
+                        r = attach_in(conn, call, ret_error);
+                        if (r < 0 && r != -EEXIST)
+                                *call->at = keep; /* no half-filled attachment */
+                        break;
+                case VM_DETACH:
+                        r = vmm_detach(conn, call->at, ret_error);
+                        break;
+                case VM_HAS:
+                        r = vmm_has(conn, call->at, ret_error);
+                        break;
+                }
+        }
+        vmm_disconnect(conn);
+        lock_release(lock);
+        return r;
+}
+
+/* Attempts until the VMM takes the device, the retries or the time budget are used up, or another
+ * answer comes; the VM lock is held for each attempt only. -EAGAIN is QEMU not seeing a fresh USB
+ * device yet (udev's work, milliseconds: attachRetries attempts) or a crosvm guest that has not
+ * set up its USB controller (a VM started a moment ago: tried for XACT_CROSVM_BOOT_WAIT_MS as
+ * well, within the request's time budget). Returns the last attempt's result; *ret_lock as for
+ * vm_ask(). */
+static int attach_with_retries(const struct xact_ctx *ctx, struct vm_call *call, int *ret_lock, char **ret_error) {
         int retries = ctx->cfg->general.attach_retries > 0 ? ctx->cfg->general.attach_retries : 0;
-        int64_t delay = RETRY_START_MS;
-        int64_t boot_deadline = now_ms() + (dec->vm->type == VMM_CROSVM ? XACT_CROSVM_BOOT_WAIT_MS : 0);
-        int r, lock;
+        int64_t delay = RETRY_START_MS, pause;
+        int64_t boot_deadline = now_ms() + (call->vm->type == VMM_CROSVM ? XACT_CROSVM_BOOT_WAIT_MS : 0);
+        int r;
 
         for (int attempt = 0;; attempt++) {
-                lock = lock_take_vm(ctx->cfg->general.lock_dir, dec->vm->name, LOCK_TIMEOUT_MS);
-                if (lock < 0) {
-                        *ret_lock = lock;
-                        return lock;
-                }
-                r = attach_once(ctx, d, dec, id, at, ret_what, ret_error);
-                lock_release(lock);
+                r = vm_ask(ctx, call, ret_lock, ret_error);
                 if (r != -EAGAIN || (attempt >= retries && ms_left(boot_deadline) == 0))
                         return r;
-                sleep_ms(backoff_next(&delay, RETRY_MAX_MS));
+                pause = backoff_next(&delay, RETRY_MAX_MS);
+                if (budget_ms(ctx, INT32_MAX) <= pause)
+                        return r; /* no time left for another try: QEMU's last answer stands */
+                sleep_ms(pause);
         }
 }
 
@@ -245,7 +331,8 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         struct db_device rec;
         char key[DEV_KEY_MAX];
         enum db_state state;
-        const char *what = "VM refused the device";
+        struct vm_call call = { .op = VM_ATTACH, .vm = dec->vm, .d = d, .dec = dec, .at = &at,
+                                .what = "VM refused the device" };
         int64_t id = 0;
         int r, rv, lock = 0;
 
@@ -267,7 +354,12 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         if (r > 0)
                 return stale(res);
 
-        rv = attach_with_retries(ctx, d, dec, res->vmm_id, &at, &lock, &what, &verr);
+        str_copy(at.id, sizeof(at.id), res->vmm_id);
+        rv = authorize(ctx, d, RULE_AUTH_BEFORE_ATTACH, true, res->error, sizeof(res->error));
+        if (rv < 0)
+                call.what = NULL; /* the host would not let the VM have it: res->error says why */
+        else
+                rv = attach_with_retries(ctx, &call, &lock, &verr);
         if (lock < 0) {
                 /* This host's trouble, not the VM's answer: an internal error. */
                 settle(res, XACT_FAILED, lock, "cannot lock VM", dec->vm->name, NULL);
@@ -286,10 +378,16 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
                 state = DB_PENDING;
                 rv = 0;
         } else {
-                settle(res, XACT_FAILED, rv, what, NULL, verr);
+                if (call.what)
+                        settle(res, XACT_FAILED, rv, call.what, NULL, verr);
+                else
+                        res->outcome = XACT_FAILED;
                 state = DB_FAILED;
                 rv = 0;
         }
+        /* A device that did not reach its VM is taken away from the host again. */
+        if (state != DB_ATTACHED)
+                auth_notice(ctx, d, RULE_AUTH_ATTACH_FAILED, res);
         r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
                              state == DB_ATTACHED ? NULL : res->error);
         if (r < 0) {
@@ -309,32 +407,6 @@ static void give_back(const struct db_attachment *a) {
                 (void)vfio_unbind(NULL, a->pci_address, &err);
 }
 
-enum vm_op { VM_DETACH, VM_HAS };
-
-/* One short conversation with vm under its lock: connect, then device_del (vmm_detach) or ask
- * whether it has the device (vmm_has). *ret_lock is the error of a VM lock that could not be had
- * (then nothing was asked), else 0. */
-static int vm_ask(const struct xact_ctx *ctx, const struct cfg_vm *vm, enum vm_op op, const struct vmm_attachment *at,
-                  int *ret_lock, char **ret_error) {
-        struct vmm_opts o = vmm_opts_from_cfg(&ctx->cfg->general);
-        struct vmm_conn *conn = NULL;
-        int lock, r;
-
-        free(*ret_error);
-        *ret_error = NULL;
-        lock = lock_take_vm(ctx->cfg->general.lock_dir, vm->name, LOCK_TIMEOUT_MS);
-        if (lock < 0) {
-                *ret_lock = lock;
-                return lock;
-        }
-        r = vmm_connect(vm, &o, &conn, ret_error);
-        if (r >= 0)
-                r = op == VM_DETACH ? vmm_detach(conn, at, ret_error) : vmm_has(conn, at, ret_error);
-        vmm_disconnect(conn);
-        lock_release(lock);
-        return r;
-}
-
 /* device_del, then the confirmation that the VM let go, asked on fresh connections while the
  * monitor and the VM lock stay free for others in between (a dock unplug sends many removes at
  * once). Returns 0 when gone, -EINPROGRESS when the VM has not let go within the detach bound,
@@ -342,20 +414,22 @@ static int vm_ask(const struct xact_ctx *ctx, const struct cfg_vm *vm, enum vm_o
 static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, const struct vmm_attachment *at,
                         int *ret_lock, char **ret_error) {
         int bound = vmm_opts_from_cfg(&ctx->cfg->general).detach_timeout_ms;
+        struct vmm_attachment a = *at;
+        struct vm_call call = { .op = VM_DETACH, .vm = vm, .at = &a };
         int64_t deadline, delay = CONFIRM_START_MS;
         int r;
 
-        if (bound <= 0)
-                bound = CFG_DEFAULT_QMP_TIMEOUT_MS;
+        bound = budget_ms(ctx, bound > 0 ? bound : CFG_DEFAULT_QMP_TIMEOUT_MS);
         deadline = now_ms() + bound;
-        r = vm_ask(ctx, vm, VM_DETACH, at, ret_lock, ret_error);
+        r = vm_ask(ctx, &call, ret_lock, ret_error);
+        call.op = VM_HAS;
         while (r == 1) {
                 if (now_ms() >= deadline)
                         return errmsg_set(ret_error, -EINPROGRESS,
                                           "VM %s accepted device_del of %s but has not released it within %d ms",
                                           vm->name, at->id, bound);
                 sleep_ms(MIN(backoff_next(&delay, CONFIRM_MAX_MS), ms_left(deadline)));
-                r = vm_ask(ctx, vm, VM_HAS, at, ret_lock, ret_error);
+                r = vm_ask(ctx, &call, ret_lock, ret_error);
         }
         return r;
 }
@@ -395,6 +469,7 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         } else if (rv == 0 || rv == -ENOENT || rv == -EHOSTDOWN) {
                 /* -ENOENT: the VM no longer has it; -EHOSTDOWN: the VM is gone, and the device with it */
                 give_back(a);
+                auth_after_detach(ctx, a, res);
                 rv = 0;
         } else {
                 /* The record stays open (detaching), with the error, for reconcile to finish:
@@ -426,8 +501,10 @@ int xact_confirm(const struct xact_ctx *ctx, const struct db_attachment *a, char
 
         if (!vm)
                 return 0;
+        struct vm_call call = { .op = VM_HAS, .vm = vm, .at = &at };
+
         str_copy(at.id, sizeof(at.id), a->vmm_id);
-        r = vm_ask(ctx, vm, VM_HAS, &at, &lock, ret_error);
+        r = vm_ask(ctx, &call, &lock, ret_error);
         if (lock < 0)
                 return errmsg_set(ret_error, lock, "cannot lock VM %s: %s", vm->name, strerror(-lock));
         return r == -EHOSTDOWN ? 0 : r; /* a VM that is not running has nothing */

@@ -24,14 +24,20 @@
 /* How long a crosvm guest that cannot take a USB device yet (booting) is given, at least. */
 #define XACT_CROSVM_BOOT_WAIT_MS 15000
 
+struct udev;
+
 struct xact_ctx {
         const struct cfg *cfg;
+        struct udev *udev;      /* to look at a device still present after its detach (USB
+                                 * authorization); NULL: not looked at */
         const char *db_path;    /* overrides cfg->general.database when set */
         const char *mountinfo;  /* NULL: /proc/self/mountinfo */
         bool dry_run;
         bool no_strict_perms;   /* accept a database not root's alone (--no-strict-perms) */
         const struct db_event_order *order; /* the udev event being handled, checked for staleness
                                              * in the intent's transaction; NULL for others */
+        int64_t deadline;       /* now_ms() by which the request must be done (general.eventTimeoutMs):
+                                 * lock waits, QMP replies and retries all fit in it; 0: no bound */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };

@@ -9,6 +9,8 @@
 #       runs every target once over its seed corpus (crash regressions live there).
 #   make bench
 #       runs bench/run.sh (needs hyperfine and /usr/bin/time; see bench/run.sh).
+#   make bench-handoff
+#       runs bench/handoff.sh: the udev-to-helper path under a real systemd (root; see the script).
 
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_CC      ?= clang
@@ -54,4 +56,8 @@ fuzz-regress: fuzz-build
 bench: all tests
 	@BUILD=$(BUILD) bench/run.sh
 
-.PHONY: fuzz fuzz-build fuzz-regress bench
+# The production event path under a real systemd (container), new vs old hand-off (root).
+bench-handoff: all tests
+	@BUILD=$(BUILD) bench/handoff.sh
+
+.PHONY: fuzz fuzz-build fuzz-regress bench bench-handoff

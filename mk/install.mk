@@ -2,11 +2,14 @@
 #
 #   make install PREFIX=/usr DESTDIR=/tmp/pkg
 #
-# Programs go to $(SBINDIR) (administrator commands, manual section 8). The udev rule, the
-# systemd units and the tmpfiles snippet go where udev and systemd look for them, which does not
+# Programs go to $(SBINDIR) (administrator commands, manual section 8; vhotplug-event is the udev
+# rule's RUN program). The udev rule, the systemd units and the tmpfiles snippet go where udev and
+# systemd look for them, which does not
 # follow PREFIX (udev does not read /usr/local): the directories come from pkg-config, can be
 # overridden (UDEVDIR=, SYSTEMDUNITDIR=, TMPFILESDIR=), and are always below DESTDIR.
 # /etc/vhotplug.conf is never written: an example goes to $(DOCDIR)/examples.
+# vhotplug-helper.socket is enabled statically (a sockets.target.wants link next to the units, as
+# systemd does for its own sockets): without it the rule's events reach nobody.
 
 DESTDIR        ?=
 SBINDIR        ?= $(PREFIX)/sbin
@@ -15,21 +18,20 @@ MANDIR         ?= $(DATADIR)/man
 DOCDIR         ?= $(DATADIR)/doc/vhotplug
 SYSCONFDIR     ?= /etc
 LOCALSTATEDIR  ?= /var
-SYSTEMD_RUN    ?= /usr/bin/systemd-run
 UDEVDIR        ?= $(or $(shell $(PKG_CONFIG) --variable=udevdir udev 2>/dev/null),/usr/lib/udev)
 SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 TMPFILESDIR    ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
 INSTALL        ?= install
 
-# Sources whose @sbindir@ / @systemd_run@ / @sysconfdir@ are filled in at install time (the .in
-# files and the helper's drop-in). SYSCONFDIR is also compiled in (see the Makefile): the
-# programs' default configuration is $(SYSCONFDIR)/vhotplug.conf.
-SUBST = sed -e 's|@sbindir@|$(SBINDIR)|g' -e 's|@systemd_run@|$(SYSTEMD_RUN)|g' \
-            -e 's|@sysconfdir@|$(SYSCONFDIR)|g'
+# Sources whose @sbindir@ / @sysconfdir@ are filled in at install time (the .in files).
+# SYSCONFDIR is also compiled in (see the Makefile): the programs' default configuration is
+# $(SYSCONFDIR)/vhotplug.conf.
+SUBST = sed -e 's|@sbindir@|$(SBINDIR)|g' -e 's|@sysconfdir@|$(SYSCONFDIR)|g'
 
-HELPER_DROPIN := vhotplug-helper-.service.d/10-vhotplug.conf
-UNITS_IN      := vhotplug-reconcile.service vhotplug-reconcile@.service
-UNITS_PLAIN   := vhotplug-reconcile.timer
+UNITS_IN      := vhotplug-helper.service vhotplug-reconcile.service vhotplug-reconcile@.service
+UNITS_PLAIN   := vhotplug-helper.socket vhotplug-reconcile.timer
+# Left by versions that started one transient unit per event (systemd-run): removed.
+OLD_DROPIN    := vhotplug-helper-.service.d/10-vhotplug.conf
 MAN5          := vhotplug.conf.5
 MAN8          := vhotplug-helper.8 vhotplug-reconcile.8
 DOCS          := $(wildcard README.md)
@@ -41,14 +43,15 @@ install: all
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(UDEVDIR)/rules.d
 	$(SUBST) udev-rules/90-vhotplug.rules.in >$(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
 	chmod 0644 $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d
-	$(SUBST) systemd/$(HELPER_DROPIN) >$(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
-	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
+	$(INSTALL) -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)/sockets.target.wants
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$(OLD_DROPIN)
+	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/$(dir $(OLD_DROPIN)) 2>/dev/null || :
 	set -e; for u in $(UNITS_IN); do \
 		$(SUBST) systemd/$$u.in >$(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 		chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/$$u; \
 	done
 	$(INSTALL) -m 0644 $(addprefix systemd/,$(UNITS_PLAIN)) $(DESTDIR)$(SYSTEMDUNITDIR)/
+	ln -sf ../vhotplug-helper.socket $(DESTDIR)$(SYSTEMDUNITDIR)/sockets.target.wants/vhotplug-helper.socket
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(TMPFILESDIR)
 	$(INSTALL) -m 0644 systemd/vhotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
@@ -59,18 +62,24 @@ install: all
 	$(if $(EXAMPLES),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR)/examples)
 	$(if $(EXAMPLES),$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
 	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug
-	@# On a live system (no DESTDIR): create /run/vhotplug and tell udev and systemd.
+	@# On a live system (no DESTDIR): create /run/vhotplug, tell udev and systemd, listen.
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		systemd-tmpfiles --create $(TMPFILESDIR)/vhotplug.conf || :; \
 		systemctl daemon-reload || :; \
+		systemctl start vhotplug-helper.socket || :; \
 		udevadm control --reload || :; \
 	fi
 
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(SBINDIR)/,$(notdir $(PROGS)))
 	rm -f $(DESTDIR)$(UDEVDIR)/rules.d/90-vhotplug.rules
-	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$(HELPER_DROPIN)
-	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/vhotplug-helper-.service.d 2>/dev/null || :
+	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
+		systemctl stop vhotplug-helper.socket vhotplug-helper.service || :; \
+	fi
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/sockets.target.wants/vhotplug-helper.socket
+	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/sockets.target.wants 2>/dev/null || :
+	rm -f $(DESTDIR)$(SYSTEMDUNITDIR)/$(OLD_DROPIN)
+	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/$(dir $(OLD_DROPIN)) 2>/dev/null || :
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS_IN) $(UNITS_PLAIN))
 	rm -f $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
 	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(MAN5)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))

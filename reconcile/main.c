@@ -102,7 +102,7 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
                 else if (!it->id[0] && it->port >= 0 && it->op != RECON_FOREIGN)
                         snprintf(id, sizeof(id), " as port %d", it->port);
                 failed += it->failed;
-                snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op), it->vm, it->what, id,
+                snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op), it->vm[0] ? it->vm : "host", it->what, id,
                          it->why, it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "",
                          it->error);
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
@@ -145,13 +145,12 @@ static int run(int argc, char **argv) {
                 log_warning("%s", cfg->warnings[i]);
 
         struct recon_opts ro = {
-                .ctx = { .cfg = cfg, .db_path = o.db, .mountinfo = o.mountinfo, .dry_run = o.dry_run,
-                         .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS },
-                .udev = udev_new(),
+                .ctx = { .cfg = cfg, .udev = udev_new(), .db_path = o.db, .mountinfo = o.mountinfo,
+                         .dry_run = o.dry_run, .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS },
                 .vms = o.vms,
                 .n_vms = o.n_vms,
         };
-        if (!ro.udev) {
+        if (!ro.ctx.udev) {
                 cfg_free(cfg);
                 return log_error_errno(ENOMEM, "Failed to initialize libudev: %m"), EXIT_ERROR;
         }
@@ -163,13 +162,15 @@ static int run(int argc, char **argv) {
         }
         if (plan.notice[0])
                 log_warning("%s", plan.notice);
+        if (plan.info[0])
+                log_info("%s", plan.info);
         failed = recon_apply(&ro, &plan);
         print_plan(&o, &plan);
         log_plan(&plan);
         r = failed > 0 ? EXIT_FAILED : 0;
 out:
         recon_plan_clear(&plan);
-        udev_unref(ro.udev);
+        udev_unref(ro.ctx.udev);
         cfg_free(cfg);
         return r;
 }

@@ -108,8 +108,8 @@ expect_sql() {
         got=$(sqlite3 "$db" "$2" 2>&1) || die "cannot read the demo's database $db: $got"
         [ "$got" = "$3" ] || die "database: $1: expected '$3', got '$got'"
 }
-# udev_event ACTION DEVPATH SEQNUM: the helper with the event in its environment, as systemd-run -E
-# passes it. The device's properties come from its uevent file (kept aside on unplug).
+# udev_event ACTION DEVPATH SEQNUM: the helper with the event in its environment, as the helper's
+# service passes it. The device's properties come from its uevent file (kept aside on unplug).
 seq=1000
 udev_event() {
         local action=$1 devpath=$2 src=/sys$2/uevent

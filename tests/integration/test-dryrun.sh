@@ -1,18 +1,12 @@
 #!/usr/bin/env bash
 # vhotplug-helper --dry-run --json on the shared umockdev fixtures: the decision for each real
 # device (action, VM, entry and allow rule, or the reason it is ignored).
-set -u
-top=${VHP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}
-BUILD=${BUILD:-build}
-helper=$top/$BUILD/vhotplug-helper
-fx=$top/tests/data/umockdev
+. "$(dirname "$0")/../lib.sh"
+top=$VHP_TOP
+helper=$VHP_BUILD/vhotplug-helper
+fx=$VHP_FIXTURES
 conf=$top/tests/data/config/dryrun.json
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-n=0
-
-ok() { echo "ok - $*"; }
-notok() { echo "not ok - $*"; }
+tmp=$VHP_TMP
 
 # run FIXTURE NAME ACTION DEVPATH [helper options...]: writes $tmp/NAME.json and .rc
 run() {
@@ -27,9 +21,9 @@ run() {
 expect() {
         local name=$1 filter=$2 desc=$3
         if [ "$(cat "$tmp/$name.rc")" = 0 ] && jq -e "$filter" "$tmp/$name.json" >/dev/null 2>&1; then
-                ok "$desc"
+                vhp_ok "$desc"
         else
-                notok "$desc (rc=$(cat "$tmp/$name.rc"): $(head -c 600 "$tmp/$name.json") $(head -c 300 "$tmp/$name.err"))"
+                vhp_fail "$desc (rc=$(cat "$tmp/$name.rc"): $(head -c 600 "$tmp/$name.json") $(head -c 300 "$tmp/$name.err"))"
         fi
 }
 
@@ -107,16 +101,16 @@ if [ -n "$ex" ]; then
         expect wifi-link "$(attach wifi-link gui-vm 0 0 pciPassthrough) and .device.address == \"0000:00:14.3\" and .device.devpath == \"$P/0000:00:14.3\"" \
                 "man page example '$ex': /sys/bus/pci/devices link accepted, resolved to the DEVPATH"
 else
-        notok "vhotplug-helper(8) has the example 'vhotplug-helper -c ./test.conf ... add /sys/bus/pci/devices/...'"
+        vhp_fail "vhotplug-helper(8) has the example 'vhotplug-helper -c ./test.conf ... add /sys/bus/pci/devices/...'"
 fi
 run "$fx/usb-all.umockdev" usb-link add /sys/bus/usb/devices/1-3.2
 expect usb-link "$(attach usb-link net-vm 1 0) and .device.devpath == \"$U/usb1/1-3/1-3.2\"" "/sys/bus/usb/devices link accepted"
 run "$fx/usb-all.umockdev" link-dots add /sys/bus/usb/devices/../devices/1-1
 [ "$(cat "$tmp/link-dots.rc")" = 2 ] && grep -q 'invalid DEVPATH' "$tmp/link-dots.err" &&
-        ok "/sys path with .. refused" || notok "/sys path with ..: rc=$(cat "$tmp/link-dots.rc") $(cat "$tmp/link-dots.err")"
+        vhp_ok "/sys path with .. refused" || vhp_fail "/sys path with ..: rc=$(cat "$tmp/link-dots.rc") $(cat "$tmp/link-dots.err")"
 run "$fx/usb-all.umockdev" link-gone add /sys/bus/usb/devices/9-9
 [ "$(cat "$tmp/link-gone.rc")" = 2 ] && grep -q 'no device at' "$tmp/link-gone.err" &&
-        ok "/sys link to no device: no device" || notok "/sys link to no device: rc=$(cat "$tmp/link-gone.rc") $(cat "$tmp/link-gone.err")"
+        vhp_ok "/sys link to no device: no device" || vhp_fail "/sys link to no device: rc=$(cat "$tmp/link-gone.rc") $(cat "$tmp/link-gone.err")"
 
 I=/devices/platform/i8042/serio0/input/input3
 run "$fx/input-all.umockdev" kbd add $I/event3
@@ -146,28 +140,28 @@ done
 umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/9-9 \
         >"$tmp/nodev.out" 2>&1
 rc=$?
-[ $rc = 2 ] && grep -q 'no device at' "$tmp/nodev.out" && ok "nonexistent DEVPATH: exit 2, clear error" ||
-        notok "nonexistent DEVPATH: rc=$rc $(cat "$tmp/nodev.out")"
+[ $rc = 2 ] && grep -q 'no device at' "$tmp/nodev.out" && vhp_ok "nonexistent DEVPATH: exit 2, clear error" ||
+        vhp_fail "nonexistent DEVPATH: rc=$rc $(cat "$tmp/nodev.out")"
 "$helper" --no-strict-perms -c "$conf" --dry-run add /etc/passwd >"$tmp/bad.out" 2>&1
 rc=$?
-[ $rc = 2 ] && grep -q 'invalid DEVPATH' "$tmp/bad.out" && ok "DEVPATH outside /devices refused" ||
-        notok "DEVPATH outside /devices: rc=$rc $(cat "$tmp/bad.out")"
+[ $rc = 2 ] && grep -q 'invalid DEVPATH' "$tmp/bad.out" && vhp_ok "DEVPATH outside /devices refused" ||
+        vhp_fail "DEVPATH outside /devices: rc=$rc $(cat "$tmp/bad.out")"
 "$helper" --no-strict-perms -c "$conf" --dry-run add /devices/../../etc >"$tmp/dots.out" 2>&1
 rc=$?
-[ $rc = 2 ] && ok "DEVPATH with .. refused" || notok "DEVPATH with ..: rc=$rc"
+[ $rc = 2 ] && vhp_ok "DEVPATH with .. refused" || vhp_fail "DEVPATH with ..: rc=$rc"
 "$helper" --no-strict-perms -c "$tmp/missing.json" --dry-run add $U/usb1/1-1 >"$tmp/nocfg.out" 2>&1
 rc=$?
-[ $rc = 1 ] && grep -q 'missing.json' "$tmp/nocfg.out" && ok "missing config: exit 1 naming the file" ||
-        notok "missing config: rc=$rc $(cat "$tmp/nocfg.out")"
+[ $rc = 1 ] && grep -q 'missing.json' "$tmp/nocfg.out" && vhp_ok "missing config: exit 1 naming the file" ||
+        vhp_fail "missing config: rc=$rc $(cat "$tmp/nocfg.out")"
 "$helper" --bogus >"$tmp/usage.out" 2>&1
-[ $? = 2 ] && ok "unknown option: exit 2" || notok "unknown option"
-"$helper" --version | grep -q '^vhotplug-helper [0-9]' && ok "--version" || notok "--version"
-"$helper" --help | grep -q -- '--dry-run' && ok "--help lists options" || notok "--help"
+[ $? = 2 ] && vhp_ok "unknown option: exit 2" || vhp_fail "unknown option"
+"$helper" --version | grep -q '^vhotplug-helper [0-9]' && vhp_ok "--version" || vhp_fail "--version"
+"$helper" --help | grep -q -- '--dry-run' && vhp_ok "--help lists options" || vhp_fail "--help"
 # Readable one-line summary without --json.
 umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/1-1 \
         >"$tmp/line.out" 2>&1
-grep -q '^usb 1-1 046d:c077: attach -> gui-vm as vhp-usb-001-005' "$tmp/line.out" && ok "readable summary" ||
-        notok "readable summary: $(cat "$tmp/line.out")"
+grep -q '^usb 1-1 046d:c077: attach -> gui-vm as vhp-usb-001-005' "$tmp/line.out" && vhp_ok "readable summary" ||
+        vhp_fail "readable summary: $(cat "$tmp/line.out")"
 # vhotplug-helper(8) OUTPUT shows the summary as printed: the ignore line verbatim, the attach and
 # detach lines in the shape the helper prints.
 umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf" --dry-run add $U/usb1/1-2 \
@@ -175,11 +169,11 @@ umockdev-run -d "$fx/usb-all.umockdev" -- "$helper" --no-strict-perms -c "$conf"
 man_out=$(MANWIDTH=200 man -l -P cat "$top/man/vhotplug-helper.8" 2>/dev/null | sed -n '/^OUTPUT/,/^EXIT STATUS/p' |
         sed 's/^ *//')
 shape='^usb [0-9.-]+ [0-9a-f]{4}:[0-9a-f]{4}: (attach|detach) -> [a-z-]+ as vhp-usb-[0-9]{3}-[0-9]{3} \[[a-z-]+\] \(.+\)$'
-grep -qxF "$(cat "$tmp/ignore.out")" <<<"$man_out" && ok "man page OUTPUT shows the ignore summary as printed" ||
-        notok "man page OUTPUT lacks '$(cat "$tmp/ignore.out")'"
+grep -qxF "$(cat "$tmp/ignore.out")" <<<"$man_out" && vhp_ok "man page OUTPUT shows the ignore summary as printed" ||
+        vhp_fail "man page OUTPUT lacks '$(cat "$tmp/ignore.out")'"
 grep -Eq "$shape" "$tmp/line.out" && [ "$(grep -Ec "$shape" <<<"$man_out")" = 2 ] &&
-        ok "man page OUTPUT attach and detach lines have the printed shape" ||
-        notok "man page OUTPUT attach/detach lines: $(grep -E ' (attach|detach) ' <<<"$man_out") vs $(cat "$tmp/line.out")"
+        vhp_ok "man page OUTPUT attach and detach lines have the printed shape" ||
+        vhp_fail "man page OUTPUT attach/detach lines: $(grep -E ' (attach|detach) ' <<<"$man_out") vs $(cat "$tmp/line.out")"
 
 # Hostile device strings (quotes, backslash, tab, SQL and JSON metacharacters, 4.5 KB serial) come
 # through as data: valid JSON, verbatim, length-capped. No ID_USB_INTERFACES: interfaces are read
@@ -189,7 +183,8 @@ expect hostile '.device.vendorName == "Evil \"Corp\" back\\slash\ttab" and .devi
 expect hostile '(.device.serial | length) <= 4096 and (.device.serial | test("^S+$")) and .device.interfaces == [{"class":3,"subclass":1,"protocol":2}]' "4.5 KB serial capped; interfaces from sysfs children"
 umockdev-run -d "$top/tests/data/umockdev/usb-hostile-strings.umockdev" -- "$helper" --no-strict-perms -c "$conf" \
         --dry-run add $U/usb1/1-1 >"$tmp/hostile.line" 2>&1
-[ "$(wc -l <"$tmp/hostile.line")" = 1 ] && ok "readable summary stays on one line" || notok "summary lines: $(cat "$tmp/hostile.line")"
+[ "$(wc -l <"$tmp/hostile.line")" = 1 ] && vhp_ok "readable summary stays on one line" || vhp_fail "summary lines: $(cat "$tmp/hostile.line")"
 # Neither udev's interface list nor interface children: the kernel's cached descriptors via libusb.
 run "$top/tests/data/umockdev/usb-mouse-descriptors-only.umockdev" descr add $U/usb1/1-1
 expect descr "$(attach descr gui-vm 0 0) and .device.interfaces == [{\"class\":3,\"subclass\":1,\"protocol\":2}]" "interfaces from cached descriptors (libusb)"
+vhp_done

@@ -11,11 +11,11 @@ layer() {
         util | errmsg | cleanup | cleanup-types | lock | log | json) echo 0 ;;
         schema | db | db-internal | db-file | db-stmt | db-power) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
-        config | rule | device | modalias) echo 2 ;;
+        config | rule | device | modalias | legacy) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
-        event | reconcile | coldplug | power) echo 5 ;;
-        main) echo 6 ;;
+        event | reconcile | service | coldplug | power) echo 5 ;;
+        main | event-client) echo 6 ;;
         *) echo "?" ;;
         esac
 }

@@ -44,12 +44,12 @@ struct device {
         char driver[64], id[64], bus[64];
         char *key[MAX_KV], *val[MAX_KV];
         size_t n_kv;
-        bool used;                   /* a root port holding a device */
+        bool used; /* a root port holding a device */
 };
 
 static struct device devs[MAX_DEVS];
 static size_t n_devs;
-static const char *opt_now;          /* "-device ARG", for messages */
+static const char *opt_now; /* "-device ARG", for messages */
 
 __attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...) {
         va_list ap;
@@ -127,8 +127,11 @@ static const char *check_device(struct device *d, char *msg, size_t len) {
                 if (!b || strcmp(b->driver, "pcie-root-port") != 0)
                         return snprintf(msg, len, "Bus '%s' not found", d->bus), msg;
                 if (b->used)
-                        return snprintf(msg, len, "PCI: slot 0 function 0 not available for %s, in use by another device",
-                                        d->driver), msg;
+                        return snprintf(msg, len,
+                                        "PCI: slot 0 function 0 not available for %s, in use by another "
+                                        "device",
+                                        d->driver),
+                               msg;
                 b->used = true;
         }
         if (strcmp(d->driver, "pcie-root-port") == 0 && !d->id[0])
@@ -142,24 +145,29 @@ static const char *check_device(struct device *d, char *msg, size_t len) {
                         return "vfio-pci needs host=ADDR";
                 snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s", addr);
                 if (stat(path, &st) < 0)
-                        return snprintf(msg, len, "vfio %s: no such host device: %s", path, strerror(errno)), msg;
+                        return snprintf(msg, len, "vfio %s: no such host device: %s", path, strerror(errno)),
+                               msg;
                 snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/driver", addr);
                 link_base(path, base, sizeof(base));
                 if (strcmp(base, "vfio-pci") != 0)
                         return snprintf(msg, len, "vfio %s: not bound to vfio-pci (driver: %s)", addr,
-                                        base[0] ? base : "none"), msg;
+                                        base[0] ? base : "none"),
+                               msg;
                 snprintf(path, sizeof(path), "/sys/bus/pci/devices/%s/iommu_group", addr);
                 link_base(path, base, sizeof(base));
                 snprintf(path, sizeof(path), "/dev/vfio/%s", base);
                 if (!base[0] || access(path, F_OK) < 0)
-                        return snprintf(msg, len, "vfio %s: group %s is not viable (/dev/vfio/%s missing)", addr, base, base), msg;
+                        return snprintf(msg, len, "vfio %s: group %s is not viable (/dev/vfio/%s missing)",
+                                        addr, base, base),
+                               msg;
         }
         if (strcmp(d->driver, "virtio-input-host-pci") == 0) {
                 const char *node = kv(d, "evdev");
                 int fd = node ? open(node, O_RDWR | O_CLOEXEC) : -1;
                 if (fd < 0)
-                        return snprintf(msg, len, "Failed to open evdev device %s: %s", node ? node : "(none)",
-                                        strerror(errno)), msg;
+                        return snprintf(msg, len, "Failed to open evdev device %s: %s",
+                                        node ? node : "(none)", strerror(errno)),
+                               msg;
                 close(fd);
         }
         return NULL;
@@ -173,7 +181,7 @@ static void add_device(const char *arg, bool check) {
         if (n_devs == MAX_DEVS)
                 die("too many devices");
         d = &devs[n_devs++];
-        *d = (struct device){ 0 };
+        *d = (struct device){0};
         split_opts(arg, d->driver, sizeof(d->driver), d);
         if ((v = kv(d, "id")))
                 str_copy(d->id, sizeof(d->id), v);
@@ -184,7 +192,7 @@ static void add_device(const char *arg, bool check) {
 }
 
 static void check_file(const char *opt, const char *what, size_t min) {
-        struct device tmp = { 0 };
+        struct device tmp = {0};
         char first[256];
         const char *file;
         struct stat st;
@@ -305,7 +313,8 @@ static void device_add(int fd, const cJSON *id, const cJSON *args) {
                 if (cJSON_IsNumber(it))
                         o += (size_t)snprintf(opt + o, sizeof(opt) - o, ",%s=%d", it->string, it->valueint);
                 else if (cJSON_IsString(it))
-                        o += (size_t)snprintf(opt + o, sizeof(opt) - o, ",%s=%s", it->string, it->valuestring);
+                        o += (size_t)snprintf(opt + o, sizeof(opt) - o, ",%s=%s", it->string,
+                                              it->valuestring);
         }
         add_device(opt, false);
         reply(fd, id, cJSON_CreateObject());
@@ -340,7 +349,9 @@ static bool serve(int fd) {
         char buf[4096];
         bool go_on = true;
 
-        send_json(fd, cJSON_Parse("{\"QMP\":{\"version\":{\"package\":\"vhp-fake-qemu\"},\"capabilities\":[]}}"));
+        send_json(
+                fd,
+                cJSON_Parse("{\"QMP\":{\"version\":{\"package\":\"vhp-fake-qemu\"},\"capabilities\":[]}}"));
         qmp_parser_init(&p);
         for (;;) {
                 cJSON *m = NULL;
@@ -371,11 +382,13 @@ static bool serve(int fd) {
                         qom_list(fd, id, path);
                 else if (strcmp(cmd, "qom-get") == 0 && path)
                         qom_get(fd, id, path,
-                                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(args, "property")) ?: "");
+                                cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(args, "property"))
+                                        ?: "");
                 else if (strcmp(cmd, "device_add") == 0)
                         device_add(fd, id, args);
                 else if (strcmp(cmd, "device_del") == 0)
-                        device_del(fd, id, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(args, "id")));
+                        device_del(fd, id,
+                                   cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(args, "id")));
                 else if (strcmp(cmd, "quit") == 0) {
                         reply(fd, id, cJSON_CreateObject());
                         go_on = false;
@@ -394,7 +407,7 @@ static bool serve(int fd) {
 
 int main(int argc, char **argv) {
         const char *qmp = NULL, *logpath = getenv("VHP_FAKE_QEMU_LOG");
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         char opt[4200];
         int lfd;
 

@@ -20,18 +20,20 @@
 #include "power.h"
 
 static int usage(void) {
-        fprintf(stderr, "usage: vhp-ops CONFIG vmm-args VM [PREFIX [START]] | suspend|resume usb|pci [VM]\n");
+        fprintf(stderr,
+                "usage: vhp-ops CONFIG vmm-args VM [PREFIX [START]] | suspend|resume usb|pci [VM]\n");
         return 2;
 }
 
 static int vmm_args(const struct xact_ctx *ctx, struct udev *udev, int argc, char **argv) {
-        struct cold_args a = { 0 };
+        struct cold_args a = {0};
         char *err = NULL;
         int r;
 
         if (argc < 1 || argc > 3)
                 return usage();
-        r = cold_vmm_args(ctx, udev, argv[0], argc > 1 ? argv[1] : NULL, argc > 2 ? atoi(argv[2]) : 0, &a, &err);
+        r = cold_vmm_args(ctx, udev, argv[0], argc > 1 ? argv[1] : NULL, argc > 2 ? atoi(argv[2]) : 0, &a,
+                          &err);
         if (r < 0) {
                 fprintf(stderr, "error: %s\n", err ? err : strerror(-r));
                 free(err);
@@ -46,7 +48,7 @@ static int vmm_args(const struct xact_ctx *ctx, struct udev *udev, int argc, cha
 }
 
 static int power(const struct xact_ctx *ctx, struct udev *udev, bool suspend, int argc, char **argv) {
-        struct power_result res = { 0 };
+        struct power_result res = {0};
         enum dev_kind kind;
         char *err = NULL;
         int r;
@@ -89,7 +91,7 @@ int main(int argc, char **argv) {
                 cfg_free(cfg);
                 return 1;
         }
-        struct xact_ctx ctx = { .cfg = cfg, .no_strict_perms = true };
+        struct xact_ctx ctx = {.cfg = cfg, .no_strict_perms = true};
         if (strcmp(argv[2], "vmm-args") == 0)
                 r = vmm_args(&ctx, udev, argc - 3, argv + 3);
         else if (strcmp(argv[2], "suspend") == 0 || strcmp(argv[2], "resume") == 0)

@@ -953,6 +953,35 @@ static void test_suspended(void **state) {
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM suspended WHERE boot_id = 'boot-old'"), 0);
 }
 
+/* A choice for a device's ids on any port ("usb:VID:PID@*", what the older daemon knew of a device
+ * without a serial) is found for such a device on whatever port; one for its own port wins. */
+static void test_user_choice_any_port(void **state) {
+        struct fixture *f = *state;
+        struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc077, NULL);
+        struct dev serial = usb_dev("/devices/usb1/1-4", 0x046d, 0xc077, "S1");
+        struct db *db = NULL;
+        char key[DEV_KEY_MAX];
+        char *vm = NULL;
+        bool keep = false;
+
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        assert_int_equal(db_user_choice_set(db, "usb:046d:c077@*", "vm1", true), 0);
+        assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
+        assert_string_equal(vm, "vm1");
+        assert_true(keep);
+        free(TAKE_PTR(vm));
+        dev_key(&d, key, sizeof(key));
+        assert_string_equal(key, "usb:046d:c077@3.2");
+        assert_int_equal(db_user_choice_set(db, key, "vm2", false), 0);
+        assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
+        assert_string_equal(vm, "vm2");
+        assert_false(keep);
+        free(TAKE_PTR(vm));
+        /* A device with a serial is known by it: the any-port choice is not its. */
+        assert_int_equal(choice_get(db, &serial, &vm, &keep), 0);
+        db_close(db);
+}
+
 static void test_hostile_strings(void **state) {
         struct fixture *f = *state;
         static char big[DEV_STR_MAX];
@@ -1365,6 +1394,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_user_choice, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_cold_plugged, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_suspended, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_user_choice_any_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_busy_wait, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_20, setup, teardown),

@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "fake-qmp.h"
 #include "lock.h"
+#include "util.h"
 #include "xact.h"
 
 #define OK "\"return\": {}"
@@ -284,6 +285,52 @@ static void test_detach_vm_not_answering(void **state) {
         assert_non_null(strstr(h, "detach detaching|\ndetach detaching|VM not answering: VM vm1 could not be reached"));
 }
 
+/* A QEMU that never sees the device: answers every device_add "failed to find host usb device",
+ * counting the attempts in the exit status. */
+static int serve_never_found(int lfd, const void *userdata) {
+        struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+        int attempts = 0;
+
+        while (poll(&pfd, 1, 3000) > 0) {
+                struct qmp_parser p;
+                int fd = fake_accept(lfd);
+                cJSON *req;
+
+                qmp_parser_init(&p);
+                if (fd < 0 || fake_handshake(fd, &p) < 0)
+                        return 250;
+                while ((req = fake_recv(fd, &p))) {
+                        if (fake_command(req) && strcmp(fake_command(req), "device_add") == 0) {
+                                attempts++;
+                                fake_reply(fd, req, ERR("failed to find host usb device 1:5"));
+                        }
+                        cJSON_Delete(req);
+                }
+                close(fd);
+                qmp_parser_done(&p);
+        }
+        return attempts;
+}
+
+/* The request's time budget bounds the retries: 100 allowed, a budget of 400 ms leaves room for
+ * a handful (the back-off doubles from 20 ms), and QEMU's last answer is what is recorded. */
+static void test_retries_bounded_by_budget(void **state) {
+        struct env *e = *state;
+        struct xact_result res;
+        int attempts;
+
+        fake_qmp_start(&e->f, serve_never_found, NULL);
+        configure(e, "vm1", e->f.path, 100);
+        struct xact_ctx ctx = ctx_of(e);
+        ctx.deadline = now_ms() + 400;
+        xact_result_init(&res, DEV_USB);
+        assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
+        attempts = fake_qmp_finish(&e->f);
+        assert_int_equal(res.outcome, XACT_FAILED);
+        assert_string_equal(res.error, "VM refused the device: failed to find host usb device 1:5");
+        assert_in_range(attempts, 1, 8);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test_setup_teardown(test_usb_retry_leaves_vm_lock_free, setup, teardown),
@@ -292,6 +339,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_detach_confirms_release, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vm_lock_cannot_be_had, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_detach_vm_not_answering, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_retries_bounded_by_budget, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
