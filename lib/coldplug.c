@@ -644,11 +644,13 @@ static int run(struct state *s, char **ret_error) {
 
 int cold_vmm_args(const struct xact_ctx *ctx, struct udev *udev, const char *vm, const char *bus_prefix,
                   int bus_start_index, struct cold_args *ret, char **ret_error) {
-        struct state s = {.ctx = ctx, .udev = udev, .bus_index = bus_start_index};
+        struct state s = {.ctx = ctx, .udev = udev ? udev : ctx->udev, .bus_index = bus_start_index};
         int r;
 
         if (ret_error)
                 *ret_error = NULL;
+        if (!s.udev)
+                return errmsg_set(ret_error, -EINVAL, "no udev context");
         if (!vm || !*vm)
                 return errmsg_set(ret_error, -EINVAL, "VM name is required");
         s.vm = cfg_find_vm(ctx->cfg, vm);

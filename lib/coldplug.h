@@ -37,7 +37,7 @@ struct cold_args {
  * (PREFIXn, n counting up from bus_start_index; none for entries with qemuUseRootBus). Devices
  * enumerated through udev. A device that cannot be handed over (binding refused, already in
  * another VM, kept detached by the user, suspended) and a missing ACPI table are left out with a
- * warning, not a failure; a failed binding is also recorded in history.
+ * warning, not a failure; a failed binding is also recorded in history. udev NULL takes ctx->udev.
  * Returns 0 and fills *ret (release with cold_args_clear), or -errno with *ret_error set (malloc'd):
  * -ENOENT for a VM not in the configuration, -EINVAL for a bus prefix or index out of bounds, or
  * OVMF firmware needed but general.ovmfCode/ovmfVars not set, -EOPNOTSUPP for a dry run, or the

@@ -60,8 +60,10 @@ static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev
         struct xact_result x;
         int r;
 
-        *p = (struct run){.ctx = ctx, .udev = udev, .kind = kind, .res = res};
+        *p = (struct run){.ctx = ctx, .udev = udev ? udev : ctx->udev, .kind = kind, .res = res};
         *res = (struct power_result){0};
+        if (!p->udev)
+                return errmsg_set(ret_error, -EINVAL, "no udev context");
         if (kind != DEV_USB && kind != DEV_PCI && kind != DEV_EVDEV)
                 return errmsg_set(ret_error, -EINVAL, "suspend and resume take usb, pci or evdev devices");
         if (vm && !cfg_find_vm(ctx->cfg, vm))
@@ -108,6 +110,7 @@ static int suspend_one(struct run *p, const struct db_attachment *listed, const 
         _cleanup_dev_ struct dev *d = NULL;
         struct db_attachment a = {0};
         const struct cfg_entry *e;
+        const struct cfg_vm *vm;
         struct power_item *it;
         struct xact_result x;
         char key[DEV_KEY_MAX];
@@ -121,6 +124,13 @@ static int suspend_one(struct run *p, const struct db_attachment *listed, const 
         else
                 d = NULL;
         e = giving_entry(p, listed, d, &idx);
+        vm = cfg_find_vm(c, listed->vm);
+        if (vm && !cfg_vm_can_hotplug(vm)) {
+                it->action = XACT_IGNORE;
+                snprintf(it->note, sizeof(it->note), "kept: a %s VM takes devices only at its start",
+                         cfg_vm_type_name(vm->type));
+                return 0;
+        }
         if (e && e->skip_on_suspend) {
                 it->action = XACT_IGNORE;
                 snprintf(it->note, sizeof(it->note), "kept: skipOnSuspend (%s[%d])",

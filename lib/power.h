@@ -37,7 +37,8 @@ struct power_result {
         size_t n_failed; /* items whose outcome is XACT_FAILED */
 };
 
-/* Suspends the devices of kind (DEV_USB, DEV_PCI) of vm (NULL: every VM); requested_by (may be
+/* Suspends the devices of kind (DEV_USB, DEV_PCI) of vm (NULL: every VM); udev NULL takes ctx->udev;
+ * a cloud-hypervisor VM's devices are left where they are; requested_by (may be
  * NULL) is kept with each suspension. Returns 0 with what happened to each device in *ret (free
  * with power_result_clear; a device that failed to detach is not suspended), or -errno with
  * *ret_error set: -ENOENT for a VM not in the configuration, -EINVAL for another kind, the
