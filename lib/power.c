@@ -203,6 +203,11 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
                 if (r < 0)
                         errmsg_set(ret_error, r, "cannot suspend %s: %s", list[i].devpath, db_strerror(r));
         }
+        /* A PCI device given back while another device of its IOMMU group was still in the VM
+         * may have found its host driver refused: now that the group is out, once more. */
+        for (size_t i = 0; i < n && r >= 0 && kind == DEV_PCI; i++)
+                if (list[i].pci_address)
+                        xact_pci_reprobe(list[i].pci_address);
         db_attachment_list_free(list, n);
         db_close(p.db);
         if (r < 0) {

@@ -196,6 +196,14 @@ static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attach
         auth_notice(ctx, d, RULE_AUTH_DETACHED, res);
 }
 
+void xact_pci_reprobe(const char *pci_address) {
+        _cleanup_free_ char *err = NULL;
+        char drv[64];
+
+        if (vfio_driver(NULL, pci_address, drv, sizeof(drv)) == 0 && !drv[0])
+                (void)vfio_unbind(NULL, pci_address, &err);
+}
+
 int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,

@@ -128,6 +128,12 @@ int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm,
  * *ret_error says why. */
 int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error);
 
+/* Gives the PCI device at pci_address to its host driver again when it has none: a second try
+ * after every device of its IOMMU group left the VM (a host driver cannot take a device whose
+ * group a VM still holds, so a group's first device given back may be left driverless). Best
+ * effort; a device with a driver is left alone. */
+void xact_pci_reprobe(const char *pci_address);
+
 /* Records that d stays on the host, and why (bounded). */
 int xact_record_ignored(struct db *db, const struct dev *d, const char *reason);
 

@@ -263,6 +263,28 @@ expect_eq "pci resume: hot-plugged into the first free root port" \
 "$VHP_BUILD/vhotplug-reconcile" -c "$VHP_TMP/qemu.conf" --no-strict-perms --json >"$VHP_TMP/rec.json" 2>"$VHP_TMP/rec.err"
 expect_eq "reconcile after resume: nothing to do in gui-vm and net-vm" "0 []" \
         "$? $(jq -c '[.actions[] | select(.vm != "audio-vm")]' "$VHP_TMP/rec.json")"
+# Without skipOnSuspend the GPU goes too, and its audio function (an IOMMU group member no rule
+# claims) with it; resume brings both back, the member by the entry that gave it.
+sed 's/"skipOnSuspend": true,//' "$VHP_TMP/qemu.conf" >"$VHP_TMP/awake.conf"
+: >"$VHP_FAKE_QEMU_LOG"
+klog_mark=$(wc -c <"$klog")
+"$ops" "$VHP_TMP/awake.conf" suspend pci gui-vm >"$VHP_TMP/susp.out" 2>&1
+ksync
+expect_eq "pci suspend, no skipOnSuspend: GPU and audio function out" \
+        "detach done gui-vm $GPU id=vhp-pci-0000-01-00.0 port=-1
+detach done gui-vm $AUDIO id=vhp-pci-0000-01-00.1 port=-1" "$(cat "$VHP_TMP/susp.out")"
+expect_eq "... back on nvidia and snd_hda_intel" "nvidia snd_hda_intel" "$(driver 0000:01:00.0) $(driver 0000:01:00.1)"
+: >"$VHP_FAKE_QEMU_LOG"
+"$ops" "$VHP_TMP/awake.conf" resume pci gui-vm >"$VHP_TMP/res.out" 2>&1
+expect_eq "pci resume: both back, the member by its entry" \
+        "attach done gui-vm $GPU id=vhp-pci-0000-01-00.0 port=-1
+attach done gui-vm $AUDIO id=vhp-pci-0000-01-00.1 port=-1" "$(cat "$VHP_TMP/res.out")"
+expect_eq "pci resume: both hot-plugged, into the root ports they left free" \
+        '["device_add",{"driver":"vfio-pci","host":"0000:01:00.0","id":"vhp-pci-0000-01-00.0","addr":"0","bus":"pci_hotplug_1"}]
+["device_add",{"driver":"vfio-pci","host":"0000:01:00.1","id":"vhp-pci-0000-01-00.1","addr":"0","bus":"pci_hotplug_2"}]' \
+        "$(changes)"
+vhp_check_output "pci resume: the member's record names the GPU's entry" '^pciPassthrough\[0\]\|0$' \
+        sql "SELECT rule || '|' || cold_plugged FROM current_attachments WHERE devpath='$AUDIO'"
 kill "$netq_pid" "$fake_pid" 2>/dev/null
 
 # ---- 5. Asking again (the VM restarts): the same arguments, the old records superseded ----
