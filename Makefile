@@ -1,16 +1,22 @@
-# vhotplug build.  `make`, `make check`, `make install`, `make demo`.
+# vhotplug build.  `make`, `make check`, `make install`, `make demo`, `make dist`.
 # BUILD=dir puts every artifact somewhere else; SANITIZE=1 builds with ASan+UBSan.
 # CPPFLAGS, CFLAGS and LDFLAGS are honoured (e.g. Debian's dpkg-buildflags); SYSCONFDIR (default
 # /etc) decides where the programs look for vhotplug.conf by default and what the units check for.
 
-VERSION   := 0.1.0
+# The version lives in VERSION alone: the programs' --version, the installed man pages, make dist,
+# the Nix package (nix/package.nix reads it) and debian/changelog (tests/integration/test-version.sh
+# checks that it agrees) take it from there.
+VERSION   := $(shell cat VERSION 2>/dev/null)
+ifeq ($(VERSION),)
+$(error VERSION is missing or empty)
+endif
 PREFIX    ?= /usr/local
 BUILD     ?= build
 CC        ?= cc
 PKG_CONFIG ?= pkg-config
 SYSCONFDIR ?= /etc
 
-PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci libkmod
+PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci libkmod libsystemd
 WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wvla -Wwrite-strings -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
@@ -102,12 +108,23 @@ setup:
 clean:
 	rm -rf $(BUILD) build-san
 
+# A release tarball of the committed tree (HEAD), vhotplug-VERSION/ inside; what is not committed is
+# not in it. DISTDIR (default .) is where it goes.
+DISTDIR ?= .
+dist:
+	@git diff --quiet HEAD -- 2>/dev/null || echo "warning: uncommitted changes are not in the tarball" >&2
+	git archive --format=tar.gz --prefix=vhotplug-$(VERSION)/ -o $(DISTDIR)/vhotplug-$(VERSION).tar.gz HEAD
+	@echo $(DISTDIR)/vhotplug-$(VERSION).tar.gz
+
+print-version:
+	@echo $(VERSION)
+
 include mk/install.mk
 include mk/fuzz.mk
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 
-.PHONY: all tests deps check check-sanitize check-system demo setup clean
+.PHONY: all tests deps check check-sanitize check-system demo setup clean dist print-version
 .SECONDARY:
 
 # The unit tests under valgrind (memcheck): no error and no definite or indirect leak.

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cleanup-types.h"
 #include "config.h"
@@ -129,9 +130,24 @@ static void format_id(const struct xact_result *res, char *buf, size_t len) {
                 buf[0] = '\0';
 }
 
+/* The event's line, for a person: the device, what was decided, the VM and the device's id there,
+ * the outcome in brackets, the reason, the error (untrusted words: escaped where it is written). */
+static void format_summary(const struct event *ev, const struct xact_result *res, char *line, size_t len) {
+        char what[160], id[VMM_ID_MAX + 8];
+
+        dev_describe(ev->dev, what, sizeof(what));
+        format_id(res, id, sizeof(id));
+        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
+                snprintf(line, len, "%s: ignore (%s)", what, res->decision.reason);
+        else
+                snprintf(line, len, "%s: %s -> %s%s%s [%s] (%s)%s%s", what, xact_action_name(res->action), res->vm,
+                         id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
+                         res->error[0] ? ": " : "", res->error);
+}
+
 /* The summary on stdout: one line (or one JSON object) per event, untrusted words escaped. */
 static void print_result(const struct options *o, const struct event *ev, const struct xact_result *res) {
-        char what[160], id[VMM_ID_MAX + 8], line[2048], safe[4096];
+        char line[2048], safe[4096];
         if (o->json) {
                 _cleanup_cjson_ cJSON *j = NULL;
                 _cleanup_free_ char *s = NULL;
@@ -139,43 +155,71 @@ static void print_result(const struct options *o, const struct event *ev, const 
                         printf("%s\n", s);
                 return;
         }
-        dev_describe(ev->dev, what, sizeof(what));
-        format_id(res, id, sizeof(id));
-        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
-                snprintf(line, sizeof(line), "%s: ignore (%s)", what, res->decision.reason);
-        else
-                snprintf(line, sizeof(line), "%s: %s -> %s%s%s [%s] (%s)%s%s", what, xact_action_name(res->action),
-                         res->vm, id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
-                         res->error[0] ? ": " : "", res->error);
+        format_summary(ev, res, line, sizeof(line));
         printf("%s\n", str_escape(line, safe, sizeof(safe)));
 }
 
-/* Logs the outcome once, naming device and VM. */
-static void log_result(const struct event *ev, const struct xact_result *res) {
-        char what[160], id[VMM_ID_MAX + 8];
-        dev_describe(ev->dev, what, sizeof(what));
+/* The rule that decided, as configuration errors name it: usbPassthrough[0].allow[1]. */
+static void format_rule(const struct rule_decision *d, char *buf, size_t len) {
+        if (d->entry_index < 0)
+                buf[0] = '\0';
+        else if (d->rule_index < 0)
+                snprintf(buf, len, "%s[%d]", cfg_section_name(d->kind), d->entry_index);
+        else
+                snprintf(buf, len, "%s[%d].allow[%d]", cfg_section_name(d->kind), d->entry_index, d->rule_index);
+}
+
+/* Logs the event once: the summary's line as MESSAGE, a priority and a MESSAGE_ID by outcome, and
+ * the event's fields for the journal (vhotplug(7) lists them). printed: the summary went to stdout
+ * already; then a record for stderr would only repeat it there. */
+static void log_result(const struct event *ev, const struct xact_result *res, bool printed) {
+        char id[VMM_ID_MAX + 8], rule[96], seq[24] = "", line[2048];
+        const char *msgid = NULL;
+        int level = LOG_INFO;
+
+        if (printed && log_target() == LOG_TARGET_STDERR)
+                return;
         format_id(res, id, sizeof(id));
+        format_rule(&res->decision, rule, sizeof(rule));
+        format_summary(ev, res, line, sizeof(line));
+        if (ev->seqnum)
+                snprintf(seq, sizeof(seq), "%llu", (unsigned long long) ev->seqnum);
+        const struct log_field fields[] = {
+                { "DEVPATH", ev->dev->devpath },
+                { "SEQNUM", seq },
+                { "VHOTPLUG_EVENT", ev->action },
+                { "VHOTPLUG_ACTION", xact_action_name(res->action) },
+                { "VHOTPLUG_VM", res->vm },
+                { "VHOTPLUG_KIND", dev_kind_name(ev->dev->kind) },
+                { "VHOTPLUG_RULE", rule },
+                { "VHOTPLUG_OUTCOME", xact_outcome_name(res->outcome) },
+                { "VHOTPLUG_REASON", res->decision.reason },
+                { "VHOTPLUG_VMM_ID", id },
+                { "VHOTPLUG_ERROR", res->error },
+                { NULL },
+        };
+
         switch (res->outcome) {
         case XACT_DONE:
-                log_info("%s -> %s: %s%s%s", what, res->vm, res->action == XACT_ATTACH ? "attached" : "detached",
-                         id[0] ? " as " : "", id);
+                msgid = res->action == XACT_ATTACH ? LOG_MSGID_ATTACH : LOG_MSGID_DETACH;
                 break;
         case XACT_PENDING:
-                log_notice("%s -> %s: deferred (%s)", what, res->vm, res->error);
+                level = LOG_NOTICE;
+                msgid = LOG_MSGID_DEFERRED;
                 break;
         case XACT_FAILED:
-                log_error("%s%s%s: %s", what, res->vm[0] ? " -> " : "", res->vm, res->error);
+                level = LOG_ERR;
+                msgid = LOG_MSGID_REFUSED;
                 break;
-        case XACT_STALE:
-        case XACT_ALREADY:
-        case XACT_KEPT_DETACHED:
-        case XACT_SUSPENDED:
-                log_info("%s: %s%s%s", what, xact_outcome_name(res->outcome), res->vm[0] ? " in " : "", res->vm);
+        case XACT_DECIDED:
+                level = LOG_DEBUG; /* a dry run: its answer is on stdout */
                 break;
         default:
-                log_debug("%s: %s", what, res->decision.reason);
                 break;
         }
+        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
+                msgid = LOG_MSGID_IGNORE;
+        log_event(level, msgid, fields, "%s", line);
 }
 
 /* One event, from the arguments or from envp (the process environment, or a message of the
@@ -215,8 +259,12 @@ static int handle_one(const struct options *o, const struct cfg *cfg, char *cons
         r = event_handle(&ctx, &ev, &res);
         if (res.notice[0])
                 log_warning("%s", res.notice);
-        print_result(o, &ev, &res);
-        log_result(&ev, &res);
+        /* One line per event: the log record; the summary too when someone reads stdout (a terminal,
+         * --json, a dry run, whose answer it is). */
+        bool printed = o->json || o->dry_run || isatty(STDOUT_FILENO);
+        if (printed)
+                print_result(o, &ev, &res);
+        log_result(&ev, &res, printed && !o->json);
         if (r < 0)
                 r = EXIT_CONFIG;
         else
@@ -299,6 +347,8 @@ static int run_service(const struct options *o) {
                 if (r < 0)
                         return log_error_errno(r, "Cannot listen on %s: %m", o->socket), EXIT_CONFIG;
         }
+        /* Each event's record comes from a child that exits at once: name this process in it. */
+        log_set_object_pid(getpid());
         r = svc_run(&p, &ops, &s, &stats);
         if (r < 0)
                 log_error_errno(r, "Service stopped: %m");

@@ -10,6 +10,8 @@
 # /etc/vhotplug.conf is never written: an example goes to $(DOCDIR)/examples.
 # vhotplug-helper.socket is enabled statically (a sockets.target.wants link next to the units, as
 # systemd does for its own sockets): without it the rule's events reach nobody.
+# Every man/*.N page is installed in section N (its .TH version set to $(VERSION)), every file of
+# completion/ (named after its program) in BASHCOMPDIR: a new page or completion needs no line here.
 
 DESTDIR        ?=
 SBINDIR        ?= $(PREFIX)/sbin
@@ -21,6 +23,7 @@ LOCALSTATEDIR  ?= /var
 UDEVDIR        ?= $(or $(shell $(PKG_CONFIG) --variable=udevdir udev 2>/dev/null),/usr/lib/udev)
 SYSTEMDUNITDIR ?= $(or $(shell $(PKG_CONFIG) --variable=systemdsystemunitdir systemd 2>/dev/null),/usr/lib/systemd/system)
 TMPFILESDIR    ?= $(or $(shell $(PKG_CONFIG) --variable=tmpfilesdir systemd 2>/dev/null),/usr/lib/tmpfiles.d)
+BASHCOMPDIR    ?= $(DATADIR)/bash-completion/completions
 INSTALL        ?= install
 
 # Sources whose @sbindir@ / @sysconfdir@ are filled in at install time (the .in files).
@@ -32,8 +35,8 @@ UNITS_IN      := vhotplug-helper.service vhotplug-reconcile.service vhotplug-rec
 UNITS_PLAIN   := vhotplug-helper.socket vhotplug-reconcile.timer
 # Left by versions that started one transient unit per event (systemd-run): removed.
 OLD_DROPIN    := vhotplug-helper-.service.d/10-vhotplug.conf
-MAN5          := vhotplug.conf.5
-MAN8          := vhotplug-helper.8 vhotplug-reconcile.8
+MAN_PAGES     := $(notdir $(wildcard man/*.[1-8]))
+COMPLETIONS   := $(notdir $(wildcard completion/*))
 DOCS          := $(wildcard README.md)
 EXAMPLES      := $(wildcard examples/vhotplug.conf)
 
@@ -54,9 +57,12 @@ install: all
 	ln -sf ../vhotplug-helper.socket $(DESTDIR)$(SYSTEMDUNITDIR)/sockets.target.wants/vhotplug-helper.socket
 	$(INSTALL) -d -m 0755 $(DESTDIR)$(TMPFILESDIR)
 	$(INSTALL) -m 0644 systemd/vhotplug.tmpfiles $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
-	$(INSTALL) -d -m 0755 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
-	$(INSTALL) -m 0644 $(addprefix man/,$(MAN5)) $(DESTDIR)$(MANDIR)/man5/
-	$(INSTALL) -m 0644 $(addprefix man/,$(MAN8)) $(DESTDIR)$(MANDIR)/man8/
+	set -e; for m in $(MAN_PAGES); do \
+		d=$(DESTDIR)$(MANDIR)/man$${m##*.}; $(INSTALL) -d -m 0755 $$d; \
+		sed '1s/"vhotplug [^"]*"/"vhotplug $(VERSION)"/' man/$$m >$$d/$$m; chmod 0644 $$d/$$m; \
+	done
+	$(if $(COMPLETIONS),$(INSTALL) -d -m 0755 $(DESTDIR)$(BASHCOMPDIR))
+	$(if $(COMPLETIONS),$(INSTALL) -m 0644 $(addprefix completion/,$(COMPLETIONS)) $(DESTDIR)$(BASHCOMPDIR)/)
 	$(if $(DOCS),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR))
 	$(if $(DOCS),$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/)
 	$(if $(EXAMPLES),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR)/examples)
@@ -82,7 +88,8 @@ uninstall:
 	rmdir $(DESTDIR)$(SYSTEMDUNITDIR)/$(dir $(OLD_DROPIN)) 2>/dev/null || :
 	rm -f $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS_IN) $(UNITS_PLAIN))
 	rm -f $(DESTDIR)$(TMPFILESDIR)/vhotplug.conf
-	rm -f $(addprefix $(DESTDIR)$(MANDIR)/man5/,$(MAN5)) $(addprefix $(DESTDIR)$(MANDIR)/man8/,$(MAN8))
+	set -e; for m in $(MAN_PAGES); do rm -f $(DESTDIR)$(MANDIR)/man$${m##*.}/$$m; done
+	rm -f $(addprefix $(DESTDIR)$(BASHCOMPDIR)/,$(COMPLETIONS))
 	rm -rf $(DESTDIR)$(DOCDIR)
 	@# The state directory holds the attachment history: kept unless empty.
 	rmdir $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug 2>/dev/null || :

@@ -5,9 +5,9 @@
 # Near-instant when everything is present: it asks dpkg, not the network. make check, make demo and
 # .ci/run call it before compiling anything.
 set -eu
-PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev libkmod-dev kmod
+PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev libkmod-dev libsystemd-dev kmod
       libcmocka-dev umockdev libumockdev-dev qemu-system-x86 sqlite3 udev systemd pci.ids usb.ids
-      iproute2 procps jq socat valgrind dbus-daemon dbus-bin man-db groff-base"
+      iproute2 procps jq socat valgrind dbus-daemon dbus-bin man-db groff-base nix-bin"
 mode=${1:---install}
 missing=()
 for p in $PKGS; do

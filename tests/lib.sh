@@ -203,6 +203,19 @@ vhp_stop_qemu() {
 
 # ---- udev events in a testbed ----
 
+# vhp_tty COMMAND...: runs COMMAND with its stdout on a pseudo-terminal, as when a person runs it
+# (the helper prints its summary only then, or with --json), and prints what it wrote there (CR LF
+# as LF); its stderr stays apart, on ours. Returns COMMAND's status. Needs script(1) (bsdutils).
+vhp_tty() {
+        local err rc
+        err=$(mktemp "$VHP_TMP/tty-err.XXXXXX")
+        script -qec "$(printf '%q ' "$@") 2>$(printf '%q' "$err")" /dev/null </dev/null | tr -d '\r'
+        rc=${PIPESTATUS[0]}
+        cat "$err" >&2
+        rm -f "$err"
+        return "$rc"
+}
+
 # vhp_uevent_props DEVPATH: the device's udev properties, one KEY=VALUE a line, as udev puts them
 # into an event's environment: from its uevent file, or after vhp_unplug from the copy kept then.
 # Use: mapfile -t props < <(vhp_uevent_props "$p"); env "${props[@]}" ACTION=add ... helper

@@ -14,6 +14,9 @@ BUILD=${BUILD:-build}
 export BUILD VHP_TOP=$PWD
 export ASAN_OPTIONS=${ASAN_OPTIONS:-verify_asan_link_order=0:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# Run from a systemd service (CI under systemd), the programs would log to the journal instead of
+# the stderr the tests read; tests that want the journal set these themselves.
+unset INVOCATION_ID JOURNAL_STREAM
 logdir=$BUILD/test-logs
 mkdir -p "$logdir"
 passed=0 failed=0 skipped=0 failed_names=()

@@ -96,12 +96,12 @@ vhp_check_output "QEMU has the device" 'vhp-usb-001-002' \
         "$VHP_TOOLS/vhp-qmp" "$VHP_TMP/vm1.sock" qom-list '{"path":"/machine/peripheral"}'
 
 # 4. A device lock that cannot be had (the lock directory is a file): an internal error (exit 1),
-#    and the summary says the attach failed and why, not "ignore".
+#    and the summary (on a terminal) says the attach failed and why, not "ignore".
 sed "s|\"lockDir\": \"[^\"]*\"|\"lockDir\": \"$VHP_TMP/not-a-dir\"|" "$conf" >"$VHP_TMP/badlock.conf"
 : >"$VHP_TMP/not-a-dir"
 p=$(devpath 1)
 mapfile -t props < <(vhp_uevent_props "$p")
-env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7000 "$helper" -c "$VHP_TMP/badlock.conf" --no-strict-perms \
+vhp_tty env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7000 "$helper" -c "$VHP_TMP/badlock.conf" --no-strict-perms \
         >"$VHP_TMP/dlock.out" 2>"$VHP_TMP/dlock.err"
 rc=$?
 [ $rc = 1 ] && vhp_ok "device lock failure: exit 1" || vhp_fail "device lock failure: exit $rc"
@@ -117,7 +117,7 @@ mkdir "$VHP_TMP/lock/vm-vm1.lock"
 p=$(devpath 100)
 sed 's|"bus": 1, "port": 1|"bus": 2, "port": 1|' "$conf" >"$VHP_TMP/vmlock.conf"
 mapfile -t props < <(vhp_uevent_props "$p")
-env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7001 "$helper" -c "$VHP_TMP/vmlock.conf" --no-strict-perms \
+vhp_tty env "${props[@]}" ACTION=add DEVPATH="$p" SEQNUM=7001 "$helper" -c "$VHP_TMP/vmlock.conf" --no-strict-perms \
         >"$VHP_TMP/vlock.out" 2>"$VHP_TMP/vlock.err"
 rc=$?
 [ $rc = 1 ] && vhp_ok "VM lock failure: exit 1" || vhp_fail "VM lock failure: exit $rc" "$(cat "$VHP_TMP/vlock.out" "$VHP_TMP/vlock.err")"

@@ -90,9 +90,8 @@ expected_tree() {
                 echo "-rw-r--r-- $UNITDIR/vhotplug-reconcile.timer"
                 echo "-rw-r--r-- $UNITDIR/vhotplug-reconcile@.service"
                 echo "-rw-r--r-- $TMPFDIR/vhotplug.conf"
-                echo "-rw-r--r-- /usr/local/share/man/man5/vhotplug.conf.5"
-                echo "-rw-r--r-- /usr/local/share/man/man8/vhotplug-helper.8"
-                echo "-rw-r--r-- /usr/local/share/man/man8/vhotplug-reconcile.8"
+                for m in man/*.[1-8]; do echo "-rw-r--r-- /usr/local/share/man/man${m##*.}/${m#man/}"; done
+                for c in completion/*; do echo "-rw-r--r-- /usr/local/share/bash-completion/completions/${c#completion/}"; done
                 [ -e README.md ] && echo "-rw-r--r-- /usr/local/share/doc/vhotplug/README.md"
                 [ -e examples/vhotplug.conf ] &&
                         echo "-rw-r--r-- /usr/local/share/doc/vhotplug/examples/vhotplug.conf"

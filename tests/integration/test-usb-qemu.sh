@@ -71,7 +71,7 @@ vhp_check_output "hostbus is 1" '^1$' "$qmp" "$VHP_TMP/gui.sock" qom-get '{"path
 vhp_check_output "hostaddr is 2" '^2$' "$qmp" "$VHP_TMP/gui.sock" qom-get '{"path":"/machine/peripheral/vhp-usb-001-002","property":"hostaddr"}'
 vhp_check_output "current_attachments has the row" '^gui-vm\|vhp-usb-001-002\|1209\|0001\|SN0001$' \
         sql "SELECT vm, vmm_id, vendor_id, product_id, serial FROM current_attachments WHERE devpath='$U/usb1/1-1'"
-grep -q 'usb 1-1 1209:0001 -> gui-vm: attached as vhp-usb-001-002' "$VHP_TMP/out.err" &&
+grep -qF 'usb 1-1 1209:0001: attach -> gui-vm as vhp-usb-001-002 [done]' "$VHP_TMP/out.err" &&
         vhp_ok "log line names device and VM" || vhp_fail "log line" "$(cat "$VHP_TMP/out.err")"
 
 # 2. Replayed add (udevadm trigger): nothing sent, nothing new in history.
@@ -185,7 +185,7 @@ vhp_check "--json: the text kept as data, bad bytes as U+FFFD" \
         grep -qF 'forged\x07 \xff\xfe end' "$VHP_TMP/out.err" && vhp_ok "log: one line, newline and bad bytes escaped" ||
         vhp_fail "log line forged" "$(cat -A "$VHP_TMP/out.err")"
 mapfile -t props < <(vhp_uevent_props $U/usb1/1-24)
-env "${props[@]}" ACTION=add DEVPATH=$U/usb1/1-24 SEQNUM=404 "$helper" -c "$conf" --no-strict-perms \
+vhp_tty env "${props[@]}" ACTION=add DEVPATH=$U/usb1/1-24 SEQNUM=404 "$helper" -c "$conf" --no-strict-perms \
         >"$VHP_TMP/sum.out" 2>/dev/null
 [ "$(wc -l <"$VHP_TMP/sum.out")" = 1 ] && grep -qF '[failed]' "$VHP_TMP/sum.out" && iconv -f UTF-8 -t UTF-8 "$VHP_TMP/sum.out" >/dev/null &&
         vhp_ok "summary: one line of valid UTF-8" || vhp_fail "summary forged" "$(cat -A "$VHP_TMP/sum.out")"

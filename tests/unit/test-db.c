@@ -1278,7 +1278,7 @@ static char *run_block(sqlite3 *s, const char *sql, size_t *ret_rows) {
                 int rc;
 
                 if (sqlite3_prepare_v2(s, p, -1, &st, &tail) != SQLITE_OK)
-                        fail_msg("README query fails: %s\n%s", sqlite3_errmsg(s), sql);
+                        fail_msg("example query fails: %s\n%s", sqlite3_errmsg(s), sql);
                 p = tail;
                 if (!st)
                         continue; /* whitespace or a comment */
@@ -1291,7 +1291,7 @@ static char *run_block(sqlite3 *s, const char *sql, size_t *ret_rows) {
                         rows++;
                 }
                 if (rc != SQLITE_DONE)
-                        fail_msg("README query fails: %s\n%s", sqlite3_errmsg(s), sql);
+                        fail_msg("example query fails: %s\n%s", sqlite3_errmsg(s), sql);
                 sqlite3_finalize(st);
         }
         fclose(mem);
@@ -1301,10 +1301,10 @@ static char *run_block(sqlite3 *s, const char *sql, size_t *ret_rows) {
 
 /* The README's user_choices example for the webcam (04f2:b751, on the host) uses the key vhotplug
  * builds (dev_key) from the webcam's identity as recorded in the database. */
-static void check_webcam_key(sqlite3 *s, const char *readme) {
+static void check_webcam_key(sqlite3 *s, const char *readme, const char *quote) {
         sqlite3_stmt *st = NULL;
         _cleanup_free_ char *serial = NULL, *port_path = NULL;
-        char key[DEV_KEY_MAX], quoted[DEV_KEY_MAX + 2];
+        char key[DEV_KEY_MAX], quoted[DEV_KEY_MAX + 16];
         struct dev cam;
 
         assert_int_equal(sqlite3_prepare_v2(s, "SELECT serial, port_path FROM ignored WHERE vendor_id = '04f2' "
@@ -1320,54 +1320,131 @@ static void check_webcam_key(sqlite3 *s, const char *readme) {
         cam = usb_dev("/devices/webcam", 0x04f2, 0xb751, serial);
         cam.port_path = port_path;
         dev_key(&cam, key, sizeof(key));
-        snprintf(quoted, sizeof(quoted), "'%s'", key);
+        snprintf(quoted, sizeof(quoted), "%s%s%s", quote, key, quote);
         if (!strstr(readme, quoted))
-                fail_msg("README's user_choices example for the webcam should use the key %s", quoted);
+                fail_msg("the user_choices example for the webcam should use the key %s", quoted);
 }
 
-/* Runs every ```sql block of README.md against a database made for it, or, with
- * VHP_README_DB=PATH (test-demo.sh: a copy of the database make demo KEEP=1 kept), against real
- * rows; then every query must run, and what is attached now must be gui-vm's. */
-static void test_readme_queries(void **state) {
-        struct fixture *f = *state;
-        const char *top = getenv("VHP_TOP"), *ext = getenv("VHP_README_DB");
-        char readme[4096];
-        _cleanup_free_ char *text = NULL;
-        sqlite3 *s;
+/* The SQL of a man page's example: roff escapes undone (\- \(aq \(dq \e \&); any other escape
+ * fails the test, so the page shows exactly what is run. */
+static char *man_unescape(const char *in, size_t n) {
+        static const struct { const char *roff, *text; } esc[] = {
+                { "\\-", "-" }, { "\\(aq", "'" }, { "\\(dq", "\"" }, { "\\e", "\\" }, { "\\&", "" },
+        };
+        char *out = malloc(n + 1), *o = out;
+        const char *p = in, *end = in + n;
+
+        assert_non_null(out);
+        while (p < end) {
+                size_t i;
+                if (*p != '\\') {
+                        *o++ = *p++;
+                        continue;
+                }
+                for (i = 0; i < sizeof(esc) / sizeof(esc[0]); i++)
+                        if (strncmp(p, esc[i].roff, strlen(esc[i].roff)) == 0)
+                                break;
+                if (i == sizeof(esc) / sizeof(esc[0]))
+                        fail_msg("unknown roff escape in an example query: %.10s", p);
+                o = stpcpy(o, esc[i].text);
+                p += strlen(esc[i].roff);
+        }
+        *o = '\0';
+        return out;
+}
+
+/* Runs every SQL example of a document against s: the ```sql blocks of a Markdown file, or the
+ * .EX blocks after a '.\" sql' line of a man page. with_rows: every SELECT must return rows (the
+ * data set is made so that each has an answer; the INSERT examples only have to run). Returns the
+ * number of blocks; *current_seen tells whether a current_attachments query returned gui-vm's. */
+static int run_doc_queries(sqlite3 *s, const char *path, const char *text, bool man, bool with_rows,
+                           bool *current_seen) {
+        const char *open = man ? ".\\\" sql\n.EX\n" : "```sql\n", *close = man ? "\n.EE" : "\n```";
         int blocks = 0;
-        bool current_seen = false;
 
-        snprintf(readme, sizeof(readme), "%s/README.md", top ? top : ".");
-        text = read_file(readme);
-        if (!text)
-                fail_msg("cannot read %s (run from the top directory or set VHP_TOP)", readme);
-        if (!ext)
-                populate(f->path);
-        s = raw_open(ext ? ext : f->path);
-        check_webcam_key(s, text);
-
-        for (const char *p = text; (p = strstr(p, "```sql\n"));) {
-                const char *start = p + strlen("```sql\n"), *end = strstr(start, "\n```");
+        for (const char *p = text; (p = strstr(p, open));) {
+                const char *start = p + strlen(open), *end = strstr(start, close);
                 size_t rows;
 
                 assert_non_null(end);
-                _cleanup_free_ char *sql = strndup(start, (size_t) (end - start));
+                _cleanup_free_ char *sql = man ? man_unescape(start, (size_t) (end - start))
+                                               : strndup(start, (size_t) (end - start));
                 _cleanup_free_ char *out = run_block(s, sql, &rows);
-                /* The data set is made so that every query has an answer (the INSERT examples
-                 * only have to run). */
-                if (!ext && rows == 0 && strstr(sql, "SELECT"))
-                        fail_msg("README query returns no rows:\n%s", sql);
+                if (with_rows && rows == 0 && strstr(sql, "SELECT"))
+                        fail_msg("%s: query returns no rows:\n%s", path, sql);
                 if (strstr(sql, "FROM current_attachments")) {
-                        current_seen = true;
-                        if (!strstr(out, "gui-vm|") || (!ext && !strstr(out, "ABC123")) || strstr(out, "net-vm"))
-                                fail_msg("current attachments query returned:\n%s", out);
+                        *current_seen = true;
+                        if (!strstr(out, "gui-vm|") || (with_rows && !strstr(out, "ABC123")) || strstr(out, "net-vm"))
+                                fail_msg("%s: current attachments query returned:\n%s", path, out);
                 }
                 blocks++;
-                p = end + 4;
+                p = end + strlen(close);
+        }
+        return blocks;
+}
+
+/* Runs every ```sql block of README.md and every example of vhotplug-db(5) against a database made
+ * for them, or, with VHP_README_DB=PATH (test-demo.sh: a copy of the database make demo KEEP=1
+ * kept), against real rows; then every query must run, and what is attached now must be gui-vm's. */
+static void test_readme_queries(void **state) {
+        struct fixture *f = *state;
+        const char *top = getenv("VHP_TOP"), *ext = getenv("VHP_README_DB");
+        static const char *const docs[] = { "README.md", "man/vhotplug-db.5" };
+        sqlite3 *s;
+
+        if (!ext)
+                populate(f->path);
+        s = raw_open(ext ? ext : f->path);
+        for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+                char path[4096];
+                _cleanup_free_ char *text = NULL;
+                bool current_seen = false, man = strstr(docs[i], "man/") != NULL;
+
+                snprintf(path, sizeof(path), "%s/%s", top ? top : ".", docs[i]);
+                text = read_file(path);
+                if (!text)
+                        fail_msg("cannot read %s (run from the top directory or set VHP_TOP)", path);
+                check_webcam_key(s, text, man ? "\\(aq" : "'");
+                if (run_doc_queries(s, docs[i], text, man, !ext, &current_seen) < 6)
+                        fail_msg("%s: fewer than 6 example queries found", docs[i]);
+                if (!current_seen)
+                        fail_msg("%s: no current_attachments example", docs[i]);
         }
         sqlite3_close(s);
-        assert_true(blocks >= 6);
-        assert_true(current_seen);
+}
+
+/* vhotplug-db(5) has an entry (".TP" then ".B name") for every table and view of the schema. */
+static void test_man_db_schema(void **state) {
+        struct fixture *f = *state;
+        const char *top = getenv("VHP_TOP");
+        char path[4096];
+        _cleanup_free_ char *text = NULL;
+        struct db *db = NULL;
+        sqlite3_stmt *st = NULL;
+        sqlite3 *s;
+        int n = 0;
+
+        snprintf(path, sizeof(path), "%s/man/vhotplug-db.5", top ? top : ".");
+        text = read_file(path);
+        if (!text)
+                fail_msg("cannot read %s (run from the top directory or set VHP_TOP)", path);
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        db_close(db);
+        s = raw_open(f->path);
+        assert_int_equal(sqlite3_prepare_v2(s, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                               "AND name NOT LIKE 'sqlite_%' ORDER BY name", -1, &st, NULL),
+                         SQLITE_OK);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+                char entry[256];
+                snprintf(entry, sizeof(entry), ".TP\n.B %s\n", (const char *) sqlite3_column_text(st, 0));
+                if (!strstr(text, entry))
+                        fail_msg("vhotplug-db(5) does not describe '%s' (expected \"%s\")",
+                                 (const char *) sqlite3_column_text(st, 0), entry);
+                n++;
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(s);
+        assert_true(n >= 10);
 }
 
 int main(void) {
@@ -1400,6 +1477,7 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_concurrent_20, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_concurrent_200, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_readme_queries, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_man_db_schema, setup, teardown),
         };
 
         if (getenv("TEST_FILTER"))

@@ -1,0 +1,26 @@
+{
+  description = "vhotplug: give host USB, PCI and input devices to virtual machines by rules, without a daemon";
+
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
+
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" ];
+      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
+    in
+    {
+      packages = forAllSystems (pkgs: rec {
+        vhotplug = pkgs.callPackage ./nix/package.nix { };
+        default = vhotplug;
+      });
+
+      overlays.default = final: prev: { vhotplug = final.callPackage ./nix/package.nix { }; };
+
+      # services.vhotplug, with this flake's package as the default.
+      nixosModules.default = { lib, pkgs, ... }: {
+        imports = [ ./nix/module.nix ];
+        services.vhotplug.package = lib.mkDefault self.packages.${pkgs.stdenv.hostPlatform.system}.default;
+      };
+      nixosModules.vhotplug = self.nixosModules.default;
+    };
+}
