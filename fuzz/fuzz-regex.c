@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
+#include "util.h"
 
 #define REGEX_FUZZ_MAX_BYTES (64u << 20) /* ~12x the estimate's bound (CFG_REGEX_MAX_COST units of ~20 B) */
 #define REGEX_FUZZ_MAX_MS 2000          /* sanitizers slow regcomp down several times */
@@ -35,12 +35,6 @@ static void on_free(const volatile void *p) {
         }
 }
 
-static double now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         static int hooked;
         char pattern[CFG_MAX_STRING + 1], why[128];
@@ -56,13 +50,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 
         live = peak = 0;
         counting = 1;
-        double t0 = now_ms();
+        int64_t t0 = now_ms();
         int r = cfg_regex_compile(pattern, &re, &cost, why, sizeof(why));
-        double ms = now_ms() - t0;
+        int64_t ms = now_ms() - t0;
         counting = 0;
         if (peak > REGEX_FUZZ_MAX_BYTES || ms > REGEX_FUZZ_MAX_MS) {
-                fprintf(stderr, "pattern %s: %s, estimated cost %u, compiled with a peak of %zu bytes in %.0f ms\n",
-                        pattern, r == 0 ? "accepted" : "refused", cost, peak, ms);
+                fprintf(stderr, "pattern %s: %s, estimated cost %u, compiled with a peak of %zu bytes in %lld ms\n",
+                        pattern, r == 0 ? "accepted" : "refused", cost, peak, (long long)ms);
                 abort();
         }
         if (r == 0)

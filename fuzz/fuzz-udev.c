@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "device.h"
+#include "util.h"
 
 #define MAX_VARS 512
 

@@ -18,7 +18,7 @@ FUZZ_SECONDS ?= 60
 FUZZ_JOBS    ?= 2
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS  := -std=gnu11 -D_GNU_SOURCE -DVHP_VERSION=\"$(VERSION)\" -Ilib -Idb $(PKG_CFLAGS) \
-                -g -O1 $(FUZZ_SAN)
+                -Wall -Werror -g -O1 $(FUZZ_SAN)
 FUZZ_ALL     := $(patsubst fuzz/fuzz-%.c,%,$(sort $(wildcard fuzz/fuzz-*.c)))
 FUZZ_TARGETS ?= $(FUZZ_ALL)
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
