@@ -336,10 +336,14 @@ static void print_results(const struct global *g, cJSON *reply, const char *verb
         }
         cJSON_ArrayForEach(it, res) {
                 char line[1024], safe[2048];
-                const char *vm = jstr(it, "vm"), *outcome = jstr(it, "outcome"), *err = jstr(it, "error");
-                snprintf(line, sizeof(line), "%s %s: %s%s%s%s%s", jstr(it, "device") ?: "?",
+                const char *vm = jstr(it, "vm"), *outcome = jstr(it, "outcome"), *err = jstr(it, "error"),
+                           *note = jstr(it, "note");
+                snprintf(line, sizeof(line), "%s %s: %s%s%s%s%s%s%s", jstr(it, "device") ?: "?",
                          jstr(it, "device_node") ?: jstr(it, "address") ?: "",
-                         outcome ? outcome : verb, vm ? " " : "", vm ? vm : "", err ? ": " : "", err ? err : "");
+                         outcome ? outcome : verb, vm ? " " : "", vm ? vm : "", err ? ": " : "", err ? err : "",
+                         note ? " (" : "", note ? note : "");
+                if (note)
+                        strncat(line, ")", sizeof(line) - strlen(line) - 1);
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
         }
 }
@@ -429,7 +433,7 @@ static int cmd_device(const struct global *g, bool usb, int argc, char **argv) {
                 snprintf(what, sizeof(what), "Failed to %s %s", sub, kw);
                 r = request(&gg, req, what, &reply);
                 if (r >= 0)
-                        gg.json ? print_json(reply) : (void)printf("%sed\n", sub[0] == 's' ? "suspend" : "resum");
+                        print_results(&gg, reply, sub);
                 return r;
         }
         if (strcmp(sub, "attach") != 0 && strcmp(sub, "detach") != 0)

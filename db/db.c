@@ -26,7 +26,7 @@
 
 #define ATTACHMENT_COLUMNS \
         "id, state, kind, devpath, vm, vmm_id, bus, crosvm_port, busnum, devnum, vendor_id, " \
-        "product_id, serial, pci_address, devnode, error"
+        "product_id, serial, pci_address, devnode, error, cold_plugged, rule_entry"
 
 enum query {
         Q_SEQNUM_UPSERT,
@@ -297,6 +297,8 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
                 .pci_address = db_column_strdup(s, 13, &oom),
                 .devnode = db_column_strdup(s, 14, &oom),
                 .error = db_column_strdup(s, 15, &oom),
+                .cold_plugged = sqlite3_column_int(s, 16) != 0,
+                .rule_entry = sqlite3_column_type(s, 17) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 17),
         };
 
         str_copy(a.kind, sizeof(a.kind), (const char *)sqlite3_column_text(s, 2));

@@ -64,6 +64,8 @@ struct db_attachment {
         int busnum, devnum;
         uint16_t vendor_id, product_id;
         char *serial, *pci_address, *devnode, *error;
+        bool cold_plugged;                  /* given on the VM's command line (cold-plug arguments) */
+        int rule_entry;                     /* index of the deciding entry in its kind's section, -1 */
 };
 
 /* Frees the strings of a and zeroes it. */
@@ -278,3 +280,40 @@ int db_history_last_id(struct db *db, int64_t *ret);
  * when set, 0 when not), or sets it. */
 int db_meta_get(struct db *db, const char *key, char **ret);
 int db_meta_set(struct db *db, const char *key, const char *value);
+
+/* ---- power and cold-plug memory (db-power.c) ---- */
+
+/* Marks the open attachment id as given on its VM's command line (cold-plugged). -ENOENT when the
+ * row is not open. */
+int db_attachment_set_cold_plugged(struct db *db, int64_t id);
+
+/* A device a suspend took out of its VM, for resume to put back. */
+struct db_suspension {
+        char *devpath, *device_key, *vm;
+        char kind[8];                /* "usb", "pci", "evdev" */
+        char *requested_by, *since;  /* may be NULL */
+        int rule_entry;              /* entry of its last attachment to vm, -1 when none */
+};
+
+/* Records devpath (of kind, taken out of vm) as suspended in boot boot_id; replaces an earlier
+ * row of devpath. requested_by may be NULL. */
+int db_suspended_add(struct db *db, const char *devpath, const char *device_key, const char *kind,
+                     const char *vm, const char *boot_id, const char *requested_by);
+
+/* Ends the suspension of devpath (none: nothing to do, 0). */
+int db_suspended_remove(struct db *db, const char *devpath);
+
+/* Returns 1 when devpath was suspended in boot boot_id (a suspension of another boot does not
+ * count: a reboot ends it), else 0. */
+int db_suspended_check(struct db *db, const char *devpath, const char *boot_id);
+
+/* Deletes the suspensions of boots other than boot_id. */
+int db_suspended_forget_boots(struct db *db, const char *boot_id);
+
+/* Lists the suspensions of boot boot_id, of kind and vm (NULL: any), in the order they were made.
+ * Free with db_suspension_list_free (*ret is NULL when *ret_n is 0). */
+int db_suspended_list(struct db *db, const char *kind, const char *vm, const char *boot_id,
+                      struct db_suspension **ret, size_t *ret_n);
+
+/* Frees an array returned by db_suspended_list. */
+void db_suspension_list_free(struct db_suspension *list, size_t n);

@@ -1,4 +1,5 @@
-/* libFuzzer target: the parsers of crosvm's `usb attach|detach|list` output and error lines. */
+/* libFuzzer target: the parsers of crosvm's `usb attach|detach|list` and `vfio list` output and error
+ * lines. */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct crosvm_usb_device devs[8];
+        char addrs[4][PCI_ADDRESS_LEN];
         size_t n;
         int port;
         char *s;
@@ -27,6 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         crosvm_parse_list_output(s, devs, 8, &n);
         crosvm_parse_list_output(s, devs, 1, &n);
         crosvm_parse_error_output(s);
+        crosvm_parse_vfio_list_output(s, addrs, 4, &n);
         free(s);
         return 0;
 }

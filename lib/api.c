@@ -27,8 +27,10 @@
 #include <unistd.h>
 
 #include "cleanup-types.h"
+#include "coldplug.h"
 #include "errmsg.h"
 #include "notify.h"
+#include "power.h"
 #include "util.h"
 
 #define SYSTEMD_FDS_START 3
@@ -179,6 +181,103 @@ static int act_pci_attach(struct api_call *c) {
 
 static int act_pci_detach(struct api_call *c) {
         return act_attach_detach(c, DEV_PCI, false);
+}
+
+/* usb_suspend, usb_resume, pci_suspend, pci_resume {vm?}: lib/power.c. The reply's "results" say
+ * what became of each device; a device that failed fails the request (after the others were
+ * done), so that a power script can act on it. */
+static int act_power(struct api_call *c, enum dev_kind kind, bool resume) {
+        struct power_result res = { 0 };
+        const char *vm = NULL;
+        char summary[1024];
+        size_t len = 0;
+        cJSON *a;
+        int r;
+
+        r = proto_get_string(c->req, "vm", CFG_MAX_VM_NAME, &vm, c->error);
+        if (r < 0)
+                return r;
+        r = resume ? power_resume(&c->ctx->x, c->ctx->udev, kind, vm, &res, c->error)
+                   : power_suspend(&c->ctx->x, c->ctx->udev, kind, vm, c->ctx->x.requested_by, &res, c->error);
+        if (r < 0)
+                return r;
+        a = cJSON_AddArrayToObject(c->reply, "results");
+        summary[0] = '\0';
+        for (size_t i = 0; i < res.n; i++) {
+                const struct power_item *it = &res.items[i];
+                cJSON *o = cJSON_CreateObject();
+                if (!o || !a)
+                        break;
+                cJSON_AddStringToObject(o, "device", it->what);
+                cJSON_AddStringToObject(o, "devpath", it->devpath);
+                if (it->vm[0])
+                        cJSON_AddStringToObject(o, "vm", it->vm);
+                else
+                        cJSON_AddNullToObject(o, "vm");
+                cJSON_AddStringToObject(o, "outcome", xact_outcome_name(it->outcome));
+                if (it->note[0])
+                        cJSON_AddStringToObject(o, "note", it->note);
+                if (it->error[0])
+                        cJSON_AddStringToObject(o, "error", it->error);
+                cJSON_AddItemToArray(a, o);
+                if (it->outcome == XACT_FAILED && len < sizeof(summary) - 1)
+                        len += (size_t)snprintf(summary + len, sizeof(summary) - len, "%s%s: %s", len ? "; " : "",
+                                                it->what, it->error);
+        }
+        if (res.n_failed > 0)
+                r = errmsg_set(c->error, -EREMOTEIO, "%zu of %zu devices failed to %s: %s", res.n_failed, res.n,
+                               resume ? "resume" : "suspend", summary);
+        power_result_clear(&res);
+        return r;
+}
+
+static int act_usb_suspend(struct api_call *c) {
+        return act_power(c, DEV_USB, false);
+}
+
+static int act_usb_resume(struct api_call *c) {
+        return act_power(c, DEV_USB, true);
+}
+
+static int act_pci_suspend(struct api_call *c) {
+        return act_power(c, DEV_PCI, false);
+}
+
+static int act_pci_resume(struct api_call *c) {
+        return act_power(c, DEV_PCI, true);
+}
+
+/* vmm_args {vm, qemu_bus_prefix?, qemu_bus_start_index?}: lib/coldplug.c. null means absent (the
+ * older daemon failed a null start index; its client always sent the key). */
+static int act_vmm_args(struct api_call *c) {
+        struct cold_args args = { 0 };
+        const char *vm = NULL, *prefix = NULL;
+        uint32_t index = 0;
+        cJSON *a, *w;
+        int r;
+
+        r = proto_get_string(c->req, "vm", CFG_MAX_VM_NAME, &vm, c->error);
+        if (r == 0)
+                r = errmsg_set(c->error, -EINVAL, "VM name is required");
+        if (r >= 0)
+                r = proto_get_string(c->req, "qemu_bus_prefix", COLD_BUS_PREFIX_MAX, &prefix, c->error);
+        if (r >= 0)
+                r = proto_get_uint_min(c->req, "qemu_bus_start_index", 0, COLD_BUS_INDEX_MAX, &index, c->error);
+        if (r < 0)
+                return r;
+        r = cold_vmm_args(&c->ctx->x, c->ctx->udev, vm, prefix, (int)index, &args, c->error);
+        if (r < 0)
+                return r;
+        a = cJSON_AddArrayToObject(c->reply, "vmm_args");
+        for (size_t i = 0; a && i < args.argc; i++)
+                cJSON_AddItemToArray(a, cJSON_CreateString(args.argv[i]));
+        if (args.n_warnings > 0) {
+                w = cJSON_AddArrayToObject(c->reply, "warnings");
+                for (size_t i = 0; w && i < args.n_warnings; i++)
+                        cJSON_AddItemToArray(w, cJSON_CreateString(args.warnings[i]));
+        }
+        cold_args_clear(&args);
+        return a ? 0 : errmsg_set(c->error, -ENOMEM, "out of memory");
 }
 
 static int act_enable_notifications(struct api_call *c) {
@@ -459,14 +558,14 @@ static const struct {
         { "usb_list", act_usb_list },
         { "usb_attach", act_usb_attach },
         { "usb_detach", act_usb_detach },
-        { "usb_suspend", NULL },
-        { "usb_resume", NULL },
+        { "usb_suspend", act_usb_suspend },
+        { "usb_resume", act_usb_resume },
         { "pci_list", act_pci_list },
         { "pci_attach", act_pci_attach },
         { "pci_detach", act_pci_detach },
-        { "pci_suspend", NULL },
-        { "pci_resume", NULL },
-        { "vmm_args", NULL },
+        { "pci_suspend", act_pci_suspend },
+        { "pci_resume", act_pci_resume },
+        { "vmm_args", act_vmm_args },
         /* beyond the older protocol: for vhotplugctl */
         { "status", act_status },
         { "why", act_why },

@@ -1,4 +1,4 @@
-/* crosvm client: runs `crosvm usb attach|detach|list` (execve, never a shell) with a time bound and
+/* crosvm client: runs `crosvm usb attach|detach|list` and `crosvm vfio add|remove|list` (execve, never a shell) with a time bound and
  * parses what it prints. The output formats are crosvm's UsbControlResult Display strings:
  *   ok <port> | no_available_port | no_such_device | no_such_port | failed_to_open_device |
  *   failed_to_init_host_device | devices [<port> <vid:04x> <pid:04x>]...
@@ -9,8 +9,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "util.h"
+
 #define CROSVM_OUTPUT_MAX 4096   /* bytes of crosvm output kept; the rest is read and dropped */
 #define CROSVM_PORTS_MAX 256     /* devices accepted from one `usb list` */
+#define CROSVM_EXIT_INVALID_ARGS 35 /* crosvm's status when its argument parser refuses the command */
+#define CROSVM_VFIO_SYSFS "/sys/bus/pci/devices/" /* what `crosvm vfio` takes: this + the address */
 #define CROSVM_SAFE_PATH "/run/current-system/sw/bin:/usr/local/bin:/usr/bin:/bin"
 
 struct crosvm_usb_device {
@@ -27,8 +31,8 @@ int crosvm_find_binary(const char *name, char **ret);
  * failed_to_init_host_device); -EPROTO for anything else. */
 int crosvm_parse_attach_output(const char *out, int *ret_port);
 
-/* Parses the output of `usb detach` (exit status 0): "ok [<port>]" is 0, no_such_port -ENOENT,
- * anything else -EPROTO. */
+/* Parses the output of `usb detach` (exit status 0): "ok [<port>]" is 0; no_such_device (what
+ * crosvm answers for an empty port) and no_such_port are -ENOENT; anything else -EPROTO. */
 int crosvm_parse_detach_output(const char *out);
 
 /* Parses the output of `usb list` into at most max devices. Returns 0 and the count, -EPROTO for
@@ -53,3 +57,27 @@ int crosvm_usb_detach(const char *bin, const char *socket, int port, int timeout
 /* Lists the attached devices (*ret malloc'd, may be NULL when *ret_n is 0). */
 int crosvm_usb_list(const char *bin, const char *socket, int timeout_ms, struct crosvm_usb_device **ret,
                     size_t *ret_n, char **ret_error);
+
+/* PCI hot-plug. crosvm names a device by its sysfs directory, CROSVM_VFIO_SYSFS + address; the VM
+ * must have been started with a hot-plug capable PCI bus for it (else crosvm answers
+ * "error: Invalid argument"). Upstream crosvm has `vfio add` and `vfio remove` only; Ghaf's fork
+ * (tiiuae/ghaf-crosvm) adds `vfio list`, answered "devices[ <sysfs path>]...". */
+
+/* Writes CROSVM_VFIO_SYSFS + the normalized pci_addr into buf. Returns 0, -EINVAL, -ENAMETOOLONG. */
+int crosvm_vfio_path(const char *pci_addr, char *buf, size_t len);
+
+/* Parses the output of `vfio list` into at most max PCI addresses. Returns 0 and the count, -EPROTO
+ * for anything but "devices" followed by canonical sysfs paths, -E2BIG past max. */
+int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN], size_t max, size_t *ret_n);
+
+/* Adds (removes) the PCI device at pci_addr, bound to vfio-pci already, to (from) the VM. Returns 0;
+ * -EREMOTEIO when crosvm refused (its answer in *ret_error) or failed without an answer; the run
+ * errors of crosvm_usb_attach (-ENOEXEC, -ETIMEDOUT, -EPROTO for a death by signal). */
+int crosvm_vfio_add(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error);
+int crosvm_vfio_remove(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error);
+
+/* Lists the PCI addresses of the VFIO devices the VM has (*ret malloc'd, NULL when *ret_n is 0).
+ * -EOPNOTSUPP when this crosvm has no `vfio list` (upstream); -EHOSTDOWN when it answered "error
+ * ..." (the socket); -EPROTO for an answer it cannot parse; run errors as above. */
+int crosvm_vfio_list(const char *bin, const char *socket, int timeout_ms, char (**ret)[PCI_ADDRESS_LEN],
+                     size_t *ret_n, char **ret_error);

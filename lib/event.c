@@ -113,7 +113,7 @@ static struct db *dry_run_db(const struct xact_ctx *ctx) {
 }
 
 /* The verdict of a claimed device that is not attached on its own: kept detached by the user, or
- * waiting for the user to choose a VM. Returns true when d stays on the host (res says why). */
+ * taken out by a suspend. Returns true when d stays on the host (res says why). */
 static bool stays_on_host(const struct rule_decision *dec, struct xact_result *res) {
         if (dec->keep_detached) {
                 res->action = XACT_IGNORE;
@@ -121,6 +121,13 @@ static bool stays_on_host(const struct rule_decision *dec, struct xact_result *r
                 snprintf(res->decision.reason, sizeof(res->decision.reason),
                          "kept detached: the user detached it from %.64s (an attach by request undoes that)",
                          dec->vm->name);
+                return true;
+        }
+        if (dec->suspended) {
+                res->action = XACT_IGNORE;
+                res->outcome = XACT_SUSPENDED;
+                snprintf(res->decision.reason, sizeof(res->decision.reason),
+                         "suspended: a suspend took it out of %.64s; only a resume puts it back", dec->vm->name);
                 return true;
         }
         return false;
@@ -295,7 +302,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         struct dev *d = ev->dev;
         bool add = is_add_like(ev->action);
         struct db *db = NULL;
-        char boot_id[64];
+        char boot_id[BOOT_ID_MAX];
         struct db_event_order order = { .devpath = d->devpath, .seqnum = ev->seqnum, .boot_id = boot_id };
         struct xact_ctx ectx = *ctx;
         int r, dlock;

@@ -110,7 +110,8 @@ int proto_get_bool(const struct proto_request *r, const char *key, bool *ret, ch
         return 1;
 }
 
-int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret, char **ret_error) {
+int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max, uint32_t *ret,
+                       char **ret_error) {
         const cJSON *v;
         uint64_t u;
         int k = get(r, key, &v, ret_error);
@@ -119,18 +120,23 @@ int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max,
                 return k;
         if (cJSON_IsNumber(v)) {
                 double d = v->valuedouble;
-                if (!(d >= 1 && d <= max) || d != (double)(uint64_t)d)
-                        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from 1 to %u", key, max);
+                if (!(d >= min && d <= max) || d != (double)(uint64_t)d)
+                        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from %u to %u", key, min,
+                                          max);
                 *ret = (uint32_t)d;
                 return 1;
         }
         /* The older daemon's documentation writes numbers as strings. */
-        if (cJSON_IsString(v) && parse_u64(v->valuestring, max, &u) == 0 && u >= 1) {
+        if (cJSON_IsString(v) && parse_u64(v->valuestring, max, &u) == 0 && u >= min) {
                 *ret = (uint32_t)u;
                 return 1;
         }
-        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from 1 to %u (a number or a decimal string)",
-                          key, max);
+        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from %u to %u (a number or a decimal string)",
+                          key, min, max);
+}
+
+int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret, char **ret_error) {
+        return proto_get_uint_min(r, key, 1, max, ret, ret_error);
 }
 
 int proto_get_hex4(const struct proto_request *r, const char *key, uint16_t *ret, char **ret_error) {

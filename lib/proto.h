@@ -38,6 +38,9 @@ void proto_request_clear(struct proto_request *r);
 int proto_get_string(const struct proto_request *r, const char *key, size_t max, const char **ret, char **ret_error);
 int proto_get_bool(const struct proto_request *r, const char *key, bool *ret, char **ret_error);
 int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret, char **ret_error);
+/* The same in min..max (proto_get_uint is 1..max). */
+int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max, uint32_t *ret,
+                       char **ret_error);
 int proto_get_hex4(const struct proto_request *r, const char *key, uint16_t *ret, char **ret_error);
 
 /* The device a usb_attach / usb_detach request names: device_node, else bus and port, else vid and

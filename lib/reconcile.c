@@ -70,9 +70,17 @@ enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why) {
                 return RECON_ATTACH;
         }
         if (f->row_here) {
+                if (f->in_vm && f->cold_plugged && f->present && !f->kept_detached && !f->suspended) {
+                        /* Given on the VM's command line (an IOMMU group member no rule claims, or
+                         * a device the rules no longer name): it stays until the VM stops. A device
+                         * on the root bus could not be unplugged anyway. */
+                        *ret_why = "";
+                        return RECON_NONE;
+                }
                 if (f->in_vm) {
                         *ret_why = !f->present       ? "device gone from the host"
                                    : f->kept_detached ? "user asked to keep it detached"
+                                   : f->suspended     ? "suspended: resume puts it back"
                                                       : "no longer claimed by the rules for this VM";
                         return RECON_DETACH;
                 }
@@ -209,19 +217,20 @@ static int enumerate(struct state *s) {
 }
 
 static bool desired_in(const struct present *p, const char *vm) {
-        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && !p->waiting &&
+        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && !p->dec.suspended && !p->waiting &&
                strcmp(p->dec.vm->name, vm) == 0;
 }
 
 
 /* The VM's device that a record or a present device corresponds to, or -1. QEMU: by our id.
- * crosvm (no ids): by the recorded port, else (adoption) by vendor:product among unclaimed ports. */
+ * crosvm (no ids): PCI by its sysfs path (id), USB by the recorded port, else (adoption) by
+ * vendor:product among unclaimed ports. */
 static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const bool *claimed, const char *id,
                         int port, const struct dev *d) {
         for (size_t i = 0; i < l->n; i++) {
                 if (claimed[i])
                         continue;
-                if (vm->type == VMM_QEMU && id && *id && strcmp(l->items[i].id, id) == 0)
+                if (id && *id && strcmp(l->items[i].id, id) == 0)
                         return (ssize_t)i;
                 if (vm->type == VMM_CROSVM && port >= 0 && l->items[i].port == port)
                         return (ssize_t)i;
@@ -234,6 +243,13 @@ static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const
         return -1;
 }
 
+/* Whether a record is taken on trust: the VM cannot list devices of its kind (crosvm: input
+ * devices given on its command line, PCI devices without `vfio list`) and it says attached. */
+static bool trusted(const struct vmm_list *l, const struct db_attachment *row) {
+        enum dev_kind kind = dev_kind_from_name(row->kind);
+        return row->state == DB_ATTACHED && kind > DEV_UNKNOWN && (l->unlisted & (1u << kind));
+}
+
 /* Compares, for one VM: the devices desired there, its records, and what it has. */
 static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         const struct xact_ctx *ctx = &s->o->ctx;
@@ -243,7 +259,7 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ bool *claimed = NULL;
         _cleanup_free_ struct present **order = NULL;
-        char what[160];
+        char what[160], vid[VMM_ID_MAX];
         const char *why;
         int r;
 
@@ -282,9 +298,13 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                         .desired = true,
                         .row_state = row ? (int)row->state : -1,
                         .row_here = row && strcmp(row->vm, vm->name) == 0,
+                        .cold_plugged = row && row->cold_plugged,
                 };
-                k = vm_index(vm, &l, claimed, p->id, f.row_here ? row->crosvm_port : -1, p->dev);
-                f.in_vm = k >= 0;
+                if (vm->type != VMM_QEMU && vmm_attachment_id(vm, p->dev, vid, sizeof(vid)) < 0)
+                        vid[0] = '\0';
+                k = vm_index(vm, &l, claimed, vm->type == VMM_QEMU ? p->id : vid,
+                             f.row_here ? row->crosvm_port : -1, p->dev);
+                f.in_vm = k >= 0 || (f.row_here && trusted(&l, row));
                 if (k >= 0)
                         claimed[k] = true;
                 op = recon_decide(&f, &why);
@@ -315,9 +335,11 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                 f = (struct recon_facts){
                         .present = p != NULL,
                         .kept_detached = p && p->dec.keep_detached,
+                        .suspended = p && p->dec.suspended,
+                        .cold_plugged = row->cold_plugged,
                         .row_state = (int)row->state,
                         .row_here = true,
-                        .in_vm = k >= 0,
+                        .in_vm = k >= 0 || trusted(&l, row),
                 };
                 op = recon_decide(&f, &why);
                 str_copy(what, sizeof(what), row->devpath);
@@ -564,6 +586,8 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
                 (void)record_ignored(s); /* history only: a failure here changes no plan */
         if (!o->ctx.dry_run)
                 record_waiting(s);
+        /* A VM that takes devices only at start (cloud-hypervisor) has no conversation to plan:
+         * what its command line gave it stays recorded until it is detached by request. */
         for (size_t i = 0; i < cfg->n_vms && r >= 0; i++)
                 if (vm_in_scope(o, cfg->vms[i].name) && cfg_vm_can_hotplug(&cfg->vms[i]))
                         r = plan_vm(s, &cfg->vms[i]);

@@ -32,6 +32,8 @@ struct recon_facts {
         bool present;        /* on the host */
         bool desired;        /* present, claimed by the rules for this VM, not kept detached */
         bool kept_detached;  /* the user asked to keep it on the host */
+        bool suspended;      /* a suspend of this boot took it out: only resume puts it back */
+        bool cold_plugged;   /* its record here was given on the VM's command line */
         int row_state;       /* its open record's state (enum db_state), -1 when none */
         bool row_here;       /* that record is for this VM */
         bool in_vm;          /* this VM has it */

@@ -21,6 +21,7 @@ struct rule_decision {
         bool keep_detached;            /* claimed, but the user asked to keep it on the host */
         bool choice_needed;            /* the entry asks the user to choose among its VMs (allowedVms,
                                         * no targetVm) and no choice was given: vm is only the first */
+        bool suspended;                /* claimed, but a suspend took it out: only resume puts it back */
         char reason[256];
 };
 

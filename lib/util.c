@@ -215,6 +215,6 @@ void boot_id_read(char *buf, size_t len) {
 
         if (n <= 0)
                 n = 0;
-        buf[n] = 0;
-        buf[strcspn(buf, "\n")] = 0;
+        buf[n] = '\0';
+        buf[strcspn(buf, "\n")] = '\0';
 }

@@ -64,7 +64,9 @@ char *str_escape(const char *in, char *out, size_t len);
  * U+FFFD, or NULL when out of memory. */
 char *utf8_fix(const char *s);
 
-/* The kernel's id of this boot (/proc/sys/kernel/random/boot_id) into buf; "" when unreadable. */
+#define BOOT_ID_MAX 64          /* buffer for boot_id_read() */
+
+/* Reads the kernel's boot id (a UUID that changes with every boot) into buf; "" when unreadable. */
 void boot_id_read(char *buf, size_t len);
 
 /* Normalizes a PCI address ("00:14.3" or "0000:00:14.3", any case) into "dddd:bb:dd.f".

@@ -126,6 +126,18 @@ static int current_driver(const char *root, const char *addr, char *buf, size_t 
         return r;
 }
 
+int vfio_driver(const char *root, const char *pci_addr, char *buf, size_t len)
+{
+        char addr[PCI_ADDRESS_LEN];
+        int r = pci_address_normalize(pci_addr, addr);
+
+        if (r < 0)
+                return r;
+        if (!dev_exists(root, addr))
+                return -ENODEV;
+        return current_driver(root, addr, buf, len);
+}
+
 /* 1 for a PCI-to-PCI bridge (class 0x0604), 0 otherwise or when the class cannot be read. */
 static int is_bridge(const char *root, const char *addr)
 {

@@ -42,6 +42,10 @@ struct vfio_plan {
  * -EINVAL for a malformed address. */
 int vfio_iommu_group(const char *root, const char *pci_addr);
 
+/* The name of the driver the device is bound to into buf ("" when none). Returns 0, -ENODEV when
+ * there is no such PCI device, -EINVAL for a malformed address, or -errno. */
+int vfio_driver(const char *root, const char *pci_addr, char *buf, size_t len);
+
 /* Lists the PCI addresses in the device's IOMMU group, the device included, sorted. Read from
  * /sys/kernel/iommu_groups/N/devices; when that directory is missing, from the iommu_group links of
  * all PCI devices. Returns 0 and a NULL-terminated, malloc'd array (free with strv_free, util.h) and

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "crosvm.h"
 #include "errmsg.h"
 #include "vmm-internal.h"
 
@@ -58,6 +59,17 @@ int vmm_device_id(const struct dev *d, char *buf, size_t len) {
         }
 }
 
+int vmm_attachment_id(const struct cfg_vm *vm, const struct dev *d, char *buf, size_t len) {
+        if (vm->type == VMM_QEMU)
+                return vmm_device_id(d, buf, len);
+        if (d->kind == DEV_PCI)
+                return crosvm_vfio_path(d->pci_address, buf, MIN(len, (size_t)VMM_ID_MAX)) < 0 ? -EINVAL : 0;
+        if (len == 0)
+                return -EINVAL;
+        buf[0] = '\0';
+        return 0;
+}
+
 struct vmm_opts vmm_opts_from_cfg(const struct cfg_general *g) {
         return (struct vmm_opts){
                 .timeout_ms = g->qmp_timeout_ms,
@@ -76,8 +88,7 @@ int vmm_detach_timeout_ms(const struct vmm_conn *c) {
 
 void vmm_list_clear(struct vmm_list *l) {
         free(l->items);
-        l->items = NULL;
-        l->n = 0;
+        *l = (struct vmm_list){ 0 };
 }
 
 struct vmm_device *vmm_list_append(struct vmm_list *l) {

@@ -32,6 +32,7 @@ const char *xact_outcome_name(enum xact_outcome o) {
         static const char *const names[] = {
                 "decided", "done", "already", "pending", "stale", "kept-detached", "failed", "skipped",
                 "waiting",
+                "suspended",
         };
         return names[o];
 }
@@ -138,12 +139,19 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
         if (dec->action != RULE_ATTACH)
                 return 0;
         if (db) {
+                char boot_id[BOOT_ID_MAX];
+
                 dev_key(d, key, sizeof(key));
                 r = db_user_choice_get(db, key, &vm, &keep);
                 if (r < 0)
                         return r;
                 (void)rule_choose_vm(dec, vm);
                 dec->keep_detached = keep;
+                boot_id_read(boot_id, sizeof(boot_id));
+                r = db_suspended_check(db, d->devpath, boot_id);
+                if (r < 0)
+                        return r;
+                dec->suspended = r > 0;
         }
         /* Only a USB device about to be passed is worth the (costlier) look at the mount table. */
         if (d->kind == DEV_USB && dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
@@ -235,14 +243,20 @@ static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attach
         auth_notice(ctx, d, RULE_AUTH_DETACHED, res);
 }
 
-/* Binds a PCI device (and, per the entry's policy, its IOMMU group) to vfio-pci. On success the
- * plan says what was bound; on failure nothing stays bound and the plan is empty. */
-static int pci_bind(const struct cfg_entry *e, const struct dev *d, struct vfio_plan *plan, char **ret_error) {
+void xact_pci_reprobe(const char *pci_address) {
+        _cleanup_free_ char *err = NULL;
+        char drv[64];
+
+        if (vfio_driver(NULL, pci_address, drv, sizeof(drv)) == 0 && !drv[0])
+                (void)vfio_unbind(NULL, pci_address, &err);
+}
+
+int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,
                 .skip_if_shared = e && e->iommu_skip_if_shared,
         };
-        int r = vfio_prepare(NULL, d->pci_address, &policy, plan, ret_error);
+        int r = vfio_prepare(NULL, pci_address, &policy, plan, ret_error);
         if (r < 0)
                 return r;
         r = vfio_apply(NULL, plan, VFIO_BIND_TIMEOUT_MS, ret_error);
@@ -286,8 +300,8 @@ static int attach_in(struct vmm_conn *conn, struct vm_call *call, char **ret_err
         struct vfio_plan plan = { 0 };
         int r = 0;
 
-        if (d->kind == DEV_PCI && call->vm->type == VMM_QEMU) {
-                r = pci_bind(call->dec->entry, d, &plan, ret_error);
+        if (d->kind == DEV_PCI) {
+                r = xact_vfio_bind(call->dec->entry, d->pci_address, &plan, ret_error);
                 if (r < 0)
                         call->what = "cannot hand the device to vfio-pci";
         }
@@ -341,17 +355,21 @@ static int vm_ask(const struct xact_ctx *ctx, struct vm_call *call, int *ret_loc
         return r;
 }
 
-/* Attempts until QEMU sees the device, the retries or the time budget are used up, or another
- * answer comes; the VM lock is held for each attempt only. Returns the last attempt's result;
- * *ret_lock as for vm_ask(). */
+/* Attempts until the VMM takes the device, the retries or the time budget are used up, or another
+ * answer comes; the VM lock is held for each attempt only. -EAGAIN is QEMU not seeing a fresh USB
+ * device yet (udev's work, milliseconds: attachRetries attempts) or a crosvm guest that has not
+ * set up its USB controller (a VM started a moment ago: tried for XACT_CROSVM_BOOT_WAIT_MS as
+ * well, within the request's time budget). Returns the last attempt's result; *ret_lock as for
+ * vm_ask(). */
 static int attach_with_retries(const struct xact_ctx *ctx, struct vm_call *call, int *ret_lock, char **ret_error) {
         int retries = ctx->cfg->general.attach_retries > 0 ? ctx->cfg->general.attach_retries : 0;
         int64_t delay = RETRY_START_MS, pause;
+        int64_t boot_deadline = now_ms() + (call->vm->type == VMM_CROSVM ? XACT_CROSVM_BOOT_WAIT_MS : 0);
         int r;
 
         for (int attempt = 0;; attempt++) {
                 r = vm_ask(ctx, call, ret_lock, ret_error);
-                if (r != -EAGAIN || attempt >= retries)
+                if (r != -EAGAIN || (attempt >= retries && ms_left(boot_deadline) == 0))
                         return r;
                 pause = backoff_next(&delay, RETRY_MAX_MS);
                 if (budget_ms(ctx, INT32_MAX) <= pause)
@@ -376,14 +394,12 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         res->action = XACT_ATTACH;
         res->decision = *dec;
         str_copy(res->vm, sizeof(res->vm), dec->vm->name);
-        r = vmm_device_id(d, res->vmm_id, sizeof(res->vmm_id));
-        if (r < 0 && dec->vm->type == VMM_QEMU) {
+        r = vmm_attachment_id(dec->vm, d, res->vmm_id, sizeof(res->vmm_id));
+        if (r < 0) {
                 settle(res, XACT_FAILED, r, "cannot name the device for the VM", NULL,
                        "device lacks bus/address or path");
                 return 0;
         }
-        if (dec->vm->type != VMM_QEMU)
-                res->vmm_id[0] = '\0';
         xact_record_of(d, key, &rec);
         r = db_attach_begin(db, ctx->order, &rec, &ref, dec->vm->name, res->vmm_id, DB_ATTACHING, &id);
         if (r < 0) {

@@ -18,7 +18,11 @@
 #include "db.h"
 #include "device.h"
 #include "rule.h"
+#include "vfio.h"
 #include "vmm.h"
+
+/* How long a crosvm guest that cannot take a USB device yet (booting) is given, at least. */
+#define XACT_CROSVM_BOOT_WAIT_MS 15000
 
 struct udev;
 
@@ -51,6 +55,7 @@ enum xact_outcome {
         XACT_FAILED,       /* the VMM refused or failed, or a lock could not be had */
         XACT_SKIPPED,      /* ignored device */
         XACT_WAITING,      /* the entry asks the user to choose a VM: recorded as waiting (a prompt) */
+        XACT_SUSPENDED,    /* taken out by a suspend: resume puts it back, nothing else does */
 };
 
 struct xact_result {
@@ -82,7 +87,8 @@ int xact_open_db(const struct xact_ctx *ctx, bool check, struct db **ret, struct
 int xact_check_order(const struct xact_ctx *ctx, struct db *db, struct xact_result *res);
 
 /* Completes a rule decision (rule_decide()) for d with what the rules cannot know: the user's
- * stored choice — a VM among the entry's, or keep detached — (needs db; NULL skips it) and, for a
+ * stored choice — a VM among the entry's, or keep detached — and whether a suspend of this boot
+ * took it out (dec->suspended) (both need db; NULL skips them) and, for a
  * USB device the rules would pass, whether it holds a host-required mount (then the decision
  * becomes ignore). Returns 0, or -errno when the database could not be read. */
 int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct rule_decision *dec);
@@ -129,6 +135,18 @@ int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *d
  * or -errno with *ret_error set. */
 int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm, const char *id,
                             char **ret_error);
+
+/* Binds the PCI device at pci_address (and, per the policy of entry e, which may be NULL, its IOMMU
+ * group) to vfio-pci: the one binding policy of hot-plug and cold-plug. On success *plan says what
+ * was bound (release with vfio_plan_clear); on failure nothing stays bound, the plan is empty and
+ * *ret_error says why. */
+int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error);
+
+/* Gives the PCI device at pci_address to its host driver again when it has none: a second try
+ * after every device of its IOMMU group left the VM (a host driver cannot take a device whose
+ * group a VM still holds, so a group's first device given back may be left driverless). Best
+ * effort; a device with a driver is left alone. */
+void xact_pci_reprobe(const char *pci_address);
 
 /* Records that d stays on the host, and why (bounded). */
 int xact_record_ignored(struct db *db, const struct dev *d, const char *reason);

@@ -116,7 +116,7 @@ bad=$(wire 'send:[1]\n' line 'send:not json\n' line 'send:{}\n' line 'send:{"act
         'send:{"action":"usb_attach","vid":"zz","pid":"0001"}\n' line 'send:{"action":"usb_attach","bus":-1,"port":1}\n' line \
         'send:{"action":"usb_attach","bus":1.5,"port":1}\n' line 'send:{"action":"usb_list","disconnected":"yes"}\n' line \
         'send:{"action":"usb_attach","device_node":"/dev/x\\u0000y"}\n' line 'send:{"action":"usb_list"} trailing\n' line \
-        'send:{"action":"usb_suspend","vm":null}\n' line 'send:{"action":"vmm_args","vm":"gui-vm"}\n' line \
+        'send:{"action":"usb_suspend","vm":"nosuch-vm"}\n' line 'send:{"action":"vmm_args","vm":null}\n' line \
         'send:{"action":"usb_list","tag":"mice"}\r\n' line)
 n_failed=$(grep -c '^{"result":"failed","error":' <<<"$bad")
 [ "$n_failed" = 17 ] && vhp_ok "17 bad lines: 17 failed replies" || vhp_fail "bad lines: $n_failed failed replies" "$bad"
@@ -125,7 +125,7 @@ n_failed=$(grep -c '^{"result":"failed","error":' <<<"$bad")
 for want in 'expected a JSON object' 'not JSON' '"No action specified"' 'Unknown message: frobnicate' \
         '\"action\" must be a string' 'an empty line' 'no device named' '\"bus\" needs \"port\"' \
         '\"vid\" must be a hexadecimal id' 'whole number from 1' 'must be true, false or null' \
-        'u0000' 'text after the JSON' 'usb_suspend is not implemented yet' 'vmm_args is not implemented yet'; do
+        'u0000' 'text after the JSON' 'VM nosuch-vm is not found in the config file' 'VM name is required'; do
         grep -qF -- "$want" <<<"$bad" && vhp_ok "bad input answered: $want" || vhp_fail "no reply saying: $want" "$bad"
 done
 [ "$(grep -c 'No action specified' <<<"$bad")" = 2 ] && vhp_ok "{} and {\"action\": null}: No action specified" ||
@@ -337,6 +337,23 @@ out=$(req '{"action":"usb_list","tag":"cam"}')
 kill -CONT "$listener"
 wait_for "$VHP_TMP/listen.out" '"event":"usb_attached".*"sys_name":"2-5".*"vm":"gui-vm"' &&
         vhp_ok "... which gets its events once it reads again" || vhp_fail "events after SIGCONT"
+
+# ---- 5c. Suspend and resume (lib/power.c) and cold-plug arguments (lib/coldplug.c) through the API --
+before=$(peripherals "$VHP_TMP/gui.sock" | paste -sd' ')
+out=$(req '{"action":"usb_suspend","vm":"gui-vm"}')
+[ "$(field .result <<<"$out")" = ok ] && [ -z "$(peripherals "$VHP_TMP/gui.sock")" ] &&
+        [ "$(field '[.results[] | select(.outcome == "done")] | length' <<<"$out")" = "$(wc -w <<<"$before")" ] &&
+        vhp_ok "usb_suspend {vm}: every USB device out of gui-vm, each in results" || vhp_fail "usb_suspend" "$out"
+wait_for "$VHP_TMP/listen.out" '"event":"usb_detached".*"vm":"gui-vm"' && vhp_ok "listener: usb_detached for a suspended device" ||
+        vhp_fail "no event for suspend"
+out=$(req '{"action":"usb_resume","vm":null}')
+[ "$(field .result <<<"$out")" = ok ] && [ "$(peripherals "$VHP_TMP/gui.sock" | paste -sd' ')" = "$before" ] &&
+        vhp_ok "usb_resume: the same devices back under the same ids" || vhp_fail "usb_resume" "$out $(peripherals "$VHP_TMP/gui.sock")"
+out=$(req '{"action":"vmm_args","vm":"gui-vm","qemu_bus_prefix":null,"qemu_bus_start_index":null}')
+[ "$(field '.result + " " + (.vmm_args | tostring)' <<<"$out")" = "ok []" ] &&
+        vhp_ok "vmm_args with nulls (what the older client sends): ok, no PCI device for gui-vm here" || vhp_fail "vmm_args" "$out"
+out=$("$ctl" -u "$S" vmm args --vm gui-vm --qemu-bus-prefix pci_hotplug_ --qemu-bus-start-index 1; echo "rc=$?")
+[ "$out" = "rc=0" ] && vhp_ok "vhotplugctl vmm args: empty output, exit 0" || vhp_fail "ctl vmm args" "$out"
 
 # ---- 6. connected / disconnected from udev -------------------------------------------------------
 "$VHP_TOOLS/vhp-uevent" add /devices/pci0000:00/0000:00:14.0/usb1/1-3 >/dev/null  # the hub: no event

@@ -10,13 +10,13 @@ layer() {
         case $(basename "$1" | sed 's/\.[ch]$//') in
         util | errmsg | cleanup | cleanup-types | lock | log | json | addr) echo 0 ;;
         client) echo 1 ;;
-        schema | db | db-internal | db-file | db-stmt | db-ops) echo 1 ;;
+        schema | db | db-internal | db-file | db-stmt | db-ops | db-power) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
         config | rule | device | modalias | legacy) echo 2 ;;
         vmm | vmm-internal | vmm-qemu | vmm-crosvm) echo 3 ;;
         xact) echo 4 ;;
         generator) echo 3 ;;
-        event | reconcile | service | ops) echo 5 ;;
+        event | reconcile | service | coldplug | power | ops) echo 5 ;;
         proto | notify) echo 6 ;;
         api) echo 7 ;;
         main | event-client) echo 8 ;;

@@ -35,7 +35,7 @@ cat >"$conf" <<EOF
     { "name": "mute-vm", "type": "qemu", "socket": "$VHP_TMP/mute.sock" }
   ],
   "general": { "database": "$db", "lockDir": "$VHP_TMP/lock", "crosvm": "$VHP_TOP/tests/tools/crosvm-standin",
-               "qmpTimeoutMs": 1500, "attachRetries": 3 }
+               "qmpTimeoutMs": 4000, "attachRetries": 3 }
 }
 EOF
 

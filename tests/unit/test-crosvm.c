@@ -59,6 +59,8 @@ static void test_parse_detach(void **state) {
         assert_int_equal(crosvm_parse_detach_output("ok 3\n"), 0);
         assert_int_equal(crosvm_parse_detach_output("ok\n"), 0);
         assert_int_equal(crosvm_parse_detach_output("no_such_port\n"), -ENOENT);
+        /* what crosvm answers for an empty port */
+        assert_int_equal(crosvm_parse_detach_output("no_such_device\n"), -ENOENT);
         assert_int_equal(crosvm_parse_detach_output("ok x\n"), -EPROTO);
         assert_int_equal(crosvm_parse_detach_output(""), -EPROTO);
         assert_int_equal(crosvm_parse_detach_output("devices\n"), -EPROTO);
@@ -87,6 +89,32 @@ static void test_parse_list(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_int_equal(crosvm_parse_list_output(bad[i], d, 4, &n), -EPROTO);
         assert_int_equal(crosvm_parse_list_output("devices 1 0001 0001 2 0001 0001", d, 1, &n), -E2BIG);
+}
+
+static void test_parse_vfio_list(void **state) {
+        char a[3][PCI_ADDRESS_LEN];
+        size_t n = 99;
+
+        assert_int_equal(crosvm_parse_vfio_list_output("devices\n", a, 3, &n), 0);
+        assert_int_equal(n, 0);
+        assert_int_equal(crosvm_parse_vfio_list_output(
+                                 "devices /sys/bus/pci/devices/0000:00:1f.3 /sys/bus/pci/devices/0000:01:00.0\n", a, 3, &n),
+                         0);
+        assert_int_equal(n, 2);
+        assert_string_equal(a[0], "0000:00:1f.3");
+        assert_string_equal(a[1], "0000:01:00.0");
+
+        static const char *bad[] = {
+                "", "ok", "devices /sys/bus/pci/devices/00:1f.3", "devices /sys/bus/pci/devices/0000:00:1f.8",
+                "devices /sys/bus/pci/devices/../../../etc", "devices /dev/vfio/12", "error: Invalid argument",
+                "devices /sys/bus/pci/devices/0000:00:1f.3x",
+        };
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_int_equal(crosvm_parse_vfio_list_output(bad[i], a, 3, &n), -EPROTO);
+        assert_int_equal(crosvm_parse_vfio_list_output("devices /sys/bus/pci/devices/0000:00:1f.3 "
+                                                       "/sys/bus/pci/devices/0000:00:1f.4",
+                                                       a, 1, &n),
+                         -E2BIG);
 }
 
 static void test_parse_error(void **state) {
@@ -146,6 +174,7 @@ static int setup(void **state) {
         write_file(e->dev2, "", 0);
         write_file(e->dev3, "", 0);
         unsetenv("CROSVM_STANDIN_PORTS");
+        unsetenv("CROSVM_STANDIN_VFIO_LIST");
         *state = e;
         return 0;
 }
@@ -183,7 +212,7 @@ static void test_standin_attach_list_detach(void **state) {
         /* Detach by port: the other device stays. */
         assert_int_equal(crosvm_usb_detach(e->standin, e->socket, port1, 10000, &err), 0);
         assert_int_equal(crosvm_usb_detach(e->standin, e->socket, port1, 10000, &err), -ENOENT);
-        assert_non_null(strstr(err, "no_such_port"));
+        assert_non_null(strstr(err, "no_such_device"));
         free(TAKE_PTR(err));
         assert_int_equal(crosvm_usb_list(e->standin, e->socket, 10000, &devs, &n, &err), 0);
         assert_int_equal(n, 1);
@@ -272,7 +301,8 @@ static void test_vmm_crosvm(void **state) {
         struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = e->standin };
         struct cfg_vm vm = { .name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket };
         struct dev d = { .kind = DEV_USB, .busnum = 1, .devnum = 5, .devnode = e->dev1 };
-        struct dev pci = { .kind = DEV_PCI, .pci_address = (char *)"0000:00:14.3" };
+        struct dev pci = { .kind = DEV_PCI, .pci_address = (char *)"ffff:ff:1f.7" };
+        struct dev evdev = { .kind = DEV_EVDEV, .devnode = (char *)"/dev/input/event3" };
         struct cfg_vm down = { .name = (char *)"vm3", .type = VMM_CROSVM, .socket = (char *)"/nonexistent/vhp.sock" };
         struct vmm_attachment a;
         struct vmm_list l;
@@ -286,9 +316,16 @@ static void test_vmm_crosvm(void **state) {
         assert_int_equal(vmm_connect(&vm, &o, &c, &err), 0);
         assert_int_equal(vmm_attach(c, &d, "", false, &a, &err), 0);
         assert_int_equal(a.port, 1);
-        assert_int_equal(vmm_attach(c, &pci, "", false, &a, &err), -EOPNOTSUPP);
+        /* PCI goes through `crosvm vfio add`, which refuses a path that is no sysfs directory. */
+        assert_int_equal(vmm_attach(c, &pci, "", false, &a, &err), -EREMOTEIO);
+        assert_string_equal(a.id, "/sys/bus/pci/devices/ffff:ff:1f.7");
+        assert_non_null(strstr(err, "crosvm vfio add /sys/bus/pci/devices/ffff:ff:1f.7 failed with status 1"));
         free(TAKE_PTR(err));
+        assert_int_equal(vmm_attach(c, &evdev, "", false, &a, &err), -EOPNOTSUPP);
+        free(TAKE_PTR(err));
+        /* Upstream crosvm cannot list PCI devices; input devices no crosvm lists. */
         assert_int_equal(vmm_list(c, &l, &err), 0);
+        assert_int_equal(l.unlisted, (1u << DEV_PCI) | (1u << DEV_EVDEV));
         assert_int_equal(l.n, 1);
         assert_int_equal(l.items[0].port, 1);
         assert_int_equal(l.items[0].vendor_id, 0x046d);
@@ -297,6 +334,78 @@ static void test_vmm_crosvm(void **state) {
         a = (struct vmm_attachment){ .port = 1 };
         assert_int_equal(vmm_detach(c, &a, &err), 0);
         assert_int_equal(vmm_detach(c, &a, &err), -ENOENT);
+        free(TAKE_PTR(err));
+        /* What crosvm cannot list is taken on trust. */
+        a = (struct vmm_attachment){ .id = "/sys/bus/pci/devices/0000:01:00.0", .port = -1 };
+        assert_int_equal(vmm_has(c, &a, &err), 1);
+        a = (struct vmm_attachment){ .port = -1 };
+        assert_int_equal(vmm_has(c, &a, &err), 1);
+        vmm_disconnect(c);
+}
+
+/* Ghaf's fork lists its VFIO devices; upstream's argument parser refuses `vfio list` (status 35). */
+static void test_standin_vfio_list(void **state) {
+        struct env *e = *state;
+        char(*addrs)[PCI_ADDRESS_LEN] = NULL;
+        _cleanup_free_ char *err = NULL;
+        char vfio[160];
+        size_t n = 99;
+
+        assert_int_equal(crosvm_vfio_list(e->standin, e->socket, 10000, &addrs, &n, &err), -EOPNOTSUPP);
+        assert_non_null(strstr(err, "no `crosvm vfio list`"));
+        free(TAKE_PTR(err));
+        setenv("CROSVM_STANDIN_VFIO_LIST", "1", 1);
+        assert_int_equal(crosvm_vfio_list(e->standin, e->socket, 10000, &addrs, &n, &err), 0);
+        assert_int_equal(n, 0);
+        snprintf(vfio, sizeof(vfio), "%s.vfio", e->socket);
+        write_file(vfio, "/sys/bus/pci/devices/0000:01:00.0\n/sys/bus/pci/devices/0000:01:00.1\n", 68);
+        assert_int_equal(crosvm_vfio_list(e->standin, e->socket, 10000, &addrs, &n, &err), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(addrs[1], "0000:01:00.1");
+        free(addrs);
+        unsetenv("CROSVM_STANDIN_VFIO_LIST");
+}
+
+/* A guest that has not set up its xHCI controller: crosvm answers no_available_port and leaves the
+ * device in the port. The back end frees exactly that port and says -EAGAIN; a real shortage of
+ * ports is -ENOSPC and leaves every attached device where it is. */
+static void test_vmm_crosvm_booting(void **state) {
+        struct env *e = *state;
+        struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = e->standin };
+        struct cfg_vm vm = { .name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket };
+        struct dev d1 = { .kind = DEV_USB, .devnode = e->dev1, .has_ids = true, .vendor_id = 0x046d, .product_id = 0xc52b };
+        struct dev d2 = { .kind = DEV_USB, .devnode = e->dev2 };
+        struct dev d3 = { .kind = DEV_USB, .devnode = e->dev3 };
+        _cleanup_free_ struct crosvm_usb_device *devs = NULL;
+        _cleanup_free_ char *err = NULL;
+        struct vmm_attachment a;
+        struct vmm_conn *c = NULL;
+        char boot[160];
+        size_t n = 0;
+
+        snprintf(boot, sizeof(boot), "%s.booting", e->socket);
+        write_file(boot, "2\n", 2);
+        assert_int_equal(vmm_connect(&vm, &o, &c, &err), 0);
+        for (int i = 0; i < 2; i++) {
+                assert_int_equal(vmm_attach(c, &d1, "", false, &a, &err), -EAGAIN);
+                assert_non_null(strstr(err, "left the device on port 1"));
+                free(TAKE_PTR(err));
+                assert_int_equal(crosvm_usb_list(e->standin, e->socket, 10000, &devs, &n, &err), 0);
+                assert_int_equal(n, 0); /* the port was freed again */
+                free(TAKE_PTR(devs));
+        }
+        assert_int_equal(vmm_attach(c, &d1, "", false, &a, &err), 0);
+        assert_int_equal(a.port, 1);
+
+        setenv("CROSVM_STANDIN_PORTS", "2", 1);
+        assert_int_equal(vmm_attach(c, &d2, "", false, &a, &err), 0);
+        assert_int_equal(a.port, 2);
+        assert_int_equal(vmm_attach(c, &d3, "", false, &a, &err), -ENOSPC);
+        assert_non_null(strstr(err, "every USB port for the device's speed is taken (2 in use)"));
+        free(TAKE_PTR(err));
+        assert_int_equal(crosvm_usb_list(e->standin, e->socket, 10000, &devs, &n, &err), 0);
+        assert_int_equal(n, 2); /* nobody was taken out to make room */
+        unsetenv("CROSVM_STANDIN_PORTS");
         vmm_disconnect(c);
 }
 
@@ -305,12 +414,15 @@ int main(void) {
                 cmocka_unit_test(test_parse_attach),
                 cmocka_unit_test(test_parse_detach),
                 cmocka_unit_test(test_parse_list),
+                cmocka_unit_test(test_parse_vfio_list),
                 cmocka_unit_test(test_parse_error),
                 cmocka_unit_test(test_find_binary),
                 cmocka_unit_test_setup_teardown(test_standin_attach_list_detach, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_standin_errors, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hung_crosvm, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_vmm_crosvm, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_standin_vfio_list, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_vmm_crosvm_booting, setup, teardown),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

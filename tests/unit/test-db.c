@@ -876,6 +876,83 @@ static void test_user_choice(void **state) {
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM user_choices"), 1);
 }
 
+/* Cold-plugged attachments are marked, and read back with the deciding entry. */
+static void test_cold_plugged(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&gui_vm, 1, 0, "GPU");
+        struct dev d = usb_dev("/devices/pci0000:00/0000:01:00.0", 0x10de, 0x2520, NULL);
+        struct db_attachment a = {};
+        struct db *db = NULL;
+        int64_t id = 0;
+
+        d.kind = DEV_PCI;
+        d.pci_address = (char *)"0000:01:00.0";
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-pci-0000-01-00.0", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_false(a.cold_plugged);
+        assert_int_equal(a.rule_entry, 1);
+        db_attachment_clear(&a);
+        assert_int_equal(db_attachment_set_cold_plugged(db, id), 0);
+        assert_int_equal(db_attach_adopted(db, id, -1, "pci_hotplug_1", "cold-plugged"), 0);
+        assert_int_equal(db_attachment_get(db, d.devpath, &a), 1);
+        assert_true(a.cold_plugged);
+        assert_int_equal(a.state, DB_ATTACHED);
+        assert_string_equal(a.bus, "pci_hotplug_1");
+        db_attachment_clear(&a);
+        assert_int_equal(db_attachment_set_cold_plugged(db, id + 1), -ENOENT);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT cold_plugged FROM current_attachments"), 1);
+}
+
+/* Suspensions: one row per device, of one boot; another boot's rows neither count nor stay. */
+static void test_suspended(void **state) {
+        struct fixture *f = *state;
+        struct rule_decision dec = decision(&vm1, 3, 0, NULL);
+        struct dev d = usb_dev("/devices/usb1/1-2", 0x1209, 0x0001, "S1");
+        struct db_suspension *l = NULL;
+        struct db *db = NULL;
+        size_t n = 99;
+        int64_t id;
+
+        assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
+        assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-a"), 0);
+        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-2", "usb:1209:0001:S1", "usb", "vm1", "boot-a",
+                                          "vhotplugctl"), 0);
+        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-3", "usb:1209:0002:S2", "usb", "vm2", "boot-a", NULL), 0);
+        assert_int_equal(db_suspended_add(db, "/devices/pci0000:00/0000:00:14.3", "pci:0000:00:14.3", "pci", "vm1",
+                                          "boot-a", NULL), 0);
+        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-4", "usb:1209:0003:S3", "usb", "vm1", "boot-old", NULL), 0);
+        assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-a"), 1);
+        assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-b"), 0); /* a reboot ends it */
+        assert_int_equal(db_suspended_check(db, "/devices/usb1/1-4", "boot-a"), 0);
+
+        assert_int_equal(db_suspended_list(db, "usb", NULL, "boot-a", &l, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(l[0].devpath, "/devices/usb1/1-2");
+        assert_string_equal(l[0].kind, "usb");
+        assert_string_equal(l[0].vm, "vm1");
+        assert_string_equal(l[0].device_key, "usb:1209:0001:S1");
+        assert_string_equal(l[0].requested_by, "vhotplugctl");
+        assert_int_equal(l[0].rule_entry, 3); /* from its attachment */
+        assert_int_equal(l[1].rule_entry, -1);
+        assert_null(l[1].requested_by);
+        db_suspension_list_free(l, n);
+        assert_int_equal(db_suspended_list(db, NULL, "vm1", "boot-a", &l, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(l[1].kind, "pci");
+        db_suspension_list_free(l, n);
+
+        assert_int_equal(db_suspended_remove(db, "/devices/usb1/1-2"), 0);
+        assert_int_equal(db_suspended_remove(db, "/devices/usb1/1-2"), 0);
+        assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-a"), 0);
+        assert_int_equal(db_suspended_forget_boots(db, "boot-a"), 0);
+        db_close(db);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM suspended"), 2);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM suspended WHERE boot_id = 'boot-old'"), 0);
+}
+
 /* A choice for a device's ids on any port ("usb:VID:PID@*", what the older daemon knew of a device
  * without a serial) is found for such a device on whatever port; one for its own port wins. */
 static void test_user_choice_any_port(void **state) {
@@ -1403,6 +1480,8 @@ int main(void) {
                 cmocka_unit_test_setup_teardown(test_ignored_bounded, setup, teardown),
                 cmocka_unit_test(test_device_key),
                 cmocka_unit_test_setup_teardown(test_user_choice, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_cold_plugged, setup, teardown),
+                cmocka_unit_test_setup_teardown(test_suspended, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_user_choice_any_port, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_hostile_strings, setup, teardown),
                 cmocka_unit_test_setup_teardown(test_busy_wait, setup, teardown),

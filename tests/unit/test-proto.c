@@ -11,6 +11,7 @@
 
 #include <cJSON.h>
 #include <cmocka.h>
+#include <libudev.h>
 
 #include "api.h"
 #include "proto.h"
@@ -259,15 +260,18 @@ static void test_dispatch(void **state) {
 
         assert_int_equal(cfg_load_string(text, strlen(text), "cfg.json", &cfg, &cerr), 0);
         ctx.x.cfg = cfg;
+        ctx.udev = ctx.x.udev = udev_new();
         static const struct {
                 const char *line, *reply;
         } cases[] = {
                 { "{\"action\":\"frobnicate\"}", "{\"result\":\"failed\",\"error\":\"Unknown message: frobnicate\"}\n" },
                 { "{\"action\":\"evil\\nline\"}", "{\"result\":\"failed\",\"error\":\"Unknown message: evil\\\\x0aline\"}\n" },
                 { "{}", "{\"result\":\"failed\",\"error\":\"No action specified\"}\n" },
-                { "{\"action\":\"usb_suspend\",\"vm\":null}",
-                  "{\"result\":\"failed\",\"error\":\"usb_suspend is not implemented yet\"}\n" },
-                { "{\"action\":\"vmm_args\",\"vm\":\"vm1\"}", "{\"result\":\"failed\",\"error\":\"vmm_args is not implemented yet\"}\n" },
+                { "{\"action\":\"usb_suspend\",\"vm\":\"nope\"}",
+                  "{\"result\":\"failed\",\"error\":\"VM nope is not found in the config file\"}\n" },
+                { "{\"action\":\"vmm_args\",\"vm\":null}", "{\"result\":\"failed\",\"error\":\"VM name is required\"}\n" },
+                { "{\"action\":\"vmm_args\",\"vm\":\"vm1\",\"qemu_bus_start_index\":-1}",
+                  "{\"result\":\"failed\",\"error\":\"\\\"qemu_bus_start_index\\\" must be a whole number from 0 to 9999\"}\n" },
                 { "{\"action\":\"enable_notifications\"}",
                   "{\"result\":\"failed\",\"error\":\"notifications need a connection\"}\n" },
                 { "{\"action\":\"usb_attach\",\"bus\":1}", "{\"result\":\"failed\",\"error\":\"\\\"bus\\\" needs \\\"port\\\"\"}\n" },
@@ -281,6 +285,7 @@ static void test_dispatch(void **state) {
                         fail_msg("'%s': expected %s got %s", cases[i].line, cases[i].reply, line ? line : "NULL");
                 free(line);
         }
+        udev_unref(ctx.udev);
         cfg_free(cfg);
 }
 
