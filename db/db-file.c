@@ -203,7 +203,7 @@ static int mkdir_parents(const char *path) {
                         continue;
                 char saved = *c;
                 *c = '\0';
-                if (mkdir(p, 0700) < 0 && errno != EEXIST)
+                if (mkdir(p, 0711) < 0 && errno != EEXIST)
                         return -errno;
                 *c = saved;
                 if (saved == '\0')

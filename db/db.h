@@ -74,7 +74,7 @@ void db_attachment_clear(struct db_attachment *a);
 #define DB_NO_STRICT_PERMS (1u << 0) /* accept a file or directory that is not root's alone (tests) */
 #define DB_QUICK_CHECK (1u << 1)     /* db_open_repair: read the whole file to judge it */
 
-/* Opens (creating file and directory as needed, mode 0600/0700) and migrates the database.
+/* Opens (creating file and directory as needed, mode 0600/0711) and migrates the database.
  * The database steers root programs, so unless flags has DB_NO_STRICT_PERMS the file and its
  * directory must be owned by root and writable by nobody else (-EPERM); a database path that is a
  * symbolic link is always refused (-ELOOP). The connection holds a shared flock on

@@ -76,7 +76,7 @@ install: all
 	$(if $(DOCS),$(INSTALL) -m 0644 $(DOCS) $(DESTDIR)$(DOCDIR)/)
 	$(if $(EXAMPLES),$(INSTALL) -d -m 0755 $(DESTDIR)$(DOCDIR)/examples)
 	$(if $(EXAMPLES),$(INSTALL) -m 0644 $(EXAMPLES) $(DESTDIR)$(DOCDIR)/examples/)
-	$(INSTALL) -d -m 0700 $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug
+	$(INSTALL) -d -m 0711 $(DESTDIR)$(LOCALSTATEDIR)/lib/vhotplug
 	@# On a live system (no DESTDIR): create /run/vhotplug, tell udev and systemd, listen.
 	@if [ -z "$(DESTDIR)" ] && [ -d /run/systemd/system ]; then \
 		systemd-tmpfiles --create $(TMPFILESDIR)/vhotplug.conf || :; \

@@ -99,6 +99,7 @@ check "the example has every entry disabled (no enabled entry claims a device)" 
 [ "$had_conf" = 0 ] && check "no /etc/vhotplug.conf was written" test ! -e /etc/vhotplug.conf
 check "the udev rule is installed" test -s /lib/udev/rules.d/90-vhotplug.rules
 check "tmpfiles ran: /run/vhotplug exists, mode 0700" bash -c "[ \"\$(stat -c %a /run/vhotplug)\" = 700 ]"
+check "the state directory is 0711 (others reach the API socket, cannot list)" bash -c "[ \"\$(stat -c %a /var/lib/vhotplug)\" = 711 ]"
 check "the overview and file man pages are installed" bash -c "man -w 7 vhotplug && man -w 5 vhotplug.conf && man -w 5 vhotplug-db"
 progs=$(dpkg -L vhotplug | grep -E '^/usr/s?bin/[^/]+$')
 [ -n "$progs" ] || not_ok "the package installs programs in /usr/sbin or /usr/bin"

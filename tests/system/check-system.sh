@@ -181,6 +181,13 @@ vhp_check_output "... seccomp filter mode" 'Seccomp:[[:space:]]+2' echo "$sandbo
 # CAP_CHOWN(0) CAP_DAC_OVERRIDE(1) CAP_DAC_READ_SEARCH(2) CAP_FOWNER(3) = 0xf
 vhp_check_output "... with the unit's capability bounding set" 'CapBnd:[[:space:]]+0+f$' echo "$sandbox"
 vhp_check_output "recorded in the state database" '^vm-a\|attached\|1$' sql "SELECT vm, state, crosvm_port FROM current_attachments WHERE devpath='$U/1-1'"
+# The state directory lets others through to the API's default socket, not in: 0711, the database
+# 0600; another user can pass through the directory but neither list it nor read the database.
+vhp_check_output "/var/lib/vhotplug 0711, state.db 0600, both root's" '^711 0 600 0$' \
+        ct sh -c 'echo "$(stat -c "%a %u" /var/lib/vhotplug) $(stat -c "%a %u" /var/lib/vhotplug/state.db)"'
+vhp_check_output "another user passes through the state directory, cannot list it or read the database" '^pass nolist noread$' \
+        ct setpriv --reuid=65534 --regid=65534 --clear-groups sh -c \
+        'cd /var/lib/vhotplug && echo -n "pass "; ls . >/dev/null 2>&1 && echo -n "list " || echo -n "nolist "; cat state.db >/dev/null 2>&1 && echo read || echo noread'
 vhp_check_output "the RUN client's own run was short and small (maxrss, KiB)" '^0 1001 .* 0 [0-9]+ [0-9]+$' ct cat $T/ev1.times
 : >"$VHP_TMP/ev1r"
 usb_event "$VHP_TMP/ev1r" remove 1 1 1209 0001 1002
