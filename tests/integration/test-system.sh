@@ -100,7 +100,7 @@ expected_tree() {
                 [ -e README.md ] && echo "-rw-r--r-- /usr/local/share/doc/vhotplug/README.md"
                 [ -e examples/vhotplug.conf ] &&
                         echo "-rw-r--r-- /usr/local/share/doc/vhotplug/examples/vhotplug.conf"
-                echo "drwx------ /var/lib/vhotplug"
+                echo "drwx--x--x /var/lib/vhotplug"
         } | sort -k2
 }
 actual_tree() { # files, links, and directories that are empty or not world-readable
