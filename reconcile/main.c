@@ -111,16 +111,55 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
                o->dry_run ? " planned (dry run)" : "", failed);
 }
 
+/* The journal's MESSAGE_ID for an item that was acted on or skipped (vhotplug(7)); NULL: none. */
+static const char *item_msgid(const struct recon_item *it) {
+        if (it->failed)
+                return LOG_MSGID_REFUSED;
+        switch (it->op) {
+        case RECON_ATTACH:
+        case RECON_REATTACH:
+        case RECON_ADOPT:
+                return LOG_MSGID_ATTACH;
+        case RECON_DETACH:
+        case RECON_REMOVE:
+        case RECON_CLOSE:
+                return LOG_MSGID_DETACH;
+        case RECON_VM_DOWN:
+                return LOG_MSGID_DEFERRED;
+        default:
+                return NULL;
+        }
+}
+
+/* One record per item acted on (done or failed) and per VM skipped, with the helper's fields:
+ * VHOTPLUG_ACTION is the reconcile action (attach, reattach, adopt, detach, ...). */
 static void log_plan(const struct recon_plan *plan) {
         for (size_t i = 0; i < plan->n; i++) {
                 const struct recon_item *it = &plan->items[i];
+                char port[16] = "";
+
+                if (!it->failed && !it->done && it->op != RECON_VM_DOWN)
+                        continue;
+                if (!it->id[0] && it->port >= 0)
+                        snprintf(port, sizeof(port), "%d", it->port);
+                const struct log_field fields[] = {
+                        { "DEVPATH", it->devpath },
+                        { "VHOTPLUG_ACTION", recon_op_name(it->op) },
+                        { "VHOTPLUG_VM", it->vm },
+                        { "VHOTPLUG_OUTCOME", it->failed ? "failed" : it->done ? "done" : "skipped" },
+                        { "VHOTPLUG_REASON", it->why },
+                        { "VHOTPLUG_VMM_ID", it->id[0] ? it->id : port },
+                        { "VHOTPLUG_ERROR", it->error },
+                        { NULL },
+                };
                 if (it->failed)
-                        log_error("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm,
-                                  it->error[0] ? it->error : it->why);
+                        log_event(LOG_ERR, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op), it->what,
+                                  it->vm, it->error[0] ? it->error : it->why);
                 else if (it->done)
-                        log_info("%s %s -> %s: %s", recon_op_name(it->op), it->what, it->vm, it->why);
-                else if (it->op == RECON_VM_DOWN)
-                        log_notice("VM %s not running, skipped: %s", it->vm, it->why);
+                        log_event(LOG_INFO, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op), it->what,
+                                  it->vm, it->why);
+                else
+                        log_event(LOG_NOTICE, item_msgid(it), fields, "VM %s not running, skipped: %s", it->vm, it->why);
         }
 }
 

@@ -191,6 +191,24 @@ else
         vhp_fail "vhotplug-event is built (make all)"
 fi
 
+# 9. vhotplug-reconcile under systemd: 1-2 (attached by 8) left the host with no event; the repair
+# is a record with the helper's fields, the reconcile action and the detach MESSAGE_ID.
+vhp_unplug $U/1-2
+in_ns "$sink" /run/systemd/journal/socket "$VHP_TMP/reconcile.journal" -- env INVOCATION_ID=1 \
+        "$VHP_BUILD/vhotplug-reconcile" -c "$conf" --no-strict-perms >"$VHP_TMP/reconcile.out" 2>"$VHP_TMP/reconcile.err"
+rc=$?
+[ "$rc" = 0 ] && vhp_ok "reconcile: exit 0" || vhp_fail "reconcile: exit 0" "rc=$rc $(cat "$VHP_TMP/reconcile.err")"
+# (It also attaches the hostile device of 5, refused then by a lying crosvm: a record of its own.)
+awk -v d="DEVPATH=$U/1-2" 'BEGIN { RS = ""; ORS = "\n\n" } index($0, "\n" d "\n")' "$VHP_TMP/reconcile.journal" \
+        >"$VHP_TMP/recon1.journal"
+[ "$(records recon1)" = 1 ] && vhp_ok "reconcile: one record for the device it repaired" ||
+        vhp_fail "reconcile: one record for the device it repaired" "$(cat "$VHP_TMP/reconcile.journal")"
+vhp_check_output "reconcile: every action record has a MESSAGE_ID" '^2 2$' \
+        awk 'BEGIN { RS = "" } /(^|\n)VHOTPLUG_ACTION=/ { n++; if (/(^|\n)MESSAGE_ID=/) m++ } END { print n + 0, m + 0 }' \
+        "$VHP_TMP/reconcile.journal"
+expect recon1 PRIORITY=6 MESSAGE_ID=b5e3b5c7b1d14b82bc529392bb83d0f2 SYSLOG_IDENTIFIER=vhotplug-reconcile \
+        DEVPATH=$U/1-2 VHOTPLUG_ACTION=detach VHOTPLUG_VM=net-vm VHOTPLUG_OUTCOME=done
+
 # 7. The stdout summary: only for a reader (--json, a dry run, a terminal), besides the record.
 event json add $U/1-3 108 INVOCATION_ID=1 -- --json
 if [ "$(records json)" = 1 ] && jq -e '.action == "ignore"' "$VHP_TMP/json.out" >/dev/null; then
