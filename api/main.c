@@ -23,7 +23,8 @@ enum { EXIT_CONFIG = 1, EXIT_USAGE = 2 };
 static void help(void) {
         printf("Usage: vhotplug-api [OPTIONS]\n"
                "Serve the vhotplug JSON API (list, attach, detach, notifications) to vhotplugctl and other\n"
-               "clients. Under systemd it is socket-activated (see vhotplug-generator); otherwise it listens\n"
+               "clients. Under systemd it is socket-activated (see vhotplug-generator); otherwise it "
+               "listens\n"
                "on --listen addresses, else on the transports of general.api.\n\n"
                "  -c, --config FILE        configuration file (default " CFG_DEFAULT_PATH ")\n"
                "      --db FILE            state database (default: general.database)\n"
@@ -44,7 +45,7 @@ struct options {
         const char *config, *db, *mountinfo;
         const char *listen[MAX_LISTEN];
         size_t n_listen;
-        int idle_exit_s;         /* -1: the default */
+        int idle_exit_s; /* -1: the default */
         int client_timeout_s, max_clients;
         bool debug;
         unsigned cfg_flags;
@@ -59,28 +60,40 @@ static int parse_int(const char *s, int max, int *ret) {
 }
 
 static int parse_args(int argc, char **argv, struct options *o) {
-        enum { ARG_DB = 0x100, ARG_IDLE, ARG_CLIENT_TIMEOUT, ARG_MAX_CLIENTS, ARG_NO_STRICT, ARG_VERSION, ARG_MOUNTINFO };
+        enum {
+                ARG_DB = 0x100,
+                ARG_IDLE,
+                ARG_CLIENT_TIMEOUT,
+                ARG_MAX_CLIENTS,
+                ARG_NO_STRICT,
+                ARG_VERSION,
+                ARG_MOUNTINFO
+        };
         static const struct option longopts[] = {
-                { "config", required_argument, NULL, 'c' },
-                { "db", required_argument, NULL, ARG_DB },
-                { "listen", required_argument, NULL, 'l' },
-                { "idle-exit", required_argument, NULL, ARG_IDLE },
-                { "client-timeout", required_argument, NULL, ARG_CLIENT_TIMEOUT },
-                { "max-clients", required_argument, NULL, ARG_MAX_CLIENTS },
-                { "no-strict-perms", no_argument, NULL, ARG_NO_STRICT },
-                { "mountinfo", required_argument, NULL, ARG_MOUNTINFO },
-                { "debug", no_argument, NULL, 'd' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },
+                {"config", required_argument, NULL, 'c'},
+                {"db", required_argument, NULL, ARG_DB},
+                {"listen", required_argument, NULL, 'l'},
+                {"idle-exit", required_argument, NULL, ARG_IDLE},
+                {"client-timeout", required_argument, NULL, ARG_CLIENT_TIMEOUT},
+                {"max-clients", required_argument, NULL, ARG_MAX_CLIENTS},
+                {"no-strict-perms", no_argument, NULL, ARG_NO_STRICT},
+                {"mountinfo", required_argument, NULL, ARG_MOUNTINFO},
+                {"debug", no_argument, NULL, 'd'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
                 {},
         };
         int c, bad = 0;
 
-        *o = (struct options){ .config = CFG_DEFAULT_PATH, .idle_exit_s = -1 };
+        *o = (struct options){.config = CFG_DEFAULT_PATH, .idle_exit_s = -1};
         while ((c = getopt_long(argc, argv, "c:l:dh", longopts, NULL)) >= 0) {
                 switch (c) {
-                case 'c': o->config = optarg; break;
-                case ARG_DB: o->db = optarg; break;
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case ARG_DB:
+                        o->db = optarg;
+                        break;
                 case 'l':
                         if (o->n_listen == MAX_LISTEN) {
                                 fprintf(stderr, "vhotplug-api: at most %d --listen options\n", MAX_LISTEN);
@@ -88,14 +101,30 @@ static int parse_args(int argc, char **argv, struct options *o) {
                         }
                         o->listen[o->n_listen++] = optarg;
                         break;
-                case ARG_IDLE: bad |= parse_int(optarg, 86400, &o->idle_exit_s); break;
-                case ARG_CLIENT_TIMEOUT: bad |= parse_int(optarg, 86400, &o->client_timeout_s); break;
-                case ARG_MAX_CLIENTS: bad |= parse_int(optarg, 65536, &o->max_clients); break;
-                case ARG_NO_STRICT: o->cfg_flags |= CFG_NO_STRICT_PERMS; break;
-                case ARG_MOUNTINFO: o->mountinfo = optarg; break;
-                case 'd': o->debug = true; break;
-                case 'h': help(); return 0;
-                case ARG_VERSION: printf("vhotplug-api " VHP_VERSION "\n"); return 0;
+                case ARG_IDLE:
+                        bad |= parse_int(optarg, 86400, &o->idle_exit_s);
+                        break;
+                case ARG_CLIENT_TIMEOUT:
+                        bad |= parse_int(optarg, 86400, &o->client_timeout_s);
+                        break;
+                case ARG_MAX_CLIENTS:
+                        bad |= parse_int(optarg, 65536, &o->max_clients);
+                        break;
+                case ARG_NO_STRICT:
+                        o->cfg_flags |= CFG_NO_STRICT_PERMS;
+                        break;
+                case ARG_MOUNTINFO:
+                        o->mountinfo = optarg;
+                        break;
+                case 'd':
+                        o->debug = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("vhotplug-api " VHP_VERSION "\n");
+                        return 0;
                 default:
                         fprintf(stderr, "Try 'vhotplug-api --help' for more information.\n");
                         return -EINVAL;
@@ -123,8 +152,8 @@ static void note(void *userdata, int level, const char *msg) {
 }
 
 /* The sockets: systemd's, else --listen, else general.api's. */
-static int open_listeners(const struct options *o, const struct cfg *cfg, struct api_listener **ret, size_t *ret_n,
-                          bool *ret_activated) {
+static int open_listeners(const struct options *o, const struct cfg *cfg, struct api_listener **ret,
+                          size_t *ret_n, bool *ret_activated) {
         _cleanup_strv_ char **specs = NULL;
         _cleanup_free_ char *err = NULL;
         struct api_listener *l;
@@ -145,8 +174,11 @@ static int open_listeners(const struct options *o, const struct cfg *cfg, struct
         for (want = o->n_listen; specs && specs[want - o->n_listen]; want++) {
         }
         if (want == 0)
-                return log_error("%s: general.api is not enabled or names no transport: nothing to listen on "
-                                 "(give --listen ADDR)", o->config), -EINVAL;
+                return log_error(
+                               "%s: general.api is not enabled or names no transport: nothing to listen on "
+                               "(give --listen ADDR)",
+                               o->config),
+                       -EINVAL;
         l = calloc(want, sizeof(*l));
         if (!l)
                 return log_error_errno(ENOMEM, "Out of memory");
@@ -178,7 +210,7 @@ static int run(int argc, char **argv) {
         struct cfg_error cerr;
         struct api_listener *l = NULL;
         _cleanup_free_ char *err = NULL;
-        struct sigaction sa = { .sa_handler = on_signal };
+        struct sigaction sa = {.sa_handler = on_signal};
         struct rlimit nofile;
         size_t n = 0;
         bool activated = false;
@@ -217,7 +249,9 @@ static int run(int argc, char **argv) {
                 .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS,
                 .listeners = l,
                 .n_listeners = n,
-                .idle_exit_ms = (o.idle_exit_s >= 0 ? o.idle_exit_s * 1000 : activated ? API_IDLE_EXIT_MS : 0),
+                .idle_exit_ms = (o.idle_exit_s >= 0 ? o.idle_exit_s * 1000
+                                 : activated        ? API_IDLE_EXIT_MS
+                                                    : 0),
                 .client_timeout_ms = o.client_timeout_s * 1000,
                 .max_clients = o.max_clients,
                 .note = note,

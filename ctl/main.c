@@ -16,10 +16,10 @@
 #include "util.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
-#define DEFAULT_TIMEOUT_S 60          /* an attach may wait for a slow VM */
-#define VMM_ARGS_WAIT_S 30            /* vmm args waits this long for the API to come up */
-#define RECONNECT_S 3                 /* listen: pause before reconnecting */
-#define CELL_MAX 48                   /* characters of a table cell shown */
+#define DEFAULT_TIMEOUT_S 60 /* an attach may wait for a slow VM */
+#define VMM_ARGS_WAIT_S 30   /* vmm args waits this long for the API to come up */
+#define RECONNECT_S 3        /* listen: pause before reconnecting */
+#define CELL_MAX 48          /* characters of a table cell shown */
 
 struct global {
         const char *transport, *path, *host, *config;
@@ -47,11 +47,13 @@ static void help(void) {
                "  history [DEVICE] [-n N]     the newest history rows\n\n"
                "Options (before the command):\n"
                "  -t, --transport unix|vsock|tcp   how to reach vhotplug-api (default unix)\n"
-               "  -u, --path PATH        unix socket (default general.api.unixSocket, else " CFG_DEFAULT_API_SOCKET ")\n"
+               "  -u, --path PATH        unix socket (default general.api.unixSocket, "
+               "else " CFG_DEFAULT_API_SOCKET ")\n"
                "  -s, --host HOST        TCP host (default 127.0.0.1)\n"
                "  -p, --net-port N       TCP or vsock port (default 2000)\n"
                "  -c, --cid N            vsock CID (default 2, the host)\n"
-               "      --config FILE      where the default unix socket is read from (default " CFG_DEFAULT_PATH ")\n"
+               "      --config FILE      where the default unix socket is read from "
+               "(default " CFG_DEFAULT_PATH ")\n"
                "      --json             print the server's JSON\n"
                "      --timeout SEC      how long to wait for an answer (default 60)\n"
                "  -d, --debug            show what is sent and received\n"
@@ -125,7 +127,8 @@ static int connect_api(const struct global *g, struct client **ret, char **ret_e
                 if (asprintf(&spec, "vsock:%u:%u", g->cid, g->net_port) < 0)
                         return -ENOMEM;
         } else {
-                if (asprintf(&spec, strchr(g->host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u", g->host, g->net_port) < 0)
+                if (asprintf(&spec, strchr(g->host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u", g->host,
+                             g->net_port) < 0)
                         return -ENOMEM;
         }
         if (g->debug)
@@ -179,7 +182,7 @@ static void print_json(const cJSON *o) {
 struct table {
         size_t ncols;
         const char *head[10];
-        char **cells;          /* rows * ncols, escaped */
+        char **cells; /* rows * ncols, escaped */
         size_t nrows, cap;
 };
 
@@ -200,7 +203,8 @@ static char *jtext(const cJSON *o, const char *key) {
                 size_t n = 0, cap = 256;
                 const cJSON *it;
                 s = calloc(1, cap);
-                cJSON_ArrayForEach(it, v) if (s && cJSON_IsString(it) && n + strlen(it->valuestring) + 3 < cap)
+                cJSON_ArrayForEach(it,
+                                   v) if (s && cJSON_IsString(it) && n + strlen(it->valuestring) + 3 < cap)
                         n += (size_t)snprintf(s + n, cap - n, "%s%s", n ? "," : "", it->valuestring);
                 return s;
         }
@@ -245,19 +249,19 @@ static size_t width(const char *s) {
 
 /* Prints the table (nothing at all when it has no rows: scripts test for empty output). */
 static void table_print(struct table *t, bool header) {
-        size_t w[10] = { 0 };
+        size_t w[10] = {0};
 
         for (size_t r = 0; r < t->nrows; r++)
-                for (size_t i = 0; i < t->ncols; i++)
-                        {
-                                size_t cw = width(t->cells[r * t->ncols + i] ?: "");
-                                w[i] = MIN(w[i] > cw ? w[i] : cw, (size_t)CELL_MAX);
-                        }
+                for (size_t i = 0; i < t->ncols; i++) {
+                        size_t cw = width(t->cells[r * t->ncols + i] ?: "");
+                        w[i] = MIN(w[i] > cw ? w[i] : cw, (size_t)CELL_MAX);
+                }
         for (size_t i = 0; header && t->nrows && i < t->ncols; i++)
                 w[i] = w[i] > strlen(t->head[i]) ? w[i] : strlen(t->head[i]);
         for (size_t r = 0; header && t->nrows && r < 1; r++)
                 for (size_t i = 0; i < t->ncols; i++)
-                        printf("%-*s%s", i + 1 < t->ncols ? (int)w[i] : 0, t->head[i], i + 1 < t->ncols ? "  " : "\n");
+                        printf("%-*s%s", i + 1 < t->ncols ? (int)w[i] : 0, t->head[i],
+                               i + 1 < t->ncols ? "  " : "\n");
         for (size_t r = 0; r < t->nrows; r++)
                 for (size_t i = 0; i < t->ncols; i++) {
                         const char *s = t->cells[r * t->ncols + i] ?: "";
@@ -298,28 +302,30 @@ static char *names(const cJSON *d, const char *k1, const char *k2) {
 
 static int print_list(const struct global *g, cJSON *reply, bool usb, bool shortform) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(reply, usb ? "usb_devices" : "pci_devices"), *d;
-        struct table t = { .ncols = shortform ? 3 : 7 };
+        struct table t = {.ncols = shortform ? 3 : 7};
 
         if (g->json) {
                 print_json(list);
                 return 0;
         }
         if (usb) {
-                const char *h[] = { "DEVICE", "ID", "NAME", "SERIAL", "STATE", "VM", "ALLOWED" };
+                const char *h[] = {"DEVICE", "ID", "NAME", "SERIAL", "STATE", "VM", "ALLOWED"};
                 memcpy(t.head, h, sizeof(h));
         } else {
-                const char *h[] = { "ADDRESS", "ID", "NAME", "DRIVER", "STATE", "VM", "ALLOWED" };
+                const char *h[] = {"ADDRESS", "ID", "NAME", "DRIVER", "STATE", "VM", "ALLOWED"};
                 memcpy(t.head, h, sizeof(h));
         }
         cJSON_ArrayForEach(d, list) {
                 if (shortform)
                         table_row(&t, jtext(d, usb ? "device_node" : "address"),
                                   usb ? ids(d, "vid", "pid") : ids(d, "vid", "did"),
-                                  usb ? names(d, "vendor_name", "product_name") : names(d, "vendor_name", "device_name"));
+                                  usb ? names(d, "vendor_name", "product_name")
+                                      : names(d, "vendor_name", "device_name"));
                 else
                         table_row(&t, jtext(d, usb ? "device_node" : "address"),
                                   usb ? ids(d, "vid", "pid") : ids(d, "vid", "did"),
-                                  usb ? names(d, "vendor_name", "product_name") : names(d, "vendor_name", "device_name"),
+                                  usb ? names(d, "vendor_name", "product_name")
+                                      : names(d, "vendor_name", "device_name"),
                                   jtext(d, usb ? "serial" : "driver"), jtext(d, "state"), jtext(d, "vm"),
                                   jtext(d, "allowed_vms"));
         }
@@ -349,16 +355,35 @@ static void print_results(const struct global *g, cJSON *reply, const char *verb
 }
 
 static int cmd_device(const struct global *g, bool usb, int argc, char **argv) {
-        enum { O_DEVNODE = 0x100, O_BUS, O_PORT, O_VID, O_PID, O_DID, O_ADDRESS, O_VM, O_TAG, O_CONNECTED,
-               O_DISCONNECTED, O_SHORT, O_JSON };
+        enum {
+                O_DEVNODE = 0x100,
+                O_BUS,
+                O_PORT,
+                O_VID,
+                O_PID,
+                O_DID,
+                O_ADDRESS,
+                O_VM,
+                O_TAG,
+                O_CONNECTED,
+                O_DISCONNECTED,
+                O_SHORT,
+                O_JSON
+        };
         static const struct option longopts[] = {
-                { "devnode", required_argument, NULL, O_DEVNODE }, { "bus", required_argument, NULL, O_BUS },
-                { "port", required_argument, NULL, O_PORT },       { "vid", required_argument, NULL, O_VID },
-                { "pid", required_argument, NULL, O_PID },         { "did", required_argument, NULL, O_DID },
-                { "address", required_argument, NULL, O_ADDRESS }, { "vm", required_argument, NULL, O_VM },
-                { "tag", required_argument, NULL, O_TAG },         { "connected", no_argument, NULL, O_CONNECTED },
-                { "disconnected", no_argument, NULL, O_DISCONNECTED },
-                { "short", no_argument, NULL, O_SHORT },           { "json", no_argument, NULL, O_JSON },
+                {"devnode", required_argument, NULL, O_DEVNODE},
+                {"bus", required_argument, NULL, O_BUS},
+                {"port", required_argument, NULL, O_PORT},
+                {"vid", required_argument, NULL, O_VID},
+                {"pid", required_argument, NULL, O_PID},
+                {"did", required_argument, NULL, O_DID},
+                {"address", required_argument, NULL, O_ADDRESS},
+                {"vm", required_argument, NULL, O_VM},
+                {"tag", required_argument, NULL, O_TAG},
+                {"connected", no_argument, NULL, O_CONNECTED},
+                {"disconnected", no_argument, NULL, O_DISCONNECTED},
+                {"short", no_argument, NULL, O_SHORT},
+                {"json", no_argument, NULL, O_JSON},
                 {},
         };
         const char *sub = argc > 1 ? argv[1] : NULL, *devnode = NULL, *vid = NULL, *pid = NULL, *did = NULL,
@@ -380,7 +405,9 @@ static int cmd_device(const struct global *g, bool usb, int argc, char **argv) {
         optind = 0;
         while ((c = getopt_long(argc - 1, argv + 1, "", longopts, NULL)) >= 0) {
                 switch (c) {
-                case O_DEVNODE: devnode = optarg; break;
+                case O_DEVNODE:
+                        devnode = optarg;
+                        break;
                 case O_BUS:
                         if (parse_uint(optarg, 65535, &bus) < 0)
                                 return usage("--bus: expected a number, got '%s'", optarg);
@@ -389,21 +416,38 @@ static int cmd_device(const struct global *g, bool usb, int argc, char **argv) {
                         if (parse_uint(optarg, 255, &port) < 0)
                                 return usage("--port: expected a number, got '%s'", optarg);
                         break;
-                case O_VID: vid = optarg; break;
-                case O_PID: pid = optarg; break;
-                case O_DID: did = optarg; break;
-                case O_ADDRESS: address = optarg; break;
-                case O_VM: vm = optarg; break;
-                case O_TAG: tag = optarg; break;
+                case O_VID:
+                        vid = optarg;
+                        break;
+                case O_PID:
+                        pid = optarg;
+                        break;
+                case O_DID:
+                        did = optarg;
+                        break;
+                case O_ADDRESS:
+                        address = optarg;
+                        break;
+                case O_VM:
+                        vm = optarg;
+                        break;
+                case O_TAG:
+                        tag = optarg;
+                        break;
                 case O_CONNECTED:
                 case O_DISCONNECTED:
                         if (connected >= 0 && connected != (c == O_CONNECTED))
                                 return usage("--connected and --disconnected exclude each other");
                         connected = c == O_CONNECTED;
                         break;
-                case O_SHORT: shortform = true; break;
-                case O_JSON: gg.json = true; break;
-                default: return -EINVAL;
+                case O_SHORT:
+                        shortform = true;
+                        break;
+                case O_JSON:
+                        gg.json = true;
+                        break;
+                default:
+                        return -EINVAL;
                 }
         }
         if (optind < argc - 1)
@@ -454,7 +498,8 @@ static int cmd_device(const struct global *g, bool usb, int argc, char **argv) {
                 cJSON_AddStringToObject(req, "vid", vid);
                 cJSON_AddStringToObject(req, usb ? "pid" : "did", usb ? pid : did);
         } else
-                return usage(usb ? "You must specify either --devnode or --bus and --port or --vid and --pid or --tag"
+                return usage(usb ? "You must specify either --devnode or --bus and --port or --vid and "
+                                   "--pid or --tag"
                                  : "You must specify either --address or --vid and --did or --tag");
         if (strcmp(sub, "attach") == 0 && !tag) {
                 if (vm)
@@ -548,9 +593,9 @@ static int cmd_listen(const struct global *g, int argc, char **argv) {
 static int cmd_vmm(const struct global *g, int argc, char **argv) {
         enum { O_VM = 0x100, O_PREFIX, O_INDEX };
         static const struct option longopts[] = {
-                { "vm", required_argument, NULL, O_VM },
-                { "qemu-bus-prefix", required_argument, NULL, O_PREFIX },
-                { "qemu-bus-start-index", required_argument, NULL, O_INDEX },
+                {"vm", required_argument, NULL, O_VM},
+                {"qemu-bus-prefix", required_argument, NULL, O_PREFIX},
+                {"qemu-bus-start-index", required_argument, NULL, O_INDEX},
                 {},
         };
         const char *vm = NULL, *prefix = NULL;
@@ -567,14 +612,19 @@ static int cmd_vmm(const struct global *g, int argc, char **argv) {
         optind = 0;
         while ((c = getopt_long(argc - 1, argv + 1, "", longopts, NULL)) >= 0) {
                 switch (c) {
-                case O_VM: vm = optarg; break;
-                case O_PREFIX: prefix = optarg; break;
+                case O_VM:
+                        vm = optarg;
+                        break;
+                case O_PREFIX:
+                        prefix = optarg;
+                        break;
                 case O_INDEX:
                         if (parse_uint(optarg, 65535, &index) < 0)
                                 return usage("--qemu-bus-start-index: expected a number, got '%s'", optarg);
                         has_index = true;
                         break;
-                default: return -EINVAL;
+                default:
+                        return -EINVAL;
                 }
         }
         if (optind < argc - 1)
@@ -626,8 +676,8 @@ static int cmd_vmm(const struct global *g, int argc, char **argv) {
 static char *record_text(const cJSON *rec) {
         const char *node = jstr(rec, "device_node") ?: jstr(rec, "pci_address");
         const char *serial = jstr(rec, "serial");
-        return fmt("%s %s%s%s%s%s", jstr(rec, "kind") ?: "?", jstr(rec, "ids") ?: "", serial ? " " : "", serial ? serial : "",
-                   node ? " " : "", node ? node : "");
+        return fmt("%s %s%s%s%s%s", jstr(rec, "kind") ?: "?", jstr(rec, "ids") ?: "", serial ? " " : "",
+                   serial ? serial : "", node ? " " : "", node ? node : "");
 }
 
 static int cmd_status(const struct global *g, int argc, char **argv) {
@@ -654,19 +704,20 @@ static int cmd_status(const struct global *g, int argc, char **argv) {
                 const cJSON *devs = cJSON_GetObjectItemCaseSensitive(v, "devices"), *d;
                 const cJSON *missing = cJSON_GetObjectItemCaseSensitive(v, "recorded_not_in_vm");
                 bool running = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(v, "running"));
-                struct table t = { .ncols = 4, .head = { "ID", "KIND", "DEVICE", "RECORD" } };
+                struct table t = {.ncols = 4, .head = {"ID", "KIND", "DEVICE", "RECORD"}};
                 char line[512], safe[1024];
 
-                snprintf(line, sizeof(line), "%s (%s): %s%s%s", jstr(v, "name") ?: "?", jstr(v, "type") ?: "?",
-                         running ? "running" : "not running", !running && jstr(v, "error") ? ": " : "",
-                         !running ? jstr(v, "error") ?: "" : "");
+                snprintf(line, sizeof(line), "%s (%s): %s%s%s", jstr(v, "name") ?: "?",
+                         jstr(v, "type") ?: "?", running ? "running" : "not running",
+                         !running && jstr(v, "error") ? ": " : "", !running ? jstr(v, "error") ?: "" : "");
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
                 cJSON_ArrayForEach(d, devs) {
                         const cJSON *rec = cJSON_GetObjectItemCaseSensitive(d, "record");
                         char *what = cJSON_IsObject(rec) ? record_text(rec) : NULL;
                         const cJSON *port = cJSON_GetObjectItemCaseSensitive(d, "port");
-                        char *id = jstr(d, "id") ? strdup(jstr(d, "id"))
-                                                 : cJSON_IsNumber(port) ? fmt("port %.0f", port->valuedouble) : NULL;
+                        char *id = jstr(d, "id")          ? strdup(jstr(d, "id"))
+                                   : cJSON_IsNumber(port) ? fmt("port %.0f", port->valuedouble)
+                                                          : NULL;
                         if (!what && jstr(d, "host"))
                                 what = strdup(jstr(d, "host"));
                         if (!what && cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(d, "hostbus")))
@@ -674,17 +725,19 @@ static int cmd_status(const struct global *g, int argc, char **argv) {
                                            cJSON_GetObjectItemCaseSensitive(d, "hostbus")->valuedouble,
                                            cJSON_GetObjectItemCaseSensitive(d, "hostaddr")->valuedouble);
                         table_row(&t, id, jtext(d, "kind"), what,
-                                  cJSON_IsObject(rec) ? strdup("attached")
-                                                      : strdup(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ours"))
-                                                                       ? "no record" : "not ours"));
+                                  cJSON_IsObject(rec)
+                                          ? strdup("attached")
+                                          : strdup(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d, "ours"))
+                                                           ? "no record"
+                                                           : "not ours"));
                 }
                 if (t.nrows)
                         printf("  ");
                 table_print(&t, true);
                 cJSON_ArrayForEach(d, missing) {
                         _cleanup_free_ char *what = record_text(d);
-                        snprintf(line, sizeof(line), "  recorded but not in the VM: %s (%s)", what ? what : "?",
-                                 jstr(d, "state") ?: "?");
+                        snprintf(line, sizeof(line), "  recorded but not in the VM: %s (%s)",
+                                 what ? what : "?", jstr(d, "state") ?: "?");
                         printf("%s\n", str_escape(line, safe, sizeof(safe)));
                 }
         }
@@ -692,14 +745,14 @@ static int cmd_status(const struct global *g, int argc, char **argv) {
 }
 
 static void history_table(const cJSON *rows, bool with_device) {
-        struct table t = { .ncols = with_device ? 7 : 6 };
+        struct table t = {.ncols = with_device ? 7 : 6};
         const cJSON *h;
-        const char *head[] = { "TIME", "ACTION", "OUTCOME", "VM", "DEVICE", "BY", "DETAIL" };
+        const char *head[] = {"TIME", "ACTION", "OUTCOME", "VM", "DEVICE", "BY", "DETAIL"};
 
         if (with_device)
                 memcpy(t.head, head, sizeof(head));
         else {
-                const char *h2[] = { "TIME", "ACTION", "OUTCOME", "VM", "BY", "DETAIL" };
+                const char *h2[] = {"TIME", "ACTION", "OUTCOME", "VM", "BY", "DETAIL"};
                 memcpy(t.head, h2, sizeof(h2));
         }
         cJSON_ArrayForEach(h, rows) {
@@ -709,8 +762,8 @@ static void history_table(const cJSON *rows, bool with_device) {
                                   fmt("%s %s", jstr(h, "kind") ?: "?", jstr(h, "device_node") ?: jstr(h, "pci_address") ?: jstr(h, "devpath") ?: "?"),
                                   jtext(h, "requested_by"), detail);
                 else
-                        table_row(&t, jtext(h, "time"), jtext(h, "action"), jtext(h, "outcome"), jtext(h, "vm"),
-                                  jtext(h, "requested_by"), detail);
+                        table_row(&t, jtext(h, "time"), jtext(h, "action"), jtext(h, "outcome"),
+                                  jtext(h, "vm"), jtext(h, "requested_by"), detail);
         }
         table_print(&t, true);
 }
@@ -723,7 +776,8 @@ static int cmd_why(const struct global *g, int argc, char **argv) {
         int r;
 
         if (argc != 2)
-                return usage("why: expected one DEVICE (a device node, USB name, PCI address or sysfs path)");
+                return usage(
+                        "why: expected one DEVICE (a device node, USB name, PCI address or sysfs path)");
         if (!req)
                 return -ENOMEM;
         cJSON_AddStringToObject(req, "action", "why");
@@ -741,31 +795,40 @@ static int cmd_why(const struct global *g, int argc, char **argv) {
         prompt = cJSON_GetObjectItemCaseSensitive(reply, "prompt");
         record = cJSON_GetObjectItemCaseSensitive(reply, "record");
         id = jstr(d, "did") ? ids(d, "vid", "did") : ids(d, "vid", "pid");
-        name = jstr(d, "device_name") ? names(d, "vendor_name", "device_name") : names(d, "vendor_name", "product_name");
+        name = jstr(d, "device_name") ? names(d, "vendor_name", "device_name")
+                                      : names(d, "vendor_name", "product_name");
         allowed = jtext(reply, "allowed_vms");
-#define LINE(...) (snprintf(line, sizeof(line), __VA_ARGS__), printf("%s\n", str_escape(line, safe, sizeof(safe))))
-        LINE("device:   %s %s %s%s%s", jstr(reply, "kind") ?: "?", jstr(reply, "devpath") ?: "?", id ? id : "",
-             name ? " " : "", name ? name : "");
-        LINE("decision: %s%s%s (%s)%s%s", jstr(dec, "action") ?: "?", jstr(dec, "vm") ? " to " : "", jstr(dec, "vm") ?: "",
-             jstr(dec, "reason") ?: "", jstr(dec, "rule") ? " by " : "", jstr(dec, "rule") ?: "");
+#define LINE(...)                                                                                           \
+        (snprintf(line, sizeof(line), __VA_ARGS__), printf("%s\n", str_escape(line, safe, sizeof(safe))))
+        LINE("device:   %s %s %s%s%s", jstr(reply, "kind") ?: "?", jstr(reply, "devpath") ?: "?",
+             id ? id : "", name ? " " : "", name ? name : "");
+        LINE("decision: %s%s%s (%s)%s%s", jstr(dec, "action") ?: "?", jstr(dec, "vm") ? " to " : "",
+             jstr(dec, "vm") ?: "", jstr(dec, "reason") ?: "", jstr(dec, "rule") ? " by " : "",
+             jstr(dec, "rule") ?: "");
         if (allowed)
                 LINE("allowed:  %s%s", allowed,
-                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dec, "asks_for_vm")) ? " (the user chooses)" : "");
-        LINE("state:    %s%s%s", jstr(reply, "state") ?: "?", jstr(reply, "vm") ? " " : "", jstr(reply, "vm") ?: "");
+                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(dec, "asks_for_vm"))
+                             ? " (the user chooses)"
+                             : "");
+        LINE("state:    %s%s%s", jstr(reply, "state") ?: "?", jstr(reply, "vm") ? " " : "",
+             jstr(reply, "vm") ?: "");
         if (cJSON_IsObject(choice))
                 LINE("choice:   %s%s (set by %s at %s)", jstr(choice, "vm") ?: "no VM",
-                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(choice, "keep_detached")) ? ", keep detached" : "",
+                     cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(choice, "keep_detached"))
+                             ? ", keep detached"
+                             : "",
                      jstr(choice, "set_by") ?: "?", jstr(choice, "updated_at") ?: "?");
         else
                 LINE("choice:   none stored");
         if (cJSON_IsObject(prompt)) {
                 _cleanup_free_ char *vms = jtext(prompt, "allowed_vms");
-                LINE("prompt:   waiting since %s for a choice among %s", jstr(prompt, "since") ?: "?", vms ? vms : "?");
+                LINE("prompt:   waiting since %s for a choice among %s", jstr(prompt, "since") ?: "?",
+                     vms ? vms : "?");
         }
         if (cJSON_IsObject(record))
                 LINE("record:   %s in %s%s%s%s%s", jstr(record, "state") ?: "?", jstr(record, "vm") ?: "?",
-                     jstr(record, "id") ? " as " : "", jstr(record, "id") ?: "", jstr(record, "error") ? ": " : "",
-                     jstr(record, "error") ?: "");
+                     jstr(record, "id") ? " as " : "", jstr(record, "id") ?: "",
+                     jstr(record, "error") ? ": " : "", jstr(record, "error") ?: "");
         else
                 LINE("record:   none open");
 #undef LINE
@@ -808,16 +871,25 @@ static int cmd_history(const struct global *g, int argc, char **argv) {
 static int run(int argc, char **argv) {
         enum { O_JSON = 0x100, O_CONFIG, O_TIMEOUT, O_VERSION, O_NO_DEBUG };
         static const struct option longopts[] = {
-                { "transport", required_argument, NULL, 't' }, { "path", required_argument, NULL, 'u' },
-                { "host", required_argument, NULL, 's' },      { "net-port", required_argument, NULL, 'p' },
-                { "cid", required_argument, NULL, 'c' },       { "json", no_argument, NULL, O_JSON },
-                { "config", required_argument, NULL, O_CONFIG }, { "timeout", required_argument, NULL, O_TIMEOUT },
-                { "debug", no_argument, NULL, 'd' },           { "no-debug", no_argument, NULL, O_NO_DEBUG },
-                { "help", no_argument, NULL, 'h' },            { "version", no_argument, NULL, O_VERSION },
+                {"transport", required_argument, NULL, 't'},
+                {"path", required_argument, NULL, 'u'},
+                {"host", required_argument, NULL, 's'},
+                {"net-port", required_argument, NULL, 'p'},
+                {"cid", required_argument, NULL, 'c'},
+                {"json", no_argument, NULL, O_JSON},
+                {"config", required_argument, NULL, O_CONFIG},
+                {"timeout", required_argument, NULL, O_TIMEOUT},
+                {"debug", no_argument, NULL, 'd'},
+                {"no-debug", no_argument, NULL, O_NO_DEBUG},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, O_VERSION},
                 {},
         };
-        struct global g = { .host = "127.0.0.1", .config = CFG_DEFAULT_PATH, .net_port = CFG_DEFAULT_API_PORT,
-                            .cid = 2, .timeout_s = DEFAULT_TIMEOUT_S };
+        struct global g = {.host = "127.0.0.1",
+                           .config = CFG_DEFAULT_PATH,
+                           .net_port = CFG_DEFAULT_API_PORT,
+                           .cid = 2,
+                           .timeout_s = DEFAULT_TIMEOUT_S};
         unsigned u;
         int c;
 
@@ -825,12 +897,17 @@ static int run(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "+t:u:s:p:c:dh", longopts, NULL)) >= 0) {
                 switch (c) {
                 case 't':
-                        if (strcmp(optarg, "unix") != 0 && strcmp(optarg, "vsock") != 0 && strcmp(optarg, "tcp") != 0)
+                        if (strcmp(optarg, "unix") != 0 && strcmp(optarg, "vsock") != 0 &&
+                            strcmp(optarg, "tcp") != 0)
                                 return usage("--transport: expected unix, vsock or tcp, got '%s'", optarg);
                         g.transport = optarg;
                         break;
-                case 'u': g.path = optarg; break;
-                case 's': g.host = optarg; break;
+                case 'u':
+                        g.path = optarg;
+                        break;
+                case 's':
+                        g.host = optarg;
+                        break;
                 case 'p':
                         if (parse_uint(optarg, UINT32_MAX - 1, &g.net_port) < 0 || g.net_port == 0)
                                 return usage("--net-port: expected a port number, got '%s'", optarg);
@@ -839,18 +916,31 @@ static int run(int argc, char **argv) {
                         if (parse_uint(optarg, UINT32_MAX - 1, &g.cid) < 0)
                                 return usage("--cid: expected a number, got '%s'", optarg);
                         break;
-                case O_JSON: g.json = true; break;
-                case O_CONFIG: g.config = optarg; break;
+                case O_JSON:
+                        g.json = true;
+                        break;
+                case O_CONFIG:
+                        g.config = optarg;
+                        break;
                 case O_TIMEOUT:
                         if (parse_uint(optarg, 86400, &u) < 0 || u == 0)
                                 return usage("--timeout: expected seconds, got '%s'", optarg);
                         g.timeout_s = (int)u;
                         break;
-                case 'd': g.debug = true; break;
-                case O_NO_DEBUG: g.debug = false; break;
-                case 'h': help(); return 0;
-                case O_VERSION: printf("vhotplugctl " VHP_VERSION "\n"); return 0;
-                default: return usage("invalid option");
+                case 'd':
+                        g.debug = true;
+                        break;
+                case O_NO_DEBUG:
+                        g.debug = false;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case O_VERSION:
+                        printf("vhotplugctl " VHP_VERSION "\n");
+                        return 0;
+                default:
+                        return usage("invalid option");
                 }
         }
         argc -= optind;

@@ -269,7 +269,8 @@ static int open_connection(const char *path, unsigned flags, sqlite3 **ret) {
                 r = check_owner(&st, flags);
                 if (r < 0)
                         return r;
-                rc = sqlite3_open_v2(path, &sql, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
+                rc = sqlite3_open_v2(path, &sql,
+                                     SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_NOFOLLOW,
                                      NULL);
                 if (rc == SQLITE_OK) {
                         *ret = sql;
@@ -403,7 +404,7 @@ int db_open(const char *path, unsigned flags, struct db **ret) {
 }
 
 int db_move_aside(const char *path, char *ret_new_path, size_t len) {
-        static const char *const suffixes[] = { "-wal", "-shm", "-journal" };
+        static const char *const suffixes[] = {"-wal", "-shm", "-journal"};
         _cleanup_free_ char *target = NULL;
         char stamp[32];
         struct tm tm;
@@ -504,7 +505,7 @@ int db_open_repair(const char *path, unsigned flags, struct db **ret, char *ret_
                 return r;
         }
         /* Keep the lock, shared, for the connection's life like db_open does. */
-        (void) flock(lock, LOCK_SH);
+        (void)flock(lock, LOCK_SH);
         db->lock_fd = lock;
         *ret = db;
         return moved;

@@ -10,16 +10,16 @@
 #include "cleanup.h"
 #include "db.h"
 
-#define DB_STMT_MAX 64   /* cached statements per connection, over all statement files */
+#define DB_STMT_MAX 64 /* cached statements per connection, over all statement files */
 
 struct db {
         sqlite3 *sql;
         const char *stmt_sql[DB_STMT_MAX]; /* the SQL text each cached statement was made from */
         sqlite3_stmt *stmt[DB_STMT_MAX];
-        int lock_fd;     /* flock on PATH.repair-lock: shared while open, see db_open_repair */
-        int write_fd;    /* PATH.write-lock: exclusive for the length of a write transaction */
+        int lock_fd;  /* flock on PATH.repair-lock: shared while open, see db_open_repair */
+        int write_fd; /* PATH.write-lock: exclusive for the length of a write transaction */
         char requested_by[DB_REQUESTER_MAX]; /* who asks for what this connection writes ("" unset) */
-        int version;     /* schema version of the file (older only in tests of the migrations) */
+        int version; /* schema version of the file (older only in tests of the migrations) */
 };
 
 /* The connection's requester for a requested_by column: NULL when unset. */

@@ -14,23 +14,24 @@
 #include "util.h"
 
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
-#define IDENTITY "kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, devnum, " \
-                 "port_path, pci_address, devnode"
+#define IDENTITY                                                                                            \
+        "kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, devnum, "                  \
+        "port_path, pci_address, devnode"
 
-#define HISTORY_COLUMNS \
-        "id, time, action, outcome, kind, vendor_id, product_id, busnum, devnum, crosvm_port, " \
-        "rule_entry, rule_allow, vm, devpath, vendor_name, product_name, serial, port_path, " \
-        "pci_address, devnode, vmm_id, rule_section, rule_description, detail, error, requested_by, " \
+#define HISTORY_COLUMNS                                                                                     \
+        "id, time, action, outcome, kind, vendor_id, product_id, busnum, devnum, crosvm_port, "             \
+        "rule_entry, rule_allow, vm, devpath, vendor_name, product_name, serial, port_path, "               \
+        "pci_address, devnode, vmm_id, rule_section, rule_description, detail, error, requested_by, "       \
         "(SELECT a.attached_at IS NOT NULL FROM attachments a WHERE a.id = history.attachment_id)"
 
-#define PROMPT_COLUMNS \
-        "devpath, device_key, allowed_vms, kind, vendor_id, product_id, vendor_name, product_name, " \
+#define PROMPT_COLUMNS                                                                                      \
+        "devpath, device_key, allowed_vms, kind, vendor_id, product_id, vendor_name, product_name, "        \
         "serial, busnum, devnum, port_path, devnode, since"
 
 /* As db.c's: the device's own key first, else a choice for its ids on any port. */
-static const char q_choice_get[] =
-        "SELECT vm, keep_detached, set_by, updated_at, device_key FROM user_choices WHERE device_key IN (?1, ?2) "
-        "ORDER BY device_key = ?1 DESC LIMIT 1";
+static const char q_choice_get[] = "SELECT vm, keep_detached, set_by, updated_at, device_key FROM "
+                                   "user_choices WHERE device_key IN (?1, ?2) "
+                                   "ORDER BY device_key = ?1 DESC LIMIT 1";
 /* vm NULL keeps the VM chosen before (a keep-detached flag changes alone). */
 static const char q_choice_record[] =
         "INSERT INTO user_choices (device_key, vm, keep_detached, set_by, updated_at) "
@@ -40,14 +41,15 @@ static const char q_choice_record[] =
 static const char q_history_note[] =
         "INSERT INTO history (action, outcome, vm, devpath, " IDENTITY ", rule_section, rule_entry, "
         "rule_allow, rule_description, detail, requested_by) "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)";
-static const char q_prompt_insert[] =
-        "INSERT INTO prompts (devpath, device_key, allowed_vms, " IDENTITY ") "
-        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
-        "ON CONFLICT (devpath) DO NOTHING";
+        "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, "
+        "?21)";
+static const char q_prompt_insert[] = "INSERT INTO prompts (devpath, device_key, allowed_vms, " IDENTITY ") "
+                                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) "
+                                      "ON CONFLICT (devpath) DO NOTHING";
 static const char q_prompt_delete[] = "DELETE FROM prompts WHERE devpath = ?1";
 static const char q_prompt_get[] = "SELECT " PROMPT_COLUMNS " FROM prompts WHERE devpath = ?1";
-static const char q_prompt_list[] = "SELECT " PROMPT_COLUMNS " FROM prompts WHERE ?1 IS NULL ORDER BY since, devpath";
+static const char q_prompt_list[] =
+        "SELECT " PROMPT_COLUMNS " FROM prompts WHERE ?1 IS NULL ORDER BY since, devpath";
 static const char q_history_after[] =
         "SELECT " HISTORY_COLUMNS " FROM history WHERE id > ?1 ORDER BY id LIMIT ?2";
 static const char q_history_recent[] =
@@ -75,20 +77,20 @@ void db_choice_info_clear(struct db_choice_info *c) {
         free(c->vm);
         free(c->set_by);
         free(c->updated_at);
-        *c = (struct db_choice_info){ 0 };
+        *c = (struct db_choice_info){0};
 }
 
 int db_choice_info_get(struct db *db, const char *key, struct db_choice_info *ret) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         _cleanup_free_ char *any_port = NULL;
-        struct db_choice_info c = { 0 };
+        struct db_choice_info c = {0};
         const char *at;
         bool oom = false;
         int r, rc;
 
         if (!db || !key || !ret)
                 return -EINVAL;
-        *ret = (struct db_choice_info){ 0 };
+        *ret = (struct db_choice_info){0};
         at = strncmp(key, "usb:", 4) == 0 ? strchr(key, '@') : NULL;
         if (at && asprintf(&any_port, "%.*s@*", (int)(at - key), key) < 0)
                 return -ENOMEM;
@@ -170,7 +172,8 @@ int db_choice_record(struct db *db, const struct db_device *d, const char *vm, b
 }
 
 int db_prompt_add(struct db *db, const struct db_event_order *order, const struct db_device *d,
-                  const struct db_rule_ref *rule, const char *allowed_vms, const char *detail, bool *ret_new) {
+                  const struct db_rule_ref *rule, const char *allowed_vms, const char *detail,
+                  bool *ret_new) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r, rc = SQLITE_OK, stale = 0;
         bool added = false;
@@ -228,7 +231,7 @@ void db_prompt_clear(struct db_prompt *p) {
         free(p->port_path);
         free(p->devnode);
         free(p->since);
-        *p = (struct db_prompt){ 0 };
+        *p = (struct db_prompt){0};
 }
 
 void db_prompt_list_free(struct db_prompt *p, size_t n) {
@@ -266,8 +269,9 @@ static int prompt_from_row(sqlite3_stmt *s, struct db_prompt *ret) {
 }
 
 /* Steps s (bound) and reads its rows with from_row into a growing array of size elem. */
-static int read_rows(struct db *db, sqlite3_stmt *s, size_t elem, size_t max, int (*from_row)(sqlite3_stmt *, void *),
-                     void (*clear)(void *), void **ret, size_t *ret_n) {
+static int read_rows(struct db *db, sqlite3_stmt *s, size_t elem, size_t max,
+                     int (*from_row)(sqlite3_stmt *, void *), void (*clear)(void *), void **ret,
+                     size_t *ret_n) {
         char *list = NULL;
         size_t n = 0, cap = 0;
         int r = 0, rc = SQLITE_DONE;
@@ -419,13 +423,15 @@ int db_history_after(struct db *db, int64_t after_id, size_t max, struct db_hist
         max = MIN(max, (size_t)DB_HISTORY_MAX_ROWS);
         r = db_prepare(db, q_history_after, &s);
         if (r >= 0)
-                r = db_bind_check(db, sqlite3_bind_int64(s, 1, after_id) | sqlite3_bind_int64(s, 2, (int64_t)max));
+                r = db_bind_check(db, sqlite3_bind_int64(s, 1, after_id) |
+                                              sqlite3_bind_int64(s, 2, (int64_t)max));
         if (r >= 0)
                 r = read_rows(db, s, sizeof(**ret), max, history_row, history_clear, (void **)ret, ret_n);
         return r;
 }
 
-int db_history_recent(struct db *db, const char *devpath, size_t max, struct db_history **ret, size_t *ret_n) {
+int db_history_recent(struct db *db, const char *devpath, size_t max, struct db_history **ret,
+                      size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r;
 

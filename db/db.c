@@ -19,13 +19,13 @@
 #define OPEN_STATES "('pending', 'attaching', 'attached', 'detaching')"
 
 /* Identity and rule columns copied from an attachment into each of its history rows. */
-#define HISTORY_COPY_COLUMNS \
-        "vm, devpath, kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, " \
-        "devnum, port_path, pci_address, devnode, vmm_id, bus, crosvm_port, rule_section, " \
+#define HISTORY_COPY_COLUMNS                                                                                \
+        "vm, devpath, kind, vendor_id, product_id, vendor_name, product_name, serial, busnum, "             \
+        "devnum, port_path, pci_address, devnode, vmm_id, bus, crosvm_port, rule_section, "                 \
         "rule_entry, rule_allow, rule_description"
 
-#define ATTACHMENT_COLUMNS \
-        "id, state, kind, devpath, vm, vmm_id, bus, crosvm_port, busnum, devnum, vendor_id, " \
+#define ATTACHMENT_COLUMNS                                                                                  \
+        "id, state, kind, devpath, vm, vmm_id, bus, crosvm_port, busnum, devnum, vendor_id, "               \
         "product_id, serial, pci_address, devnode, error, cold_plugged, rule_entry"
 
 enum query {
@@ -62,16 +62,16 @@ static const char *const queries[_Q_MAX] = {
         /* Rows of earlier boots order nothing any more (written so that the index serves it). */
         [Q_SEQNUM_FORGET_BOOTS] = "DELETE FROM seqnums WHERE boot_id < ?1 OR boot_id > ?1",
         [Q_SUPERSEDE_HISTORY] =
-                "INSERT INTO history (attachment_id, action, outcome, error, requested_by, " HISTORY_COPY_COLUMNS ") "
+                "INSERT INTO history (attachment_id, action, outcome, error, "
+                "requested_by, " HISTORY_COPY_COLUMNS ") "
                 "SELECT id, CASE WHEN attached_at IS NULL THEN 'attach' ELSE 'detach' END, "
                 "CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, 'superseded', "
                 "coalesce(?2, requested_by), " HISTORY_COPY_COLUMNS " FROM attachments "
                 "WHERE devpath = ?1 AND state IN " OPEN_STATES,
-        [Q_SUPERSEDE] =
-                "UPDATE attachments SET "
-                "state = CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, "
-                "closed_at = " NOW ", updated_at = " NOW ", error = 'superseded' "
-                "WHERE devpath = ?1 AND state IN " OPEN_STATES,
+        [Q_SUPERSEDE] = "UPDATE attachments SET "
+                        "state = CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, "
+                        "closed_at = " NOW ", updated_at = " NOW ", error = 'superseded' "
+                        "WHERE devpath = ?1 AND state IN " OPEN_STATES,
         [Q_ATTACHMENT_INSERT] =
                 "INSERT INTO attachments (devpath, device_key, kind, vendor_id, product_id, "
                 "vendor_name, product_name, serial, busnum, devnum, port_path, pci_address, "
@@ -79,28 +79,23 @@ static const char *const queries[_Q_MAX] = {
                 "rule_description, requested_by) "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
                 "?17, ?18, ?19, ?20, ?21)",
-        [Q_HISTORY_ADD] =
-                "INSERT INTO history (attachment_id, action, outcome, detail, error, requested_by, "
-                HISTORY_COPY_COLUMNS ") "
-                "SELECT id, ?2, ?3, ?4, ?5, coalesce(?6, requested_by), " HISTORY_COPY_COLUMNS
-                " FROM attachments WHERE id = ?1",
-        [Q_ATTACH_FINISH] =
-                "UPDATE attachments SET state = ?2, crosvm_port = coalesce(?3, crosvm_port), "
-                "bus = coalesce(?4, bus), error = ?5, "
-                "attached_at = CASE WHEN ?2 = 'attached' THEN coalesce(attached_at, " NOW ") "
-                "ELSE attached_at END, "
-                "closed_at = CASE WHEN ?2 = 'failed' THEN " NOW " END, updated_at = " NOW " "
-                "WHERE id = ?1 AND state IN ('pending', 'attaching', 'attached')",
-        [Q_DETACH_BEGIN] =
-                "UPDATE attachments SET state = ?2, updated_at = " NOW " "
-                "WHERE id = ?1 AND state IN " OPEN_STATES,
-        [Q_DETACH_FINISH] =
-                "UPDATE attachments SET state = ?2, error = coalesce(?3, error), "
-                "closed_at = CASE WHEN ?2 = 'detached' THEN " NOW " END, updated_at = " NOW " "
-                "WHERE id = ?1 AND state IN " OPEN_STATES,
-        [Q_ATTACHMENT_GET] =
-                "SELECT " ATTACHMENT_COLUMNS " FROM attachments "
-                "WHERE devpath = ?1 AND state IN " OPEN_STATES,
+        [Q_HISTORY_ADD] = "INSERT INTO history (attachment_id, action, outcome, detail, error, "
+                          "requested_by, " HISTORY_COPY_COLUMNS ") "
+                          "SELECT id, ?2, ?3, ?4, ?5, coalesce(?6, requested_by), " HISTORY_COPY_COLUMNS
+                          " FROM attachments WHERE id = ?1",
+        [Q_ATTACH_FINISH] = "UPDATE attachments SET state = ?2, crosvm_port = coalesce(?3, crosvm_port), "
+                            "bus = coalesce(?4, bus), error = ?5, "
+                            "attached_at = CASE WHEN ?2 = 'attached' THEN coalesce(attached_at, " NOW ") "
+                            "ELSE attached_at END, "
+                            "closed_at = CASE WHEN ?2 = 'failed' THEN " NOW " END, updated_at = " NOW " "
+                            "WHERE id = ?1 AND state IN ('pending', 'attaching', 'attached')",
+        [Q_DETACH_BEGIN] = "UPDATE attachments SET state = ?2, updated_at = " NOW " "
+                           "WHERE id = ?1 AND state IN " OPEN_STATES,
+        [Q_DETACH_FINISH] = "UPDATE attachments SET state = ?2, error = coalesce(?3, error), "
+                            "closed_at = CASE WHEN ?2 = 'detached' THEN " NOW " END, updated_at = " NOW " "
+                            "WHERE id = ?1 AND state IN " OPEN_STATES,
+        [Q_ATTACHMENT_GET] = "SELECT " ATTACHMENT_COLUMNS " FROM attachments "
+                             "WHERE devpath = ?1 AND state IN " OPEN_STATES,
         [Q_ATTACHMENT_LIST] =
                 "SELECT " ATTACHMENT_COLUMNS " FROM attachments "
                 "WHERE state IN " OPEN_STATES " AND (?1 IS NULL OR vm = ?1) ORDER BY vm, devpath",
@@ -117,28 +112,24 @@ static const char *const queries[_Q_MAX] = {
                 "port_path = excluded.port_path, pci_address = excluded.pci_address, "
                 "devnode = excluded.devnode "
                 "RETURNING count",
-        [Q_IGNORED_TRIM] =
-                "DELETE FROM ignored WHERE id IN (SELECT id FROM ignored "
-                "ORDER BY last_seen DESC, id DESC LIMIT -1 OFFSET ?1)",
+        [Q_IGNORED_TRIM] = "DELETE FROM ignored WHERE id IN (SELECT id FROM ignored "
+                           "ORDER BY last_seen DESC, id DESC LIMIT -1 OFFSET ?1)",
         /* The device's own key first, else a choice for its ids on any port (?2, may be NULL). */
         [Q_CHOICE_GET] = "SELECT vm, keep_detached FROM user_choices WHERE device_key IN (?1, ?2) "
                          "ORDER BY device_key = ?1 DESC LIMIT 1",
-        [Q_CHOICE_IMPORT] =
-                "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at, set_by) "
-                "VALUES (?1, ?2, ?3, " NOW ", ?4) ON CONFLICT (device_key) DO NOTHING",
-        [Q_CHOICE_HISTORY] =
-                "INSERT INTO history (action, outcome, devpath, vm, detail, requested_by) "
-                "VALUES ('choice', 'recorded', '', ?1, ?2, ?3)",
+        [Q_CHOICE_IMPORT] = "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at, set_by) "
+                            "VALUES (?1, ?2, ?3, " NOW ", ?4) ON CONFLICT (device_key) DO NOTHING",
+        [Q_CHOICE_HISTORY] = "INSERT INTO history (action, outcome, devpath, vm, detail, requested_by) "
+                             "VALUES ('choice', 'recorded', '', ?1, ?2, ?3)",
         [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
         [Q_META_SET] =
                 "INSERT INTO meta (key, value, updated_at) VALUES (?1, ?2, " NOW ") "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-        [Q_CHOICE_SET] =
-                "INSERT INTO user_choices (device_key, vm, keep_detached, set_by, updated_at) "
-                "VALUES (?1, ?2, ?3, ?4, " NOW ") "
-                "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
-                "keep_detached = excluded.keep_detached, set_by = excluded.set_by, "
-                "updated_at = excluded.updated_at",
+        [Q_CHOICE_SET] = "INSERT INTO user_choices (device_key, vm, keep_detached, set_by, updated_at) "
+                         "VALUES (?1, ?2, ?3, ?4, " NOW ") "
+                         "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
+                         "keep_detached = excluded.keep_detached, set_by = excluded.set_by, "
+                         "updated_at = excluded.updated_at",
 };
 
 /* The statements above that name version 3's columns, as version 2 had them: only tests of the
@@ -147,8 +138,8 @@ static const char *const queries_v2[_Q_MAX] = {
         [Q_SUPERSEDE_HISTORY] =
                 "INSERT INTO history (attachment_id, action, outcome, error, " HISTORY_COPY_COLUMNS ") "
                 "SELECT id, CASE WHEN attached_at IS NULL THEN 'attach' ELSE 'detach' END, "
-                "CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, 'superseded', "
-                HISTORY_COPY_COLUMNS " FROM attachments "
+                "CASE WHEN attached_at IS NULL THEN 'failed' ELSE 'detached' END, "
+                "'superseded', " HISTORY_COPY_COLUMNS " FROM attachments "
                 "WHERE devpath = ?1 AND state IN " OPEN_STATES " AND (?2 IS NULL OR 1)",
         [Q_ATTACHMENT_INSERT] =
                 "INSERT INTO attachments (devpath, device_key, kind, vendor_id, product_id, "
@@ -158,16 +149,15 @@ static const char *const queries_v2[_Q_MAX] = {
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, "
                 "?17, ?18, ?19, ?20)",
         [Q_HISTORY_ADD] =
-                "INSERT INTO history (attachment_id, action, outcome, detail, error, "
-                HISTORY_COPY_COLUMNS ") "
+                "INSERT INTO history (attachment_id, action, outcome, detail, error, " HISTORY_COPY_COLUMNS
+                ") "
                 "SELECT id, ?2, ?3, ?4, ?5, " HISTORY_COPY_COLUMNS " FROM attachments WHERE id = ?1 "
                 "AND (?6 IS NULL OR 1)",
-        [Q_CHOICE_SET] =
-                "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at) "
-                "VALUES (?1, ?2, ?3, " NOW ") "
-                "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
-                "keep_detached = excluded.keep_detached, updated_at = excluded.updated_at "
-                "WHERE (?4 IS NULL OR 1)",
+        [Q_CHOICE_SET] = "INSERT INTO user_choices (device_key, vm, keep_detached, updated_at) "
+                         "VALUES (?1, ?2, ?3, " NOW ") "
+                         "ON CONFLICT (device_key) DO UPDATE SET vm = excluded.vm, "
+                         "keep_detached = excluded.keep_detached, updated_at = excluded.updated_at "
+                         "WHERE (?4 IS NULL OR 1)",
 };
 
 /* The text of statement q for this database's schema. */
@@ -175,18 +165,13 @@ static const char *query(const struct db *db, enum query q) {
         return db->version < 3 && queries_v2[q] ? queries_v2[q] : queries[q];
 }
 
-
 static const char *const state_names[] = {
-        [DB_PENDING] = "pending",
-        [DB_ATTACHING] = "attaching",
-        [DB_ATTACHED] = "attached",
-        [DB_DETACHING] = "detaching",
-        [DB_DETACHED] = "detached",
-        [DB_FAILED] = "failed",
+        [DB_PENDING] = "pending",     [DB_ATTACHING] = "attaching", [DB_ATTACHED] = "attached",
+        [DB_DETACHING] = "detaching", [DB_DETACHED] = "detached",   [DB_FAILED] = "failed",
 };
 
 const char *db_state_name(enum db_state s) {
-        if ((unsigned) s >= ELEMENTSOF(state_names))
+        if ((unsigned)s >= ELEMENTSOF(state_names))
                 return NULL;
         return state_names[s];
 }
@@ -194,18 +179,9 @@ const char *db_state_name(enum db_state s) {
 static int state_from_name(const char *s) {
         for (size_t i = 0; s && i < ELEMENTSOF(state_names); i++)
                 if (strcmp(s, state_names[i]) == 0)
-                        return (int) i;
+                        return (int)i;
         return -EINVAL;
 }
-
-
-
-
-
-
-
-
-
 
 /* Returns 1 when stale, 0 when recorded. */
 static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
@@ -215,7 +191,8 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
         r = db_prepare(db, queries[Q_SEQNUM_UPSERT], &s);
         if (r < 0)
                 return r;
-        if (db_bind_text(s, 1, devpath) != SQLITE_OK || sqlite3_bind_int64(s, 2, (int64_t) seqnum) != SQLITE_OK ||
+        if (db_bind_text(s, 1, devpath) != SQLITE_OK ||
+            sqlite3_bind_int64(s, 2, (int64_t)seqnum) != SQLITE_OK ||
             db_bind_text(s, 3, boot_id) != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = db_step_done(db, s);
@@ -223,7 +200,6 @@ static int seqnum_upsert(struct db *db, const char *devpath, uint64_t seqnum, co
                 return r;
         return sqlite3_changes(db->sql) == 0;
 }
-
 
 /* Within a write transaction: 1 when o is stale (an event of the device with a seqnum >= o's was
  * handled in this boot), else records o's seqnum and returns 0. */
@@ -261,8 +237,6 @@ int db_event_seqnum_check(struct db *db, const struct db_event_order *o) {
         return db_tx_end(db, r);
 }
 
-
-
 void db_attachment_clear(struct db_attachment *a) {
         if (!a)
                 return;
@@ -274,16 +248,16 @@ void db_attachment_clear(struct db_attachment *a) {
         free(a->pci_address);
         free(a->devnode);
         free(a->error);
-        *a = (struct db_attachment) {};
+        *a = (struct db_attachment){};
 }
 
 /* Reads a row of ATTACHMENT_COLUMNS. */
 static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
         bool oom = false;
-        int st = state_from_name((const char *) sqlite3_column_text(s, 1));
+        int st = state_from_name((const char *)sqlite3_column_text(s, 1));
         struct db_attachment a = {
                 .id = sqlite3_column_int64(s, 0),
-                .state = st < 0 ? DB_FAILED : (enum db_state) st,
+                .state = st < 0 ? DB_FAILED : (enum db_state)st,
                 .devpath = db_column_strdup(s, 3, &oom),
                 .vm = db_column_strdup(s, 4, &oom),
                 .vmm_id = db_column_strdup(s, 5, &oom),
@@ -319,8 +293,8 @@ void db_attachment_list_free(struct db_attachment *a, size_t n) {
 }
 
 /* Runs query q (one text parameter, may be NULL) and reads at most max attachment rows. */
-static int attachments_query(struct db *db, enum query q, const char *arg, size_t max, struct db_attachment **ret,
-                             size_t *ret_n) {
+static int attachments_query(struct db *db, enum query q, const char *arg, size_t max,
+                             struct db_attachment **ret, size_t *ret_n) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         struct db_attachment *list = NULL;
         size_t n = 0, cap = 0;
@@ -384,10 +358,9 @@ static int history_add(struct db *db, int64_t id, const char *action, const char
         r = db_prepare(db, query(db, Q_HISTORY_ADD), &s);
         if (r < 0)
                 return r;
-        if (db_bind_text(s, 6, db_requester(db)) != SQLITE_OK ||
-            sqlite3_bind_int64(s, 1, id) != SQLITE_OK || db_bind_text(s, 2, action) != SQLITE_OK ||
-            db_bind_text(s, 3, outcome) != SQLITE_OK || db_bind_text(s, 4, detail) != SQLITE_OK ||
-            db_bind_text(s, 5, error) != SQLITE_OK)
+        if (db_bind_text(s, 6, db_requester(db)) != SQLITE_OK || sqlite3_bind_int64(s, 1, id) != SQLITE_OK ||
+            db_bind_text(s, 2, action) != SQLITE_OK || db_bind_text(s, 3, outcome) != SQLITE_OK ||
+            db_bind_text(s, 4, detail) != SQLITE_OK || db_bind_text(s, 5, error) != SQLITE_OK)
                 return db_errno(db->sql, sqlite3_errcode(db->sql));
         r = db_step_done(db, s);
         if (r >= 0 && sqlite3_changes(db->sql) != 1)
@@ -499,9 +472,9 @@ int db_attach_begin(struct db *db, const struct db_event_order *order, const str
 }
 
 /* Runs an UPDATE of one attachment (?1 id, ?2 state name, ?3.. extra) and its history row. */
-static int attachment_update(struct db *db, enum query q, int64_t id, enum db_state state,
-                             int crosvm_port, const char *bus, const char *error,
-                             const char *action, const char *outcome, const char *detail) {
+static int attachment_update(struct db *db, enum query q, int64_t id, enum db_state state, int crosvm_port,
+                             const char *bus, const char *error, const char *action, const char *outcome,
+                             const char *detail) {
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int rc = SQLITE_OK, r;
 
@@ -596,7 +569,8 @@ static int ignored_trim(struct db *db) {
         return db_exec1(db, queries[Q_IGNORED_TRIM], NULL, DB_IGNORED_MAX);
 }
 
-int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n) {
+int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons,
+                           size_t n) {
         bool trim = false;
         int r;
 
@@ -708,7 +682,7 @@ static int meta_get(struct db *db, const char *key, char **ret) {
 
 /* Runs q, which returns no rows, with its text parameters (as many as it has, at most three). */
 static int run_text(struct db *db, enum query q, const char *a, const char *b, const char *c) {
-        const char *v[] = { a, b, c };
+        const char *v[] = {a, b, c};
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r = db_prepare(db, queries[q], &s);
 
@@ -721,8 +695,9 @@ static int choice_import(struct db *db, const struct db_choice *c, const char *b
         _cleanup_reset_ sqlite3_stmt *s = NULL;
         int r = db_prepare(db, queries[Q_CHOICE_IMPORT], &s);
 
-        if (r >= 0 && (db_bind_text(s, 1, c->key) != SQLITE_OK || db_bind_text(s, 2, c->vm) != SQLITE_OK ||
-                       sqlite3_bind_int(s, 3, c->keep_detached) != SQLITE_OK || db_bind_text(s, 4, by) != SQLITE_OK))
+        if (r >= 0 &&
+            (db_bind_text(s, 1, c->key) != SQLITE_OK || db_bind_text(s, 2, c->vm) != SQLITE_OK ||
+             sqlite3_bind_int(s, 3, c->keep_detached) != SQLITE_OK || db_bind_text(s, 4, by) != SQLITE_OK))
                 r = db_errno(db->sql, sqlite3_errcode(db->sql));
         if (r >= 0)
                 r = db_step_done(db, s);
@@ -755,7 +730,8 @@ int db_import_choices(struct db *db, const char *source, const struct db_choice 
                         continue; /* a choice made here already wins */
                 stored++;
                 if (asprintf(&detail, "%s: %s%s%s (imported from %s)", choices[i].key,
-                             choices[i].keep_detached ? "keep detached" : "", choices[i].keep_detached && choices[i].vm ? ", " : "",
+                             choices[i].keep_detached ? "keep detached" : "",
+                             choices[i].keep_detached && choices[i].vm ? ", " : "",
                              choices[i].vm ? "chosen VM" : "", source) < 0)
                         r = -ENOMEM;
                 else

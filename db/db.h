@@ -12,40 +12,40 @@
 
 struct db;
 
-#define DB_SCHEMA_VERSION 3        /* PRAGMA user_version of a database this code created */
+#define DB_SCHEMA_VERSION 3                 /* PRAGMA user_version of a database this code created */
 #define DB_WAL_TRUNCATE_BYTES (1024 * 1024) /* a closer checkpoints and truncates a larger WAL */
-#define DB_BUSY_TIMEOUT_MS 30000   /* SQLite busy_timeout: one wait for the lock */
-#define DB_LOCK_WAIT_MS 120000     /* a write retries the lock this long in all before -EBUSY */
-#define DB_IGNORED_MAX 1000        /* rows kept in the ignored table */
-#define DB_STR_MAX 4096            /* longest string stored (device strings, errors); longer is cut */
+#define DB_BUSY_TIMEOUT_MS 30000            /* SQLite busy_timeout: one wait for the lock */
+#define DB_LOCK_WAIT_MS 120000              /* a write retries the lock this long in all before -EBUSY */
+#define DB_IGNORED_MAX 1000                 /* rows kept in the ignored table */
+#define DB_STR_MAX 4096 /* longest string stored (device strings, errors); longer is cut */
 
 /* Lifecycle state of an attachment row. */
 enum db_state {
-        DB_PENDING = 0,   /* decided, VM not running: reconcile attaches it later */
-        DB_ATTACHING,     /* intent recorded, VMM call under way (or the helper died) */
+        DB_PENDING = 0, /* decided, VM not running: reconcile attaches it later */
+        DB_ATTACHING,   /* intent recorded, VMM call under way (or the helper died) */
         DB_ATTACHED,
-        DB_DETACHING,     /* device_del sent, guest has not released it yet */
-        DB_DETACHED,      /* closed */
-        DB_FAILED,        /* the VMM refused; closed */
+        DB_DETACHING, /* device_del sent, guest has not released it yet */
+        DB_DETACHED,  /* closed */
+        DB_FAILED,    /* the VMM refused; closed */
 };
 
 /* A device as recorded: its identity, as plain values. Strings may be NULL. */
 struct db_device {
-        const char *kind;            /* "usb", "pci", "evdev" (required) */
-        const char *devpath;         /* udev DEVPATH (required) */
-        const char *key;             /* key of user_choices for this device */
-        bool has_ids;                /* vendor_id/product_id are known */
+        const char *kind;    /* "usb", "pci", "evdev" (required) */
+        const char *devpath; /* udev DEVPATH (required) */
+        const char *key;     /* key of user_choices for this device */
+        bool has_ids;        /* vendor_id/product_id are known */
         uint16_t vendor_id, product_id;
         const char *vendor_name, *product_name, *serial;
-        int busnum, devnum;          /* <= 0: unknown */
+        int busnum, devnum; /* <= 0: unknown */
         const char *port_path, *pci_address, *devnode;
 };
 
 /* The rule that decided an attachment, as history shows it. */
 struct db_rule_ref {
-        const char *section;         /* "usbPassthrough", ...; NULL: none */
-        int entry, allow;            /* indexes; < 0: none */
-        const char *description;     /* may be NULL */
+        const char *section;     /* "usbPassthrough", ...; NULL: none */
+        int entry, allow;        /* indexes; < 0: none */
+        const char *description; /* may be NULL */
 };
 
 /* Returns "pending", "attaching", ... as stored in the database. */
@@ -58,14 +58,14 @@ const char *db_strerror(int r);
 struct db_attachment {
         int64_t id;
         enum db_state state;
-        char kind[8];                       /* "usb", "pci", "evdev" */
-        char *devpath, *vm, *vmm_id, *bus;  /* bus: QEMU root port ("" when none) */
-        int crosvm_port;                    /* -1 when none */
+        char kind[8];                      /* "usb", "pci", "evdev" */
+        char *devpath, *vm, *vmm_id, *bus; /* bus: QEMU root port ("" when none) */
+        int crosvm_port;                   /* -1 when none */
         int busnum, devnum;
         uint16_t vendor_id, product_id;
         char *serial, *pci_address, *devnode, *error;
-        bool cold_plugged;                  /* given on the VM's command line (cold-plug arguments) */
-        int rule_entry;                     /* index of the deciding entry in its kind's section, -1 */
+        bool cold_plugged; /* given on the VM's command line (cold-plug arguments) */
+        int rule_entry;    /* index of the deciding entry in its kind's section, -1 */
 };
 
 /* Frees the strings of a and zeroes it. */
@@ -109,7 +109,7 @@ int db_move_aside(const char *path, char *ret_new_path, size_t len);
  * never stale, nothing recorded. */
 struct db_event_order {
         const char *devpath;
-        uint64_t seqnum;             /* <= INT64_MAX */
+        uint64_t seqnum; /* <= INT64_MAX */
         const char *boot_id;
 };
 
@@ -164,7 +164,8 @@ int db_detach_finish(struct db *db, int64_t id, enum db_state state, const char 
 int db_record_ignored(struct db *db, const struct db_device *d, const char *reason);
 
 /* The same for n devices in one transaction (reconcile's view of every present device). */
-int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons, size_t n);
+int db_record_ignored_many(struct db *db, const struct db_device *devs, const char *const *reasons,
+                           size_t n);
 
 /* Gets the user's choice for the device key: preferred VM (NULL when none; caller frees) and
  * keep-detached flag. Returns 1 when a choice exists, 0 when none (then *ret_vm = NULL,
@@ -176,8 +177,8 @@ int db_user_choice_set(struct db *db, const char *device_key, const char *vm, bo
 
 /* A stored choice to import. */
 struct db_choice {
-        const char *key;             /* device key (see user_choices) */
-        const char *vm;              /* chosen VM, or NULL */
+        const char *key; /* device key (see user_choices) */
+        const char *vm;  /* chosen VM, or NULL */
         bool keep_detached;
 };
 
@@ -200,10 +201,10 @@ void db_set_requested_by(struct db *db, const char *who);
 
 /* A stored user choice (user_choices), as vhotplugctl why shows it. */
 struct db_choice_info {
-        char *key;                   /* the key it is stored under (may be the ids on any port) */
-        char *vm;                    /* preferred VM; NULL when none */
+        char *key; /* the key it is stored under (may be the ids on any port) */
+        char *vm;  /* preferred VM; NULL when none */
         bool keep_detached;
-        char *set_by, *updated_at;   /* may be NULL */
+        char *set_by, *updated_at; /* may be NULL */
 };
 
 /* Frees the strings of c and zeroes it. */
@@ -222,12 +223,12 @@ int db_choice_record(struct db *db, const struct db_device *d, const char *vm, b
 /* A device waiting for the user to choose a VM (prompts). */
 struct db_prompt {
         char *devpath, *device_key;
-        char *allowed_vms;           /* JSON array of VM names */
+        char *allowed_vms; /* JSON array of VM names */
         char kind[8];
         bool has_ids;
         uint16_t vendor_id, product_id;
         char *vendor_name, *product_name, *serial, *port_path, *devnode;
-        int busnum, devnum;          /* 0: unknown */
+        int busnum, devnum; /* 0: unknown */
         char *since;
 };
 
@@ -239,7 +240,8 @@ void db_prompt_list_free(struct db_prompt *p, size_t n);
  * left alone (*ret_new false). With order, the udev event is checked first in the same
  * transaction: stale returns 1 and writes nothing. Returns 0 otherwise. */
 int db_prompt_add(struct db *db, const struct db_event_order *order, const struct db_device *d,
-                  const struct db_rule_ref *rule, const char *allowed_vms, const char *detail, bool *ret_new);
+                  const struct db_rule_ref *rule, const char *allowed_vms, const char *detail,
+                  bool *ret_new);
 
 /* Forgets the prompt of devpath (if any). */
 int db_prompt_remove(struct db *db, const char *devpath);
@@ -257,10 +259,10 @@ struct db_history {
         char action[12], outcome[12], kind[8];
         bool has_ids;
         uint16_t vendor_id, product_id;
-        int busnum, devnum;          /* 0: unknown */
-        int crosvm_port;             /* -1: none */
-        int rule_entry, rule_allow;  /* -1: none */
-        bool was_attached;           /* its attachment reached the VM at some point */
+        int busnum, devnum;         /* 0: unknown */
+        int crosvm_port;            /* -1: none */
+        int rule_entry, rule_allow; /* -1: none */
+        bool was_attached;          /* its attachment reached the VM at some point */
         char *vm, *devpath, *vendor_name, *product_name, *serial, *port_path, *pci_address, *devnode,
                 *vmm_id, *rule_section, *rule_description, *detail, *error, *requested_by;
 };
@@ -271,7 +273,8 @@ void db_history_list_free(struct db_history *h, size_t n);
 int db_history_after(struct db *db, int64_t after_id, size_t max, struct db_history **ret, size_t *ret_n);
 
 /* The newest max rows (of devpath; NULL: of every device), oldest first. */
-int db_history_recent(struct db *db, const char *devpath, size_t max, struct db_history **ret, size_t *ret_n);
+int db_history_recent(struct db *db, const char *devpath, size_t max, struct db_history **ret,
+                      size_t *ret_n);
 
 /* The id of the newest history row (0 when none). */
 int db_history_last_id(struct db *db, int64_t *ret);
@@ -290,9 +293,9 @@ int db_attachment_set_cold_plugged(struct db *db, int64_t id);
 /* A device a suspend took out of its VM, for resume to put back. */
 struct db_suspension {
         char *devpath, *device_key, *vm;
-        char kind[8];                /* "usb", "pci", "evdev" */
-        char *requested_by, *since;  /* may be NULL */
-        int rule_entry;              /* entry of its last attachment to vm, -1 when none */
+        char kind[8];               /* "usb", "pci", "evdev" */
+        char *requested_by, *since; /* may be NULL */
+        int rule_entry;             /* entry of its last attachment to vm, -1 when none */
 };
 
 /* Records devpath (of kind, taken out of vm) as suspended in boot boot_id; replaces an earlier

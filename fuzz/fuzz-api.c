@@ -29,9 +29,10 @@ static void check_line(char *line) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        static const char *const strings[] = { "device_node", "tag", "vm", "address", "device", "qemu_bus_prefix" };
-        static const char *const uints[] = { "bus", "port", "limit", "qemu_bus_start_index" };
-        static const char *const hexes[] = { "vid", "pid", "did" };
+        static const char *const strings[] = {"device_node", "tag",    "vm",
+                                              "address",     "device", "qemu_bus_prefix"};
+        static const char *const uints[] = {"bus", "port", "limit", "qemu_bus_start_index"};
+        static const char *const hexes[] = {"vid", "pid", "did"};
         struct proto_request r;
         struct ops_selector sel;
         char *err = NULL;

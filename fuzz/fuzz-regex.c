@@ -12,8 +12,10 @@
 #include "config.h"
 #include "util.h"
 
-#define REGEX_FUZZ_MAX_BYTES (64u << 20) /* ~12x the estimate's bound (CFG_REGEX_MAX_COST units of ~20 B) */
-#define REGEX_FUZZ_MAX_MS 2000          /* sanitizers slow regcomp down several times */
+/* ~12x the estimate's bound (CFG_REGEX_MAX_COST units of ~20 B) */
+#define REGEX_FUZZ_MAX_BYTES (64u << 20)
+/* sanitizers slow regcomp down several times */
+#define REGEX_FUZZ_MAX_MS 2000
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,7 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int64_t ms = now_ms() - t0;
         counting = 0;
         if (peak > REGEX_FUZZ_MAX_BYTES || ms > REGEX_FUZZ_MAX_MS) {
-                fprintf(stderr, "pattern %s: %s, estimated cost %u, compiled with a peak of %zu bytes in %lld ms\n",
+                fprintf(stderr,
+                        "pattern %s: %s, estimated cost %u, compiled with a peak of %zu bytes in %lld ms\n",
                         pattern, r == 0 ? "accepted" : "refused", cost, peak, (long long)ms);
                 abort();
         }

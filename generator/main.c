@@ -18,9 +18,9 @@
 static int run(int argc, char **argv) {
         enum { ARG_NO_STRICT = 0x100 };
         static const struct option longopts[] = {
-                { "config", required_argument, NULL, 'c' },
-                { "no-strict-perms", no_argument, NULL, ARG_NO_STRICT },
-                { "help", no_argument, NULL, 'h' },
+                {"config", required_argument, NULL, 'c'},
+                {"no-strict-perms", no_argument, NULL, ARG_NO_STRICT},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
         const char *config = CFG_DEFAULT_PATH;
@@ -32,12 +32,18 @@ static int run(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) >= 0) {
                 switch (c) {
-                case 'c': config = optarg; break;
-                case ARG_NO_STRICT: flags |= CFG_NO_STRICT_PERMS; break;
+                case 'c':
+                        config = optarg;
+                        break;
+                case ARG_NO_STRICT:
+                        flags |= CFG_NO_STRICT_PERMS;
+                        break;
                 case 'h':
                         printf("Usage: vhotplug-generator [-c FILE] NORMAL_DIR [EARLY_DIR LATE_DIR]\n"
-                               "Writes vhotplug-api.socket and a vhotplug-vm-NAME.path per VM from the configuration\n"
-                               "(default " CFG_DEFAULT_PATH ") into NORMAL_DIR. Run by systemd; see vhotplug-api(8).\n");
+                               "Writes vhotplug-api.socket and a vhotplug-vm-NAME.path per VM from the "
+                               "configuration\n"
+                               "(default " CFG_DEFAULT_PATH
+                               ") into NORMAL_DIR. Run by systemd; see vhotplug-api(8).\n");
                         return 0;
                 default:
                         return 2;

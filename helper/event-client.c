@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/vhotplug/helper.sock"
-#define MSG_MAX 65536    /* the service reads no more (SVC_MSG_MAX in lib/service.h) */
+#define MSG_MAX 65536     /* the service reads no more (SVC_MSG_MAX in lib/service.h) */
 #define SEND_TIMEOUT_S 10 /* a service too busy to take connections: give up, do not hold udev */
 
 extern char **environ;
@@ -29,11 +29,11 @@ static char msg[MSG_MAX];
 
 int main(int argc, char **argv) {
         static const struct option longopts[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "help", no_argument, NULL, 'h' },
+                {"socket", required_argument, NULL, 's'},
+                {"help", no_argument, NULL, 'h'},
                 {},
         };
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         const char *path = DEFAULT_SOCKET;
         size_t len = 0, dropped = 0;
         int c, fd;
@@ -66,8 +66,8 @@ int main(int argc, char **argv) {
                 len += n;
         }
         if (dropped)
-                fprintf(stderr, "vhotplug-event: %zu properties dropped: the event exceeds %d bytes\n", dropped,
-                        MSG_MAX);
+                fprintf(stderr, "vhotplug-event: %zu properties dropped: the event exceeds %d bytes\n",
+                        dropped, MSG_MAX);
 
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0) {
@@ -75,12 +75,12 @@ int main(int argc, char **argv) {
                 return 1;
         }
         /* connect() waits while the service's backlog is full; bounded by the send timeout. */
-        struct timeval tv = { .tv_sec = SEND_TIMEOUT_S };
+        struct timeval tv = {.tv_sec = SEND_TIMEOUT_S};
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 int e = errno;
-                fprintf(stderr, "vhotplug-event: %s: %s; event not passed on (vhotplug-reconcile repairs)\n", path,
-                        strerror(e));
+                fprintf(stderr, "vhotplug-event: %s: %s; event not passed on (vhotplug-reconcile repairs)\n",
+                        path, strerror(e));
                 return e == ENOENT || e == ECONNREFUSED || e == ENOTDIR ? 0 : 1;
         }
         if (send(fd, msg, len, MSG_NOSIGNAL) != (ssize_t)len) {

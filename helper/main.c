@@ -21,9 +21,9 @@ extern char **environ;
 
 enum { EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3 };
 
-#define SERVICE_MAX_CHILDREN 8      /* events of different devices handled at the same time */
-#define SERVICE_MAX_QUEUED 1024     /* events read and waiting; more wait in the socket */
-#define SERVICE_IDLE_EXIT_MS 5000   /* socket-activated: exit after this long with nothing to do */
+#define SERVICE_MAX_CHILDREN 8    /* events of different devices handled at the same time */
+#define SERVICE_MAX_QUEUED 1024   /* events read and waiting; more wait in the socket */
+#define SERVICE_IDLE_EXIT_MS 5000 /* socket-activated: exit after this long with nothing to do */
 
 static void help(void) {
         printf("Usage: vhotplug-helper [OPTIONS] [ACTION DEVPATH]\n"
@@ -31,20 +31,24 @@ static void help(void) {
                "Without ACTION and DEVPATH the event is read from the environment.\n"
                "With --service, events come from vhotplug-event(8) through a socket.\n\n"
                "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
-               "      --db FILE        state database (default: general.database, " CFG_DEFAULT_DATABASE ")\n"
+               "      --db FILE        state database (default: general.database, " CFG_DEFAULT_DATABASE
+               ")\n"
                "  -n, --dry-run        decide only; touch neither the database nor any VM\n"
                "      --json           print the decision as one JSON object\n"
                "      --check-config   validate the configuration and exit\n"
                "      --no-strict-perms  accept a configuration or database not root's alone (tests)\n"
-"      --service        handle the events sent to the socket systemd passes (vhotplug-helper.socket)\n"
+               "      --service        handle the events sent to the socket systemd passes "
+               "(vhotplug-helper.socket)\n"
                "      --socket PATH    with --service: listen on PATH instead (without systemd)\n"
                "      --idle-exit SEC  with --service: exit after SEC seconds with nothing to do; 0 never\n"
                "                       (default 5 when started by systemd, else 0)\n"
                "  -d, --debug          verbose logging\n"
                "  -h, --help           show this help\n"
                "      --version        show the version\n\n"
-               "ACTION is add, remove, bind or change; DEVPATH is udev's /devices/... path (or /sys/devices/...).\n"
-               "Exit status: 0 handled (attached, detached, ignored or deferred), 1 configuration or internal\n"
+               "ACTION is add, remove, bind or change; DEVPATH is udev's /devices/... path (or "
+               "/sys/devices/...).\n"
+               "Exit status: 0 handled (attached, detached, ignored or deferred), 1 configuration or "
+               "internal\n"
                "error, 2 usage error, 3 the VM refused the device.\n");
 }
 
@@ -53,50 +57,90 @@ struct options {
         bool dry_run, json, debug, check_config, service;
         unsigned cfg_flags;
         const char *action, *devpath;
-        const char *socket;     /* --service without systemd */
-        int idle_exit_ms;       /* -1: the default */
+        const char *socket; /* --service without systemd */
+        int idle_exit_ms;   /* -1: the default */
 };
 
 static int parse_args(int argc, char **argv, struct options *o) {
-        enum { ARG_DB = 0x100, ARG_JSON, ARG_CHECK, ARG_NO_STRICT, ARG_VERSION, ARG_MOUNTINFO, ARG_SERVICE,
-               ARG_SOCKET, ARG_IDLE_EXIT };
+        enum {
+                ARG_DB = 0x100,
+                ARG_JSON,
+                ARG_CHECK,
+                ARG_NO_STRICT,
+                ARG_VERSION,
+                ARG_MOUNTINFO,
+                ARG_SERVICE,
+                ARG_SOCKET,
+                ARG_IDLE_EXIT
+        };
         static const struct option longopts[] = {
-                { "config", required_argument, NULL, 'c' },   { "db", required_argument, NULL, ARG_DB },
-                { "dry-run", no_argument, NULL, 'n' },        { "json", no_argument, NULL, ARG_JSON },
-                { "check-config", no_argument, NULL, ARG_CHECK }, { "no-strict-perms", no_argument, NULL, ARG_NO_STRICT },
-                { "debug", no_argument, NULL, 'd' },          { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION }, { "mountinfo", required_argument, NULL, ARG_MOUNTINFO },
-                { "service", no_argument, NULL, ARG_SERVICE }, { "socket", required_argument, NULL, ARG_SOCKET },
-                { "idle-exit", required_argument, NULL, ARG_IDLE_EXIT },
+                {"config", required_argument, NULL, 'c'},
+                {"db", required_argument, NULL, ARG_DB},
+                {"dry-run", no_argument, NULL, 'n'},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"check-config", no_argument, NULL, ARG_CHECK},
+                {"no-strict-perms", no_argument, NULL, ARG_NO_STRICT},
+                {"debug", no_argument, NULL, 'd'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {"mountinfo", required_argument, NULL, ARG_MOUNTINFO},
+                {"service", no_argument, NULL, ARG_SERVICE},
+                {"socket", required_argument, NULL, ARG_SOCKET},
+                {"idle-exit", required_argument, NULL, ARG_IDLE_EXIT},
                 {},
         };
         int c;
 
-        *o = (struct options){ .config = CFG_DEFAULT_PATH, .idle_exit_ms = -1 };
+        *o = (struct options){.config = CFG_DEFAULT_PATH, .idle_exit_ms = -1};
         while ((c = getopt_long(argc, argv, "c:ndh", longopts, NULL)) >= 0) {
                 switch (c) {
-                case 'c': o->config = optarg; break;
-                case ARG_DB: o->db = optarg; break;
-                case 'n': o->dry_run = true; break;
-                case ARG_JSON: o->json = true; break;
-                case ARG_CHECK: o->check_config = true; break;
-                case ARG_NO_STRICT: o->cfg_flags |= CFG_NO_STRICT_PERMS; break;
-                case ARG_MOUNTINFO: o->mountinfo = optarg; break;
-                case ARG_SERVICE: o->service = true; break;
-                case ARG_SOCKET: o->socket = optarg; break;
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case ARG_DB:
+                        o->db = optarg;
+                        break;
+                case 'n':
+                        o->dry_run = true;
+                        break;
+                case ARG_JSON:
+                        o->json = true;
+                        break;
+                case ARG_CHECK:
+                        o->check_config = true;
+                        break;
+                case ARG_NO_STRICT:
+                        o->cfg_flags |= CFG_NO_STRICT_PERMS;
+                        break;
+                case ARG_MOUNTINFO:
+                        o->mountinfo = optarg;
+                        break;
+                case ARG_SERVICE:
+                        o->service = true;
+                        break;
+                case ARG_SOCKET:
+                        o->socket = optarg;
+                        break;
                 case ARG_IDLE_EXIT: {
                         char *end;
                         double sec = strtod(optarg, &end);
                         if (*end || end == optarg || !(sec >= 0 && sec <= 86400)) {
-                                fprintf(stderr, "vhotplug-helper: --idle-exit: expected seconds, got '%s'\n", optarg);
+                                fprintf(stderr, "vhotplug-helper: --idle-exit: expected seconds, got '%s'\n",
+                                        optarg);
                                 return -EINVAL;
                         }
                         o->idle_exit_ms = (int)(sec * 1000);
                         break;
                 }
-                case 'd': o->debug = true; break;
-                case 'h': help(); return 0;
-                case ARG_VERSION: printf("vhotplug-helper " VHP_VERSION "\n"); return 0;
+                case 'd':
+                        o->debug = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("vhotplug-helper " VHP_VERSION "\n");
+                        return 0;
                 default:
                         fprintf(stderr, "Try 'vhotplug-helper --help' for more information.\n");
                         return -EINVAL;
@@ -140,9 +184,9 @@ static void format_summary(const struct event *ev, const struct xact_result *res
         if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
                 snprintf(line, len, "%s: ignore (%s)", what, res->decision.reason);
         else
-                snprintf(line, len, "%s: %s -> %s%s%s [%s] (%s)%s%s", what, xact_action_name(res->action), res->vm,
-                         id[0] ? " as " : "", id, xact_outcome_name(res->outcome), res->decision.reason,
-                         res->error[0] ? ": " : "", res->error);
+                snprintf(line, len, "%s: %s -> %s%s%s [%s] (%s)%s%s", what, xact_action_name(res->action),
+                         res->vm, id[0] ? " as " : "", id, xact_outcome_name(res->outcome),
+                         res->decision.reason, res->error[0] ? ": " : "", res->error);
 }
 
 /* The summary on stdout: one line (or one JSON object) per event, untrusted words escaped. */
@@ -166,7 +210,8 @@ static void format_rule(const struct rule_decision *d, char *buf, size_t len) {
         else if (d->rule_index < 0)
                 snprintf(buf, len, "%s[%d]", cfg_section_name(d->kind), d->entry_index);
         else
-                snprintf(buf, len, "%s[%d].allow[%d]", cfg_section_name(d->kind), d->entry_index, d->rule_index);
+                snprintf(buf, len, "%s[%d].allow[%d]", cfg_section_name(d->kind), d->entry_index,
+                         d->rule_index);
 }
 
 /* Logs the event once: the summary's line as MESSAGE, a priority and a MESSAGE_ID by outcome, and
@@ -183,20 +228,20 @@ static void log_result(const struct event *ev, const struct xact_result *res, bo
         format_rule(&res->decision, rule, sizeof(rule));
         format_summary(ev, res, line, sizeof(line));
         if (ev->seqnum)
-                snprintf(seq, sizeof(seq), "%llu", (unsigned long long) ev->seqnum);
+                snprintf(seq, sizeof(seq), "%llu", (unsigned long long)ev->seqnum);
         const struct log_field fields[] = {
-                { "DEVPATH", ev->dev->devpath },
-                { "SEQNUM", seq },
-                { "VHOTPLUG_EVENT", ev->action },
-                { "VHOTPLUG_ACTION", xact_action_name(res->action) },
-                { "VHOTPLUG_VM", res->vm },
-                { "VHOTPLUG_KIND", dev_kind_name(ev->dev->kind) },
-                { "VHOTPLUG_RULE", rule },
-                { "VHOTPLUG_OUTCOME", xact_outcome_name(res->outcome) },
-                { "VHOTPLUG_REASON", res->decision.reason },
-                { "VHOTPLUG_VMM_ID", id },
-                { "VHOTPLUG_ERROR", res->error },
-                { NULL },
+                {"DEVPATH", ev->dev->devpath},
+                {"SEQNUM", seq},
+                {"VHOTPLUG_EVENT", ev->action},
+                {"VHOTPLUG_ACTION", xact_action_name(res->action)},
+                {"VHOTPLUG_VM", res->vm},
+                {"VHOTPLUG_KIND", dev_kind_name(ev->dev->kind)},
+                {"VHOTPLUG_RULE", rule},
+                {"VHOTPLUG_OUTCOME", xact_outcome_name(res->outcome)},
+                {"VHOTPLUG_REASON", res->decision.reason},
+                {"VHOTPLUG_VMM_ID", id},
+                {"VHOTPLUG_ERROR", res->error},
+                {NULL},
         };
 
         switch (res->outcome) {
@@ -229,7 +274,7 @@ static void log_result(const struct event *ev, const struct xact_result *res, bo
  * service): the helper's whole per-event work, the same in every mode. Returns the exit status. */
 static int handle_one(const struct options *o, const struct cfg *cfg, char *const *envp) {
         struct udev *udev = NULL;
-        struct event ev = { 0 };
+        struct event ev = {0};
         struct xact_result res;
         char err[512];
         int r;
@@ -256,7 +301,11 @@ static int handle_one(const struct options *o, const struct cfg *cfg, char *cons
                 goto out;
         }
         struct xact_ctx ctx = {
-                .cfg = cfg, .udev = udev, .db_path = o->db, .mountinfo = o->mountinfo, .dry_run = o->dry_run,
+                .cfg = cfg,
+                .udev = udev,
+                .db_path = o->db,
+                .mountinfo = o->mountinfo,
+                .dry_run = o->dry_run,
                 .no_strict_perms = o->cfg_flags & CFG_NO_STRICT_PERMS,
         };
         r = event_handle(&ctx, &ev, &res);
@@ -325,20 +374,25 @@ static long peak_rss_kb(void) {
 
 static int run_service(const struct options *o) {
         static const struct svc_ops ops = {
-                .prepare = service_prepare, .handle = service_handle, .problem = service_problem,
+                .prepare = service_prepare,
+                .handle = service_handle,
+                .problem = service_problem,
         };
-        struct service s = { .o = o, .conf = { .path = o->config, .flags = o->cfg_flags } };
-        struct svc_params p = { .max_children = SERVICE_MAX_CHILDREN, .max_queued = SERVICE_MAX_QUEUED };
-        struct svc_stats stats = { 0 };
+        struct service s = {.o = o, .conf = {.path = o->config, .flags = o->cfg_flags}};
+        struct svc_params p = {.max_children = SERVICE_MAX_CHILDREN, .max_queued = SERVICE_MAX_QUEUED};
+        struct svc_stats stats = {0};
         bool own_socket;
         int r;
 
         r = svc_listen_fd_from_env(&p.fd);
         if (r < 0)
-                return log_error_errno(r, "The socket systemd passed is not one listening SOCK_SEQPACKET unix socket"),
+                return log_error_errno(
+                               r,
+                               "The socket systemd passed is not one listening SOCK_SEQPACKET unix socket"),
                        EXIT_CONFIG;
         if (r == 0 && !o->socket) {
-                log_error("--service needs systemd socket activation (vhotplug-helper.socket) or --socket PATH");
+                log_error("--service needs systemd socket activation (vhotplug-helper.socket) or --socket "
+                          "PATH");
                 return EXIT_USAGE;
         }
         p.idle_exit_ms = o->idle_exit_ms >= 0 ? o->idle_exit_ms : r > 0 ? SERVICE_IDLE_EXIT_MS : 0;
@@ -356,7 +410,8 @@ static int run_service(const struct options *o) {
         if (r < 0)
                 log_error_errno(r, "Service stopped: %m");
         log_debug("%lu events received, %lu handled (%lu failed), %lu dropped; peak RSS: service %ld KiB, "
-                  "event children %ld KiB", stats.received, stats.handled, stats.failed, stats.dropped, peak_rss_kb(),
+                  "event children %ld KiB",
+                  stats.received, stats.handled, stats.failed, stats.dropped, peak_rss_kb(),
                   stats.child_maxrss_kb);
         if (own_socket)
                 unlink(o->socket);

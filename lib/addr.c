@@ -31,7 +31,7 @@ static int parse_port(const char *s, uint32_t max, uint32_t *ret) {
 
 static int parse_tcp(const char *rest, struct addr *ret, char **ret_error) {
         _cleanup_free_ char *host = NULL;
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV }, *res = NULL;
+        struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *res = NULL;
         const char *colon;
         uint32_t port;
         size_t hlen;
@@ -56,7 +56,8 @@ static int parse_tcp(const char *rest, struct addr *ret, char **ret_error) {
                 return -EINVAL;
         r = getaddrinfo(host, colon + 1, &hints, &res);
         if (r != 0 || !res)
-                return errmsg_set(ret_error, -EADDRNOTAVAIL, "cannot resolve %.64s: %s", host, gai_strerror(r));
+                return errmsg_set(ret_error, -EADDRNOTAVAIL, "cannot resolve %.64s: %s", host,
+                                  gai_strerror(r));
         memcpy(&ret->ss, res->ai_addr, res->ai_addrlen);
         ret->len = res->ai_addrlen;
         ret->family = res->ai_family;
@@ -67,7 +68,7 @@ static int parse_tcp(const char *rest, struct addr *ret, char **ret_error) {
 int addr_parse(const char *spec, bool listening, struct addr *ret, char **ret_error) {
         int r = -EINVAL;
 
-        *ret = (struct addr){ 0 };
+        *ret = (struct addr){0};
         if (!spec)
                 return errmsg_set(ret_error, -EINVAL, "no address given");
         str_copy(ret->text, sizeof(ret->text), spec);
@@ -75,7 +76,8 @@ int addr_parse(const char *spec, bool listening, struct addr *ret, char **ret_er
                 struct sockaddr_un *un = (struct sockaddr_un *)&ret->ss;
                 size_t n = strlen(spec + 5);
                 if (n == 0 || n >= sizeof(un->sun_path))
-                        return errmsg_set(ret_error, -EINVAL, "unix socket path empty or longer than %zu bytes",
+                        return errmsg_set(ret_error, -EINVAL,
+                                          "unix socket path empty or longer than %zu bytes",
                                           sizeof(un->sun_path) - 1);
                 un->sun_family = AF_UNIX;
                 memcpy(un->sun_path, spec + 5, n + 1);
@@ -90,7 +92,9 @@ int addr_parse(const char *spec, bool listening, struct addr *ret, char **ret_er
                 _cleanup_free_ char *c = colon ? strndup(rest, (size_t)(colon - rest)) : NULL;
 
                 if (colon && c)
-                        r = parse_port(c, UINT32_MAX - 1, &cid) < 0 ? -EINVAL : parse_port(colon + 1, UINT32_MAX - 1, &port);
+                        r = parse_port(c, UINT32_MAX - 1, &cid) < 0
+                                    ? -EINVAL
+                                    : parse_port(colon + 1, UINT32_MAX - 1, &port);
                 else if (!colon && listening)
                         r = parse_port(rest, UINT32_MAX - 1, &port);
                 if (r < 0)
@@ -109,8 +113,9 @@ int addr_parse(const char *spec, bool listening, struct addr *ret, char **ret_er
                         return errmsg_set(ret_error, r, "expected tcp:HOST:PORT, got '%.64s'", spec);
                 return r;
         }
-        return errmsg_set(ret_error, -EINVAL, "unknown address '%.64s': expected unix:PATH, vsock:%sPORT or tcp:HOST:PORT",
-                          spec, listening ? "" : "CID:");
+        return errmsg_set(ret_error, -EINVAL,
+                          "unknown address '%.64s': expected unix:PATH, vsock:%sPORT or tcp:HOST:PORT", spec,
+                          listening ? "" : "CID:");
 }
 
 /* Removes a socket file left by an earlier run; anything else at path is not ours to remove. */
@@ -120,26 +125,31 @@ static int remove_old_socket(const char *path, char **ret_error) {
         if (lstat(path, &st) < 0)
                 return errno == ENOENT ? 0 : errmsg_set(ret_error, -errno, "%s: %s", path, strerror(errno));
         if (!S_ISSOCK(st.st_mode))
-                return errmsg_set(ret_error, -EEXIST, "%s exists and is not a socket: not replacing it", path);
+                return errmsg_set(ret_error, -EEXIST, "%s exists and is not a socket: not replacing it",
+                                  path);
         if (unlink(path) < 0)
-                return errmsg_set(ret_error, -errno, "cannot remove the old socket %s: %s", path, strerror(errno));
+                return errmsg_set(ret_error, -errno, "cannot remove the old socket %s: %s", path,
+                                  strerror(errno));
         return 0;
 }
 
 int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_fd, char **ret_error) {
         _cleanup_close_ int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         const char *path = a->family == AF_UNIX ? ((const struct sockaddr_un *)&a->ss)->sun_path : NULL;
-        struct sockaddr_un tmp = { .sun_family = AF_UNIX };
+        struct sockaddr_un tmp = {.sun_family = AF_UNIX};
         int one = 1, r;
 
         if (fd < 0)
-                return errmsg_set(ret_error, -errno, "%s: cannot create the socket: %s", a->text, strerror(errno));
+                return errmsg_set(ret_error, -errno, "%s: cannot create the socket: %s", a->text,
+                                  strerror(errno));
         if (a->family != AF_UNIX) {
                 (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
                 if (bind(fd, (const struct sockaddr *)&a->ss, a->len) < 0)
-                        return errmsg_set(ret_error, -errno, "%s: cannot bind: %s", a->text, strerror(errno));
+                        return errmsg_set(ret_error, -errno, "%s: cannot bind: %s", a->text,
+                                          strerror(errno));
                 if (listen(fd, SOMAXCONN) < 0)
-                        return errmsg_set(ret_error, -errno, "%s: cannot listen: %s", a->text, strerror(errno));
+                        return errmsg_set(ret_error, -errno, "%s: cannot listen: %s", a->text,
+                                          strerror(errno));
                 *ret_fd = TAKE_FD(fd);
                 return 0;
         }
@@ -149,14 +159,15 @@ int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_f
         r = remove_old_socket(path, ret_error);
         if (r < 0)
                 return r;
-        if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >= (int)sizeof(tmp.sun_path))
+        if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >=
+            (int)sizeof(tmp.sun_path))
                 return errmsg_set(ret_error, -ENAMETOOLONG, "%s: path too long", a->text);
         (void)unlink(tmp.sun_path);
         if (bind(fd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0)
                 return errmsg_set(ret_error, -errno, "%s: cannot bind: %s", a->text, strerror(errno));
         if (chmod(tmp.sun_path, mode >= 0 ? (mode_t)mode : 0600) < 0 ||
-            ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(tmp.sun_path, uid, gid) < 0) || listen(fd, SOMAXCONN) < 0 ||
-            rename(tmp.sun_path, path) < 0) {
+            ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(tmp.sun_path, uid, gid) < 0) ||
+            listen(fd, SOMAXCONN) < 0 || rename(tmp.sun_path, path) < 0) {
                 r = -errno;
                 (void)unlink(tmp.sun_path);
                 return errmsg_set(ret_error, r, "%s: cannot set up the socket: %s", a->text, strerror(-r));
@@ -167,7 +178,7 @@ int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_f
 
 int addr_connect(const struct addr *a, int timeout_ms, int *ret_fd, char **ret_error) {
         _cleanup_close_ int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        struct pollfd p = { .events = POLLOUT };
+        struct pollfd p = {.events = POLLOUT};
         socklen_t len = sizeof(int);
         int err = 0;
 
@@ -175,15 +186,18 @@ int addr_connect(const struct addr *a, int timeout_ms, int *ret_fd, char **ret_e
                 return errmsg_set(ret_error, -errno, "Failed to connect: %s", strerror(errno));
         if (connect(fd, (const struct sockaddr *)&a->ss, a->len) < 0) {
                 if (errno != EINPROGRESS && errno != EAGAIN)
-                        return errmsg_set(ret_error, -errno, "Failed to connect to %s: %s", a->text, strerror(errno));
+                        return errmsg_set(ret_error, -errno, "Failed to connect to %s: %s", a->text,
+                                          strerror(errno));
                 p.fd = fd;
                 if (poll(&p, 1, timeout_ms) <= 0)
-                        return errmsg_set(ret_error, -ETIMEDOUT, "Failed to connect to %s: no answer within %d ms",
-                                          a->text, timeout_ms);
+                        return errmsg_set(ret_error, -ETIMEDOUT,
+                                          "Failed to connect to %s: no answer within %d ms", a->text,
+                                          timeout_ms);
                 if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
                         err = errno;
                 if (err)
-                        return errmsg_set(ret_error, -err, "Failed to connect to %s: %s", a->text, strerror(err));
+                        return errmsg_set(ret_error, -err, "Failed to connect to %s: %s", a->text,
+                                          strerror(err));
         }
         if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)
                 return errmsg_set(ret_error, -errno, "Failed to connect: %s", strerror(errno));

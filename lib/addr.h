@@ -14,10 +14,10 @@
 #define ADDR_TEXT_MAX 160
 
 struct addr {
-        int family;                     /* AF_UNIX, AF_VSOCK, AF_INET or AF_INET6 */
+        int family; /* AF_UNIX, AF_VSOCK, AF_INET or AF_INET6 */
         struct sockaddr_storage ss;
         socklen_t len;
-        char text[ADDR_TEXT_MAX];       /* as given, for messages */
+        char text[ADDR_TEXT_MAX]; /* as given, for messages */
 };
 
 /* Parses spec (see above; listening: "vsock:PORT", else "vsock:CID:PORT"). Returns 0, or -EINVAL

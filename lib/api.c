@@ -34,16 +34,16 @@
 #include "util.h"
 
 #define SYSTEMD_FDS_START 3
-#define MAX_CLIENT_NAME 48         /* bytes of a request's "client" label kept */
-#define STOP_GRACE_MS 30000        /* how long a stop waits for requests under way */
+#define MAX_CLIENT_NAME 48  /* bytes of a request's "client" label kept */
+#define STOP_GRACE_MS 30000 /* how long a stop waits for requests under way */
 #define HISTORY_DEFAULT 50
 
 struct server {
         const struct api_opts *o;
         pthread_mutex_t lock;
         pthread_cond_t idle;
-        int active;                /* connection threads running */
-        int wake_rd, wake_wr;      /* a thread ended: the accept loop looks at the idle clock */
+        int active;           /* connection threads running */
+        int wake_rd, wake_wr; /* a thread ended: the accept loop looks at the idle clock */
 };
 
 struct api_conn {
@@ -52,14 +52,14 @@ struct api_conn {
         char peer[96];
         uint32_t cid;
         struct udev *udev;
-        struct notify *notify;     /* once the client enabled notifications */
-        bool announce;             /* enable_notifications just answered: send the prompts next */
-        bool failed;               /* a write failed: close */
+        struct notify *notify; /* once the client enabled notifications */
+        bool announce;         /* enable_notifications just answered: send the prompts next */
+        bool failed;           /* a write failed: close */
         char *buf;
         size_t len;
 };
 
-static int stop_pipe[2] = { -1, -1 };
+static int stop_pipe[2] = {-1, -1};
 
 void api_stop(void) {
         if (stop_pipe[1] >= 0) {
@@ -68,7 +68,8 @@ void api_stop(void) {
         }
 }
 
-static void note(const struct server *s, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void note(const struct server *s, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
 static void note(const struct server *s, int level, const char *fmt, ...) {
         char msg[512], safe[1024];
         va_list ap;
@@ -94,7 +95,7 @@ static int get_disconnected(const struct api_call *c, int *ret) {
 }
 
 static int act_list(struct api_call *c, enum dev_kind kind) {
-        struct ops_list l = { 0 };
+        struct ops_list l = {0};
         const char *tag = NULL;
         cJSON *a;
         int disconnected, r;
@@ -137,7 +138,8 @@ static void add_results(cJSON *reply, const struct ops_report *rep) {
                 if (!o)
                         return;
                 cJSON_AddStringToObject(o, "device", it->what);
-                cJSON_AddStringToObject(o, it->res.decision.kind == DEV_PCI ? "address" : "device_node", it->devnode);
+                cJSON_AddStringToObject(o, it->res.decision.kind == DEV_PCI ? "address" : "device_node",
+                                        it->devnode);
                 if (it->res.vm[0])
                         cJSON_AddStringToObject(o, "vm", it->res.vm);
                 else
@@ -151,11 +153,12 @@ static void add_results(cJSON *reply, const struct ops_report *rep) {
 
 static int act_attach_detach(struct api_call *c, enum dev_kind kind, bool attach) {
         struct ops_selector sel;
-        struct ops_report rep = { 0 };
+        struct ops_report rep = {0};
         const char *vm = NULL;
         int r;
 
-        r = kind == DEV_USB ? proto_usb_selector(c->req, &sel, c->error) : proto_pci_selector(c->req, &sel, c->error);
+        r = kind == DEV_USB ? proto_usb_selector(c->req, &sel, c->error)
+                            : proto_pci_selector(c->req, &sel, c->error);
         if (r >= 0 && attach)
                 r = proto_get_string(c->req, "vm", CFG_MAX_VM_NAME, &vm, c->error);
         if (r < 0)
@@ -187,7 +190,7 @@ static int act_pci_detach(struct api_call *c) {
  * what became of each device; a device that failed fails the request (after the others were
  * done), so that a power script can act on it. */
 static int act_power(struct api_call *c, enum dev_kind kind, bool resume) {
-        struct power_result res = { 0 };
+        struct power_result res = {0};
         const char *vm = NULL;
         char summary[1024];
         size_t len = 0;
@@ -198,7 +201,8 @@ static int act_power(struct api_call *c, enum dev_kind kind, bool resume) {
         if (r < 0)
                 return r;
         r = resume ? power_resume(&c->ctx->x, c->ctx->udev, kind, vm, &res, c->error)
-                   : power_suspend(&c->ctx->x, c->ctx->udev, kind, vm, c->ctx->x.requested_by, &res, c->error);
+                   : power_suspend(&c->ctx->x, c->ctx->udev, kind, vm, c->ctx->x.requested_by, &res,
+                                   c->error);
         if (r < 0)
                 return r;
         a = cJSON_AddArrayToObject(c->reply, "results");
@@ -221,12 +225,12 @@ static int act_power(struct api_call *c, enum dev_kind kind, bool resume) {
                         cJSON_AddStringToObject(o, "error", it->error);
                 cJSON_AddItemToArray(a, o);
                 if (it->outcome == XACT_FAILED && len < sizeof(summary) - 1)
-                        len += (size_t)snprintf(summary + len, sizeof(summary) - len, "%s%s: %s", len ? "; " : "",
-                                                it->what, it->error);
+                        len += (size_t)snprintf(summary + len, sizeof(summary) - len, "%s%s: %s",
+                                                len ? "; " : "", it->what, it->error);
         }
         if (res.n_failed > 0)
-                r = errmsg_set(c->error, -EREMOTEIO, "%zu of %zu devices failed to %s: %s", res.n_failed, res.n,
-                               resume ? "resume" : "suspend", summary);
+                r = errmsg_set(c->error, -EREMOTEIO, "%zu of %zu devices failed to %s: %s", res.n_failed,
+                               res.n, resume ? "resume" : "suspend", summary);
         power_result_clear(&res);
         return r;
 }
@@ -250,7 +254,7 @@ static int act_pci_resume(struct api_call *c) {
 /* vmm_args {vm, qemu_bus_prefix?, qemu_bus_start_index?}: lib/coldplug.c. null means absent (the
  * older daemon failed a null start index; its client always sent the key). */
 static int act_vmm_args(struct api_call *c) {
-        struct cold_args args = { 0 };
+        struct cold_args args = {0};
         const char *vm = NULL, *prefix = NULL;
         uint32_t index = 0;
         cJSON *a, *w;
@@ -262,7 +266,8 @@ static int act_vmm_args(struct api_call *c) {
         if (r >= 0)
                 r = proto_get_string(c->req, "qemu_bus_prefix", COLD_BUS_PREFIX_MAX, &prefix, c->error);
         if (r >= 0)
-                r = proto_get_uint_min(c->req, "qemu_bus_start_index", 0, COLD_BUS_INDEX_MAX, &index, c->error);
+                r = proto_get_uint_min(c->req, "qemu_bus_start_index", 0, COLD_BUS_INDEX_MAX, &index,
+                                       c->error);
         if (r < 0)
                 return r;
         r = cold_vmm_args(&c->ctx->x, c->ctx->udev, vm, prefix, (int)index, &args, c->error);
@@ -287,8 +292,8 @@ static int act_enable_notifications(struct api_call *c) {
         if (!conn)
                 return errmsg_set(c->error, -EINVAL, "notifications need a connection");
         if (!conn->notify) {
-                r = notify_new(c->ctx->x.cfg, c->ctx->x.db_path, c->ctx->x.no_strict_perms, conn->udev, &conn->notify,
-                               c->error);
+                r = notify_new(c->ctx->x.cfg, c->ctx->x.db_path, c->ctx->x.no_strict_perms, conn->udev,
+                               &conn->notify, c->error);
                 if (r < 0)
                         return r;
         }
@@ -314,8 +319,8 @@ static void add_rule(cJSON *o, const struct rule_decision *dec) {
                 return;
         }
         if (dec->rule_index >= 0)
-                snprintf(rule, sizeof(rule), "%s[%d].allow[%d]", cfg_section_name(dec->kind), dec->entry_index,
-                         dec->rule_index);
+                snprintf(rule, sizeof(rule), "%s[%d].allow[%d]", cfg_section_name(dec->kind),
+                         dec->entry_index, dec->rule_index);
         else
                 snprintf(rule, sizeof(rule), "%s[%d]", cfg_section_name(dec->kind), dec->entry_index);
         cJSON_AddStringToObject(o, "rule", rule);
@@ -461,7 +466,8 @@ static cJSON *record_json(const struct db_attachment *a) {
 }
 
 /* The record that the VM's device v is, if any (QEMU: by id; crosvm: by port). */
-static const struct db_attachment *record_of(const struct ops_vm_status *v, const struct vmm_device *d, bool *used) {
+static const struct db_attachment *record_of(const struct ops_vm_status *v, const struct vmm_device *d,
+                                             bool *used) {
         for (size_t i = 0; i < v->n_rows; i++) {
                 const struct db_attachment *a = &v->rows[i];
                 if (used[i])
@@ -503,7 +509,8 @@ static cJSON *vm_status_json(const struct ops_vm_status *v) {
                         break;
                 if (d->id[0])
                         cJSON_AddStringToObject(j, "id", d->id);
-                cJSON_AddStringToObject(j, "kind", dev_kind_name(d->kind) ? dev_kind_name(d->kind) : "other");
+                cJSON_AddStringToObject(j, "kind",
+                                        dev_kind_name(d->kind) ? dev_kind_name(d->kind) : "other");
                 cJSON_AddStringToObject(j, "driver", d->driver);
                 cJSON_AddBoolToObject(j, "ours", d->ours);
                 if (d->port >= 0)
@@ -532,7 +539,7 @@ static cJSON *vm_status_json(const struct ops_vm_status *v) {
 }
 
 static int act_status(struct api_call *c) {
-        struct ops_status s = { 0 };
+        struct ops_status s = {0};
         const char *vm = NULL;
         cJSON *a;
         int r;
@@ -552,24 +559,24 @@ static int act_status(struct api_call *c) {
 /* The dispatch table. Adding an action is one line here (and its handler above). */
 static const struct {
         const char *name;
-        api_handler fn;                /* NULL: known, not implemented yet */
+        api_handler fn; /* NULL: known, not implemented yet */
 } actions[] = {
-        { "enable_notifications", act_enable_notifications },
-        { "usb_list", act_usb_list },
-        { "usb_attach", act_usb_attach },
-        { "usb_detach", act_usb_detach },
-        { "usb_suspend", act_usb_suspend },
-        { "usb_resume", act_usb_resume },
-        { "pci_list", act_pci_list },
-        { "pci_attach", act_pci_attach },
-        { "pci_detach", act_pci_detach },
-        { "pci_suspend", act_pci_suspend },
-        { "pci_resume", act_pci_resume },
-        { "vmm_args", act_vmm_args },
+        {"enable_notifications", act_enable_notifications},
+        {"usb_list", act_usb_list},
+        {"usb_attach", act_usb_attach},
+        {"usb_detach", act_usb_detach},
+        {"usb_suspend", act_usb_suspend},
+        {"usb_resume", act_usb_resume},
+        {"pci_list", act_pci_list},
+        {"pci_attach", act_pci_attach},
+        {"pci_detach", act_pci_detach},
+        {"pci_suspend", act_pci_suspend},
+        {"pci_resume", act_pci_resume},
+        {"vmm_args", act_vmm_args},
         /* beyond the older protocol: for vhotplugctl */
-        { "status", act_status },
-        { "why", act_why },
-        { "history", act_history },
+        {"status", act_status},
+        {"why", act_why},
+        {"history", act_history},
 };
 
 char *api_handle_line(const struct ops_ctx *ctx, struct api_conn *conn, const char *line, size_t len) {
@@ -602,7 +609,7 @@ char *api_handle_line(const struct ops_ctx *ctx, struct api_conn *conn, const ch
                 proto_request_clear(&req);
                 return proto_failed_line("out of memory");
         }
-        call = (struct api_call){ .ctx = ctx, .req = &req, .reply = reply, .error = &err, .conn = conn };
+        call = (struct api_call){.ctx = ctx, .req = &req, .reply = reply, .error = &err, .conn = conn};
         r = actions[i].fn(&call);
         proto_request_clear(&req);
         if (r < 0)
@@ -645,9 +652,11 @@ int api_listeners_from_systemd(struct api_listener **ret, size_t *ret_n, char **
                 if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM ||
                     getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) < 0 || !listening) {
                         free(l);
-                        return errmsg_set(ret_error, -EINVAL,
-                                          "socket %d from systemd is not a listening stream socket (Accept=no, "
-                                          "ListenStream=)", fd);
+                        return errmsg_set(
+                                ret_error, -EINVAL,
+                                "socket %d from systemd is not a listening stream socket (Accept=no, "
+                                "ListenStream=)",
+                                fd);
                 }
                 (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
                 l[i].fd = fd;
@@ -659,8 +668,8 @@ int api_listeners_from_systemd(struct api_listener **ret, size_t *ret_n, char **
         return (int)n;
 }
 
-int api_listener_open(const char *spec, const struct cfg_api *api, struct api_listener *ret, char **ret_warning,
-                      char **ret_error) {
+int api_listener_open(const char *spec, const struct cfg_api *api, struct api_listener *ret,
+                      char **ret_warning, char **ret_error) {
         struct addr a;
         uid_t uid = (uid_t)-1;
         gid_t gid = (gid_t)-1;
@@ -678,14 +687,14 @@ int api_listener_open(const char *spec, const struct cfg_api *api, struct api_li
                 if (gr)
                         gid = gr->gr_gid;
                 if ((api->unix_user && !pw) || (api->unix_group && !gr))
-                        errmsg_set(ret_warning, 0, "%s: no %s '%.64s' here: the socket keeps owner root", spec,
-                                   api->unix_user && !pw ? "user" : "group",
+                        errmsg_set(ret_warning, 0, "%s: no %s '%.64s' here: the socket keeps owner root",
+                                   spec, api->unix_user && !pw ? "user" : "group",
                                    api->unix_user && !pw ? api->unix_user : api->unix_group);
         }
         r = addr_listen(&a, a.family == AF_UNIX && api ? api->unix_mode : -1, uid, gid, &fd, ret_error);
         if (r < 0)
                 return r;
-        *ret = (struct api_listener){ .fd = fd, .family = a.family };
+        *ret = (struct api_listener){.fd = fd, .family = a.family};
         str_copy(ret->name, sizeof(ret->name), spec);
         return 0;
 }
@@ -702,7 +711,8 @@ int api_specs_from_config(const struct cfg_api *api, char ***ret) {
         if (api->enabled && (api->transports & CFG_API_VSOCK))
                 r |= asprintf(&v[n++], "vsock:%u", api->port) < 0;
         if (api->enabled && (api->transports & CFG_API_TCP))
-                r |= asprintf(&v[n++], strchr(api->host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u", api->host, api->port) < 0;
+                r |= asprintf(&v[n++], strchr(api->host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u", api->host,
+                              api->port) < 0;
         if (r) {
                 strv_free(v);
                 return -ENOMEM;
@@ -746,14 +756,15 @@ static int emit_event(void *userdata, cJSON *event) {
 static void handle(struct api_conn *c, const char *line, size_t len) {
         char requested_by[DB_REQUESTER_MAX];
         struct ops_ctx ctx = {
-                .x = {
-                        .cfg = c->srv->o->cfg,
-                        .udev = c->udev,
-                        .db_path = c->srv->o->db_path,
-                        .mountinfo = c->srv->o->mountinfo,
-                        .no_strict_perms = c->srv->o->no_strict_perms,
-                        .requested_by = requested_by,
-                },
+                .x =
+                        {
+                                .cfg = c->srv->o->cfg,
+                                .udev = c->udev,
+                                .db_path = c->srv->o->db_path,
+                                .mountinfo = c->srv->o->mountinfo,
+                                .no_strict_perms = c->srv->o->no_strict_perms,
+                                .requested_by = requested_by,
+                        },
                 .udev = c->udev,
         };
         char *reply;
@@ -781,9 +792,11 @@ static bool handle_lines(struct api_conn *c) {
         c->len -= start;
         if (c->len > PROTO_MAX_LINE) {
                 char msg[96];
-                snprintf(msg, sizeof(msg), "request line longer than %d bytes: closing the connection", PROTO_MAX_LINE);
+                snprintf(msg, sizeof(msg), "request line longer than %d bytes: closing the connection",
+                         PROTO_MAX_LINE);
                 (void)send_line(c, proto_failed_line(msg));
-                note(c->srv, LOG_WARNING, "%s: request line longer than %d bytes: closed", c->peer, PROTO_MAX_LINE);
+                note(c->srv, LOG_WARNING, "%s: request line longer than %d bytes: closed", c->peer,
+                     PROTO_MAX_LINE);
                 return false;
         }
         return !c->failed;
@@ -796,17 +809,17 @@ static void serve_conn(struct api_conn *c) {
 
         for (;;) {
                 struct pollfd p[4] = {
-                        { .fd = c->fd, .events = POLLIN },
-                        { .fd = stop_pipe[0], .events = POLLIN },
-                        { .fd = -1 },
-                        { .fd = -1 },
+                        {.fd = c->fd, .events = POLLIN},
+                        {.fd = stop_pipe[0], .events = POLLIN},
+                        {.fd = -1},
+                        {.fd = -1},
                 };
                 int fds[2], r;
 
                 if (c->notify) {
                         notify_fds(c->notify, fds);
-                        p[2] = (struct pollfd){ .fd = fds[0], .events = POLLIN };
-                        p[3] = (struct pollfd){ .fd = fds[1], .events = POLLIN };
+                        p[2] = (struct pollfd){.fd = fds[0], .events = POLLIN};
+                        p[3] = (struct pollfd){.fd = fds[1], .events = POLLIN};
                 }
                 /* A listener may be silent for ever; any other client must say something. */
                 r = poll(p, 4, c->notify ? -1 : (int)ms_left(deadline));
@@ -816,7 +829,8 @@ static void serve_conn(struct api_conn *c) {
                         return;
                 if (r == 0) {
                         char msg[96];
-                        snprintf(msg, sizeof(msg), "no request for %d s: closing the connection", timeout / 1000);
+                        snprintf(msg, sizeof(msg), "no request for %d s: closing the connection",
+                                 timeout / 1000);
                         (void)send_line(c, proto_failed_line(msg));
                         return;
                 }
@@ -882,7 +896,7 @@ static void refuse(struct server *s, int fd, const char *why) {
 static void accept_one(struct server *s, const struct api_listener *l) {
         const struct api_opts *o = s->o;
         int max = o->max_clients > 0 ? o->max_clients : API_MAX_CLIENTS;
-        struct timeval tv = { 0 };
+        struct timeval tv = {0};
         int send_ms = o->send_timeout_ms > 0 ? o->send_timeout_ms : API_SEND_TIMEOUT_MS;
         struct api_conn *c;
         pthread_attr_t attr;
@@ -904,7 +918,8 @@ static void accept_one(struct server *s, const struct api_listener *l) {
         /* Before a byte is read: a vsock peer must be an allowed VM. */
         if (l->family == AF_VSOCK && !api_cid_allowed(&o->cfg->general.api, cid)) {
                 close(fd);
-                note(s, LOG_WARNING, "rejected vsock client with CID %u (not in general.api.allowedCids)", cid);
+                note(s, LOG_WARNING, "rejected vsock client with CID %u (not in general.api.allowedCids)",
+                     cid);
                 return;
         }
         pthread_mutex_lock(&s->lock);
@@ -921,7 +936,7 @@ static void accept_one(struct server *s, const struct api_listener *l) {
         (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
         c = calloc(1, sizeof(*c));
         if (c) {
-                *c = (struct api_conn){ .srv = s, .fd = fd, .cid = cid };
+                *c = (struct api_conn){.srv = s, .fd = fd, .cid = cid};
                 str_copy(c->peer, sizeof(c->peer), peer);
         }
         pthread_attr_init(&attr);
@@ -945,7 +960,7 @@ static void drain(int fd) {
 }
 
 int api_serve(const struct api_opts *o, char **ret_error) {
-        struct server s = { .o = o, .wake_rd = -1, .wake_wr = -1 };
+        struct server s = {.o = o, .wake_rd = -1, .wake_wr = -1};
         _cleanup_free_ struct pollfd *p = calloc(o->n_listeners + 2, sizeof(*p));
         int64_t idle_since = now_ms();
         int wake[2], r = 0;
@@ -963,9 +978,9 @@ int api_serve(const struct api_opts *o, char **ret_error) {
         signal(SIGPIPE, SIG_IGN);
 
         for (size_t i = 0; i < o->n_listeners; i++)
-                p[i] = (struct pollfd){ .fd = o->listeners[i].fd, .events = POLLIN };
-        p[o->n_listeners] = (struct pollfd){ .fd = stop_pipe[0], .events = POLLIN };
-        p[o->n_listeners + 1] = (struct pollfd){ .fd = s.wake_rd, .events = POLLIN };
+                p[i] = (struct pollfd){.fd = o->listeners[i].fd, .events = POLLIN};
+        p[o->n_listeners] = (struct pollfd){.fd = stop_pipe[0], .events = POLLIN};
+        p[o->n_listeners + 1] = (struct pollfd){.fd = s.wake_rd, .events = POLLIN};
         for (;;) {
                 int active, timeout = -1, n;
 

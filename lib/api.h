@@ -24,20 +24,20 @@
 #include "ops.h"
 #include "proto.h"
 
-#define API_MAX_CLIENTS 256            /* connections served at once; more are refused with an error */
-#define API_CLIENT_TIMEOUT_MS 60000    /* a client that sends nothing this long is closed (not a listener) */
-#define API_SEND_TIMEOUT_MS 10000      /* a client that does not read its replies this long is closed */
-#define API_IDLE_EXIT_MS 30000         /* socket-activated: return after this long with no connection */
+#define API_MAX_CLIENTS 256         /* connections served at once; more are refused with an error */
+#define API_CLIENT_TIMEOUT_MS 60000 /* a client that sends nothing this long is closed (not a listener) */
+#define API_SEND_TIMEOUT_MS 10000   /* a client that does not read its replies this long is closed */
+#define API_IDLE_EXIT_MS 30000      /* socket-activated: return after this long with no connection */
 
 struct api_conn;
 
 /* One request being answered. */
 struct api_call {
-        const struct ops_ctx *ctx;           /* configuration, database, requester, udev */
+        const struct ops_ctx *ctx; /* configuration, database, requester, udev */
         const struct proto_request *req;
-        struct cJSON *reply;                 /* {"result":"ok"}: add the answer's members */
-        char **error;                        /* set it and return < 0 to fail the request */
-        struct api_conn *conn;               /* the connection (enable_notifications) */
+        struct cJSON *reply;   /* {"result":"ok"}: add the answer's members */
+        char **error;          /* set it and return < 0 to fail the request */
+        struct api_conn *conn; /* the connection (enable_notifications) */
 };
 
 typedef int (*api_handler)(struct api_call *call);
@@ -45,7 +45,7 @@ typedef int (*api_handler)(struct api_call *call);
 /* A listening socket. */
 struct api_listener {
         int fd;
-        int family;                          /* AF_UNIX, AF_VSOCK, AF_INET, AF_INET6 */
+        int family; /* AF_UNIX, AF_VSOCK, AF_INET, AF_INET6 */
         char name[ADDR_TEXT_MAX];
 };
 
@@ -54,16 +54,16 @@ typedef void (*api_note_fn)(void *userdata, int level, const char *msg);
 
 struct api_opts {
         const struct cfg *cfg;
-        const char *db_path;                 /* NULL: cfg's */
-        const char *mountinfo;               /* NULL: /proc/self/mountinfo */
+        const char *db_path;   /* NULL: cfg's */
+        const char *mountinfo; /* NULL: /proc/self/mountinfo */
         bool no_strict_perms;
         const struct api_listener *listeners;
         size_t n_listeners;
-        int idle_exit_ms;                    /* > 0: return after this long without a connection */
-        int client_timeout_ms;               /* <= 0: API_CLIENT_TIMEOUT_MS */
-        int send_timeout_ms;                 /* <= 0: API_SEND_TIMEOUT_MS */
-        int max_clients;                     /* <= 0: API_MAX_CLIENTS */
-        api_note_fn note;                    /* may be NULL */
+        int idle_exit_ms;      /* > 0: return after this long without a connection */
+        int client_timeout_ms; /* <= 0: API_CLIENT_TIMEOUT_MS */
+        int send_timeout_ms;   /* <= 0: API_SEND_TIMEOUT_MS */
+        int max_clients;       /* <= 0: API_MAX_CLIENTS */
+        api_note_fn note;      /* may be NULL */
         void *note_userdata;
 };
 
@@ -75,8 +75,8 @@ int api_listeners_from_systemd(struct api_listener **ret, size_t *ret_n, char **
 /* Opens spec ("unix:PATH", "vsock:PORT", "tcp:HOST:PORT"; see addr.h), a unix socket with the
  * owner and mode general.api gives (mode 0600 when it gives none). Names of users or groups
  * unknown here are skipped, with a warning in *ret_warning (malloc'd, may be NULL). */
-int api_listener_open(const char *spec, const struct cfg_api *api, struct api_listener *ret, char **ret_warning,
-                      char **ret_error);
+int api_listener_open(const char *spec, const struct cfg_api *api, struct api_listener *ret,
+                      char **ret_warning, char **ret_error);
 
 /* The specs general.api configures ("unix:/var/lib/vhotplug/vhotplug.sock", "vsock:2000", ...),
  * a NULL-terminated array (strv_free). Empty when the API is not enabled. */

@@ -97,7 +97,7 @@ int client_read(struct client *c, int timeout_ms, cJSON **ret, char **ret_error)
 
         for (;;) {
                 _cleanup_free_ char *line = NULL;
-                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                struct pollfd p = {.fd = c->fd, .events = POLLIN};
                 ssize_t n;
                 int r = take_line(c, &line);
 
@@ -107,7 +107,8 @@ int client_read(struct client *c, int timeout_ms, cJSON **ret, char **ret_error)
                         cJSON *o = cJSON_Parse(line);
                         if (!cJSON_IsObject(o)) {
                                 cJSON_Delete(o);
-                                return errmsg_set(ret_error, -EBADMSG, "the server sent something that is not a JSON object");
+                                return errmsg_set(ret_error, -EBADMSG,
+                                                  "the server sent something that is not a JSON object");
                         }
                         *ret = o;
                         return 0;
@@ -129,7 +130,8 @@ int client_read(struct client *c, int timeout_ms, cJSON **ret, char **ret_error)
                 if (r < 0)
                         return errmsg_set(ret_error, -errno, "poll: %s", strerror(errno));
                 if (r == 0)
-                        return errmsg_set(ret_error, -ETIMEDOUT, "no answer from the server within %d ms", timeout_ms);
+                        return errmsg_set(ret_error, -ETIMEDOUT, "no answer from the server within %d ms",
+                                          timeout_ms);
                 n = recv(c->fd, c->buf + c->len, c->cap - c->len, 0);
                 if (n < 0 && errno == EINTR)
                         continue;

@@ -26,4 +26,5 @@ int client_read(struct client *c, int timeout_ms, struct cJSON **ret, char **ret
 
 /* Sends req and reads its reply (the next object with "result"; events before it are skipped).
  * Returns 0 and the reply (whatever its result), or -errno as above. */
-int client_request(struct client *c, struct cJSON *req, int timeout_ms, struct cJSON **ret, char **ret_error);
+int client_request(struct client *c, struct cJSON *req, int timeout_ms, struct cJSON **ret,
+                   char **ret_error);

@@ -23,15 +23,16 @@
 #include "util.h"
 #include "modalias.h"
 
-#define PATH_DEPTH 16           /* JSON path segments kept for messages (ours nest 6 deep) */
-#define KEY_SHOWN 64            /* bytes of a key shown in a path or message */
-#define VALUE_SHOWN 48          /* bytes of a string value shown after "got" */
-#define REGEX_MAX_GROUPS 32     /* nesting of (...) in one regex */
-#define REGEX_MAX_NESTED 3      /* (...)+ or (...){m,n} nested in each other: glibc's regcomp is
-                                   exponential in it ("((((()+)+)+)+)+" takes minutes) */
-#define REGEX_BASE_COST 256     /* estimate units of the smallest compiled pattern (~5 KB) */
-#define REGEX_MAX_ANCHORS 8     /* zero-width assertions in one pattern, repeats counted */
-#define PORT_PATH_MAX_DEPTH 7   /* USB allows at most 7 tiers */
+#define PATH_DEPTH 16       /* JSON path segments kept for messages (ours nest 6 deep) */
+#define KEY_SHOWN 64        /* bytes of a key shown in a path or message */
+#define VALUE_SHOWN 48      /* bytes of a string value shown after "got" */
+#define REGEX_MAX_GROUPS 32 /* nesting of (...) in one regex */
+#define REGEX_MAX_NESTED                                                                                    \
+        3                     /* (...)+ or (...){m,n} nested in each other: glibc's regcomp is              \
+                                 exponential in it ("((((()+)+)+)+)+" takes minutes) */
+#define REGEX_BASE_COST 256   /* estimate units of the smallest compiled pattern (~5 KB) */
+#define REGEX_MAX_ANCHORS 8   /* zero-width assertions in one pattern, repeats counted */
+#define PORT_PATH_MAX_DEPTH 7 /* USB allows at most 7 tiers */
 
 /* Where a key is valid: one bit per passthrough section (1 << enum dev_kind). */
 enum {
@@ -59,27 +60,31 @@ enum field_type {
 /* One key of a JSON object: where it is valid, how its value is parsed and where it is stored. */
 struct field {
         const char *key;
-        unsigned where;         /* S_* bits */
+        unsigned where; /* S_* bits */
         enum field_type type;
-        size_t offset;          /* into the struct being filled */
-        unsigned flag;          /* RF_* recorded in cfg_rule.fields once parsed */
-        int min, max;           /* FT_INT bounds */
+        size_t offset; /* into the struct being filled */
+        unsigned flag; /* RF_* recorded in cfg_rule.fields once parsed */
+        int min, max;  /* FT_INT bounds */
         bool required;
-        const char *note;       /* once per configuration when the key is used: why it is accepted */
+        const char *note; /* once per configuration when the key is used: why it is accepted */
 };
 
 /* Notes for keys whose behaviour belongs to programs still to come. */
 #define NOTE_API "accepted; used by vhotplug-api (not built yet)"
 #define NOTE_API_BUILT "accepted; used by vhotplug-api"
 
-#define RULE(k, w, t, m, f) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
-#define RULE_INT(k, w, m, f, lo, hi) \
-        { .key = k, .where = w, .type = FT_INT, .offset = offsetof(struct cfg_rule, m), .flag = f, .min = lo, .max = hi }
+#define RULE(k, w, t, m, f)                                                                                 \
+        { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_rule, m), .flag = f }
+#define RULE_INT(k, w, m, f, lo, hi)                                                                        \
+        {                                                                                                   \
+                .key = k, .where = w, .type = FT_INT, .offset = offsetof(struct cfg_rule, m), .flag = f,    \
+                .min = lo, .max = hi                                                                        \
+        }
 
 enum { R_DISABLE, R_ENABLE };
 static const struct field rule_fields[] = {
-        [R_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [R_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        [R_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [R_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
         RULE("description", S_ALL, FT_TEXT, description, 0),
         RULE("vendorId", S_USB | S_PCI, FT_HEX16, vendor_id, RF_VENDOR_ID),
         RULE("productId", S_USB, FT_HEX16, product_id, RF_PRODUCT_ID),
@@ -106,120 +111,128 @@ static const struct field rule_fields[] = {
         RULE("driverPath", S_USB, FT_REGEX, driver_path, RF_DRIVER_PATH),
 };
 
-#define ENTRY(k, w, t, m) { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_entry, m) }
+#define ENTRY(k, w, t, m)                                                                                   \
+        { .key = k, .where = w, .type = t, .offset = offsetof(struct cfg_entry, m) }
 
 enum { E_TARGET_VM, E_ALLOWED_VMS, E_ALLOW, E_DENY, E_DISABLE, E_ENABLE };
 static const struct field entry_fields[] = {
-        [E_TARGET_VM] = { "targetVm", S_ALL, FT_CUSTOM },
-        [E_ALLOWED_VMS] = { "allowedVms", S_USB, FT_CUSTOM },
-        [E_ALLOW] = { "allow", S_ALL, FT_CUSTOM },
-        [E_DENY] = { "deny", S_ALL, FT_CUSTOM },
-        [E_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [E_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
+        [E_TARGET_VM] = {"targetVm", S_ALL, FT_CUSTOM},
+        [E_ALLOWED_VMS] = {"allowedVms", S_USB, FT_CUSTOM},
+        [E_ALLOW] = {"allow", S_ALL, FT_CUSTOM},
+        [E_DENY] = {"deny", S_ALL, FT_CUSTOM},
+        [E_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [E_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
         ENTRY("description", S_ALL, FT_TEXT, description),
-        { "tag", S_ALL, FT_STRING, offsetof(struct cfg_entry, tag),
-          .note = NOTE_API_BUILT " to attach, detach and list devices by tag" },
-        { "skipOnSuspend", S_ALL, FT_BOOL, offsetof(struct cfg_entry, skip_on_suspend),
-          .note = NOTE_API " for usb_suspend and pci_suspend" },
+        {"tag", S_ALL, FT_STRING, offsetof(struct cfg_entry, tag),
+         .note = NOTE_API_BUILT " to attach, detach and list devices by tag"},
+        {"skipOnSuspend", S_ALL, FT_BOOL, offsetof(struct cfg_entry, skip_on_suspend),
+         .note = NOTE_API " for usb_suspend and pci_suspend"},
         ENTRY("pciIommuAddAll", S_PCI, FT_BOOL, iommu_add_all),
         ENTRY("pciIommuSkipIfShared", S_PCI, FT_BOOL, iommu_skip_if_shared),
         ENTRY("qemuUseRootBus", S_PCI, FT_BOOL, use_root_bus),
-        { "autoOvmf", S_PCI, FT_BOOL, offsetof(struct cfg_entry, auto_ovmf),
-          .note = NOTE_API " for the cold-plug arguments of a VM (OVMF firmware for an NVIDIA GPU)" },
-        { "crosvmUseRootBus", S_PCI, FT_BOOL, offsetof(struct cfg_entry, crosvm_use_root_bus),
-          .note = NOTE_API " for the cold-plug arguments of a crosvm VM" },
+        {"autoOvmf", S_PCI, FT_BOOL, offsetof(struct cfg_entry, auto_ovmf),
+         .note = NOTE_API " for the cold-plug arguments of a VM (OVMF firmware for an NVIDIA GPU)"},
+        {"crosvmUseRootBus", S_PCI, FT_BOOL, offsetof(struct cfg_entry, crosvm_use_root_bus),
+         .note = NOTE_API " for the cold-plug arguments of a crosvm VM"},
 };
 
 enum { V_NAME, V_TYPE };
 static const struct field vm_fields[] = {
-        [V_NAME] = { "name", S_ALL, FT_CUSTOM, .required = true },
-        [V_TYPE] = { "type", S_ALL, FT_CUSTOM, .required = true },
-        { "socket", S_ALL, FT_STRING, offsetof(struct cfg_vm, socket), .required = true },
+        [V_NAME] = {"name", S_ALL, FT_CUSTOM, .required = true},
+        [V_TYPE] = {"type", S_ALL, FT_CUSTOM, .required = true},
+        {"socket", S_ALL, FT_STRING, offsetof(struct cfg_vm, socket), .required = true},
 };
 
-#define GENERAL(k, t, m) { .key = k, .where = S_ALL, .type = t, .offset = offsetof(struct cfg_general, m) }
-#define NOTE_KMOD "not used: kernel modules are looked up with libkmod in general.modulesDir " \
-                  "(default /lib/modules/`uname -r`)"
+#define GENERAL(k, t, m)                                                                                    \
+        { .key = k, .where = S_ALL, .type = t, .offset = offsetof(struct cfg_general, m) }
+#define NOTE_KMOD                                                                                           \
+        "not used: kernel modules are looked up with libkmod in general.modulesDir "                        \
+        "(default /lib/modules/`uname -r`)"
 
 enum { G_HOST_MOUNTS, G_API };
 static const struct field general_fields[] = {
-        [G_HOST_MOUNTS] = { "hostRequiredMounts", S_ALL, FT_CUSTOM },
-        [G_API] = { "api", S_ALL, FT_CUSTOM },
+        [G_HOST_MOUNTS] = {"hostRequiredMounts", S_ALL, FT_CUSTOM},
+        [G_API] = {"api", S_ALL, FT_CUSTOM},
         GENERAL("database", FT_PATH, database),
         GENERAL("crosvm", FT_STRING, crosvm),
         GENERAL("lockDir", FT_PATH, lock_dir),
-        { "qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1, .max = 600000 },
-        { "attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100 },
-        { "eventTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, event_timeout_ms), .min = 100, .max = 3600000 },
+        {"qmpTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, qmp_timeout_ms), .min = 1,
+         .max = 600000},
+        {"attachRetries", S_ALL, FT_INT, offsetof(struct cfg_general, attach_retries), .min = 0, .max = 100},
+        {"eventTimeoutMs", S_ALL, FT_INT, offsetof(struct cfg_general, event_timeout_ms), .min = 100,
+         .max = 3600000},
         GENERAL("modulesDir", FT_PATH, modules_dir),
         /* Keys of the older daemon's deployments. */
-        { "ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code), .note = NOTE_API " for autoOvmf entries" },
-        { "ovmfVars", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_vars), .note = NOTE_API " for autoOvmf entries" },
-        { "statePath", S_ALL, FT_PATH, offsetof(struct cfg_general, state_path),
-          .note = "accepted; the older daemon's state file, to be imported into general.database (not built yet)" },
-        { "persistency", S_ALL, FT_BOOL, offsetof(struct cfg_general, persistency),
-          .note = "accepted; choices are always kept in general.database here" },
-        { "modprobe", S_ALL, FT_NOTE, .note = NOTE_KMOD },
-        { "modinfo", S_ALL, FT_NOTE, .note = NOTE_KMOD },
+        {"ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code),
+         .note = NOTE_API " for autoOvmf entries"},
+        {"ovmfVars", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_vars),
+         .note = NOTE_API " for autoOvmf entries"},
+        {"statePath", S_ALL, FT_PATH, offsetof(struct cfg_general, state_path),
+         .note = "accepted; the older daemon's state file, to be imported into general.database (not built "
+                 "yet)"},
+        {"persistency", S_ALL, FT_BOOL, offsetof(struct cfg_general, persistency),
+         .note = "accepted; choices are always kept in general.database here"},
+        {"modprobe", S_ALL, FT_NOTE, .note = NOTE_KMOD},
+        {"modinfo", S_ALL, FT_NOTE, .note = NOTE_KMOD},
 };
 
 enum { A_TRANSPORTS, A_ENABLE, A_DISABLE, A_MODE, A_CIDS, A_PORT };
 static const struct field api_fields[] = {
-        [A_TRANSPORTS] = { "transports", S_ALL, FT_CUSTOM },
-        [A_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
-        [A_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [A_MODE] = { "unixSocketMode", S_ALL, FT_CUSTOM },
-        [A_CIDS] = { "allowedCids", S_ALL, FT_CUSTOM },
-        [A_PORT] = { "port", S_ALL, FT_CUSTOM },
-        { "unixSocket", S_ALL, FT_PATH, offsetof(struct cfg_api, unix_socket) },
-        { "unixSocketUser", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_user) },
-        { "unixSocketGroup", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_group) },
-        { "host", S_ALL, FT_STRING, offsetof(struct cfg_api, host) },
+        [A_TRANSPORTS] = {"transports", S_ALL, FT_CUSTOM},
+        [A_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
+        [A_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [A_MODE] = {"unixSocketMode", S_ALL, FT_CUSTOM},
+        [A_CIDS] = {"allowedCids", S_ALL, FT_CUSTOM},
+        [A_PORT] = {"port", S_ALL, FT_CUSTOM},
+        {"unixSocket", S_ALL, FT_PATH, offsetof(struct cfg_api, unix_socket)},
+        {"unixSocketUser", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_user)},
+        {"unixSocketGroup", S_ALL, FT_STRING, offsetof(struct cfg_api, unix_group)},
+        {"host", S_ALL, FT_STRING, offsetof(struct cfg_api, host)},
 };
 
 enum { U_ENABLE, U_DISABLE, U_HOST_ALLOW };
 static const struct field usb_auth_fields[] = {
-        [U_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
-        [U_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [U_HOST_ALLOW] = { "hostAllow", S_ALL, FT_CUSTOM },
-        { "deauthorizeUnmatched", S_ALL, FT_BOOL, offsetof(struct cfg_usb_auth, deauthorize_unmatched) },
-        { "description", S_ALL, FT_NOTE },
+        [U_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
+        [U_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [U_HOST_ALLOW] = {"hostAllow", S_ALL, FT_CUSTOM},
+        {"deauthorizeUnmatched", S_ALL, FT_BOOL, offsetof(struct cfg_usb_auth, deauthorize_unmatched)},
+        {"description", S_ALL, FT_NOTE},
 };
 
 /* acpiPassthrough: entries naming a VM, whose allow list holds the tables (the older daemon's
  * shape); a table may also be given in the entry itself. */
 enum { AE_TARGET_VM, AE_ALLOW, AE_DISABLE, AE_ENABLE, AE_TABLE, AE_USER, AE_GROUP };
 static const struct field acpi_entry_fields[] = {
-        [AE_TARGET_VM] = { "targetVm", S_ALL, FT_CUSTOM },
-        [AE_ALLOW] = { "allow", S_ALL, FT_CUSTOM },
-        [AE_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [AE_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
-        [AE_TABLE] = { "acpiTable", S_ALL, FT_CUSTOM },
-        [AE_USER] = { "setUser", S_ALL, FT_CUSTOM },
-        [AE_GROUP] = { "setGroup", S_ALL, FT_CUSTOM },
-        { "description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_entry, description) },
+        [AE_TARGET_VM] = {"targetVm", S_ALL, FT_CUSTOM},
+        [AE_ALLOW] = {"allow", S_ALL, FT_CUSTOM},
+        [AE_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [AE_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
+        [AE_TABLE] = {"acpiTable", S_ALL, FT_CUSTOM},
+        [AE_USER] = {"setUser", S_ALL, FT_CUSTOM},
+        [AE_GROUP] = {"setGroup", S_ALL, FT_CUSTOM},
+        {"description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_entry, description)},
 };
 
 enum { AT_DISABLE, AT_ENABLE };
 static const struct field acpi_table_fields[] = {
-        [AT_DISABLE] = { "disable", S_ALL, FT_CUSTOM },
-        [AT_ENABLE] = { "enable", S_ALL, FT_CUSTOM },
-        { "acpiTable", S_ALL, FT_PATH, offsetof(struct cfg_acpi_table, path), .required = true },
-        { "setUser", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_user) },
-        { "setGroup", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_group) },
-        { "description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_table, description) },
+        [AT_DISABLE] = {"disable", S_ALL, FT_CUSTOM},
+        [AT_ENABLE] = {"enable", S_ALL, FT_CUSTOM},
+        {"acpiTable", S_ALL, FT_PATH, offsetof(struct cfg_acpi_table, path), .required = true},
+        {"setUser", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_user)},
+        {"setGroup", S_ALL, FT_STRING, offsetof(struct cfg_acpi_table, set_group)},
+        {"description", S_ALL, FT_TEXT, offsetof(struct cfg_acpi_table, description)},
 };
 
 enum { T_USB, T_PCI, T_EVDEV, T_VMS, T_USB_AUTHORIZATION, T_GENERAL, T_ACPI };
 static const struct field top_fields[] = {
-        [T_USB] = { "usbPassthrough", S_ALL, FT_CUSTOM },
-        [T_PCI] = { "pciPassthrough", S_ALL, FT_CUSTOM },
-        [T_EVDEV] = { "evdevPassthrough", S_ALL, FT_CUSTOM },
-        [T_VMS] = { "vms", S_ALL, FT_CUSTOM },
-        [T_USB_AUTHORIZATION] = { "usbAuthorization", S_ALL, FT_CUSTOM },
-        [T_GENERAL] = { "general", S_ALL, FT_CUSTOM },
-        [T_ACPI] = { "acpiPassthrough", S_ALL, FT_CUSTOM,
-                     .note = NOTE_API " for the cold-plug arguments of a VM (-acpitable)" },
+        [T_USB] = {"usbPassthrough", S_ALL, FT_CUSTOM},
+        [T_PCI] = {"pciPassthrough", S_ALL, FT_CUSTOM},
+        [T_EVDEV] = {"evdevPassthrough", S_ALL, FT_CUSTOM},
+        [T_VMS] = {"vms", S_ALL, FT_CUSTOM},
+        [T_USB_AUTHORIZATION] = {"usbAuthorization", S_ALL, FT_CUSTOM},
+        [T_GENERAL] = {"general", S_ALL, FT_CUSTOM},
+        [T_ACPI] = {"acpiPassthrough", S_ALL, FT_CUSTOM,
+                    .note = NOTE_API " for the cold-plug arguments of a VM (-acpitable)"},
 };
 
 static const char *const section_names[DEV_KIND_MAX] = {
@@ -228,7 +241,7 @@ static const char *const section_names[DEV_KIND_MAX] = {
         [DEV_EVDEV] = "evdevPassthrough",
 };
 
-static const char *const default_host_mounts[] = { "/", "/boot", "/usr" };
+static const char *const default_host_mounts[] = {"/", "/boot", "/usr"};
 
 /* One step of a JSON path: an object key, or an array index when key is NULL. */
 struct segment {
@@ -240,11 +253,11 @@ struct segment {
  * is kept as segments pointing into the JSON tree and only rendered for a message. */
 struct ctx {
         const char *file;
-        unsigned flags;         /* CFG_CHECK_HOST */
+        unsigned flags; /* CFG_CHECK_HOST */
         struct cfg *c;
         struct cfg_error *err;
-        size_t n_rules;         /* over all sections, against CFG_MAX_RULES */
-        unsigned long regex_cost; /* over all patterns, against CFG_REGEX_MAX_TOTAL_COST */
+        size_t n_rules;                /* over all sections, against CFG_MAX_RULES */
+        unsigned long regex_cost;      /* over all patterns, against CFG_REGEX_MAX_TOTAL_COST */
         const struct field *noted[16]; /* fields whose note was given */
         size_t n_noted;
         size_t depth;
@@ -306,13 +319,13 @@ static const char *describe(const cJSON *v, char *buf, size_t size) {
 /* Pushes an object key onto the path; returns the mark path_pop() goes back to. */
 static size_t path_key(struct ctx *x, const char *key) {
         if (x->depth < PATH_DEPTH)
-                x->path[x->depth] = (struct segment){ .key = key };
+                x->path[x->depth] = (struct segment){.key = key};
         return x->depth++;
 }
 
 static size_t path_index(struct ctx *x, size_t index) {
         if (x->depth < PATH_DEPTH)
-                x->path[x->depth] = (struct segment){ .index = index };
+                x->path[x->depth] = (struct segment){.index = index};
         return x->depth++;
 }
 
@@ -351,8 +364,7 @@ static void vformat(const struct ctx *x, char *buf, size_t size, const char *fmt
                 snprintf(buf, size, "%.200s: %.500s", x->file, what);
 }
 
-__attribute__((format(printf, 2, 3)))
-static int fail(struct ctx *x, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int fail(struct ctx *x, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -386,21 +398,22 @@ static int add_line(struct ctx *x, char ***lines, size_t *n, const char *line) {
 }
 
 /* Adds "FILE: PATH: message" to a capped list (warnings or notes). */
-static int vadd(struct ctx *x, char ***lines, size_t *n, size_t max, const char *what, const char *fmt, va_list ap) {
+static int vadd(struct ctx *x, char ***lines, size_t *n, size_t max, const char *what, const char *fmt,
+                va_list ap) {
         char line[sizeof(x->err->msg)];
 
         if (*n > max)
                 return 0;
         if (*n == max) {
-                snprintf(line, sizeof(line), "%.200s: more than %zu %s, not showing the rest", x->file, max, what);
+                snprintf(line, sizeof(line), "%.200s: more than %zu %s, not showing the rest", x->file, max,
+                         what);
                 return add_line(x, lines, n, line);
         }
         vformat(x, line, sizeof(line), fmt, ap);
         return add_line(x, lines, n, line);
 }
 
-__attribute__((format(printf, 2, 3)))
-static int warn(struct ctx *x, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int warn(struct ctx *x, const char *fmt, ...) {
         va_list ap;
         int r;
 
@@ -410,8 +423,7 @@ static int warn(struct ctx *x, const char *fmt, ...) {
         return r;
 }
 
-__attribute__((format(printf, 2, 3)))
-static int note(struct ctx *x, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static int note(struct ctx *x, const char *fmt, ...) {
         va_list ap;
         int r;
 
@@ -462,7 +474,8 @@ static size_t edit_distance(const char *a, const char *b) {
 }
 
 /* The known key closest to an unknown one, and whether it is close enough to be a typo of it. */
-static const char *closest(const char *key, const struct field *tab, size_t n, unsigned where, bool *ret_typo) {
+static const char *closest(const char *key, const struct field *tab, size_t n, unsigned where,
+                           bool *ret_typo) {
         const char *best = NULL;
         size_t best_d = SIZE_MAX;
 
@@ -521,7 +534,8 @@ static int classify_key(struct ctx *x, const cJSON *item, const struct field *ta
         if (strict && typo)
                 return fail(x, "unknown key '%s' (did you mean '%s'?)", shown, hint);
         if (strict)
-                return fail(x, "unknown key '%s' (the closest known key is '%s')", shown, hint ? hint : "none");
+                return fail(x, "unknown key '%s' (the closest known key is '%s')", shown,
+                            hint ? hint : "none");
         if (typo)
                 return warn(x, "unknown key '%s' (did you mean '%s'?), ignoring", shown, hint);
         return warn(x, "unknown key '%s', ignoring", shown);
@@ -584,23 +598,23 @@ static int get_hex16(struct ctx *x, const cJSON *v, uint16_t *ret) {
  * them undefined), repeating what can match the empty string ("(a?){0,90}": 5 MB for 90 nodes),
  * and runs of zero-width assertions ("(^|$)" x 52: 850 MB, "\b" x 1000: minutes). */
 struct rx_piece {
-        unsigned long size;     /* automaton nodes */
-        unsigned long cost;     /* estimated cost of compiling it */
-        unsigned long anchors;  /* zero-width assertions (^ $ \b \B \< \> \` \'), repeats counted */
-        bool nullable;          /* it can match the empty string */
+        unsigned long size;    /* automaton nodes */
+        unsigned long cost;    /* estimated cost of compiling it */
+        unsigned long anchors; /* zero-width assertions (^ $ \b \B \< \> \` \'), repeats counted */
+        bool nullable;         /* it can match the empty string */
 };
 
 struct rx_group {
-        struct rx_piece done;   /* the finished alternatives, one node per '|' */
-        struct rx_piece cur;    /* the alternative being read */
-        struct rx_piece last;   /* its last piece: what a quantifier repeats */
-        bool before_nullable;   /* the pieces of cur before last can all match the empty string */
-        bool empty;             /* cur has no piece yet */
-        bool bar;               /* the group has a '|' */
-        int nested;             /* deepest repeated-group nesting inside (see REGEX_MAX_NESTED) */
+        struct rx_piece done; /* the finished alternatives, one node per '|' */
+        struct rx_piece cur;  /* the alternative being read */
+        struct rx_piece last; /* its last piece: what a quantifier repeats */
+        bool before_nullable; /* the pieces of cur before last can all match the empty string */
+        bool empty;           /* cur has no piece yet */
+        bool bar;             /* the group has a '|' */
+        int nested;           /* deepest repeated-group nesting inside (see REGEX_MAX_NESTED) */
 };
 
-#define RX_SAT (1ul << 40)      /* saturation: far above any limit, far below overflow */
+#define RX_SAT (1ul << 40) /* saturation: far above any limit, far below overflow */
 
 static unsigned long sat_mul(unsigned long a, unsigned long b) {
         return a && b > RX_SAT / a ? RX_SAT : a * b;
@@ -611,7 +625,7 @@ static unsigned long sat_add(unsigned long a, unsigned long b) {
 }
 
 static void rx_open(struct rx_group *g) {
-        *g = (struct rx_group){ .cur.nullable = true, .before_nullable = true, .empty = true };
+        *g = (struct rx_group){.cur.nullable = true, .before_nullable = true, .empty = true};
 }
 
 static void rx_add(struct rx_group *g, struct rx_piece p) {
@@ -709,7 +723,8 @@ static const char *rx_bracket(const char *s) {
  * model cannot price (see struct rx_piece), and an estimated cost above CFG_REGEX_MAX_COST. Returns
  * NULL and the cost, or the reason. */
 static const char *regex_cost(const char *p, unsigned long *ret_cost) {
-        static const struct rx_piece atom = { .size = 1 }, assertion = { .size = 1, .anchors = 1, .nullable = true };
+        static const struct rx_piece atom = {.size = 1},
+                                     assertion = {.size = 1, .anchors = 1, .nullable = true};
         struct rx_group stack[REGEX_MAX_GROUPS + 1], *g = stack;
         unsigned long lo, hi;
         bool open;
@@ -723,7 +738,8 @@ static const char *regex_cost(const char *p, unsigned long *ret_cost) {
                 /* something to repeat that can match the empty string */
                 if (strchr("+*{", *s) && !g->empty && g->last.nullable &&
                     (*s != '{' || rx_interval(s, &lo, &hi, &open) > 0))
-                        return "repeating what can match the empty string (like \"(a?)*\" or \"(^)+\") is not supported";
+                        return "repeating what can match the empty string (like \"(a?)*\" or \"(^)+\") is "
+                               "not supported";
                 switch (*s) {
                 case '\\':
                         if (s[1] >= '1' && s[1] <= '9')
@@ -756,7 +772,8 @@ static const char *regex_cost(const char *p, unsigned long *ret_cost) {
                         if (g == stack)
                                 return "unmatched ')' (write '\\)' for a literal parenthesis)";
                         if (g->empty && g->bar)
-                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; "
+                                       "write \"(a)?\"";
                         struct rx_group *in = g--;
                         int n = in->nested;
                         /* each quantifier stacked on the group ("(x)++", "(x)+{2}") nests once more */
@@ -775,12 +792,13 @@ static const char *regex_cost(const char *p, unsigned long *ret_cost) {
                 }
                 case '|':
                         if (g->empty)
-                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; write \"(a)?\"";
+                                return "empty alternatives (like \"a|\" or \"(|a)\") are not supported; "
+                                       "write \"(a)?\"";
                         g->done.size = sat_add(g->done.size, sat_add(g->cur.size, 1));
                         g->done.cost = sat_add(g->done.cost, g->cur.cost);
                         g->done.anchors = sat_add(g->done.anchors, g->cur.anchors);
                         g->done.nullable = g->done.nullable || g->cur.nullable;
-                        g->cur = (struct rx_piece){ .nullable = true };
+                        g->cur = (struct rx_piece){.nullable = true};
                         g->before_nullable = g->empty = g->bar = true;
                         break;
                 case '*':
@@ -870,8 +888,10 @@ static int get_regex(struct ctx *x, const cJSON *v, regex_t *ret) {
         x->regex_cost += REGEX_BASE_COST + cost;
         if (x->regex_cost > CFG_REGEX_MAX_TOTAL_COST) {
                 regfree(ret);
-                return fail(x, "the regular expressions of this configuration are too costly to compile "
-                               "(more than %u units in all; see vhotplug.conf(5))", CFG_REGEX_MAX_TOTAL_COST);
+                return fail(x,
+                            "the regular expressions of this configuration are too costly to compile "
+                            "(more than %u units in all; see vhotplug.conf(5))",
+                            CFG_REGEX_MAX_TOTAL_COST);
         }
         return 0;
 }
@@ -909,9 +929,9 @@ static int get_removable(struct ctx *x, const cJSON *v, unsigned *ret) {
                 const char *name;
                 enum dev_removable value;
         } names[] = {
-                { "fixed", DEV_REMOVABLE_FIXED },
-                { "removable", DEV_REMOVABLE_REMOVABLE },
-                { "unknown", DEV_REMOVABLE_UNKNOWN },
+                {"fixed", DEV_REMOVABLE_FIXED},
+                {"removable", DEV_REMOVABLE_REMOVABLE},
+                {"unknown", DEV_REMOVABLE_UNKNOWN},
         };
         const cJSON *item;
         unsigned bits = 0;
@@ -1054,9 +1074,8 @@ static long get_array(struct ctx *x, const cJSON *v, const char *what, size_t ma
 
         if (!cJSON_IsArray(v))
                 return fail_expected(x, v, what);
-        cJSON_ArrayForEach(item, v)
-                if (++n > max)
-                        return fail(x, "too many items: at most %zu allowed", max);
+        cJSON_ArrayForEach(item, v) if (++n > max) return fail(x, "too many items: at most %zu allowed",
+                                                               max);
         return (long)n;
 }
 
@@ -1134,13 +1153,16 @@ static int note_semantics(struct ctx *x, const struct cfg_rule *r, enum dev_kind
                         o = sizeof(list) - 1;
         }
         if (groups > 1)
-                return note(x, "%s are combined with AND: all of them must hold (the older daemon accepted "
-                               "a device when any one of them held)", list);
+                return note(x,
+                            "%s are combined with AND: all of them must hold (the older daemon accepted "
+                            "a device when any one of them held)",
+                            list);
         if (kind != DEV_EVDEV && (f & (RF_VENDOR_ID | RF_PRODUCT_ID)) &&
             (f & (RF_VENDOR_ID | RF_PRODUCT_ID)) != (RF_VENDOR_ID | RF_PRODUCT_ID)) {
                 fields_text(f & (RF_VENDOR_ID | RF_PRODUCT_ID), where, one, sizeof(one));
                 return note(x, "%s alone matches %s (the older daemon ignored it without %s)", one,
-                            f & RF_VENDOR_ID ? "every product of that vendor" : "that product id of every vendor",
+                            f & RF_VENDOR_ID ? "every product of that vendor"
+                                             : "that product id of every vendor",
                             f & RF_VENDOR_ID ? (kind == DEV_PCI ? "deviceId" : "productId") : "vendorId");
         }
         if ((f & (RF_BUS | RF_PORT)) && (f & (RF_BUS | RF_PORT)) != (RF_BUS | RF_PORT))
@@ -1154,7 +1176,8 @@ static int parse_rule(struct ctx *x, const cJSON *obj, enum dev_kind kind, struc
         char list[256];
         int ret;
 
-        ret = parse_object(x, obj, rule_fields, ELEMENTSOF(rule_fields), 1u << kind, true, r, &r->fields, found);
+        ret = parse_object(x, obj, rule_fields, ELEMENTSOF(rule_fields), 1u << kind, true, r, &r->fields,
+                           found);
         if (ret < 0)
                 return ret;
         ret = parse_enabled(x, found[R_DISABLE], found[R_ENABLE], true, &r->enabled);
@@ -1166,13 +1189,14 @@ static int parse_rule(struct ctx *x, const cJSON *obj, enum dev_kind kind, struc
                 return fail(x, "'value' requires 'property' (the udev property to compare)");
         if (r->fields == 0) {
                 match_fields_text(1u << kind, list, sizeof(list));
-                return fail(x, "a rule needs at least one match field (it would match every device): %s", list);
+                return fail(x, "a rule needs at least one match field (it would match every device): %s",
+                            list);
         }
         return note_semantics(x, r, kind);
 }
 
-static int parse_rules(struct ctx *x, const cJSON *v, const char *key, enum dev_kind kind, struct cfg_rule **ret,
-                       size_t *ret_n) {
+static int parse_rules(struct ctx *x, const cJSON *v, const char *key, enum dev_kind kind,
+                       struct cfg_rule **ret, size_t *ret_n) {
         size_t mark = path_key(x, key), i = 0;
         const cJSON *item;
         long n;
@@ -1298,13 +1322,15 @@ static int parse_entry(struct ctx *x, const cJSON *obj, enum dev_kind kind, stru
         if (!found[E_TARGET_VM] && !found[E_ALLOWED_VMS]) {
                 /* The older daemon skipped such an entry (logging an error) when its rules matched. */
                 if (e->enabled) /* a disabled one routes nothing anyway */
-                        r = warn(x, "no 'targetVm'%s: this entry claims nothing", kind == DEV_USB ? " or 'allowedVms'" : "");
+                        r = warn(x, "no 'targetVm'%s: this entry claims nothing",
+                                 kind == DEV_USB ? " or 'allowedVms'" : "");
         } else {
                 r = parse_targets(x, found[E_TARGET_VM], found[E_ALLOWED_VMS], e);
         }
         if (r < 0)
                 return r;
-        if (!e->legacy_all_inputs && e->enabled && e->n_vms > 0 && (!found[E_ALLOW] || cJSON_GetArraySize(found[E_ALLOW]) == 0))
+        if (!e->legacy_all_inputs && e->enabled && e->n_vms > 0 &&
+            (!found[E_ALLOW] || cJSON_GetArraySize(found[E_ALLOW]) == 0))
                 r = warn(x, "%s 'allow' list: this entry claims nothing", found[E_ALLOW] ? "empty" : "no");
         if (r < 0)
                 return r;
@@ -1323,7 +1349,7 @@ static int parse_entry(struct ctx *x, const cJSON *obj, enum dev_kind kind, stru
 
 /* The older evdevPassthrough object: one entry passing every non-USB input device. */
 static int parse_legacy_evdev(struct ctx *x, const cJSON *obj) {
-        static const char *const rule_keys[] = { "allow", "deny" };
+        static const char *const rule_keys[] = {"allow", "deny"};
         struct cfg *c = x->c;
         struct cfg_entry *e;
         int r;
@@ -1331,8 +1357,10 @@ static int parse_legacy_evdev(struct ctx *x, const cJSON *obj) {
         for (size_t i = 0; i < ELEMENTSOF(rule_keys); i++)
                 if (cJSON_GetObjectItemCaseSensitive(obj, rule_keys[i])) {
                         path_key(x, rule_keys[i]);
-                        return fail(x, "the object form of evdevPassthrough takes no rules; "
-                                       "expected an array of entries to use '%s'", rule_keys[i]);
+                        return fail(x,
+                                    "the object form of evdevPassthrough takes no rules; "
+                                    "expected an array of entries to use '%s'",
+                                    rule_keys[i]);
                 }
         e = calloc(1, sizeof(*e));
         if (!e)
@@ -1361,7 +1389,9 @@ static int parse_section(struct ctx *x, const cJSON *v, enum dev_kind kind) {
 
         if (kind == DEV_EVDEV && cJSON_IsObject(v))
                 return parse_legacy_evdev(x, v);
-        n = get_array(x, v, kind == DEV_EVDEV ? "an array of entries (or the older object form)" : "an array of entries",
+        n = get_array(x, v,
+                      kind == DEV_EVDEV ? "an array of entries (or the older object form)"
+                                        : "an array of entries",
                       CFG_MAX_ENTRIES);
         if (n <= 0)
                 return (int)n;
@@ -1395,8 +1425,10 @@ static int parse_vm(struct ctx *x, const cJSON *obj, struct cfg_vm *vm) {
         if (r < 0)
                 return r;
         if (strlen(name) > CFG_MAX_VM_NAME ||
-            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@+-") != strlen(name))
-                return fail_expected(x, found[V_NAME], "a name of letters, digits and ._:@+- (at most 64 bytes)");
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@+-") !=
+                    strlen(name))
+                return fail_expected(x, found[V_NAME],
+                                     "a name of letters, digits and ._:@+- (at most 64 bytes)");
         if (cfg_find_vm(x->c, name))
                 return fail(x, "duplicate VM name '%s'", name);
         r = set_string(x, &vm->name, name);
@@ -1415,8 +1447,10 @@ static int parse_vm(struct ctx *x, const cJSON *obj, struct cfg_vm *vm) {
         else
                 return fail_expected(x, type, "\"qemu\", \"crosvm\" or \"cloud-hypervisor\"");
         if (vm->type == VMM_CLOUD_HYPERVISOR)
-                r = warn(x, "cloud-hypervisor VMs cannot be hot-plugged: accepted for cold-plug arguments "
-                            "(vhotplug-api); devices claimed for '%s' stay on the host", vm->name);
+                r = warn(x,
+                         "cloud-hypervisor VMs cannot be hot-plugged: accepted for cold-plug arguments "
+                         "(vhotplug-api); devices claimed for '%s' stay on the host",
+                         vm->name);
         if (r < 0)
                 return r;
         path_pop(x, mark);
@@ -1502,8 +1536,8 @@ static int general_init(struct ctx *x) {
         g->api.unix_socket = strdup(CFG_DEFAULT_API_SOCKET);
         g->api.host = strdup(CFG_DEFAULT_API_HOST);
         g->host_mounts = calloc(CFG_MAX_HOST_MOUNTS, sizeof(*g->host_mounts));
-        if (!g->database || !g->crosvm || !g->lock_dir || !g->state_path || !g->api.unix_socket || !g->api.host ||
-            !g->host_mounts)
+        if (!g->database || !g->crosvm || !g->lock_dir || !g->state_path || !g->api.unix_socket ||
+            !g->api.host || !g->host_mounts)
                 return oom(x);
         g->qmp_timeout_ms = CFG_DEFAULT_QMP_TIMEOUT_MS;
         g->event_timeout_ms = CFG_DEFAULT_EVENT_TIMEOUT_MS;
@@ -1535,7 +1569,7 @@ static int parse_transports(struct ctx *x, const cJSON *v, unsigned *ret) {
         static const struct {
                 const char *name;
                 unsigned bit;
-        } names[] = { { "unix", CFG_API_UNIX }, { "vsock", CFG_API_VSOCK }, { "tcp", CFG_API_TCP } };
+        } names[] = {{"unix", CFG_API_UNIX}, {"vsock", CFG_API_VSOCK}, {"tcp", CFG_API_TCP}};
         static const char what[] = "\"unix\", \"vsock\" or \"tcp\"";
         const cJSON *item;
         size_t i = 0, k;
@@ -1625,7 +1659,8 @@ static int parse_api(struct ctx *x, const cJSON *obj) {
         if (found[A_PORT]) {
                 mark = path_key(x, "port");
                 /* vsock ports are 32-bit; TCP's are 16-bit. */
-                r = get_u32(x, found[A_PORT], 1, a->transports & CFG_API_TCP ? 65535 : UINT32_MAX - 1, &a->port);
+                r = get_u32(x, found[A_PORT], 1, a->transports & CFG_API_TCP ? 65535 : UINT32_MAX - 1,
+                            &a->port);
                 if (r < 0)
                         return r;
                 path_pop(x, mark);
@@ -1650,8 +1685,11 @@ static int parse_api(struct ctx *x, const cJSON *obj) {
         if (r >= 0 && a->transports == 0)
                 r = warn(x, "no 'transports': the API listens nowhere");
         if (r >= 0 && (a->transports & CFG_API_TCP))
-                r = warn(x, "the \"tcp\" transport is unauthenticated: anyone who reaches %.64s:%u controls device "
-                            "assignment", a->host, a->port);
+                r = warn(x,
+                         "the \"tcp\" transport is unauthenticated: anyone who reaches %.64s:%u controls "
+                         "device "
+                         "assignment",
+                         a->host, a->port);
         return r;
 }
 
@@ -1660,8 +1698,8 @@ static int parse_general(struct ctx *x, const cJSON *obj) {
         size_t mark;
         int r;
 
-        r = parse_object(x, obj, general_fields, ELEMENTSOF(general_fields), S_ALL, false, &x->c->general, NULL,
-                         found);
+        r = parse_object(x, obj, general_fields, ELEMENTSOF(general_fields), S_ALL, false, &x->c->general,
+                         NULL, found);
         if (r < 0)
                 return r;
         if (found[G_HOST_MOUNTS]) {
@@ -1681,9 +1719,15 @@ static int parse_general(struct ctx *x, const cJSON *obj) {
         return 0;
 }
 
-static int parse_usb(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_USB); }
-static int parse_pci(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_PCI); }
-static int parse_evdev(struct ctx *x, const cJSON *v) { return parse_section(x, v, DEV_EVDEV); }
+static int parse_usb(struct ctx *x, const cJSON *v) {
+        return parse_section(x, v, DEV_USB);
+}
+static int parse_pci(struct ctx *x, const cJSON *v) {
+        return parse_section(x, v, DEV_PCI);
+}
+static int parse_evdev(struct ctx *x, const cJSON *v) {
+        return parse_section(x, v, DEV_EVDEV);
+}
 
 /* usbAuthorization as the older daemon read it: off unless enabled, hostAllow holds USB rules. */
 static int parse_usb_authorization(struct ctx *x, const cJSON *obj) {
@@ -1698,7 +1742,8 @@ static int parse_usb_authorization(struct ctx *x, const cJSON *obj) {
         if (r < 0)
                 return r;
         if (found[U_HOST_ALLOW]) {
-                r = parse_rules(x, found[U_HOST_ALLOW], "hostAllow", DEV_USB, &u->host_allow, &u->n_host_allow);
+                r = parse_rules(x, found[U_HOST_ALLOW], "hostAllow", DEV_USB, &u->host_allow,
+                                &u->n_host_allow);
                 if (r < 0)
                         return r;
         }
@@ -1720,7 +1765,8 @@ static int parse_acpi_table(struct ctx *x, const cJSON *obj, struct cfg_acpi_tab
         const cJSON *found[ELEMENTSOF(acpi_table_fields)];
         int r;
 
-        r = parse_object(x, obj, acpi_table_fields, ELEMENTSOF(acpi_table_fields), S_ALL, true, t, NULL, found);
+        r = parse_object(x, obj, acpi_table_fields, ELEMENTSOF(acpi_table_fields), S_ALL, true, t, NULL,
+                         found);
         if (r < 0)
                 return r;
         return parse_enabled(x, found[AT_DISABLE], found[AT_ENABLE], true, &t->enabled);
@@ -1734,8 +1780,8 @@ static int parse_acpi_inline(struct ctx *x, const cJSON **found, const struct cf
                 const char *key;
                 size_t offset;
         } keys[] = {
-                { AE_USER, "setUser", offsetof(struct cfg_acpi_table, set_user) },
-                { AE_GROUP, "setGroup", offsetof(struct cfg_acpi_table, set_group) },
+                {AE_USER, "setUser", offsetof(struct cfg_acpi_table, set_user)},
+                {AE_GROUP, "setGroup", offsetof(struct cfg_acpi_table, set_group)},
         };
         size_t mark = path_key(x, "acpiTable");
         int r = get_path(x, found[AE_TABLE], &t->path);
@@ -1768,7 +1814,8 @@ static int parse_acpi_entry(struct ctx *x, const cJSON *obj, struct cfg_acpi_ent
         long n = 0;
         int r;
 
-        r = parse_object(x, obj, acpi_entry_fields, ELEMENTSOF(acpi_entry_fields), S_ALL, true, e, NULL, found);
+        r = parse_object(x, obj, acpi_entry_fields, ELEMENTSOF(acpi_entry_fields), S_ALL, true, e, NULL,
+                         found);
         if (r < 0)
                 return r;
         r = parse_enabled(x, found[AE_DISABLE], found[AE_ENABLE], true, &e->enabled);
@@ -1799,7 +1846,8 @@ static int parse_acpi_entry(struct ctx *x, const cJSON *obj, struct cfg_acpi_ent
         }
         n += found[AE_TABLE] ? 1 : 0;
         if (*n_tables + (size_t)n > CFG_MAX_ACPI_TABLES)
-                return fail(x, "too many ACPI tables: at most %d in the whole configuration", CFG_MAX_ACPI_TABLES);
+                return fail(x, "too many ACPI tables: at most %d in the whole configuration",
+                            CFG_MAX_ACPI_TABLES);
         *n_tables += (size_t)n;
         if (n == 0)
                 return 0;
@@ -1856,7 +1904,8 @@ static int parse_root(struct ctx *x, const cJSON *root) {
         int r;
 
         if (!cJSON_IsObject(root))
-                return fail(x, "expected a JSON object at the top level, got %s", describe(root, got, sizeof(got)));
+                return fail(x, "expected a JSON object at the top level, got %s",
+                            describe(root, got, sizeof(got)));
         r = general_init(x);
         if (r < 0)
                 return r;
@@ -1868,13 +1917,13 @@ static int parse_root(struct ctx *x, const cJSON *root) {
                 int index;
                 int (*parse)(struct ctx *, const cJSON *);
         } order[] = {
-                { T_GENERAL, parse_general },
-                { T_VMS, parse_vms },
-                { T_USB_AUTHORIZATION, parse_usb_authorization },
-                { T_ACPI, parse_acpi },
-                { T_USB, parse_usb },
-                { T_PCI, parse_pci },
-                { T_EVDEV, parse_evdev },
+                {T_GENERAL, parse_general},
+                {T_VMS, parse_vms},
+                {T_USB_AUTHORIZATION, parse_usb_authorization},
+                {T_ACPI, parse_acpi},
+                {T_USB, parse_usb},
+                {T_PCI, parse_pci},
+                {T_EVDEV, parse_evdev},
         };
         for (size_t i = 0; i < ELEMENTSOF(order); i++) {
                 const cJSON *v = found[order[i].index];
@@ -1899,7 +1948,8 @@ static bool keeps_any_keyboard(const struct cfg_rule *r) {
 
         /* ids, serial and place single out some keyboards; a keyboard's interface class is
          * valid, so driverPath never holds for it */
-        if (!r->enabled || (f & (RF_VENDOR_ID | RF_PRODUCT_ID | RF_SERIAL | RF_BUS | RF_PORT | RF_PORT_PATH | RF_DRIVER_PATH)))
+        if (!r->enabled || (f & (RF_VENDOR_ID | RF_PRODUCT_ID | RF_SERIAL | RF_BUS | RF_PORT | RF_PORT_PATH |
+                                 RF_DRIVER_PATH)))
                 return false;
         /* anchored at the start only: a pattern that matches "" matches every name */
         if ((f & RF_VENDOR_NAME) && regexec(&r->vendor_name, "", 0, NULL, 0) != 0)
@@ -1916,8 +1966,8 @@ static bool keeps_any_keyboard(const struct cfg_rule *r) {
 }
 
 /* Warns at path (one or two keys) with what. */
-__attribute__((format(printf, 4, 5)))
-static int warn_at(struct ctx *x, const char *key1, const char *key2, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static int warn_at(struct ctx *x, const char *key1, const char *key2,
+                                                         const char *fmt, ...) {
         size_t mark = path_key(x, key1);
         char what[512];
         va_list ap;
@@ -1976,9 +2026,11 @@ static int check_host(struct ctx *x) {
         int r = 0;
 
         if (g->api.unix_user && !user_exists(g->api.unix_user))
-                r = warn_at(x, "general", "api", "unixSocketUser: no user '%.64s' on this host", g->api.unix_user);
+                r = warn_at(x, "general", "api", "unixSocketUser: no user '%.64s' on this host",
+                            g->api.unix_user);
         if (r >= 0 && g->api.unix_group && !group_exists(g->api.unix_group))
-                r = warn_at(x, "general", "api", "unixSocketGroup: no group '%.64s' on this host", g->api.unix_group);
+                r = warn_at(x, "general", "api", "unixSocketGroup: no group '%.64s' on this host",
+                            g->api.unix_group);
         if (r >= 0 && g->ovmf_code && *(why = file_problem(g->ovmf_code)))
                 r = warn_at(x, "general", "ovmfCode", "%.200s %s", g->ovmf_code, why);
         if (r >= 0 && g->ovmf_vars && *(why = file_problem(g->ovmf_vars)))
@@ -1994,12 +2046,15 @@ static int check_host(struct ctx *x) {
                 int e = mod_ctx_new(g->modules_dir, &m);
 
                 mod_ctx_free(m);
-                snprintf(dir, sizeof(dir), "%s", g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`");
+                snprintf(dir, sizeof(dir), "%s",
+                         g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`");
                 if (!g->modules_dir && uname(&u) == 0)
                         snprintf(dir, sizeof(dir), "/lib/modules/%.64s", u.release);
                 if (e < 0)
-                        r = warn_at(x, "general", "modulesDir", "driverPath rules cannot match: no kernel module index "
-                                    "(modules.alias.bin) in %.200s: %s", dir, strerror(-e));
+                        r = warn_at(x, "general", "modulesDir",
+                                    "driverPath rules cannot match: no kernel module index "
+                                    "(modules.alias.bin) in %.200s: %s",
+                                    dir, strerror(-e));
         }
         for (size_t i = 0; r >= 0 && i < c->n_acpi; i++) {
                 size_t mark = path_key(x, "acpiPassthrough");
@@ -2020,9 +2075,10 @@ static int check_host(struct ctx *x) {
         for (size_t i = 0; i < c->usb_auth.n_host_allow; i++)
                 if (keeps_any_keyboard(&c->usb_auth.host_allow[i]))
                         return 0;
-        return warn_at(x, "usbAuthorization", NULL,
-                       "no hostAllow rule keeps a USB keyboard on the host: a keyboard that no VM claims stays "
-                       "unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)");
+        return warn_at(
+                x, "usbAuthorization", NULL,
+                "no hostAllow rule keeps a USB keyboard on the host: a keyboard that no VM claims stays "
+                "unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)");
 }
 
 /* Line and column (1-based, in characters) of byte offset off. */
@@ -2052,9 +2108,11 @@ static int syntax_error(const char *name, const char *text, size_t len, size_t o
                 char snippet[17];
                 snprintf(snippet, sizeof(snippet), "%s", text + off);
                 escape(snippet, 16, near, sizeof(near));
-                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s near \"%s\"", name, line, col, what, near);
+                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s near \"%s\"", name, line, col, what,
+                         near);
         } else
-                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s at the end of the file", name, line, col, what);
+                snprintf(err->msg, sizeof(err->msg), "%.200s:%u:%u: %s at the end of the file", name, line,
+                         col, what);
         return -EINVAL;
 }
 
@@ -2063,7 +2121,7 @@ static int parse_text(const char *text, size_t len, const char *name, unsigned f
         _cleanup_free_ char *buf = NULL;
         _cleanup_cjson_ cJSON *root = NULL;
         const char *end = NULL, *nul;
-        struct ctx x = { .file = name, .flags = flags, .err = err };
+        struct ctx x = {.file = name, .flags = flags, .err = err};
         size_t off;
         int r;
 
@@ -2085,8 +2143,8 @@ static int parse_text(const char *text, size_t len, const char *name, unsigned f
                 return syntax_error(name, buf, len, end ? (size_t)(end - buf) : 0, "JSON syntax error", err);
         end += strspn(end, " \t\r\n");
         if (*end)
-                return syntax_error(name, buf, len, (size_t)(end - buf), "unexpected text after the JSON value",
-                                    err);
+                return syntax_error(name, buf, len, (size_t)(end - buf),
+                                    "unexpected text after the JSON value", err);
         off = json_find_escaped_nul(buf, len);
         if (off < len)
                 return syntax_error(name, buf, len, off, "\\u0000 (a NUL character) inside a string", err);
@@ -2113,7 +2171,8 @@ int cfg_load_string_flags(const char *text, size_t len, const char *name, unsign
         return parse_text(text, len, name ? name : "<string>", flags, ret, err ? err : &dummy);
 }
 
-int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret, struct cfg_error *err) {
+int cfg_load_string(const char *text, size_t len, const char *name, struct cfg **ret,
+                    struct cfg_error *err) {
         return cfg_load_string_flags(text, len, name, 0, ret, err);
 }
 
@@ -2147,13 +2206,15 @@ int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_erro
         }
         if (!(flags & CFG_NO_STRICT_PERMS)) {
                 if (st.st_uid != 0) {
-                        snprintf(err->msg, sizeof(err->msg), "%.200s: refusing to read: owned by uid %u, not by root",
-                                 path, (unsigned)st.st_uid);
+                        snprintf(err->msg, sizeof(err->msg),
+                                 "%.200s: refusing to read: owned by uid %u, not by root", path,
+                                 (unsigned)st.st_uid);
                         return -EPERM;
                 }
                 if (st.st_mode & (S_IWGRP | S_IWOTH)) {
                         snprintf(err->msg, sizeof(err->msg),
-                                 "%.200s: refusing to read: writable by group or others (mode %04o; chmod go-w)",
+                                 "%.200s: refusing to read: writable by group or others (mode %04o; chmod "
+                                 "go-w)",
                                  path, (unsigned)(st.st_mode & 07777));
                         return -EPERM;
                 }
@@ -2198,8 +2259,9 @@ int cfg_load(const char *path, unsigned flags, struct cfg **ret, struct cfg_erro
         return parse_text(text, len, path, flags, ret, err);
 
 too_big:
-        snprintf(err->msg, sizeof(err->msg), "%.200s: file too large: more than %u bytes (the limit is %u MiB)", path,
-                 CFG_MAX_FILE_SIZE, CFG_MAX_FILE_SIZE >> 20);
+        snprintf(err->msg, sizeof(err->msg),
+                 "%.200s: file too large: more than %u bytes (the limit is %u MiB)", path, CFG_MAX_FILE_SIZE,
+                 CFG_MAX_FILE_SIZE >> 20);
         return -EFBIG;
 }
 

@@ -27,37 +27,37 @@
 #define CFG_MAX_FILE_SIZE (16u << 20)
 
 /* Bounds on what a configuration may hold; larger values are configuration errors. */
-#define CFG_MAX_STRING 4096          /* bytes in one string value */
-#define CFG_MAX_VM_NAME 64           /* bytes in a VM name ([A-Za-z0-9._:@+-]) */
+#define CFG_MAX_STRING 4096 /* bytes in one string value */
+#define CFG_MAX_VM_NAME 64  /* bytes in a VM name ([A-Za-z0-9._:@+-]) */
 #define CFG_MAX_VMS 1024
-#define CFG_MAX_ENTRIES 10000        /* entries per passthrough section */
-#define CFG_MAX_RULES 100000         /* allow + deny rules over all sections */
+#define CFG_MAX_ENTRIES 10000 /* entries per passthrough section */
+#define CFG_MAX_RULES 100000  /* allow + deny rules over all sections */
 #define CFG_MAX_HOST_MOUNTS 256
-#define CFG_MAX_WARNINGS 100         /* further warnings are summarized in one line */
-#define CFG_MAX_NOTES 100            /* likewise for notes */
-#define CFG_MAX_ACPI_TABLES 256      /* acpiPassthrough tables over all entries */
-#define CFG_MAX_CIDS 1024            /* general.api.allowedCids */
+#define CFG_MAX_WARNINGS 100    /* further warnings are summarized in one line */
+#define CFG_MAX_NOTES 100       /* likewise for notes */
+#define CFG_MAX_ACPI_TABLES 256 /* acpiPassthrough tables over all entries */
+#define CFG_MAX_CIDS 1024       /* general.api.allowedCids */
 
 /* What compiling regular expressions may cost (glibc's regcomp grows quadratically with repeat
  * counts: ".{0,9999}" takes 1.6 GB). Units are the estimate of cfg_regex_compile(); one unit is
  * roughly 20 bytes of compiled automaton. */
-#define CFG_REGEX_MAX_REPEAT 255     /* a {m,n} bound: POSIX's RE_DUP_MAX minimum */
-#define CFG_REGEX_MAX_COST (1u << 18)      /* one pattern: ".{0,255}" costs 65 280 */
+#define CFG_REGEX_MAX_REPEAT 255            /* a {m,n} bound: POSIX's RE_DUP_MAX minimum */
+#define CFG_REGEX_MAX_COST (1u << 18)       /* one pattern: ".{0,255}" costs 65 280 */
 #define CFG_REGEX_MAX_TOTAL_COST (1u << 22) /* all patterns of a configuration */
 
 /* Match fields of a rule (bit set = field present). */
 enum {
         RF_VENDOR_ID = 1u << 0,
-        RF_PRODUCT_ID = 1u << 1,   /* USB productId, PCI deviceId */
+        RF_PRODUCT_ID = 1u << 1, /* USB productId, PCI deviceId */
         RF_VENDOR_NAME = 1u << 2,
         RF_PRODUCT_NAME = 1u << 3,
         RF_SERIAL = 1u << 4,
         RF_BUS = 1u << 5,
         RF_PORT = 1u << 6,
         RF_PORT_PATH = 1u << 7,
-        RF_DEV_CLASS = 1u << 8,    /* USB deviceClass, PCI deviceClass */
-        RF_DEV_SUBCLASS = 1u << 9, /* USB deviceSubclass, PCI deviceSubclass */
-        RF_DEV_PROTOCOL = 1u << 10,/* USB deviceProtocol, PCI deviceProgIf */
+        RF_DEV_CLASS = 1u << 8,     /* USB deviceClass, PCI deviceClass */
+        RF_DEV_SUBCLASS = 1u << 9,  /* USB deviceSubclass, PCI deviceSubclass */
+        RF_DEV_PROTOCOL = 1u << 10, /* USB deviceProtocol, PCI deviceProgIf */
         RF_IF_CLASS = 1u << 11,
         RF_IF_SUBCLASS = 1u << 12,
         RF_IF_PROTOCOL = 1u << 13,
@@ -70,9 +70,9 @@ enum {
 };
 
 struct cfg_rule {
-        char *description;     /* may be NULL */
+        char *description; /* may be NULL */
         bool enabled;
-        unsigned fields;       /* RF_* present */
+        unsigned fields; /* RF_* present */
         uint16_t vendor_id, product_id;
         regex_t vendor_name, product_name, name, path_tag, driver_path; /* compiled when present */
         char *serial;
@@ -80,8 +80,8 @@ struct cfg_rule {
         char *port_path;
         int dev_class, dev_subclass, dev_protocol;
         int if_class, if_subclass, if_protocol;
-        unsigned removable;    /* bit (1 << enum dev_removable) per accepted value */
-        char address[PCI_ADDRESS_LEN];      /* normalized PCI address */
+        unsigned removable;            /* bit (1 << enum dev_removable) per accepted value */
+        char address[PCI_ADDRESS_LEN]; /* normalized PCI address */
         char *property, *value;
 };
 
@@ -96,12 +96,12 @@ struct cfg_vm {
 };
 
 struct cfg_entry {
-        char *description;      /* may be NULL */
+        char *description; /* may be NULL */
         bool enabled;
-        size_t n_vms;           /* 1 for targetVm; allowedVms may list several */
+        size_t n_vms;              /* 1 for targetVm; allowedVms may list several */
         const struct cfg_vm **vms; /* targetVm (when given) first */
-        bool ask_vm;            /* allowedVms without targetVm: a hot-plugged device waits for the
-                                 * user to choose a VM (vhotplug-api's "which VM?" prompt) */
+        bool ask_vm;               /* allowedVms without targetVm: a hot-plugged device waits for the
+                                    * user to choose a VM (vhotplug-api's "which VM?" prompt) */
         struct cfg_rule *allow;
         size_t n_allow;
         struct cfg_rule *deny;
@@ -115,14 +115,14 @@ struct cfg_entry {
 
 /* One ACPI table handed to a VM at start (acpiPassthrough; cold-plug arguments of vhotplug-api). */
 struct cfg_acpi_table {
-        char *description;      /* may be NULL */
+        char *description; /* may be NULL */
         bool enabled;
-        char *path;             /* acpiTable: "/sys/firmware/acpi/tables/NHLT" */
+        char *path;                 /* acpiTable: "/sys/firmware/acpi/tables/NHLT" */
         char *set_user, *set_group; /* owner to give the file first; may be NULL */
 };
 
 struct cfg_acpi_entry {
-        char *description;      /* may be NULL */
+        char *description; /* may be NULL */
         bool enabled;
         const struct cfg_vm *vm; /* NULL: the entry names no VM and hands out nothing */
         struct cfg_acpi_table *tables;
@@ -137,15 +137,15 @@ enum {
 
 /* general.api: where vhotplug-api listens (the older daemon's keys). */
 struct cfg_api {
-        bool enabled;           /* the key is present and not disabled */
-        unsigned transports;    /* CFG_API_* */
-        char *unix_socket;      /* CFG_DEFAULT_API_SOCKET unless set */
+        bool enabled;                 /* the key is present and not disabled */
+        unsigned transports;          /* CFG_API_* */
+        char *unix_socket;            /* CFG_DEFAULT_API_SOCKET unless set */
         char *unix_user, *unix_group; /* owner of the socket; NULL: unchanged */
-        int unix_mode;          /* -1: unchanged */
-        uint32_t port;          /* vsock and tcp; CFG_DEFAULT_API_PORT unless set */
-        uint32_t *allowed_cids; /* vsock peers allowed; none listed: any */
+        int unix_mode;                /* -1: unchanged */
+        uint32_t port;                /* vsock and tcp; CFG_DEFAULT_API_PORT unless set */
+        uint32_t *allowed_cids;       /* vsock peers allowed; none listed: any */
         size_t n_allowed_cids;
-        char *host;             /* tcp; CFG_DEFAULT_API_HOST unless set */
+        char *host; /* tcp; CFG_DEFAULT_API_HOST unless set */
 };
 
 /* usbAuthorization: USB devices stay unauthorized on the host unless a VM claims them or a
@@ -159,15 +159,15 @@ struct cfg_usb_auth {
 
 struct cfg_general {
         char *database, *crosvm, *lock_dir;
-        char **host_mounts;     /* "/", "/boot", "/usr" plus hostRequiredMounts */
+        char **host_mounts; /* "/", "/boot", "/usr" plus hostRequiredMounts */
         size_t n_host_mounts;
         int qmp_timeout_ms;
-        int event_timeout_ms;   /* budget of one event or request, lock waits and retries included */
+        int event_timeout_ms; /* budget of one event or request, lock waits and retries included */
         int attach_retries;
-        char *modules_dir;      /* driverPath lookups; NULL: /lib/modules/`uname -r` */
+        char *modules_dir;           /* driverPath lookups; NULL: /lib/modules/`uname -r` */
         char *ovmf_code, *ovmf_vars; /* firmware for autoOvmf entries; may be NULL */
-        char *state_path;       /* the older daemon's state file: CFG_DEFAULT_STATE_PATH unless set */
-        bool persistency;       /* the older daemon's switch for that file (default true) */
+        char *state_path;            /* the older daemon's state file: CFG_DEFAULT_STATE_PATH unless set */
+        bool persistency;            /* the older daemon's switch for that file (default true) */
         struct cfg_api api;
 };
 
@@ -181,9 +181,9 @@ struct cfg {
         size_t n_acpi;
         struct cfg_usb_auth usb_auth;
         struct cfg_general general;
-        char **warnings;        /* "FILE: PATH: message" lines for unknown or ineffective keys */
+        char **warnings; /* "FILE: PATH: message" lines for unknown or ineffective keys */
         size_t n_warnings;
-        char **notes;           /* "FILE: PATH: message" lines that explain, e.g. AND of a rule's fields */
+        char **notes; /* "FILE: PATH: message" lines that explain, e.g. AND of a rule's fields */
         size_t n_notes;
 };
 
@@ -194,7 +194,7 @@ struct cfg {
 #define CFG_CHECK_HOST (1u << 1)
 
 struct cfg_error {
-        char msg[1024];         /* "FILE: JSON.PATH: what was expected" or "FILE:LINE:COL: ..." */
+        char msg[1024]; /* "FILE: JSON.PATH: what was expected" or "FILE:LINE:COL: ..." */
 };
 
 /* Loads and validates path. Before reading, refuses a file that is not a regular file (-EINVAL),

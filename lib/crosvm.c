@@ -71,11 +71,11 @@ static const struct {
         const char *word;
         int error;
 } result_words[] = {
-        { "no_available_port", -ENOSPC },
-        { "no_such_device", -ENOENT },
-        { "no_such_port", -ENOENT },
-        { "failed_to_open_device", -EREMOTEIO },
-        { "failed_to_init_host_device", -EREMOTEIO },
+        {"no_available_port", -ENOSPC},
+        {"no_such_device", -ENOENT},
+        {"no_such_port", -ENOENT},
+        {"failed_to_open_device", -EREMOTEIO},
+        {"failed_to_init_host_device", -EREMOTEIO},
 };
 
 static int result_word_error(const char *word) {
@@ -186,7 +186,7 @@ int crosvm_find_binary(const char *name, char **ret) {
 struct crosvm_run {
         char out[CROSVM_OUTPUT_MAX];
         size_t len;
-        int status;           /* waitpid status */
+        int status; /* waitpid status */
 };
 
 /* Starts bin with stdout on out_fd, stdin and stderr on /dev/null, in its own process group so a
@@ -207,7 +207,8 @@ static int spawn_child(const char *bin, char *const argv[], int out_fd, pid_t *r
         posix_spawnattr_setpgroup(&attr, 0);
         posix_spawnattr_setsigmask(&attr, &none);
         posix_spawnattr_setsigdefault(&attr, &all);
-        posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+        posix_spawnattr_setflags(&attr,
+                                 POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
         r = posix_spawn(ret, bin, &fa, &attr, argv, environ);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&attr);
@@ -220,7 +221,7 @@ static int read_output(int fd, int64_t deadline, struct crosvm_run *run) {
                 int64_t left = deadline - now_ms();
                 if (left <= 0)
                         return -ETIMEDOUT;
-                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                struct pollfd pfd = {.fd = fd, .events = POLLIN};
                 int r = poll(&pfd, 1, (int)(left > 60000 ? 60000 : left));
                 if (r < 0 && errno != EINTR)
                         return -errno;
@@ -244,7 +245,7 @@ static int read_output(int fd, int64_t deadline, struct crosvm_run *run) {
  * The group is killed while pid is still a zombie, so its id cannot have been reused. */
 static int reap_child(pid_t pid, int64_t deadline, int *status) {
         for (;;) {
-                siginfo_t si = { 0 };
+                siginfo_t si = {0};
                 if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR)
                         return -errno;
                 if (si.si_pid == pid)
@@ -252,7 +253,7 @@ static int reap_child(pid_t pid, int64_t deadline, int *status) {
                 int64_t left = deadline - now_ms();
                 if (left <= 0)
                         return -ETIMEDOUT;
-                struct timespec ts = { .tv_nsec = (left < 5 ? left : 5) * 1000000 };
+                struct timespec ts = {.tv_nsec = (left < 5 ? left : 5) * 1000000};
                 nanosleep(&ts, NULL);
         }
         kill(-pid, SIGKILL);
@@ -297,20 +298,19 @@ static int crosvm_run(const char *bin, char *const argv[], int timeout_ms, struc
         return 0;
 }
 
-
 /* Runs `crosvm GROUP ARGS...` (GROUP "usb" or "vfio") and returns its output in run, whatever its
  * exit status; only failures to run it, timeouts and deaths by signal are errors here. */
 static int crosvm_cmd(const char *bin_name, const char *group, char *const args[], int timeout_ms,
                       struct crosvm_run *run, char **ret_error) {
         _cleanup_free_ char *bin = NULL;
-        char *argv[8] = { (char *)"crosvm", (char *)group };
+        char *argv[8] = {(char *)"crosvm", (char *)group};
         size_t n = 2;
 
         if (ret_error)
                 *ret_error = NULL;
         if (crosvm_find_binary(bin_name, &bin) < 0)
                 return errmsg_set(ret_error, -ENOEXEC, "crosvm binary '%s' not found or not executable",
-                                 bin_name ? bin_name : "");
+                                  bin_name ? bin_name : "");
         for (size_t i = 0; args[i] && n < ELEMENTSOF(argv) - 1; i++)
                 argv[n++] = args[i];
         argv[n] = NULL;
@@ -318,12 +318,12 @@ static int crosvm_cmd(const char *bin_name, const char *group, char *const args[
         int r = crosvm_run(bin, argv, timeout_ms, run);
         if (r == -ETIMEDOUT)
                 return errmsg_set(ret_error, r, "%s %s %s did not finish within %d ms, killed", bin, group,
-                                 args[0], timeout_ms);
+                                  args[0], timeout_ms);
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot run %s: %s", bin, strerror(-r));
         if (!WIFEXITED(run->status))
                 return errmsg_set(ret_error, -EPROTO, "%s %s %s died with signal %d", bin, group, args[0],
-                                 WTERMSIG(run->status));
+                                  WTERMSIG(run->status));
         return 0;
 }
 
@@ -342,7 +342,7 @@ static int crosvm_usb(const char *bin_name, char *const args[], int timeout_ms, 
         if (strncmp(line, "error", 5) == 0)
                 return errmsg_set(ret_error, crosvm_parse_error_output(line), "crosvm: %s", line);
         return errmsg_set(ret_error, -EPROTO, "crosvm exited with status %d: %s", WEXITSTATUS(run->status),
-                         line);
+                          line);
 }
 
 /* Sets the error for an answer the parser refused. */
@@ -353,9 +353,10 @@ static int answer_error(char **ret_error, int r, const char *out) {
         return errmsg_set(ret_error, r, "crosvm: %s", *line ? line : "(no output)");
 }
 
-int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, int timeout_ms, int *ret_port,
-                      char **ret_error) {
-        char *const args[] = { (char *)"attach", (char *)"00:00:00:00", (char *)devnode, (char *)socket, NULL };
+int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, int timeout_ms,
+                      int *ret_port, char **ret_error) {
+        char *const args[] = {(char *)"attach", (char *)"00:00:00:00", (char *)devnode, (char *)socket,
+                              NULL};
         _cleanup_free_ struct crosvm_run *run = calloc(1, sizeof(*run));
 
         if (!run)
@@ -369,7 +370,7 @@ int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, 
 
 int crosvm_usb_detach(const char *bin, const char *socket, int port, int timeout_ms, char **ret_error) {
         char portstr[16];
-        char *const args[] = { (char *)"detach", portstr, (char *)socket, NULL };
+        char *const args[] = {(char *)"detach", portstr, (char *)socket, NULL};
         _cleanup_free_ struct crosvm_run *run = calloc(1, sizeof(*run));
 
         if (!run)
@@ -386,7 +387,7 @@ int crosvm_usb_detach(const char *bin, const char *socket, int port, int timeout
 
 int crosvm_usb_list(const char *bin, const char *socket, int timeout_ms, struct crosvm_usb_device **ret,
                     size_t *ret_n, char **ret_error) {
-        char *const args[] = { (char *)"list", (char *)socket, NULL };
+        char *const args[] = {(char *)"list", (char *)socket, NULL};
         _cleanup_free_ struct crosvm_run *run = calloc(1, sizeof(*run));
         _cleanup_free_ struct crosvm_usb_device *devs = calloc(CROSVM_PORTS_MAX, sizeof(*devs));
         size_t n = 0;
@@ -416,7 +417,8 @@ int crosvm_vfio_path(const char *pci_addr, char *buf, size_t len) {
         return 0;
 }
 
-int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN], size_t max, size_t *ret_n) {
+int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN], size_t max,
+                                  size_t *ret_n) {
         char line[CROSVM_OUTPUT_MAX];
         char *tok[1 + CROSVM_PORTS_MAX];
         size_t prefix = strlen(CROSVM_VFIO_SYSFS);
@@ -445,17 +447,18 @@ int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN
  * "unexpected response: <answer>" and status 1 when it refused (e.g. "error: Invalid argument
  * (os error 22)" without a hot-plug bus for the device); status 1 without output when the socket
  * or the path is unusable (crosvm logs why on stderr, which is not kept). */
-static int crosvm_vfio(const char *bin, const char *verb, const char *socket, const char *pci_addr, int timeout_ms,
-                       char **ret_error) {
+static int crosvm_vfio(const char *bin, const char *verb, const char *socket, const char *pci_addr,
+                       int timeout_ms, char **ret_error) {
         char path[sizeof(CROSVM_VFIO_SYSFS) + PCI_ADDRESS_LEN], line[CROSVM_OUTPUT_MAX];
-        char *const args[] = { (char *)verb, path, (char *)socket, NULL };
+        char *const args[] = {(char *)verb, path, (char *)socket, NULL};
         _cleanup_free_ struct crosvm_run *run = calloc(1, sizeof(*run));
         int r;
 
         if (!run)
                 return -ENOMEM;
         if (crosvm_vfio_path(pci_addr, path, sizeof(path)) < 0)
-                return errmsg_set(ret_error, -EINVAL, "invalid PCI address '%.64s'", pci_addr ? pci_addr : "");
+                return errmsg_set(ret_error, -EINVAL, "invalid PCI address '%.64s'",
+                                  pci_addr ? pci_addr : "");
         r = crosvm_cmd(bin, "vfio", args, timeout_ms, run, ret_error);
         if (r < 0)
                 return r;
@@ -467,21 +470,26 @@ static int crosvm_vfio(const char *bin, const char *verb, const char *socket, co
         if (WEXITSTATUS(run->status) == CROSVM_EXIT_INVALID_ARGS)
                 return errmsg_set(ret_error, -EOPNOTSUPP, "this crosvm has no `vfio %s` command", verb);
         return errmsg_set(ret_error, -EREMOTEIO, "crosvm vfio %s %s failed with status %d%s%s", verb, path,
-                          WEXITSTATUS(run->status), *line ? ": " : " (the VM's control socket or the path was "
-                          "refused; crosvm logs why)", line);
+                          WEXITSTATUS(run->status),
+                          *line ? ": "
+                                : " (the VM's control socket or the path was "
+                                  "refused; crosvm logs why)",
+                          line);
 }
 
-int crosvm_vfio_add(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error) {
+int crosvm_vfio_add(const char *bin, const char *socket, const char *pci_addr, int timeout_ms,
+                    char **ret_error) {
         return crosvm_vfio(bin, "add", socket, pci_addr, timeout_ms, ret_error);
 }
 
-int crosvm_vfio_remove(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error) {
+int crosvm_vfio_remove(const char *bin, const char *socket, const char *pci_addr, int timeout_ms,
+                       char **ret_error) {
         return crosvm_vfio(bin, "remove", socket, pci_addr, timeout_ms, ret_error);
 }
 
 int crosvm_vfio_list(const char *bin, const char *socket, int timeout_ms, char (**ret)[PCI_ADDRESS_LEN],
                      size_t *ret_n, char **ret_error) {
-        char *const args[] = { (char *)"list", (char *)socket, NULL };
+        char *const args[] = {(char *)"list", (char *)socket, NULL};
         _cleanup_free_ struct crosvm_run *run = calloc(1, sizeof(*run));
         _cleanup_free_ char(*addrs)[PCI_ADDRESS_LEN] = calloc(CROSVM_PORTS_MAX, PCI_ADDRESS_LEN);
         char line[CROSVM_OUTPUT_MAX];
@@ -496,7 +504,8 @@ int crosvm_vfio_list(const char *bin, const char *socket, int timeout_ms, char (
         last_line(run->out, line, sizeof(line));
         /* Upstream crosvm knows only add and remove: its argument parser refuses "list". */
         if (WEXITSTATUS(run->status) == CROSVM_EXIT_INVALID_ARGS)
-                return errmsg_set(ret_error, -EOPNOTSUPP, "this crosvm cannot list its VFIO devices "
+                return errmsg_set(ret_error, -EOPNOTSUPP,
+                                  "this crosvm cannot list its VFIO devices "
                                   "(no `crosvm vfio list`: upstream crosvm has add and remove only)");
         if (WEXITSTATUS(run->status) != 0)
                 return errmsg_set(ret_error, strncmp(line, "error", 5) == 0 ? -EHOSTDOWN : -EPROTO,

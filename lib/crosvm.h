@@ -1,6 +1,6 @@
-/* crosvm client: runs `crosvm usb attach|detach|list` and `crosvm vfio add|remove|list` (execve, never a shell) with a time bound and
- * parses what it prints. The output formats are crosvm's UsbControlResult Display strings:
- *   ok <port> | no_available_port | no_such_device | no_such_port | failed_to_open_device |
+/* crosvm client: runs `crosvm usb attach|detach|list` and `crosvm vfio add|remove|list` (execve, never a
+ * shell) with a time bound and parses what it prints. The output formats are crosvm's UsbControlResult
+ * Display strings: ok <port> | no_available_port | no_such_device | no_such_port | failed_to_open_device |
  *   failed_to_init_host_device | devices [<port> <vid:04x> <pid:04x>]...
  * and, with exit status 1, "error <text>" (e.g. "error socket failed" when the control socket is
  * unusable, "error failed to open device PATH: ..." when crosvm cannot open the device node). */
@@ -11,8 +11,8 @@
 
 #include "util.h"
 
-#define CROSVM_OUTPUT_MAX 4096   /* bytes of crosvm output kept; the rest is read and dropped */
-#define CROSVM_PORTS_MAX 256     /* devices accepted from one `usb list` */
+#define CROSVM_OUTPUT_MAX 4096      /* bytes of crosvm output kept; the rest is read and dropped */
+#define CROSVM_PORTS_MAX 256        /* devices accepted from one `usb list` */
 #define CROSVM_EXIT_INVALID_ARGS 35 /* crosvm's status when its argument parser refuses the command */
 #define CROSVM_VFIO_SYSFS "/sys/bus/pci/devices/" /* what `crosvm vfio` takes: this + the address */
 #define CROSVM_SAFE_PATH "/run/current-system/sw/bin:/usr/local/bin:/usr/bin:/bin"
@@ -48,8 +48,8 @@ int crosvm_parse_error_output(const char *out);
  * port; the parse errors above; -EHOSTDOWN when the VM is not there; -ETIMEDOUT when crosvm did not
  * finish within timeout_ms (it is killed); -ENOEXEC when crosvm cannot be run. *ret_error
  * (malloc'd, when ret_error is not NULL) says what happened on failure. */
-int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, int timeout_ms, int *ret_port,
-                      char **ret_error);
+int crosvm_usb_attach(const char *bin, const char *socket, const char *devnode, int timeout_ms,
+                      int *ret_port, char **ret_error);
 
 /* Detaches the device on port. Errors as for crosvm_usb_attach; -ENOENT when no device is there. */
 int crosvm_usb_detach(const char *bin, const char *socket, int port, int timeout_ms, char **ret_error);
@@ -68,13 +68,16 @@ int crosvm_vfio_path(const char *pci_addr, char *buf, size_t len);
 
 /* Parses the output of `vfio list` into at most max PCI addresses. Returns 0 and the count, -EPROTO
  * for anything but "devices" followed by canonical sysfs paths, -E2BIG past max. */
-int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN], size_t max, size_t *ret_n);
+int crosvm_parse_vfio_list_output(const char *out, char (*addrs)[PCI_ADDRESS_LEN], size_t max,
+                                  size_t *ret_n);
 
 /* Adds (removes) the PCI device at pci_addr, bound to vfio-pci already, to (from) the VM. Returns 0;
  * -EREMOTEIO when crosvm refused (its answer in *ret_error) or failed without an answer; the run
  * errors of crosvm_usb_attach (-ENOEXEC, -ETIMEDOUT, -EPROTO for a death by signal). */
-int crosvm_vfio_add(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error);
-int crosvm_vfio_remove(const char *bin, const char *socket, const char *pci_addr, int timeout_ms, char **ret_error);
+int crosvm_vfio_add(const char *bin, const char *socket, const char *pci_addr, int timeout_ms,
+                    char **ret_error);
+int crosvm_vfio_remove(const char *bin, const char *socket, const char *pci_addr, int timeout_ms,
+                       char **ret_error);
 
 /* Lists the PCI addresses of the VFIO devices the VM has (*ret malloc'd, NULL when *ret_n is 0).
  * -EOPNOTSUPP when this crosvm has no `vfio list` (upstream); -EHOSTDOWN when it answered "error

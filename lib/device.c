@@ -109,13 +109,42 @@ static int add_prop(struct dev *d, const char *key, size_t keylen, const char *v
 /* Whether an environment variable is a udev property: the process's own environment (PATH, HOME,
  * LD_PRELOAD, INVOCATION_ID...) must not pass for the device's. */
 static bool is_udev_key(const char *key, size_t len) {
-        static const char *const prefixes[] = { "ID_", "PCI_", "USB_", "LIBINPUT_", "MOUSE_", "KEYBOARD_",
-                                                "XKB", "UDEV_", "SOUND_", "MEDIA_", "DM_" };
+        static const char *const prefixes[] = {"ID_", "PCI_",  "USB_",   "LIBINPUT_", "MOUSE_", "KEYBOARD_",
+                                               "XKB", "UDEV_", "SOUND_", "MEDIA_",    "DM_"};
         static const char *const names[] = {
-                "ACTION", "DEVPATH", "SUBSYSTEM", "DEVTYPE", "DEVNAME", "SEQNUM", "MAJOR", "MINOR", "PRODUCT",
-                "TYPE", "INTERFACE", "BUSNUM", "DEVNUM", "DRIVER", "MODALIAS", "NAME", "PHYS", "UNIQ", "PROP",
-                "EV", "KEY", "REL", "ABS", "MSC", "LED", "SND", "FF", "SW", "TAGS", "CURRENT_TAGS",
-                "USEC_INITIALIZED", "DEVLINKS", "SYNTH_UUID",
+                "ACTION",
+                "DEVPATH",
+                "SUBSYSTEM",
+                "DEVTYPE",
+                "DEVNAME",
+                "SEQNUM",
+                "MAJOR",
+                "MINOR",
+                "PRODUCT",
+                "TYPE",
+                "INTERFACE",
+                "BUSNUM",
+                "DEVNUM",
+                "DRIVER",
+                "MODALIAS",
+                "NAME",
+                "PHYS",
+                "UNIQ",
+                "PROP",
+                "EV",
+                "KEY",
+                "REL",
+                "ABS",
+                "MSC",
+                "LED",
+                "SND",
+                "FF",
+                "SW",
+                "TAGS",
+                "CURRENT_TAGS",
+                "USEC_INITIALIZED",
+                "DEVLINKS",
+                "SYNTH_UUID",
         };
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 if (len > strlen(prefixes[i]) && strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
@@ -442,7 +471,7 @@ static void usb_ifaces_from_children(struct dev *d, struct udev_device *u) {
                 proto = parse_attr_num(attr(c, "bInterfaceProtocol"), 16, 255);
                 if (cls < 0 || sub < 0 || proto < 0)
                         continue;
-                d->ifaces[d->n_ifaces++] = (struct dev_iface){ (uint8_t)cls, (uint8_t)sub, (uint8_t)proto };
+                d->ifaces[d->n_ifaces++] = (struct dev_iface){(uint8_t)cls, (uint8_t)sub, (uint8_t)proto};
         }
 }
 
@@ -458,7 +487,8 @@ static void usb_ifaces_from_libusb(struct dev *d) {
         n = libusb_get_device_list(ctx, &list);
         for (ssize_t i = 0; i < n; i++) {
                 _cleanup_libusb_config_ struct libusb_config_descriptor *cfg = NULL;
-                if (libusb_get_bus_number(list[i]) != d->busnum || libusb_get_device_address(list[i]) != d->devnum)
+                if (libusb_get_bus_number(list[i]) != d->busnum ||
+                    libusb_get_device_address(list[i]) != d->devnum)
                         continue;
                 if (libusb_get_active_config_descriptor(list[i], &cfg) != 0 &&
                     libusb_get_config_descriptor(list[i], 0, &cfg) != 0)
@@ -468,7 +498,7 @@ static void usb_ifaces_from_libusb(struct dev *d) {
                         for (int k = 0; k < itf->num_altsetting && d->n_ifaces < DEV_MAX_IFACES; k++) {
                                 const struct libusb_interface_descriptor *a = &itf->altsetting[k];
                                 d->ifaces[d->n_ifaces++] = (struct dev_iface){
-                                        a->bInterfaceClass, a->bInterfaceSubClass, a->bInterfaceProtocol };
+                                        a->bInterfaceClass, a->bInterfaceSubClass, a->bInterfaceProtocol};
                         }
                 }
                 break;
@@ -543,11 +573,12 @@ static void fill_pci_names(struct dev *d) {
                 return;
         pa->numeric_ids = 0;
         pci_init(pa);
-        if (!d->vendor_name && pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS,
-                                               d->vendor_id))
+        if (!d->vendor_name &&
+            pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS, d->vendor_id))
                 d->vendor_name = strdup(buf);
-        if (!d->product_name && pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS,
-                                                d->vendor_id, d->product_id))
+        if (!d->product_name &&
+            pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS, d->vendor_id,
+                            d->product_id))
                 d->product_name = strdup(buf);
 }
 
@@ -621,7 +652,8 @@ static int resolve_sys_link(const char *path, char **ret) {
         size_t len = strnlen(path, PATH_MAX);
 
         if (len >= PATH_MAX - 8 || strstr(path, "/../") || strstr(path, "/./") || strstr(path, "//") ||
-            (len >= 3 && strcmp(path + len - 3, "/..") == 0) || (len >= 2 && strcmp(path + len - 2, "/.") == 0))
+            (len >= 3 && strcmp(path + len - 3, "/..") == 0) ||
+            (len >= 2 && strcmp(path + len - 2, "/.") == 0))
                 return -EINVAL;
         *ret = realpath(path, NULL);
         if (!*ret)
@@ -661,7 +693,8 @@ int dev_new_from_syspath(struct udev *udev, const char *path, struct dev **ret) 
                 if (r < 0)
                         return r;
         }
-        r = set_identity(d, udev_device_get_devpath(u), udev_device_get_subsystem(u), udev_device_get_devtype(u));
+        r = set_identity(d, udev_device_get_devpath(u), udev_device_get_subsystem(u),
+                         udev_device_get_devtype(u));
         if (r < 0)
                 return r;
         set_str(&d->devnode, udev_device_get_devnode(u));
@@ -689,8 +722,8 @@ int dev_new_from_syspath(struct udev *udev, const char *path, struct dev **ret) 
 static void unescape_mount(char *s) {
         char *w = s;
         for (char *r = s; *r; r++) {
-                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' && r[3] >= '0' &&
-                    r[3] <= '7') {
+                if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+                    r[3] >= '0' && r[3] <= '7') {
                         *w++ = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
                         r += 3;
                 } else {
@@ -794,7 +827,7 @@ static void json_add_int(cJSON *o, const char *k, int v) {
 int dev_to_json(const struct dev *d, cJSON **ret) {
         _cleanup_cjson_ cJSON *o = cJSON_CreateObject();
         cJSON *a, *props;
-        static const char *const removable[] = { "unknown", "fixed", "removable" };
+        static const char *const removable[] = {"unknown", "fixed", "removable"};
 
         if (!o)
                 return -ENOMEM;
@@ -862,10 +895,16 @@ void dev_describe(const struct dev *d, char *buf, size_t len) {
         const char *kind = dev_kind_name(d->kind);
         /* Device strings can hold anything; the sysname is kernel-made and safe to print. */
         if (d->has_ids)
-                snprintf(buf, len, "%s %.64s %04x:%04x", kind ? kind : d->subsystem ? d->subsystem : "device",
+                snprintf(buf, len, "%s %.64s %04x:%04x",
+                         kind           ? kind
+                         : d->subsystem ? d->subsystem
+                                        : "device",
                          d->sysname ? d->sysname : "?", d->vendor_id, d->product_id);
         else
-                snprintf(buf, len, "%s %.64s", kind ? kind : d->subsystem ? d->subsystem : "device",
+                snprintf(buf, len, "%s %.64s",
+                         kind           ? kind
+                         : d->subsystem ? d->subsystem
+                                        : "device",
                          d->sysname ? d->sysname : "?");
 }
 

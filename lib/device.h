@@ -14,10 +14,10 @@ enum dev_kind { DEV_UNKNOWN = 0, DEV_USB, DEV_PCI, DEV_EVDEV, DEV_KIND_MAX };
 
 enum dev_removable { DEV_REMOVABLE_UNKNOWN = 0, DEV_REMOVABLE_FIXED, DEV_REMOVABLE_REMOVABLE };
 
-#define DEV_STR_MAX 4096      /* longest string kept from a device or udev property */
-#define DEV_MAX_IFACES 64     /* interfaces kept per USB device */
-#define DEV_MAX_PROPS 256     /* udev properties kept per device */
-#define DEV_MAX_GROUP 64      /* IOMMU group members kept */
+#define DEV_STR_MAX 4096  /* longest string kept from a device or udev property */
+#define DEV_MAX_IFACES 64 /* interfaces kept per USB device */
+#define DEV_MAX_PROPS 256 /* udev properties kept per device */
+#define DEV_MAX_GROUP 64  /* IOMMU group members kept */
 
 struct dev_iface {
         uint8_t cls, subclass, protocol;
@@ -31,43 +31,43 @@ struct dev_prop {
  * mod_driver_paths() and kept here. Behind a pointer so that code holding a const dev fills it. */
 struct dev_modules {
         bool resolved;
-        int error;            /* -errno of the lookup, 0 when it worked */
+        int error; /* -errno of the lookup, 0 when it worked */
         size_t n_paths;
-        char **paths;         /* module files, ".../kernel/drivers/net/usb/r8152.ko" */
+        char **paths; /* module files, ".../kernel/drivers/net/usb/r8152.ko" */
 };
 
 struct dev {
         enum dev_kind kind;
-        char *devpath;        /* udev form: "/devices/..." */
-        char *sysname;        /* "1-3.2", "0000:00:14.3", "event3" */
+        char *devpath; /* udev form: "/devices/..." */
+        char *sysname; /* "1-3.2", "0000:00:14.3", "event3" */
         char *subsystem, *devtype, *devnode, *driver;
         char *vendor_name, *product_name; /* hwdb names, else udev's, else the device's strings */
         char *serial;
-        bool has_ids;         /* vendor_id/product_id are known */
+        bool has_ids;                   /* vendor_id/product_id are known */
         uint16_t vendor_id, product_id; /* PCI: vendor and device id */
 
         /* USB */
-        int busnum, devnum;   /* 0 when unknown */
-        int port;             /* root port: first number of the port path; 0 for root hubs */
-        char *port_path;      /* "3.2" */
+        int busnum, devnum; /* 0 when unknown */
+        int port;           /* root port: first number of the port path; 0 for root hubs */
+        char *port_path;    /* "3.2" */
         int dev_class, dev_subclass, dev_protocol; /* -1 when unknown */
         size_t n_ifaces;
         struct dev_iface ifaces[DEV_MAX_IFACES];
         enum dev_removable removable;
 
         /* PCI (dev_class/dev_subclass/dev_protocol hold class/subclass/prog-if) */
-        char *pci_address;    /* "0000:00:14.3" */
+        char *pci_address; /* "0000:00:14.3" */
         uint16_t subsys_vendor_id, subsys_device_id;
-        bool details;         /* dev_add_details() ran */
-        int iommu_group;      /* -1 when none (or not read yet: dev_add_details) */
+        bool details;    /* dev_add_details() ran */
+        int iommu_group; /* -1 when none (or not read yet: dev_add_details) */
         size_t n_group;
         char *group[DEV_MAX_GROUP]; /* PCI addresses in the IOMMU group, this device included */
 
         /* evdev */
-        char *name;           /* the parent input device's name */
-        char *path_tag;       /* ID_PATH_TAG */
-        char *id_bus;         /* ID_BUS */
-        bool id_input;        /* ID_INPUT=1 */
+        char *name;     /* the parent input device's name */
+        char *path_tag; /* ID_PATH_TAG */
+        char *id_bus;   /* ID_BUS */
+        bool id_input;  /* ID_INPUT=1 */
 
         /* All udev properties (evdev `property` rules, and the JSON view). */
         size_t n_props;
@@ -108,7 +108,9 @@ void dev_add_details(struct dev *d);
 
 /* Frees a device; NULL-safe. */
 void dev_free(struct dev *d);
-static inline void dev_freep(struct dev **d) { dev_free(*d); }
+static inline void dev_freep(struct dev **d) {
+        dev_free(*d);
+}
 #define _cleanup_dev_ __attribute__((cleanup(dev_freep)))
 
 /* Returns the value of udev property key, or NULL. */

@@ -32,16 +32,16 @@ static int new_minimal(const char *devpath, struct dev **ret) {
         _cleanup_free_ char *dp = NULL;
         if (asprintf(&dp, "DEVPATH=%s", devpath) < 0)
                 return -ENOMEM;
-        char *const env[] = { dp, (char *)"SUBSYSTEM=unknown", NULL };
+        char *const env[] = {dp, (char *)"SUBSYSTEM=unknown", NULL};
         return dev_new_from_environ(env, ret);
 }
 
-int event_new(struct udev *udev, const char *action, const char *devpath, char *const *envp, struct event *ret,
-              char *err, size_t errlen) {
+int event_new(struct udev *udev, const char *action, const char *devpath, char *const *envp,
+              struct event *ret, char *err, size_t errlen) {
         const char *seq;
         int r;
 
-        *ret = (struct event){ 0 };
+        *ret = (struct event){0};
         if (!action) {
                 action = env_get(envp, "ACTION");
                 devpath = env_get(envp, "DEVPATH");
@@ -52,14 +52,16 @@ int event_new(struct udev *udev, const char *action, const char *devpath, char *
                 seq = env_get(envp, "SEQNUM");
                 /* The database keeps it as a signed 64-bit number. */
                 if (seq && parse_u64(seq, INT64_MAX, &ret->seqnum) < 0) {
-                        snprintf(err, errlen, "invalid SEQNUM '%.32s' (expected a decimal number below 2^63)", seq);
+                        snprintf(err, errlen,
+                                 "invalid SEQNUM '%.32s' (expected a decimal number below 2^63)", seq);
                         return -EINVAL;
                 }
         } else {
                 envp = NULL; /* a manual run describes the device by its path only */
         }
         if (strcmp(action, "remove") != 0 && !is_add_like(action)) {
-                snprintf(err, errlen, "unsupported action '%.32s' (expected add, remove, bind or change)", action);
+                snprintf(err, errlen, "unsupported action '%.32s' (expected add, remove, bind or change)",
+                         action);
                 return -EINVAL;
         }
         snprintf(ret->action, sizeof(ret->action), "%s", action);
@@ -80,7 +82,8 @@ int event_new(struct udev *udev, const char *action, const char *devpath, char *
                         r = new_minimal(devpath, &ret->dev);
         }
         if (r == -EINVAL)
-                snprintf(err, errlen, "invalid DEVPATH '%.200s' (expected /devices/...)", devpath ? devpath : "");
+                snprintf(err, errlen, "invalid DEVPATH '%.200s' (expected /devices/...)",
+                         devpath ? devpath : "");
         else if (r == -ENODEV)
                 snprintf(err, errlen, "no device at %.200s", devpath);
         else if (r < 0)
@@ -92,8 +95,6 @@ void event_clear(struct event *ev) {
         dev_free(ev->dev);
         ev->dev = NULL;
 }
-
-
 
 static void set_error(struct xact_result *res, int r, const char *what, const char *detail) {
         snprintf(res->error, sizeof(res->error), "%s: %s", what, detail ? detail : strerror(-r));
@@ -127,7 +128,8 @@ static bool stays_on_host(const struct rule_decision *dec, struct xact_result *r
                 res->action = XACT_IGNORE;
                 res->outcome = XACT_SUSPENDED;
                 snprintf(res->decision.reason, sizeof(res->decision.reason),
-                         "suspended: a suspend took it out of %.64s; only a resume puts it back", dec->vm->name);
+                         "suspended: a suspend took it out of %.64s; only a resume puts it back",
+                         dec->vm->name);
                 return true;
         }
         return false;
@@ -135,7 +137,8 @@ static bool stays_on_host(const struct rule_decision *dec, struct xact_result *r
 
 /* A dry run decides as a real run would, with what it can know without changing anything: the
  * rules, the stored choices (when the database exists) and the host mounts. */
-static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bool add, struct xact_result *res) {
+static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bool add,
+                          struct xact_result *res) {
         struct dev *d = ev->dev;
         struct db *db = NULL;
         int r;
@@ -167,8 +170,8 @@ static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bo
                 res->outcome = XACT_WAITING;
                 res->vm[0] = '\0';
                 snprintf(res->decision.reason, sizeof(res->decision.reason),
-                         "waiting for a choice: %s[%d] lets the user choose among %.160s", cfg_section_name(d->kind),
-                         res->decision.entry_index, vms ? vms : "its allowedVms");
+                         "waiting for a choice: %s[%d] lets the user choose among %.160s",
+                         cfg_section_name(d->kind), res->decision.entry_index, vms ? vms : "its allowedVms");
                 free(vms);
                 return 0;
         }
@@ -179,7 +182,7 @@ static int handle_dry_run(const struct xact_ctx *ctx, const struct event *ev, bo
 }
 
 static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct xact_result *res) {
-        struct db_attachment cur = { 0 };
+        struct db_attachment cur = {0};
         int r, found;
 
         r = xact_complete(ctx, db, d, &res->decision);
@@ -236,8 +239,8 @@ static int handle_add(const struct xact_ctx *ctx, struct db *db, struct dev *d, 
 }
 
 static int handle_remove(const struct xact_ctx *ctx, struct db *db, struct dev *d, struct xact_result *res) {
-        struct db_attachment a = { 0 };
-        struct db_prompt p = { 0 };
+        struct db_attachment a = {0};
+        struct db_prompt p = {0};
         int r;
 
         r = db_prompt_get(db, d->devpath, &p);
@@ -252,7 +255,8 @@ static int handle_remove(const struct xact_ctx *ctx, struct db *db, struct dev *
         if (r == 0) {
                 res->action = XACT_IGNORE;
                 res->outcome = XACT_SKIPPED;
-                str_copy(res->decision.reason, sizeof(res->decision.reason), "nothing attached for this device");
+                str_copy(res->decision.reason, sizeof(res->decision.reason),
+                         "nothing attached for this device");
                 r = xact_check_order(ctx, db, res);
                 return r < 0 ? r : 0;
         }
@@ -273,7 +277,8 @@ static int usb_auth_unclaimed(const struct xact_ctx *ctx, struct dev *d, struct 
 
         if (!ctx->cfg->usb_auth.enabled || d->kind != DEV_USB)
                 return 0;
-        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts, ctx->cfg->general.n_host_mounts);
+        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                  ctx->cfg->general.n_host_mounts);
         rule_usb_auth(ctx->cfg, d, RULE_AUTH_ADD, false, &ad);
         if (ad.action != RULE_AUTH_KEEP) {
                 r = dev_usb_write_authorized(d->devpath, ad.action == RULE_AUTH_AUTHORIZE);
@@ -303,7 +308,7 @@ int event_handle(const struct xact_ctx *ctx, const struct event *ev, struct xact
         bool add = is_add_like(ev->action);
         struct db *db = NULL;
         char boot_id[BOOT_ID_MAX];
-        struct db_event_order order = { .devpath = d->devpath, .seqnum = ev->seqnum, .boot_id = boot_id };
+        struct db_event_order order = {.devpath = d->devpath, .seqnum = ev->seqnum, .boot_id = boot_id};
         struct xact_ctx ectx = *ctx;
         int r, dlock;
 

@@ -13,17 +13,17 @@ struct udev;
 struct cJSON;
 
 struct event {
-        char action[16];        /* "add", "remove", "bind", "change" */
-        uint64_t seqnum;        /* 0 when not from udev */
-        struct dev *dev;        /* owned */
+        char action[16]; /* "add", "remove", "bind", "change" */
+        uint64_t seqnum; /* 0 when not from udev */
+        struct dev *dev; /* owned */
 };
 
 /* Builds the event from ACTION and DEVPATH (arguments) or from the udev environment (envp, used
  * when action is NULL). On add the device is read from sysfs and completed from envp; on remove
  * (sysfs gone) from envp alone, or a minimal device of that DEVPATH. Returns -EINVAL for a
  * malformed event (message in err), -ENODEV when an add names no device. */
-int event_new(struct udev *udev, const char *action, const char *devpath, char *const *envp, struct event *ret,
-              char *err, size_t errlen);
+int event_new(struct udev *udev, const char *action, const char *devpath, char *const *envp,
+              struct event *ret, char *err, size_t errlen);
 
 /* Frees the event's device. */
 void event_clear(struct event *ev);

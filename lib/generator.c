@@ -20,8 +20,9 @@
 #include "errmsg.h"
 #include "util.h"
 
-#define HEADER "# Written by vhotplug-generator from %s; do not edit (edit the configuration and run\n" \
-               "# \"systemctl daemon-reload\").\n"
+#define HEADER                                                                                              \
+        "# Written by vhotplug-generator from %s; do not edit (edit the configuration and run\n"            \
+        "# \"systemctl daemon-reload\").\n"
 
 struct out {
         char *warnings;
@@ -88,7 +89,8 @@ static int write_file(const char *dir, const char *name, const char *text, char 
         if (write(fd, text, len) != (ssize_t)len || fsync(fd) < 0 || rename(tmp, path) < 0) {
                 int r = -errno;
                 (void)unlink(tmp);
-                return errmsg_set(ret_error, r ? r : -EIO, "cannot write %s: %s", path, strerror(r ? -r : EIO));
+                return errmsg_set(ret_error, r ? r : -EIO, "cannot write %s: %s", path,
+                                  strerror(r ? -r : EIO));
         }
         return 0;
 }
@@ -139,7 +141,8 @@ static bool numeric_ip(const char *host) {
 
 static int api_socket(const struct cfg *cfg, const char *dir, struct out *o, char **ret_error) {
         const struct cfg_api *a = &cfg->general.api;
-        _cleanup_free_ char *text = NULL, *path = NULL, *src = unit_value(cfg->path ? cfg->path : "the configuration");
+        _cleanup_free_ char *text = NULL, *path = NULL,
+                            *src = unit_value(cfg->path ? cfg->path : "the configuration");
         size_t len = 0;
         int listens = 0, r = 0;
 
@@ -154,22 +157,28 @@ static int api_socket(const struct cfg *cfg, const char *dir, struct out *o, cha
         if (a->transports & CFG_API_UNIX) {
                 path = unit_value(a->unix_socket);
                 if (!path || a->unix_socket[0] != '/') {
-                        warn(o, "general.api.unixSocket: not an absolute path usable in a unit file: no unix socket");
+                        warn(o, "general.api.unixSocket: not an absolute path usable in a unit file: no "
+                                "unix socket");
                 } else {
                         r |= append(&text, &len, "ListenStream=%s\n", path);
                         listens++;
                         if (a->unix_user && getpwnam(a->unix_user))
                                 r |= append(&text, &len, "SocketUser=%s\n", a->unix_user);
                         else if (a->unix_user)
-                                warn(o, "general.api.unixSocketUser: no user '%.64s' here: the socket keeps owner root",
+                                warn(o,
+                                     "general.api.unixSocketUser: no user '%.64s' here: the socket keeps "
+                                     "owner root",
                                      a->unix_user);
                         if (a->unix_group && getgrnam(a->unix_group))
                                 r |= append(&text, &len, "SocketGroup=%s\n", a->unix_group);
                         else if (a->unix_group)
-                                warn(o, "general.api.unixSocketGroup: no group '%.64s' here: the socket keeps group root",
+                                warn(o,
+                                     "general.api.unixSocketGroup: no group '%.64s' here: the socket keeps "
+                                     "group root",
                                      a->unix_group);
                         /* Only root, unless the configuration says otherwise (systemd's default is 0666). */
-                        r |= append(&text, &len, "SocketMode=%04o\nRemoveOnStop=yes\n", a->unix_mode >= 0 ? a->unix_mode : 0600);
+                        r |= append(&text, &len, "SocketMode=%04o\nRemoveOnStop=yes\n",
+                                    a->unix_mode >= 0 ? a->unix_mode : 0600);
                 }
         }
         if (a->transports & CFG_API_VSOCK) {
@@ -178,10 +187,13 @@ static int api_socket(const struct cfg *cfg, const char *dir, struct out *o, cha
         }
         if (a->transports & CFG_API_TCP) {
                 if (!numeric_ip(a->host)) {
-                        warn(o, "general.api.host: '%.64s' is not an IP address (a socket unit needs one): no TCP socket",
+                        warn(o,
+                             "general.api.host: '%.64s' is not an IP address (a socket unit needs one): no "
+                             "TCP socket",
                              a->host);
                 } else {
-                        r |= append(&text, &len, strchr(a->host, ':') ? "ListenStream=[%s]:%u\n" : "ListenStream=%s:%u\n",
+                        r |= append(&text, &len,
+                                    strchr(a->host, ':') ? "ListenStream=[%s]:%u\n" : "ListenStream=%s:%u\n",
                                     a->host, a->port);
                         listens++;
                 }
@@ -203,16 +215,19 @@ static int api_socket(const struct cfg *cfg, const char *dir, struct out *o, cha
 int gen_path_unit_name(const struct cfg_vm *vm, char *buf, size_t len) {
         /* The name passes to vhotplug-reconcile@NAME.service unchanged (%i): only characters a
          * unit instance holds as they are. */
-        if (!vm->name[0] || strspn(vm->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-") !=
-                                    strlen(vm->name))
+        if (!vm->name[0] ||
+            strspn(vm->name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789:_.-") !=
+                    strlen(vm->name))
                 return -EINVAL;
         if (snprintf(buf, len, "vhotplug-vm-%s.path", vm->name) >= (int)len)
                 return -ENAMETOOLONG;
         return 0;
 }
 
-static int vm_path(const struct cfg *cfg, const struct cfg_vm *vm, const char *dir, struct out *o, char **ret_error) {
-        _cleanup_free_ char *text = NULL, *sock = NULL, *src = unit_value(cfg->path ? cfg->path : "the configuration");
+static int vm_path(const struct cfg *cfg, const struct cfg_vm *vm, const char *dir, struct out *o,
+                   char **ret_error) {
+        _cleanup_free_ char *text = NULL, *sock = NULL,
+                            *src = unit_value(cfg->path ? cfg->path : "the configuration");
         char name[256];
         size_t len = 0;
         int r;
@@ -220,25 +235,29 @@ static int vm_path(const struct cfg *cfg, const struct cfg_vm *vm, const char *d
         if (!cfg_vm_can_hotplug(vm))
                 return 0; /* devices reach it at start only: nothing to redo when it starts */
         if (gen_path_unit_name(vm, name, sizeof(name)) < 0 || strlen(name) > 200) {
-                warn(o, "VM '%.64s': its name cannot be a unit instance as it is (use letters, digits, ':', '_', '.', "
-                        "'-'): no path unit", vm->name);
+                warn(o,
+                     "VM '%.64s': its name cannot be a unit instance as it is (use letters, digits, ':', "
+                     "'_', '.', "
+                     "'-'): no path unit",
+                     vm->name);
                 return 0;
         }
         sock = unit_value(vm->socket ? vm->socket : "");
         if (!sock || vm->socket[0] != '/') {
-                warn(o, "VM '%.64s': its socket is not an absolute path usable in a unit file: no path unit", vm->name);
+                warn(o, "VM '%.64s': its socket is not an absolute path usable in a unit file: no path unit",
+                     vm->name);
                 return 0;
         }
         r = append(&text, &len,
-                   HEADER
-                   "\n[Unit]\n"
-                   "Description=vhotplug: give VM %s its devices when it starts\n"
-                   "Documentation=man:vhotplug-reconcile(8)\n"
-                   "\n[Path]\n"
-                   "# The VM creates its %s socket when it starts (again).\n"
-                   "PathChanged=%s\n"
-                   "Unit=vhotplug-reconcile@%s.service\n",
-                   src ? src : "the configuration", vm->name, vm->type == VMM_CROSVM ? "control" : "QMP", sock, vm->name);
+                   HEADER "\n[Unit]\n"
+                          "Description=vhotplug: give VM %s its devices when it starts\n"
+                          "Documentation=man:vhotplug-reconcile(8)\n"
+                          "\n[Path]\n"
+                          "# The VM creates its %s socket when it starts (again).\n"
+                          "PathChanged=%s\n"
+                          "Unit=vhotplug-reconcile@%s.service\n",
+                   src ? src : "the configuration", vm->name, vm->type == VMM_CROSVM ? "control" : "QMP",
+                   sock, vm->name);
         if (r < 0)
                 return errmsg_set(ret_error, -ENOMEM, "out of memory");
         r = write_file(dir, name, text, ret_error);
@@ -248,7 +267,7 @@ static int vm_path(const struct cfg *cfg, const struct cfg_vm *vm, const char *d
 }
 
 int gen_write_units(const struct cfg *cfg, const char *dir, char **ret_warnings, char **ret_error) {
-        struct out o = { 0 };
+        struct out o = {0};
         int n = 0, r;
 
         r = api_socket(cfg, dir, &o, ret_error);

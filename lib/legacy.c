@@ -22,7 +22,7 @@ void legacy_state_clear(struct legacy_state *s) {
         for (size_t i = 0; i < s->n_skipped; i++)
                 free(s->skipped[i]);
         free(s->skipped);
-        *s = (struct legacy_state){ 0 };
+        *s = (struct legacy_state){0};
 }
 
 __attribute__((format(printf, 2, 3))) static void skip(struct legacy_state *s, const char *fmt, ...) {
@@ -52,7 +52,8 @@ static char *key_of(const char *old) {
         char v[5], p[5];
 
         if (strncmp(old, "pci-", 4) == 0)
-                return pci_address_normalize(old + 4, pci) == 0 && asprintf(&key, "pci:%s", pci) >= 0 ? key : NULL;
+                return pci_address_normalize(old + 4, pci) == 0 && asprintf(&key, "pci:%s", pci) >= 0 ? key
+                                                                                                      : NULL;
         if (strncmp(old, "usb-", 4) != 0 || strlen(old) < 14 || old[8] != ':' || old[13] != ':')
                 return NULL;
         memcpy(v, old + 4, 4);
@@ -87,7 +88,7 @@ static struct legacy_choice *get(struct legacy_state *s, char *key) {
         }
         s->choices = v;
         c = &v[s->n++];
-        *c = (struct legacy_choice){ .key = key };
+        *c = (struct legacy_choice){.key = key};
         return c;
 }
 
@@ -114,7 +115,7 @@ static int read_selected(const cJSON *sel, const struct cfg *c, struct legacy_st
 
                 if (!key || !vm || !cfg_find_vm(c, vm) || !choosable(c, vm)) {
                         skip(s, "selected_vms: \"%.64s\": %s", e->string,
-                             !key ? "not a device key of the form usb-VID:PID:SERIAL or pci-ADDRESS"
+                             !key  ? "not a device key of the form usb-VID:PID:SERIAL or pci-ADDRESS"
                              : !vm ? "the VM is not a string"
                              : !cfg_find_vm(c, vm) ? "no such VM in the configuration"
                                                    : "no entry lets a user choose that VM");
@@ -155,13 +156,14 @@ int legacy_read_state(const char *path, const struct cfg *c, struct legacy_state
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
         _cleanup_cjson_ cJSON *root = NULL;
         _cleanup_free_ char *text = NULL;
-        struct legacy_state s = { 0 };
+        struct legacy_state s = {0};
         struct stat st;
         ssize_t n;
         int r;
 
         if (fd < 0)
-                return errno == ENOENT ? -ENOENT : errmsg_set(ret_error, -errno, "%s: %s", path, strerror(errno));
+                return errno == ENOENT ? -ENOENT
+                                       : errmsg_set(ret_error, -errno, "%s: %s", path, strerror(errno));
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
                 return errmsg_set(ret_error, -EINVAL, "%s: not a regular file", path);
         if (st.st_size > LEGACY_MAX_FILE)

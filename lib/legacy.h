@@ -13,19 +13,19 @@
 
 #include "config.h"
 
-#define LEGACY_MAX_FILE (1u << 20)   /* bytes read from a state file */
-#define LEGACY_MAX_ENTRIES 4096      /* choices taken from one */
+#define LEGACY_MAX_FILE (1u << 20) /* bytes read from a state file */
+#define LEGACY_MAX_ENTRIES 4096    /* choices taken from one */
 
 struct legacy_choice {
-        char *key;            /* our device key: "usb:vid:pid:SERIAL", "usb:vid:pid@*" (no serial), "pci:ADDR" */
-        char *vm;             /* chosen VM, NULL when none */
+        char *key; /* our device key: "usb:vid:pid:SERIAL", "usb:vid:pid@*" (no serial), "pci:ADDR" */
+        char *vm;  /* chosen VM, NULL when none */
         bool keep_detached;
 };
 
 struct legacy_state {
         struct legacy_choice *choices;
         size_t n;
-        char **skipped;       /* what was left out and why ("selected_vms.usb-x: ..."), for the log */
+        char **skipped; /* what was left out and why ("selected_vms.usb-x: ..."), for the log */
         size_t n_skipped;
 };
 

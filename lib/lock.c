@@ -14,14 +14,14 @@
 
 #include "util.h"
 
-#define TICK_MS 50   /* how often the timer interrupts a wait to look at the deadline */
+#define TICK_MS 50 /* how often the timer interrupts a wait to look at the deadline */
 
 static void on_alarm(int sig) {
         (void)sig; /* only here to interrupt flock() */
 }
 
 static void install_alarm_handler(void) {
-        struct sigaction sa = { .sa_handler = on_alarm }; /* no SA_RESTART: flock() returns EINTR */
+        struct sigaction sa = {.sa_handler = on_alarm}; /* no SA_RESTART: flock() returns EINTR */
 
         sigemptyset(&sa.sa_mask);
         (void)sigaction(SIGALRM, &sa, NULL);
@@ -29,9 +29,9 @@ static void install_alarm_handler(void) {
 
 int lock_wait(int fd, int op, int timeout_ms) {
         static pthread_once_t once = PTHREAD_ONCE_INIT;
-        struct sigevent sev = { .sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM };
-        struct itimerspec tick = { .it_value = { .tv_nsec = TICK_MS * 1000000L },
-                                   .it_interval = { .tv_nsec = TICK_MS * 1000000L } };
+        struct sigevent sev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = SIGALRM};
+        struct itimerspec tick = {.it_value = {.tv_nsec = TICK_MS * 1000000L},
+                                  .it_interval = {.tv_nsec = TICK_MS * 1000000L}};
         int64_t deadline = now_ms() + timeout_ms;
         sigset_t alrm, saved;
         timer_t timer;
@@ -82,8 +82,8 @@ int lock_take(const char *dir, const char *name, int timeout_ms) {
         /* VM names come from the config: keep the file name plain. */
         for (i = 0; name[i] && i < sizeof(safe) - 1; i++) {
                 char c = name[i];
-                safe[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-                                          c == '_' || c == '.'
+                safe[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                                          c == '-' || c == '_' || c == '.'
                                   ? c
                                   : '_';
         }

@@ -8,7 +8,7 @@
 
 #include <stddef.h>
 
-#define LOCK_TIMEOUT_MS 120000   /* how long a helper waits for a device or VM lock */
+#define LOCK_TIMEOUT_MS 120000 /* how long a helper waits for a device or VM lock */
 
 /* flock(fd, op) (LOCK_SH or LOCK_EX), waiting at most timeout_ms for another holder to let go.
  * Returns 0, -ETIMEDOUT, or -errno. */

@@ -30,7 +30,7 @@ static bool stderr_is_journal(void) {
         char c;
 
         return js && sscanf(js, "%llu:%llu%c", &dev, &ino, &c) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
-               (unsigned long long) st.st_dev == dev && (unsigned long long) st.st_ino == ino;
+               (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
 }
 
 void log_setup(const char *ident, bool debug, bool to_stderr) {
@@ -61,21 +61,23 @@ enum log_target log_target(void) {
 }
 
 /* Appends "NAME=value" to iov (bounded; the journal protocol takes any bytes in a value). */
-static void add_field(struct iovec *iov, size_t *n, char *buf, size_t len, const char *name, const char *value) {
+static void add_field(struct iovec *iov, size_t *n, char *buf, size_t len, const char *name,
+                      const char *value) {
         if (*n >= LOG_MAX_FIELDS || !value || !value[0])
                 return;
         int k = snprintf(buf, len, "%s=%.*s", name, LOG_FIELD_MAX, value);
         if (k < 0)
                 return;
-        iov[*n] = (struct iovec){ .iov_base = buf, .iov_len = (size_t) k < len ? (size_t) k : len - 1 };
+        iov[*n] = (struct iovec){.iov_base = buf, .iov_len = (size_t)k < len ? (size_t)k : len - 1};
         (*n)++;
 }
 
 /* Sends one record to the journal; false when journald did not take it. */
-static bool journal_send(int level, int err, const char *msgid, const struct log_field *fields, const char *safe) {
+static bool journal_send(int level, int err, const char *msgid, const struct log_field *fields,
+                         const char *safe) {
         char bufs[LOG_MAX_FIELDS][LOG_FIELD_MAX + 64];
         struct iovec iov[LOG_MAX_FIELDS];
-        char prio[2] = { (char) ('0' + (level & 7)), 0 }, errno_s[16] = "", opid[16] = "";
+        char prio[2] = {(char)('0' + (level & 7)), 0}, errno_s[16] = "", opid[16] = "";
         size_t n = 0, b = 0;
 
         if (err > 0)
@@ -90,7 +92,7 @@ static bool journal_send(int level, int err, const char *msgid, const struct log
         add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "OBJECT_PID", opid);
         for (const struct log_field *f = fields; f && f->name && b < LOG_MAX_FIELDS; f++)
                 add_field(iov, &n, bufs[b++], sizeof(bufs[0]), f->name, f->value);
-        return sd_journal_sendv(iov, (int) n) >= 0;
+        return sd_journal_sendv(iov, (int)n) >= 0;
 }
 
 /* Writes one record whose message is msg (untrusted words inside). */

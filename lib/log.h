@@ -15,10 +15,10 @@
 
 /* MESSAGE_IDs of the helper's per-event records (vhotplug(7) lists them; journalctl
  * MESSAGE_ID=... finds them). Fixed forever: never change one, add new ones. */
-#define LOG_MSGID_ATTACH   "e60188ef211a4909ba07d2d17dba5b75" /* device attached to a VM */
-#define LOG_MSGID_DETACH   "b5e3b5c7b1d14b82bc529392bb83d0f2" /* device detached from a VM */
-#define LOG_MSGID_REFUSED  "72bd8d8c001640b48b1c5f6b6fea3b37" /* attach/detach failed or refused */
-#define LOG_MSGID_IGNORE   "1a6a14166c194981815e38040eae920d" /* device left on the host */
+#define LOG_MSGID_ATTACH "e60188ef211a4909ba07d2d17dba5b75"   /* device attached to a VM */
+#define LOG_MSGID_DETACH "b5e3b5c7b1d14b82bc529392bb83d0f2"   /* device detached from a VM */
+#define LOG_MSGID_REFUSED "72bd8d8c001640b48b1c5f6b6fea3b37"  /* attach/detach failed or refused */
+#define LOG_MSGID_IGNORE "1a6a14166c194981815e38040eae920d"   /* device left on the host */
 #define LOG_MSGID_DEFERRED "3247a1c95aaa4652b21b46c3ed6514fb" /* VM not running: done later */
 
 enum log_target { LOG_TARGET_STDERR, LOG_TARGET_JOURNAL, LOG_TARGET_SYSLOG };
@@ -53,10 +53,10 @@ struct log_field {
 void log_event(int level, const char *msgid, const struct log_field *fields, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 
-#define log_debug(...)   log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
-#define log_info(...)    log_full_errno(LOG_INFO, 0, __VA_ARGS__)
-#define log_notice(...)  log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
+#define log_debug(...) log_full_errno(LOG_DEBUG, 0, __VA_ARGS__)
+#define log_info(...) log_full_errno(LOG_INFO, 0, __VA_ARGS__)
+#define log_notice(...) log_full_errno(LOG_NOTICE, 0, __VA_ARGS__)
 #define log_warning(...) log_full_errno(LOG_WARNING, 0, __VA_ARGS__)
-#define log_error(...)   log_full_errno(LOG_ERR, 0, __VA_ARGS__)
+#define log_error(...) log_full_errno(LOG_ERR, 0, __VA_ARGS__)
 #define log_warning_errno(e, ...) log_full_errno(LOG_WARNING, (e), __VA_ARGS__)
-#define log_error_errno(e, ...)   log_full_errno(LOG_ERR, (e), __VA_ARGS__)
+#define log_error_errno(e, ...) log_full_errno(LOG_ERR, (e), __VA_ARGS__)

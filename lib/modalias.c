@@ -21,13 +21,12 @@ struct mod_ctx {
 };
 
 /* libkmod logs to stderr by default; lib/ never prints. */
-__attribute__((format(printf, 6, 0)))
-static void quiet(void *data, int priority, const char *file, int line, const char *fn, const char *format,
-                  va_list args) {
+__attribute__((format(printf, 6, 0))) static void quiet(void *data, int priority, const char *file, int line,
+                                                        const char *fn, const char *format, va_list args) {
 }
 
 int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
-        static const char *const no_config[] = { NULL };
+        static const char *const no_config[] = {NULL};
         _cleanup_free_ char *index = NULL;
         struct mod_ctx *m;
         struct stat st;
@@ -150,10 +149,11 @@ static size_t modaliases_from_fields(const struct dev *d, char (*aliases)[MOD_AL
             bcd > 0xffff)
                 return 0;
         for (size_t i = 0; i < d->n_ifaces && n < max; i++)
-                snprintf(aliases[n++], MOD_ALIAS_MAX, "usb:v%04Xp%04Xd%04Xdc%02Xdsc%02Xdp%02Xic%02Xisc%02Xip%02Xin%02zX",
-                         d->vendor_id, d->product_id, bcd, (unsigned)d->dev_class, (unsigned)d->dev_subclass,
-                         (unsigned)d->dev_protocol, d->ifaces[i].cls, d->ifaces[i].subclass, d->ifaces[i].protocol,
-                         i & 0xff);
+                snprintf(aliases[n++], MOD_ALIAS_MAX,
+                         "usb:v%04Xp%04Xd%04Xdc%02Xdsc%02Xdp%02Xic%02Xisc%02Xip%02Xin%02zX", d->vendor_id,
+                         d->product_id, bcd, (unsigned)d->dev_class, (unsigned)d->dev_subclass,
+                         (unsigned)d->dev_protocol, d->ifaces[i].cls, d->ifaces[i].subclass,
+                         d->ifaces[i].protocol, i & 0xff);
         return n;
 }
 

@@ -7,8 +7,8 @@
 
 #include "device.h"
 
-#define MOD_MAX_PATHS 32        /* module files kept per device */
-#define MOD_ALIAS_MAX 96        /* "usb:v0BDAp8153d3000dc00dsc00dp00icFFiscFFip00in00" is 51 bytes */
+#define MOD_MAX_PATHS 32 /* module files kept per device */
+#define MOD_ALIAS_MAX 96 /* "usb:v0BDAp8153d3000dc00dsc00dp00icFFiscFFip00in00" is 51 bytes */
 
 struct mod_ctx;
 

@@ -19,7 +19,7 @@
 #include "util.h"
 
 #define HISTORY_BATCH 256
-#define MONITOR_BATCH 256        /* udev events handled per wake-up before history gets its turn */
+#define MONITOR_BATCH 256 /* udev events handled per wake-up before history gets its turn */
 #define MAX_ENV 512
 
 struct notify {
@@ -62,7 +62,7 @@ int notify_new(const struct cfg *cfg, const char *db_path, bool no_strict_perms,
         n = calloc(1, sizeof(*n));
         if (!n)
                 return errmsg_set(ret_error, -ENOMEM, "out of memory");
-        *n = (struct notify){ .cfg = cfg, .udev = udev, .inotify_fd = -1, .no_strict_perms = no_strict_perms };
+        *n = (struct notify){.cfg = cfg, .udev = udev, .inotify_fd = -1, .no_strict_perms = no_strict_perms};
         dir = strdup(path);
         n->db_path = strdup(path);
         if (!dir || !n->db_path) {
@@ -84,14 +84,16 @@ int notify_new(const struct cfg *cfg, const char *db_path, bool no_strict_perms,
         db_close(db);
         if (r < 0) {
                 notify_free(n);
-                return errmsg_set(ret_error, r, "cannot read the state database %s: %s", path, db_strerror(r));
+                return errmsg_set(ret_error, r, "cannot read the state database %s: %s", path,
+                                  db_strerror(r));
         }
         /* SQLite writes every commit into the -wal file (and, when checkpointing, the file itself):
          * a write to either wakes us. Not the -shm file nor the lock files, nor a close: readers
          * (ourselves included) touch those, and would wake us for nothing, over and over. A new
          * file (a database moved aside and started again) wakes us too. */
         n->inotify_fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-        if (n->inotify_fd < 0 || inotify_add_watch(n->inotify_fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
+        if (n->inotify_fd < 0 ||
+            inotify_add_watch(n->inotify_fd, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO) < 0) {
                 r = -errno;
                 notify_free(n);
                 return errmsg_set(ret_error, r, "cannot watch %s: %s", dir, strerror(-r));
@@ -160,7 +162,8 @@ int notify_announce_prompts(struct notify *n, notify_emit_fn fn, void *userdata)
                 _cleanup_dev_ struct dev *d = NULL;
                 struct rule_decision dec;
 
-                if (dev_kind_from_name(ps[i].kind) != DEV_USB || dev_new_from_syspath(n->udev, ps[i].devpath, &d) < 0)
+                if (dev_kind_from_name(ps[i].kind) != DEV_USB ||
+                    dev_new_from_syspath(n->udev, ps[i].devpath, &d) < 0)
                         continue; /* gone: nothing to choose for */
                 rule_decide(n->cfg, d, NULL, &dec);
                 if (dec.action != RULE_ATTACH || !dec.choice_needed)
@@ -192,7 +195,8 @@ static int emit_row(struct notify *n, const struct db_history *h, notify_emit_fn
         enum dev_kind kind = dev_kind_from_name(h->kind);
         bool attached = strcmp(h->action, "attach") == 0 && strcmp(h->outcome, "attached") == 0;
         /* (a detach that closes an attach which never reached the VM, a pending one, is no news) */
-        bool detached = strcmp(h->action, "detach") == 0 && strcmp(h->outcome, "detached") == 0 && h->was_attached;
+        bool detached =
+                strcmp(h->action, "detach") == 0 && strcmp(h->outcome, "detached") == 0 && h->was_attached;
         bool waiting = strcmp(h->action, "prompt") == 0 && strcmp(h->outcome, "waiting") == 0;
         _cleanup_dev_ struct dev *d = NULL;
 
@@ -260,7 +264,8 @@ static int dev_of_event(struct notify *n, struct udev_device *u, struct dev **re
         udev_list_entry_foreach(it, udev_device_get_properties_list_entry(u)) {
                 if (k == MAX_ENV)
                         break;
-                if (asprintf(&env[k], "%s=%s", udev_list_entry_get_name(it), udev_list_entry_get_value(it) ?: "") < 0)
+                if (asprintf(&env[k], "%s=%s", udev_list_entry_get_name(it),
+                             udev_list_entry_get_value(it) ?: "") < 0)
                         break;
                 k++;
         }
@@ -286,8 +291,9 @@ static int handle_uevent(struct notify *n, struct udev_device *u, notify_emit_fn
         rule_decide(n->cfg, d, NULL, &dec);
         if (dec.action != RULE_ATTACH)
                 return 0;
-        return emit(fn, userdata, event_new(add ? "usb_connected" : "usb_disconnected", "usb_device",
-                                            proto_usb_device(d), NULL));
+        return emit(fn, userdata,
+                    event_new(add ? "usb_connected" : "usb_disconnected", "usb_device", proto_usb_device(d),
+                              NULL));
 }
 
 int notify_process(struct notify *n, notify_emit_fn fn, void *userdata) {

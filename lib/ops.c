@@ -17,8 +17,8 @@
 #include "lock.h"
 #include "util.h"
 
-#define OPS_MAX_DEVICES 4096        /* present devices of one kind looked at */
-#define STATUS_LOCK_MS 5000         /* how long status waits for a VM busy with an attach */
+#define OPS_MAX_DEVICES 4096 /* present devices of one kind looked at */
+#define STATUS_LOCK_MS 5000  /* how long status waits for a VM busy with an attach */
 
 const char *ops_state_name(enum ops_state s) {
         static const char *const names[] = {
@@ -32,7 +32,7 @@ void ops_list_clear(struct ops_list *l) {
                 dev_free(l->items[i].dev);
         if (l) {
                 free(l->items);
-                *l = (struct ops_list){ 0 };
+                *l = (struct ops_list){0};
         }
 }
 
@@ -40,7 +40,7 @@ void ops_report_clear(struct ops_report *r) {
         if (!r)
                 return;
         free(r->items);
-        *r = (struct ops_report){ 0 };
+        *r = (struct ops_report){0};
 }
 
 static struct ops_device *list_add(struct ops_list *l, struct dev *d) {
@@ -53,7 +53,7 @@ static struct ops_device *list_add(struct ops_list *l, struct dev *d) {
                 l->items = it;
         }
         it = &l->items[l->n++];
-        *it = (struct ops_device){ .dev = d };
+        *it = (struct ops_device){.dev = d};
         return it;
 }
 
@@ -83,7 +83,8 @@ static int device_of_node(const struct ops_ctx *c, const char *node, struct dev 
         struct stat st;
         int b, n;
 
-        if (parse_usb_node(node, &b, &n) < 0 || stat(node, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev == 0)
+        if (parse_usb_node(node, &b, &n) < 0 || stat(node, &st) < 0 || !S_ISCHR(st.st_mode) ||
+            st.st_rdev == 0)
                 return -ENOENT;
         u = udev_device_new_from_devnum(c->udev, 'c', st.st_rdev);
         if (!u || dev_new_from_syspath(c->udev, udev_device_get_syspath(u), ret) < 0)
@@ -107,7 +108,7 @@ static int enumerate(const struct ops_ctx *c, enum dev_kind kind, const struct o
         char num[16];
         int bus = 0, devnum = 0;
 
-        *ret = (struct ops_list){ 0 };
+        *ret = (struct ops_list){0};
         if (!e)
                 return -ENOMEM;
         if (hint && kind == DEV_USB && hint->by == OPS_BY_NODE) {
@@ -126,7 +127,8 @@ static int enumerate(const struct ops_ctx *c, enum dev_kind kind, const struct o
         if (udev_enumerate_add_match_subsystem(e, kind == DEV_USB ? "usb" : "pci") < 0 ||
             (kind == DEV_USB && udev_enumerate_add_match_property(e, "DEVTYPE", "usb_device") < 0))
                 return -EIO;
-        if (hint && kind == DEV_USB && hint->by == OPS_BY_NODE && parse_usb_node(hint->node, &bus, &devnum) == 0) {
+        if (hint && kind == DEV_USB && hint->by == OPS_BY_NODE &&
+            parse_usb_node(hint->node, &bus, &devnum) == 0) {
                 snprintf(num, sizeof(num), "%03d", devnum);
                 if (udev_enumerate_add_match_property(e, "DEVNUM", num) < 0)
                         return -EIO;
@@ -149,7 +151,8 @@ static int enumerate(const struct ops_ctx *c, enum dev_kind kind, const struct o
                 name = name ? name + 1 : syspath;
                 if (kind == DEV_USB && strncmp(name, "usb", 3) == 0)
                         continue; /* root hub */
-                if (hint && kind == DEV_USB && hint->by == OPS_BY_BUS_PORT && !behind_port(name, hint->bus, hint->port))
+                if (hint && kind == DEV_USB && hint->by == OPS_BY_BUS_PORT &&
+                    !behind_port(name, hint->bus, hint->port))
                         continue;
                 if (dev_new_from_syspath(c->udev, syspath, &d) < 0)
                         continue; /* gone meanwhile */
@@ -185,8 +188,8 @@ static const struct db_attachment *row_of(const struct db_attachment *rows, size
 
 /* Completes o's decision with the database (stored choice, keep detached, host mount) and says
  * where it is, from its open record (row, may be NULL) and prompt. */
-static int settle_state(const struct ops_ctx *c, struct db *db, struct ops_device *o, const struct db_attachment *row,
-                        bool waiting) {
+static int settle_state(const struct ops_ctx *c, struct db *db, struct ops_device *o,
+                        const struct db_attachment *row, bool waiting) {
         int r = xact_complete(&c->x, db, o->dev, &o->dec);
 
         if (r < 0)
@@ -212,7 +215,8 @@ static int settle_state(const struct ops_ctx *c, struct db *db, struct ops_devic
 }
 
 static int cmp_usb(const void *a, const void *b) {
-        return strcmp(((const struct ops_device *)a)->dev->devpath, ((const struct ops_device *)b)->dev->devpath);
+        return strcmp(((const struct ops_device *)a)->dev->devpath,
+                      ((const struct ops_device *)b)->dev->devpath);
 }
 
 static int cmp_pci(const void *a, const void *b) {
@@ -277,16 +281,16 @@ static int open_db(const struct ops_ctx *c, struct db **ret, char **ret_error) {
         return 0;
 }
 
-int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, const char *tag, struct ops_list *ret,
-             char **ret_error) {
-        struct ops_list all = { 0 }, out = { 0 };
+int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, const char *tag,
+             struct ops_list *ret, char **ret_error) {
+        struct ops_list all = {0}, out = {0};
         struct db_attachment *rows = NULL;
         struct db_prompt *prompts = NULL;
         size_t n_rows = 0, n_prompts = 0;
         struct db *db = NULL;
         int r;
 
-        *ret = (struct ops_list){ 0 };
+        *ret = (struct ops_list){0};
         r = enumerate(c, kind, NULL, &all);
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot enumerate devices: %s", strerror(-r));
@@ -364,8 +368,8 @@ static bool is_usb_hub(const struct dev *d) {
 /* The devices of all (indexes into it, in picked) that sel names. Hubs are never picked. One
  * device for a single-device selector: when several match, the claimed ones decide, and several
  * claimed is an error naming them. */
-static int select_devices(const struct ops_ctx *c, const struct ops_selector *sel, const struct ops_list *all,
-                          size_t *picked, size_t *ret_n, char **ret_error) {
+static int select_devices(const struct ops_ctx *c, const struct ops_selector *sel,
+                          const struct ops_list *all, size_t *picked, size_t *ret_n, char **ret_error) {
         size_t n = 0, claimed = 0;
         char buf[1024];
         size_t len = 0;
@@ -393,13 +397,15 @@ static int select_devices(const struct ops_ctx *c, const struct ops_selector *se
                         match = d->busnum == sel->bus && d->port == sel->port;
                         break;
                 case OPS_BY_IDS:
-                        match = d->has_ids && d->vendor_id == sel->vendor_id && d->product_id == sel->product_id;
+                        match = d->has_ids && d->vendor_id == sel->vendor_id &&
+                                d->product_id == sel->product_id;
                         break;
                 case OPS_BY_ADDRESS:
                         match = d->pci_address && strcmp(d->pci_address, sel->address) == 0;
                         break;
                 case OPS_BY_TAG:
-                        match = all->items[i].dec.action == RULE_ATTACH && has_tag(&all->items[i].dec, sel->tag);
+                        match = all->items[i].dec.action == RULE_ATTACH &&
+                                has_tag(&all->items[i].dec, sel->tag);
                         break;
                 }
                 if (!match)
@@ -411,18 +417,20 @@ static int select_devices(const struct ops_ctx *c, const struct ops_selector *se
                 if (n == 0 && sel->by != OPS_BY_TAG) {
                         switch (sel->by) {
                         case OPS_BY_NODE:
-                                return errmsg_set(ret_error, -ENOENT, "USB device %.200s not found in the system",
-                                                  sel->node);
-                        case OPS_BY_BUS_PORT:
                                 return errmsg_set(ret_error, -ENOENT,
-                                                  "USB device with bus %d and port %d not found in the system",
-                                                  sel->bus, sel->port);
+                                                  "USB device %.200s not found in the system", sel->node);
+                        case OPS_BY_BUS_PORT:
+                                return errmsg_set(
+                                        ret_error, -ENOENT,
+                                        "USB device with bus %d and port %d not found in the system",
+                                        sel->bus, sel->port);
                         case OPS_BY_IDS:
-                                return errmsg_set(ret_error, -ENOENT, "%s device %04x:%04x not found in the system",
+                                return errmsg_set(ret_error, -ENOENT,
+                                                  "%s device %04x:%04x not found in the system",
                                                   kind_word(sel->kind), sel->vendor_id, sel->product_id);
                         default:
-                                return errmsg_set(ret_error, -ENOENT, "PCI device %s not found in the system",
-                                                  sel->address);
+                                return errmsg_set(ret_error, -ENOENT,
+                                                  "PCI device %s not found in the system", sel->address);
                         }
                 }
                 *ret_n = n;
@@ -448,8 +456,8 @@ static int select_devices(const struct ops_ctx *c, const struct ops_selector *se
         }
         if (sel->by == OPS_BY_BUS_PORT)
                 return errmsg_set(ret_error, -ENOTUNIQ,
-                                  "several USB devices on bus %d port %d: %s; name one by its device node", sel->bus,
-                                  sel->port, buf);
+                                  "several USB devices on bus %d port %d: %s; name one by its device node",
+                                  sel->bus, sel->port, buf);
         return errmsg_set(ret_error, -ENOTUNIQ, "several %s devices %04x:%04x: %s; name one by its %s",
                           kind_word(sel->kind), sel->vendor_id, sel->product_id, buf,
                           sel->kind == DEV_USB ? "device node" : "address");
@@ -495,8 +503,8 @@ static int choose(const struct ops_ctx *c, const struct dev *d, struct rule_deci
         vm_names(dec->entry, names, sizeof(names));
         if (!cfg_find_vm(c->x.cfg, vm))
                 return errmsg_set(ret_error, -ENOENT, "VM %.64s is not found in the configuration file", vm);
-        return errmsg_set(ret_error, -EPERM, "Selected VM %.64s is not allowed for %s: %s[%d] allows %s", vm, what,
-                          cfg_section_name(d->kind), dec->entry_index, names);
+        return errmsg_set(ret_error, -EPERM, "Selected VM %.64s is not allowed for %s: %s[%d] allows %s", vm,
+                          what, cfg_section_name(d->kind), dec->entry_index, names);
 }
 
 /* Takes a's device out of its VM (moving it elsewhere). Returns 0 when it left, else -errno with
@@ -517,7 +525,7 @@ static int leave_vm(const struct ops_ctx *c, struct db *db, const struct db_atta
 static int attach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, const char *vm,
                          struct xact_result *res, char **ret_error) {
         struct rule_decision dec;
-        struct db_attachment cur = { 0 };
+        struct db_attachment cur = {0};
         struct db_device rec;
         char key[DEV_KEY_MAX], detail[160];
         bool was_kept;
@@ -542,8 +550,8 @@ static int attach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, 
         /* The user's answer: remembered before anything moves, so that a replug meanwhile follows it. */
         if (vm || was_kept) {
                 xact_record_of(d, key, &rec);
-                snprintf(detail, sizeof(detail), "attach requested%s%.64s%s", vm ? ": VM " : "", vm ? vm : "",
-                         was_kept ? " (keep detached cleared)" : "");
+                snprintf(detail, sizeof(detail), "attach requested%s%.64s%s", vm ? ": VM " : "",
+                         vm ? vm : "", was_kept ? " (keep detached cleared)" : "");
                 r = db_choice_record(db, &rec, vm, false, detail);
                 if (r < 0) {
                         db_attachment_clear(&cur);
@@ -589,7 +597,7 @@ static int attach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, 
 static int detach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, struct xact_result *res,
                          char **ret_error) {
         struct rule_decision dec;
-        struct db_attachment cur = { 0 };
+        struct db_attachment cur = {0};
         struct db_device rec;
         char key[DEV_KEY_MAX];
         int r, found;
@@ -626,8 +634,8 @@ static int detach_locked(const struct ops_ctx *c, struct db *db, struct dev *d, 
 }
 
 /* One device, under its device lock, with a database connection of its own. */
-static int act_one(const struct ops_ctx *ctx, enum act act, struct dev *d, const char *vm, struct ops_result *out,
-                   char **ret_error) {
+static int act_one(const struct ops_ctx *ctx, enum act act, struct dev *d, const char *vm,
+                   struct ops_result *out, char **ret_error) {
         struct ops_ctx one = *ctx;
         const struct ops_ctx *c = &one;
         struct db *db = NULL;
@@ -662,8 +670,8 @@ static int act_one(const struct ops_ctx *ctx, enum act act, struct dev *d, const
 
 static int act(const struct ops_ctx *c, enum act a, const struct ops_selector *sel, const char *vm,
                struct ops_report *ret, char **ret_error) {
-        struct ops_list all = { 0 };
-        struct ops_report rep = { 0 };
+        struct ops_list all = {0};
+        struct ops_report rep = {0};
         _cleanup_free_ size_t *picked = NULL;
         size_t n = 0;
         char summary[1024];
@@ -671,11 +679,12 @@ static int act(const struct ops_ctx *c, enum act a, const struct ops_selector *s
         int r, first = 0;
 
         if (ret)
-                *ret = (struct ops_report){ 0 };
+                *ret = (struct ops_report){0};
         if (sel->kind != DEV_USB && sel->kind != DEV_PCI)
                 return errmsg_set(ret_error, -EINVAL, "only USB and PCI devices are handled here");
         if (sel->by == OPS_BY_TAG && vm)
-                return errmsg_set(ret_error, -EINVAL, "a VM cannot be named with a tag: each device goes to its own VM");
+                return errmsg_set(ret_error, -EINVAL,
+                                  "a VM cannot be named with a tag: each device goes to its own VM");
         r = enumerate(c, sel->kind, sel, &all);
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot enumerate devices: %s", strerror(-r));
@@ -698,8 +707,9 @@ static int act(const struct ops_ctx *c, enum act a, const struct ops_selector *s
                 if (n == 1) {
                         errmsg_take(ret_error, k, TAKE_PTR(err));
                 } else if (len < sizeof(summary) - 1) {
-                        len += (size_t)snprintf(summary + len, sizeof(summary) - len, "%s%s: %s", len ? "; " : "",
-                                                rep.items[rep.n - 1].what, err ? err : strerror(-k));
+                        len += (size_t)snprintf(summary + len, sizeof(summary) - len, "%s%s: %s",
+                                                len ? "; " : "", rep.items[rep.n - 1].what,
+                                                err ? err : strerror(-k));
                 }
         }
         if (r >= 0 && rep.n_failed > 0) {
@@ -715,12 +725,13 @@ static int act(const struct ops_ctx *c, enum act a, const struct ops_selector *s
         return r;
 }
 
-int ops_attach(const struct ops_ctx *c, const struct ops_selector *sel, const char *vm, struct ops_report *ret,
-               char **ret_error) {
+int ops_attach(const struct ops_ctx *c, const struct ops_selector *sel, const char *vm,
+               struct ops_report *ret, char **ret_error) {
         return act(c, ACT_ATTACH, sel, vm, ret, ret_error);
 }
 
-int ops_detach(const struct ops_ctx *c, const struct ops_selector *sel, struct ops_report *ret, char **ret_error) {
+int ops_detach(const struct ops_ctx *c, const struct ops_selector *sel, struct ops_report *ret,
+               char **ret_error) {
         return act(c, ACT_DETACH, sel, NULL, ret, ret_error);
 }
 
@@ -728,16 +739,17 @@ int ops_detach(const struct ops_ctx *c, const struct ops_selector *sel, struct o
 
 int ops_find_device(const struct ops_ctx *c, const char *spec, struct dev **ret, char **ret_error) {
         char path[PATH_MAX], addr[PCI_ADDRESS_LEN];
-        struct ops_list all = { 0 };
+        struct ops_list all = {0};
         int r = -ENODEV;
 
         if (!spec || !*spec || strlen(spec) >= sizeof(path) - 32)
                 return errmsg_set(ret_error, -EINVAL, "no device named");
         if (strncmp(spec, "/dev/", 5) == 0) {
-                struct ops_selector hint = { .kind = DEV_USB, .by = OPS_BY_NODE, .node = spec };
+                struct ops_selector hint = {.kind = DEV_USB, .by = OPS_BY_NODE, .node = spec};
                 if (enumerate(c, DEV_USB, &hint, &all) >= 0)
                         for (size_t i = 0; i < all.n; i++)
-                                if (all.items[i].dev->devnode && strcmp(all.items[i].dev->devnode, spec) == 0) {
+                                if (all.items[i].dev->devnode &&
+                                    strcmp(all.items[i].dev->devnode, spec) == 0) {
                                         *ret = TAKE_PTR(all.items[i].dev);
                                         r = 0;
                                         break;
@@ -758,9 +770,11 @@ int ops_find_device(const struct ops_ctx *c, const char *spec, struct dev **ret,
                 r = -ENODEV;
         }
         if (r < 0)
-                return errmsg_set(ret_error, -ENOENT,
-                                  "no device %.200s here (give a device node, a sysfs path, a USB name such as "
-                                  "1-3.2, or a PCI address)", spec);
+                return errmsg_set(
+                        ret_error, -ENOENT,
+                        "no device %.200s here (give a device node, a sysfs path, a USB name such as "
+                        "1-3.2, or a PCI address)",
+                        spec);
         return 0;
 }
 
@@ -772,16 +786,17 @@ void ops_why_clear(struct ops_why *w) {
         db_prompt_clear(&w->prompt);
         db_attachment_clear(&w->record);
         db_history_list_free(w->history, w->n_history);
-        *w = (struct ops_why){ 0 };
+        *w = (struct ops_why){0};
 }
 
-int ops_why(const struct ops_ctx *c, const char *spec, size_t max_history, struct ops_why *ret, char **ret_error) {
-        struct ops_why w = { 0 };
+int ops_why(const struct ops_ctx *c, const char *spec, size_t max_history, struct ops_why *ret,
+            char **ret_error) {
+        struct ops_why w = {0};
         char key[DEV_KEY_MAX];
         struct db *db = NULL;
         int r;
 
-        *ret = (struct ops_why){ 0 };
+        *ret = (struct ops_why){0};
         r = ops_find_device(c, spec, &w.d.dev, ret_error);
         if (r < 0)
                 return r;
@@ -820,7 +835,7 @@ void ops_status_clear(struct ops_status *s) {
         }
         if (s) {
                 free(s->vms);
-                *s = (struct ops_status){ 0 };
+                *s = (struct ops_status){0};
         }
 }
 
@@ -848,16 +863,19 @@ static void ask_vm(const struct ops_ctx *c, struct ops_vm_status *v) {
         lock_release(lock);
         v->running = r >= 0;
         if (r < 0)
-                snprintf(v->error, sizeof(v->error), "%s", err ? err : r == -EHOSTDOWN ? "not running" : strerror(-r));
+                snprintf(v->error, sizeof(v->error), "%s",
+                         err               ? err
+                         : r == -EHOSTDOWN ? "not running"
+                                           : strerror(-r));
 }
 
 int ops_status(const struct ops_ctx *c, const char *vm, struct ops_status *ret, char **ret_error) {
         const struct cfg *cfg = c->x.cfg;
-        struct ops_status s = { 0 };
+        struct ops_status s = {0};
         struct db *db = NULL;
         int r;
 
-        *ret = (struct ops_status){ 0 };
+        *ret = (struct ops_status){0};
         if (vm && !cfg_find_vm(cfg, vm))
                 return errmsg_set(ret_error, -ENOENT, "VM %.64s is not found in the configuration file", vm);
         s.vms = calloc(cfg->n_vms + 1, sizeof(*s.vms));
@@ -885,8 +903,8 @@ int ops_status(const struct ops_ctx *c, const char *vm, struct ops_status *ret, 
         return 0;
 }
 
-int ops_history(const struct ops_ctx *c, const char *spec, size_t max, struct db_history **ret, size_t *ret_n,
-                char **ret_error) {
+int ops_history(const struct ops_ctx *c, const char *spec, size_t max, struct db_history **ret,
+                size_t *ret_n, char **ret_error) {
         _cleanup_dev_ struct dev *d = NULL;
         struct db *db = NULL;
         int r;

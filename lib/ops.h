@@ -17,21 +17,21 @@
 struct udev;
 
 struct ops_ctx {
-        struct xact_ctx x;      /* cfg, db_path, no_strict_perms, mountinfo, requested_by */
-        struct udev *udev;      /* the caller's (libudev contexts are not shared between threads) */
+        struct xact_ctx x; /* cfg, db_path, no_strict_perms, mountinfo, requested_by */
+        struct udev *udev; /* the caller's (libudev contexts are not shared between threads) */
 };
 
 /* How a request names its devices. */
 enum ops_by {
-        OPS_BY_NODE,            /* USB device node: "/dev/bus/usb/001/005" */
-        OPS_BY_BUS_PORT,        /* USB bus number and root port */
-        OPS_BY_IDS,             /* vendor and product (PCI: device) id */
-        OPS_BY_ADDRESS,         /* PCI address */
-        OPS_BY_TAG,             /* every present device whose entry has the tag */
+        OPS_BY_NODE,     /* USB device node: "/dev/bus/usb/001/005" */
+        OPS_BY_BUS_PORT, /* USB bus number and root port */
+        OPS_BY_IDS,      /* vendor and product (PCI: device) id */
+        OPS_BY_ADDRESS,  /* PCI address */
+        OPS_BY_TAG,      /* every present device whose entry has the tag */
 };
 
 struct ops_selector {
-        enum dev_kind kind;     /* DEV_USB or DEV_PCI */
+        enum dev_kind kind; /* DEV_USB or DEV_PCI */
         enum ops_by by;
         const char *node;
         int bus, port;
@@ -42,24 +42,24 @@ struct ops_selector {
 
 /* Where a claimed device is, as the records say. */
 enum ops_state {
-        OPS_ON_HOST,            /* not attached (its VM may be down, or no event reached us) */
+        OPS_ON_HOST, /* not attached (its VM may be down, or no event reached us) */
         OPS_ATTACHED,
-        OPS_UNDER_WAY,          /* an open record not attached: pending (VM down), attaching, detaching */
-        OPS_WAITING,            /* waiting for the user to choose a VM */
-        OPS_KEPT_DETACHED,      /* the user detached it: stays on the host */
+        OPS_UNDER_WAY,     /* an open record not attached: pending (VM down), attaching, detaching */
+        OPS_WAITING,       /* waiting for the user to choose a VM */
+        OPS_KEPT_DETACHED, /* the user detached it: stays on the host */
 };
 
 /* "on-host", "attached", ... as the API and vhotplugctl show it. */
 const char *ops_state_name(enum ops_state s);
 
 struct ops_device {
-        struct dev *dev;                    /* owned */
-        struct rule_decision dec;           /* with the stored choice applied */
+        struct dev *dev;          /* owned */
+        struct rule_decision dec; /* with the stored choice applied */
         enum ops_state state;
-        char record_state[12];              /* the open record's state ("pending", ...), "" when none */
-        char vm[CFG_MAX_VM_NAME + 1];       /* attached to (record) or chosen for; "" when none */
-        bool iommu_member;                  /* PCI: listed because it shares a claimed device's IOMMU
-                                             * group (pciIommuAddAll) */
+        char record_state[12];        /* the open record's state ("pending", ...), "" when none */
+        char vm[CFG_MAX_VM_NAME + 1]; /* attached to (record) or chosen for; "" when none */
+        bool iommu_member;            /* PCI: listed because it shares a claimed device's IOMMU
+                                       * group (pciIommuAddAll) */
 };
 
 struct ops_list {
@@ -73,13 +73,13 @@ void ops_list_clear(struct ops_list *l);
  * devices holding a host-required mount), sorted (USB by devpath, PCI by address). disconnected:
  * 1 only the ones kept detached, 0 only the others, -1 all; tag: only those of entries with that
  * tag (NULL: any). Returns 0, or -errno with *ret_error set. */
-int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, const char *tag, struct ops_list *ret,
-             char **ret_error);
+int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, const char *tag,
+             struct ops_list *ret, char **ret_error);
 
 /* What became of one device of a request. */
 struct ops_result {
-        char what[160];                     /* dev_describe() */
-        char devnode[64];                   /* USB: the device node; PCI: the address */
+        char what[160];   /* dev_describe() */
+        char devnode[64]; /* USB: the device node; PCI: the address */
         struct xact_result res;
 };
 
@@ -99,12 +99,13 @@ void ops_report_clear(struct ops_report *r);
  * *ret_error set: -ENOENT nothing found (or no such VM or tag), -ENOTUNIQ the selector names
  * several devices, -EPERM the rules refuse the device or the VM, -EREMOTEIO a VM refused, or the
  * error of the database or a lock. ret (may be NULL) says what became of each device. */
-int ops_attach(const struct ops_ctx *c, const struct ops_selector *sel, const char *vm, struct ops_report *ret,
-               char **ret_error);
+int ops_attach(const struct ops_ctx *c, const struct ops_selector *sel, const char *vm,
+               struct ops_report *ret, char **ret_error);
 
 /* Detaches the selected devices now and keeps them on the host (across replugs and reboots) until
  * an attach by request. A device that is not attached is only marked. Returns as ops_attach(). */
-int ops_detach(const struct ops_ctx *c, const struct ops_selector *sel, struct ops_report *ret, char **ret_error);
+int ops_detach(const struct ops_ctx *c, const struct ops_selector *sel, struct ops_report *ret,
+               char **ret_error);
 
 /* Finds one present device by what a user types: a device node, a devpath or /sys path, a USB
  * sysname ("1-3.2") or a PCI address. Returns 0 and the device (caller frees), or -ENOENT with
@@ -113,29 +114,30 @@ int ops_find_device(const struct ops_ctx *c, const char *spec, struct dev **ret,
 
 /* Why a device is where it is. */
 struct ops_why {
-        struct ops_device d;                /* decision and state */
+        struct ops_device d; /* decision and state */
         bool has_choice;
         struct db_choice_info choice;
         bool has_prompt;
         struct db_prompt prompt;
         bool has_record;
         struct db_attachment record;
-        struct db_history *history;         /* newest rows, oldest first */
+        struct db_history *history; /* newest rows, oldest first */
         size_t n_history;
 };
 
 void ops_why_clear(struct ops_why *w);
 
 /* Fills w for the device spec names (ops_find_device), with its last max_history history rows. */
-int ops_why(const struct ops_ctx *c, const char *spec, size_t max_history, struct ops_why *ret, char **ret_error);
+int ops_why(const struct ops_ctx *c, const char *spec, size_t max_history, struct ops_why *ret,
+            char **ret_error);
 
 /* One VM as it is now: asked, not taken from the records. */
 struct ops_vm_status {
         const struct cfg_vm *vm;
         bool running;
-        char error[256];                    /* why it could not be asked ("" when running) */
-        struct vmm_list list;               /* what it has (empty when not running) */
-        struct db_attachment *rows;         /* its open records */
+        char error[256];            /* why it could not be asked ("" when running) */
+        struct vmm_list list;       /* what it has (empty when not running) */
+        struct db_attachment *rows; /* its open records */
         size_t n_rows;
 };
 
@@ -151,5 +153,5 @@ void ops_status_clear(struct ops_status *s);
 int ops_status(const struct ops_ctx *c, const char *vm, struct ops_status *ret, char **ret_error);
 
 /* The newest max history rows (of the device spec names; NULL: of all devices), oldest first. */
-int ops_history(const struct ops_ctx *c, const char *spec, size_t max, struct db_history **ret, size_t *ret_n,
-                char **ret_error);
+int ops_history(const struct ops_ctx *c, const char *spec, size_t max, struct db_history **ret,
+                size_t *ret_n, char **ret_error);

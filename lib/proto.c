@@ -12,7 +12,7 @@
 #include "json.h"
 #include "util.h"
 
-#define MAX_NODE 256              /* a device node path */
+#define MAX_NODE 256 /* a device node path */
 #define MAX_TAG 256
 
 int proto_parse(const char *line, size_t len, struct proto_request *ret, char **ret_error) {
@@ -21,7 +21,7 @@ int proto_parse(const char *line, size_t len, struct proto_request *ret, char **
         const char *end = NULL;
         const cJSON *a;
 
-        *ret = (struct proto_request){ 0 };
+        *ret = (struct proto_request){0};
         if (len > 0 && line[len - 1] == '\r')
                 len--;
         if (len > PROTO_MAX_LINE)
@@ -35,14 +35,16 @@ int proto_parse(const char *line, size_t len, struct proto_request *ret, char **
         memcpy(buf, line, len);
         buf[len] = '\0';
         if (strspn(buf, " \t") == len)
-                return errmsg_set(ret_error, -EINVAL, "invalid request: an empty line (expected a JSON object)");
+                return errmsg_set(ret_error, -EINVAL,
+                                  "invalid request: an empty line (expected a JSON object)");
         o = cJSON_ParseWithLengthOpts(buf, len, &end, false);
         if (!o)
                 return errmsg_set(ret_error, -EINVAL, "invalid request: not JSON (syntax error at byte %zu)",
                                   end && end >= buf ? (size_t)(end - buf) + 1 : (size_t)1);
         end += strspn(end, " \t");
         if (*end)
-                return errmsg_set(ret_error, -EINVAL, "invalid request: text after the JSON object at byte %zu",
+                return errmsg_set(ret_error, -EINVAL,
+                                  "invalid request: text after the JSON object at byte %zu",
                                   (size_t)(end - buf) + 1);
         if (!cJSON_IsObject(o))
                 return errmsg_set(ret_error, -EINVAL, "invalid request: expected a JSON object");
@@ -62,7 +64,7 @@ void proto_request_clear(struct proto_request *r) {
         if (!r)
                 return;
         cJSON_Delete(r->json);
-        *r = (struct proto_request){ 0 };
+        *r = (struct proto_request){0};
 }
 
 /* The value of key, NULL when absent or null. A key given twice is refused: which one counts
@@ -82,7 +84,8 @@ static int get(const struct proto_request *r, const char *key, const cJSON **ret
         return 0;
 }
 
-int proto_get_string(const struct proto_request *r, const char *key, size_t max, const char **ret, char **ret_error) {
+int proto_get_string(const struct proto_request *r, const char *key, size_t max, const char **ret,
+                     char **ret_error) {
         const cJSON *v;
         int k = get(r, key, &v, ret_error);
 
@@ -110,8 +113,8 @@ int proto_get_bool(const struct proto_request *r, const char *key, bool *ret, ch
         return 1;
 }
 
-int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max, uint32_t *ret,
-                       char **ret_error) {
+int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max,
+                       uint32_t *ret, char **ret_error) {
         const cJSON *v;
         uint64_t u;
         int k = get(r, key, &v, ret_error);
@@ -121,8 +124,8 @@ int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t 
         if (cJSON_IsNumber(v)) {
                 double d = v->valuedouble;
                 if (!(d >= min && d <= max) || d != (double)(uint64_t)d)
-                        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from %u to %u", key, min,
-                                          max);
+                        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from %u to %u",
+                                          key, min, max);
                 *ret = (uint32_t)d;
                 return 1;
         }
@@ -131,11 +134,13 @@ int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t 
                 *ret = (uint32_t)u;
                 return 1;
         }
-        return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a whole number from %u to %u (a number or a decimal string)",
-                          key, min, max);
+        return errmsg_set(ret_error, -EINVAL,
+                          "\"%s\" must be a whole number from %u to %u (a number or a decimal string)", key,
+                          min, max);
 }
 
-int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret, char **ret_error) {
+int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret,
+                   char **ret_error) {
         return proto_get_uint_min(r, key, 1, max, ret, ret_error);
 }
 
@@ -150,7 +155,8 @@ int proto_get_hex4(const struct proto_request *r, const char *key, uint16_t *ret
                 s += 2;
         n = strlen(s);
         if (n == 0 || n > 4 || strspn(s, "0123456789abcdefABCDEF") != n)
-                return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a hexadecimal id such as \"046d\"", key);
+                return errmsg_set(ret_error, -EINVAL, "\"%s\" must be a hexadecimal id such as \"046d\"",
+                                  key);
         *ret = (uint16_t)strtoul(s, NULL, 16);
         return 1;
 }
@@ -170,7 +176,7 @@ int proto_usb_selector(const struct proto_request *r, struct ops_selector *ret, 
         const char *node = NULL, *tag = NULL;
         int k_node, k_bus, k_port, k_vid, k_pid, k_tag, k;
 
-        *ret = (struct ops_selector){ .kind = DEV_USB };
+        *ret = (struct ops_selector){.kind = DEV_USB};
         k_node = proto_get_string(r, "device_node", MAX_NODE, &node, ret_error);
         if (k_node < 0)
                 return k_node;
@@ -210,7 +216,8 @@ int proto_usb_selector(const struct proto_request *r, struct ops_selector *ret, 
                 return 0;
         }
         return errmsg_set(ret_error, -EINVAL,
-                          "no device named: give \"device_node\", \"bus\" and \"port\", \"vid\" and \"pid\", or \"tag\"");
+                          "no device named: give \"device_node\", \"bus\" and \"port\", \"vid\" and "
+                          "\"pid\", or \"tag\"");
 }
 
 int proto_pci_selector(const struct proto_request *r, struct ops_selector *ret, char **ret_error) {
@@ -218,13 +225,14 @@ int proto_pci_selector(const struct proto_request *r, struct ops_selector *ret, 
         const char *address = NULL, *tag = NULL;
         int k, k_vid, k_did;
 
-        *ret = (struct ops_selector){ .kind = DEV_PCI };
+        *ret = (struct ops_selector){.kind = DEV_PCI};
         k = proto_get_string(r, "address", 64, &address, ret_error);
         if (k < 0)
                 return k;
         if (k > 0) {
                 if (pci_address_normalize(address, ret->address) < 0)
-                        return errmsg_set(ret_error, -EINVAL, "\"address\" must be a PCI address such as \"0000:00:14.3\"");
+                        return errmsg_set(ret_error, -EINVAL,
+                                          "\"address\" must be a PCI address such as \"0000:00:14.3\"");
                 ret->by = OPS_BY_ADDRESS;
                 return 0;
         }
@@ -247,7 +255,8 @@ int proto_pci_selector(const struct proto_request *r, struct ops_selector *ret, 
                 ret->tag = tag;
                 return 0;
         }
-        return errmsg_set(ret_error, -EINVAL, "no device named: give \"address\", \"vid\" and \"did\", or \"tag\"");
+        return errmsg_set(ret_error, -EINVAL,
+                          "no device named: give \"address\", \"vid\" and \"did\", or \"tag\"");
 }
 
 cJSON *proto_ok(void) {
@@ -311,7 +320,8 @@ static void add_node(cJSON *o, const char *devnode, int busnum, int devnum) {
                 cJSON_AddStringToObject(o, "device_node", devnode);
                 return;
         }
-        snprintf(buf, sizeof(buf), "/dev/bus/usb/%03d/%03d", busnum > 0 ? busnum : 0, devnum > 0 ? devnum : 0);
+        snprintf(buf, sizeof(buf), "/dev/bus/usb/%03d/%03d", busnum > 0 ? busnum : 0,
+                 devnum > 0 ? devnum : 0);
         cJSON_AddStringToObject(o, "device_node", buf);
 }
 
@@ -375,8 +385,10 @@ cJSON *proto_pci_device(const struct dev *d) {
         add_int(o, "pci_class", d->dev_class);
         add_int(o, "pci_subclass", d->dev_subclass);
         add_int(o, "pci_prog_if", d->dev_protocol);
-        add_hex(o, "pci_subsystem_vendor_id", d->subsys_vendor_id || d->subsys_device_id, d->subsys_vendor_id, true);
-        add_hex(o, "pci_subsystem_id", d->subsys_vendor_id || d->subsys_device_id, d->subsys_device_id, true);
+        add_hex(o, "pci_subsystem_vendor_id", d->subsys_vendor_id || d->subsys_device_id,
+                d->subsys_vendor_id, true);
+        add_hex(o, "pci_subsystem_id", d->subsys_vendor_id || d->subsys_device_id, d->subsys_device_id,
+                true);
         return o;
 }
 

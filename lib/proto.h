@@ -13,11 +13,11 @@
 
 struct cJSON;
 
-#define PROTO_MAX_LINE 65536      /* bytes of one request line, its "\n" not counted */
+#define PROTO_MAX_LINE 65536 /* bytes of one request line, its "\n" not counted */
 
 struct proto_request {
-        struct cJSON *json;       /* the request object (owned) */
-        const char *action;       /* its "action" */
+        struct cJSON *json; /* the request object (owned) */
+        const char *action; /* its "action" */
 };
 
 /* Parses one request line (len bytes, without its "\n"; a trailing "\r" is ignored). Returns 0,
@@ -35,12 +35,14 @@ void proto_request_clear(struct proto_request *r);
  *   bool:   true or false;
  *   uint:   a whole number in 1..max, or the same as a decimal string ("bus": "3");
  *   hex4:   a string of one to four hex digits, any case, optionally "0x"-prefixed. */
-int proto_get_string(const struct proto_request *r, const char *key, size_t max, const char **ret, char **ret_error);
+int proto_get_string(const struct proto_request *r, const char *key, size_t max, const char **ret,
+                     char **ret_error);
 int proto_get_bool(const struct proto_request *r, const char *key, bool *ret, char **ret_error);
-int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret, char **ret_error);
+int proto_get_uint(const struct proto_request *r, const char *key, uint32_t max, uint32_t *ret,
+                   char **ret_error);
 /* The same in min..max (proto_get_uint is 1..max). */
-int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max, uint32_t *ret,
-                       char **ret_error);
+int proto_get_uint_min(const struct proto_request *r, const char *key, uint32_t min, uint32_t max,
+                       uint32_t *ret, char **ret_error);
 int proto_get_hex4(const struct proto_request *r, const char *key, uint16_t *ret, char **ret_error);
 
 /* The device a usb_attach / usb_detach request names: device_node, else bus and port, else vid and

@@ -14,13 +14,13 @@
 #include "util.h"
 
 #define QMP_CHUNK 4096
-#define QMP_ERROR_MAX 1024    /* longest error text kept from QEMU */
+#define QMP_ERROR_MAX 1024 /* longest error text kept from QEMU */
 
 struct qmp {
         int fd;
         int timeout_ms;
         unsigned long next_id;
-        size_t budget;        /* bytes the current operation may still read */
+        size_t budget; /* bytes the current operation may still read */
         struct qmp_parser parser;
         cJSON *events[QMP_EVENTS_MAX];
         size_t n_events;
@@ -29,7 +29,7 @@ struct qmp {
 /* ---- parser ---- */
 
 void qmp_parser_init(struct qmp_parser *p) {
-        *p = (struct qmp_parser){ .max = QMP_MSG_MAX };
+        *p = (struct qmp_parser){.max = QMP_MSG_MAX};
 }
 
 void qmp_parser_done(struct qmp_parser *p) {
@@ -149,7 +149,7 @@ static int wait_fd(int fd, short events, int64_t deadline) {
                 int64_t left = deadline - now_ms();
                 if (left <= 0)
                         return -ETIMEDOUT;
-                struct pollfd pfd = { .fd = fd, .events = events };
+                struct pollfd pfd = {.fd = fd, .events = events};
                 int r = poll(&pfd, 1, left > INT32_MAX ? INT32_MAX : (int)left);
                 if (r < 0 && errno == EINTR)
                         continue;
@@ -166,7 +166,7 @@ static bool vm_absent_errno(int e) {
 
 /* Connects without blocking past deadline. A full backlog (EAGAIN) is retried. */
 static int connect_unix(const char *path, int64_t deadline) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
         if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;

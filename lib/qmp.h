@@ -10,20 +10,20 @@
 
 #include "cleanup.h"
 
-#define QMP_MSG_MAX (1u << 20)        /* largest single JSON message accepted */
-#define QMP_READ_MAX (16u << 20)      /* bytes read per operation (connect, execute, wait) */
+#define QMP_MSG_MAX (1u << 20)   /* largest single JSON message accepted */
+#define QMP_READ_MAX (16u << 20) /* bytes read per operation (connect, execute, wait) */
 #define QMP_READ_MAX_TEXT "16 MiB"
-#define QMP_EVENTS_MAX 64             /* events remembered while waiting for replies (oldest dropped) */
+#define QMP_EVENTS_MAX 64 /* events remembered while waiting for replies (oldest dropped) */
 
 /* Splits a byte stream into JSON objects. Accepts any chunking, several objects per chunk, and
  * whitespace (" \t\r\n") between objects. Anything else between objects is garbage. */
 struct qmp_parser {
         char *buf;
-        size_t len, cap;      /* bytes buffered, allocated */
-        size_t pos;           /* bytes of buf already scanned */
-        size_t depth;         /* nesting of the object being scanned, 0 between objects */
+        size_t len, cap; /* bytes buffered, allocated */
+        size_t pos;      /* bytes of buf already scanned */
+        size_t depth;    /* nesting of the object being scanned, 0 between objects */
         bool in_string, escape;
-        size_t max;           /* largest message accepted (QMP_MSG_MAX unless changed after init) */
+        size_t max; /* largest message accepted (QMP_MSG_MAX unless changed after init) */
 };
 
 /* Initializes an empty parser. */

@@ -24,7 +24,7 @@ struct present {
         struct dev *dev;
         struct rule_decision dec;
         char id[VMM_ID_MAX];
-        bool waiting;         /* its entry asks the user to choose a VM, and nobody has yet */
+        bool waiting; /* its entry asks the user to choose a VM, and nobody has yet */
 };
 
 struct state {
@@ -35,8 +35,8 @@ struct state {
         struct db_attachment *rows;
         size_t n_rows;
         struct recon_plan *plan;
-        bool boot;            /* the first full reconcile of this boot: waiting devices get their
-                               * entry's first VM, as the older daemon's start did */
+        bool boot; /* the first full reconcile of this boot: waiting devices get their
+                    * entry's first VM, as the older daemon's start did */
         char boot_id[64];
 };
 
@@ -44,8 +44,8 @@ struct state {
 
 const char *recon_op_name(enum recon_op op) {
         static const char *const names[] = {
-                "none", "attach", "reattach", "adopt", "detach", "remove", "close", "foreign", "vm-down",
-                "auth-default", "authorize", "deauthorize",
+                "none",  "attach",  "reattach", "adopt",        "detach",    "remove",
+                "close", "foreign", "vm-down",  "auth-default", "authorize", "deauthorize",
         };
         return names[op];
 }
@@ -63,8 +63,8 @@ enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why) {
                         *ret_why = "recorded as attached but the VM does not have it (VM restarted?)";
                         return RECON_REATTACH;
                 }
-                *ret_why = f->row_state < 0            ? "present and claimed by the rules, not attached"
-                           : !f->row_here               ? "recorded for another VM; the rules give it to this one"
+                *ret_why = f->row_state < 0 ? "present and claimed by the rules, not attached"
+                           : !f->row_here   ? "recorded for another VM; the rules give it to this one"
                            : f->row_state == DB_PENDING ? "pending attach, VM is running"
                                                         : "unfinished attach";
                 return RECON_ATTACH;
@@ -78,7 +78,7 @@ enum recon_op recon_decide(const struct recon_facts *f, const char **ret_why) {
                         return RECON_NONE;
                 }
                 if (f->in_vm) {
-                        *ret_why = !f->present       ? "device gone from the host"
+                        *ret_why = !f->present        ? "device gone from the host"
                                    : f->kept_detached ? "user asked to keep it detached"
                                    : f->suspended     ? "suspended: resume puts it back"
                                                       : "no longer claimed by the rules for this VM";
@@ -101,8 +101,9 @@ static bool vm_in_scope(const struct recon_opts *o, const char *vm) {
         return false;
 }
 
-static struct recon_item *add_item(struct recon_plan *p, enum recon_op op, const char *vm, const char *devpath,
-                                   const char *what, const char *id, int port, const char *why) {
+static struct recon_item *add_item(struct recon_plan *p, enum recon_op op, const char *vm,
+                                   const char *devpath, const char *what, const char *id, int port,
+                                   const char *why) {
         struct recon_item *it;
         if (p->n % 32 == 0) {
                 it = realloc(p->items, (p->n + 32) * sizeof(*it));
@@ -111,7 +112,7 @@ static struct recon_item *add_item(struct recon_plan *p, enum recon_op op, const
                 p->items = it;
         }
         it = &p->items[p->n++];
-        *it = (struct recon_item){ .op = op, .port = port };
+        *it = (struct recon_item){.op = op, .port = port};
         str_copy(it->vm, sizeof(it->vm), vm);
         str_copy(it->devpath, sizeof(it->devpath), devpath);
         str_copy(it->what, sizeof(it->what), what);
@@ -136,8 +137,8 @@ static int cmp_rule_order(const void *a, const void *b) {
 }
 
 static struct present *find_present(const struct state *s, const char *devpath) {
-        struct dev key_dev = { .devpath = (char *)devpath };
-        struct present key = { .dev = &key_dev };
+        struct dev key_dev = {.devpath = (char *)devpath};
+        struct present key = {.dev = &key_dev};
         return bsearch(&key, s->present, s->n_present, sizeof(key), cmp_present);
 }
 
@@ -168,7 +169,8 @@ static int enumerate(struct state *s) {
 
         if (!e)
                 return -ENOMEM;
-        if (udev_enumerate_add_match_subsystem(e, "usb") < 0 || udev_enumerate_add_match_subsystem(e, "pci") < 0 ||
+        if (udev_enumerate_add_match_subsystem(e, "usb") < 0 ||
+            udev_enumerate_add_match_subsystem(e, "pci") < 0 ||
             udev_enumerate_add_match_subsystem(e, "input") < 0 || udev_enumerate_scan_devices(e) < 0)
                 return -EIO;
         udev_list_entry_foreach(it, udev_enumerate_get_list_entry(e)) {
@@ -194,7 +196,7 @@ static int enumerate(struct state *s) {
                         s->present = p;
                 }
                 p = &s->present[s->n_present++];
-                *p = (struct present){ .dev = d };
+                *p = (struct present){.dev = d};
                 rule_decide(ctx->cfg, d, NULL, &p->dec);
                 r = xact_complete(ctx, s->db, d, &p->dec);
                 if (r < 0)
@@ -217,16 +219,15 @@ static int enumerate(struct state *s) {
 }
 
 static bool desired_in(const struct present *p, const char *vm) {
-        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && !p->dec.suspended && !p->waiting &&
-               strcmp(p->dec.vm->name, vm) == 0;
+        return p && p->dec.action == RULE_ATTACH && !p->dec.keep_detached && !p->dec.suspended &&
+               !p->waiting && strcmp(p->dec.vm->name, vm) == 0;
 }
-
 
 /* The VM's device that a record or a present device corresponds to, or -1. QEMU: by our id.
  * crosvm (no ids): PCI by its sysfs path (id), USB by the recorded port, else (adoption) by
  * vendor:product among unclaimed ports. */
-static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const bool *claimed, const char *id,
-                        int port, const struct dev *d) {
+static ssize_t vm_index(const struct cfg_vm *vm, const struct vmm_list *l, const bool *claimed,
+                        const char *id, int port, const struct dev *d) {
         for (size_t i = 0; i < l->n; i++) {
                 if (claimed[i])
                         continue;
@@ -254,7 +255,7 @@ static bool trusted(const struct vmm_list *l, const struct db_attachment *row) {
 static int plan_vm(struct state *s, const struct cfg_vm *vm) {
         const struct xact_ctx *ctx = &s->o->ctx;
         struct vmm_opts vo = vmm_opts_from_cfg(&ctx->cfg->general);
-        struct vmm_list l = { 0 };
+        struct vmm_list l = {0};
         struct vmm_conn *conn = NULL;
         _cleanup_free_ char *err = NULL;
         _cleanup_free_ bool *claimed = NULL;
@@ -311,8 +312,8 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                 if (op == RECON_NONE)
                         continue;
                 dev_describe(p->dev, what, sizeof(what));
-                if (!add_item(s->plan, op, vm->name, p->dev->devpath, what, vm->type == VMM_QEMU ? p->id : NULL,
-                              k >= 0 ? l.items[k].port : -1, why))
+                if (!add_item(s->plan, op, vm->name, p->dev->devpath, what,
+                              vm->type == VMM_QEMU ? p->id : NULL, k >= 0 ? l.items[k].port : -1, why))
                         goto oom;
         }
 
@@ -363,8 +364,9 @@ static int plan_vm(struct state *s, const struct cfg_vm *vm) {
                                       "our device id with no record and no claiming device on the host"))
                                 goto oom;
                 } else if (v->kind != DEV_UNKNOWN || vm->type == VMM_CROSVM) {
-                        if (!add_item(s->plan, RECON_FOREIGN, vm->name, NULL, vm->type == VMM_CROSVM ? port : v->id,
-                                      v->id, v->port, "attached by someone else; left alone"))
+                        if (!add_item(s->plan, RECON_FOREIGN, vm->name, NULL,
+                                      vm->type == VMM_CROSVM ? port : v->id, v->id, v->port,
+                                      "attached by someone else; left alone"))
                                 goto oom;
                 }
         }
@@ -388,7 +390,7 @@ static void state_free(struct state *s) {
 static int record_ignored(struct state *s) {
         _cleanup_free_ struct db_device *devs = calloc(s->n_present + 1, sizeof(*devs));
         _cleanup_free_ const char **reasons = calloc(s->n_present + 1, sizeof(*reasons));
-        _cleanup_free_ char (*keys)[DEV_KEY_MAX] = calloc(s->n_present + 1, sizeof(*keys));
+        _cleanup_free_ char(*keys)[DEV_KEY_MAX] = calloc(s->n_present + 1, sizeof(*keys));
         size_t n = 0;
 
         if (!s->db)
@@ -459,8 +461,8 @@ static int plan_usb_auth(struct state *s) {
         if (!cfg->usb_auth.enabled || s->o->n_vms > 0)
                 return 0;
         if (dev_usb_default_is_unauthorized() != 1 &&
-            !add_item(s->plan, RECON_AUTH_DEFAULT, "", NULL, "usbcore and root hubs: authorized_default=0", NULL, -1,
-                      "usbAuthorization: new USB devices start unauthorized"))
+            !add_item(s->plan, RECON_AUTH_DEFAULT, "", NULL, "usbcore and root hubs: authorized_default=0",
+                      NULL, -1, "usbAuthorization: new USB devices start unauthorized"))
                 return -ENOMEM;
         for (size_t i = 0; i < s->n_present; i++) {
                 struct present *p = &s->present[i];
@@ -477,7 +479,8 @@ static int plan_usb_auth(struct state *s) {
                 if (ad.action == RULE_AUTH_KEEP || now == (ad.action == RULE_AUTH_AUTHORIZE))
                         continue;
                 dev_describe(p->dev, what, sizeof(what));
-                if (!add_item(s->plan, ad.action == RULE_AUTH_AUTHORIZE ? RECON_AUTHORIZE : RECON_DEAUTHORIZE, "",
+                if (!add_item(s->plan,
+                              ad.action == RULE_AUTH_AUTHORIZE ? RECON_AUTHORIZE : RECON_DEAUTHORIZE, "",
                               p->dev->devpath, what, NULL, -1, ad.reason))
                         return -ENOMEM;
         }
@@ -489,7 +492,7 @@ static int plan_usb_auth(struct state *s) {
  * left alone. */
 static void import_legacy_state(struct state *s) {
         const struct cfg_general *g = &s->o->ctx.cfg->general;
-        struct legacy_state ls = { 0 };
+        struct legacy_state ls = {0};
         _cleanup_free_ struct db_choice *choices = NULL;
         _cleanup_free_ char *err = NULL;
         size_t stored = 0;
@@ -504,15 +507,16 @@ static void import_legacy_state(struct state *s) {
         if (!choices)
                 goto out;
         for (size_t i = 0; i < ls.n; i++)
-                choices[i] = (struct db_choice){ ls.choices[i].key, ls.choices[i].vm, ls.choices[i].keep_detached };
+                choices[i] =
+                        (struct db_choice){ls.choices[i].key, ls.choices[i].vm, ls.choices[i].keep_detached};
         if (db_import_choices(s->db, g->state_path, choices, ls.n, "reconcile (import)", &stored) != 0)
                 goto out; /* imported before (1), or the database will say so elsewhere */
         if (r < 0)
-                snprintf(s->plan->notice, sizeof(s->plan->notice), "older daemon's state file not imported: %s",
-                         err ? err : strerror(-r));
+                snprintf(s->plan->notice, sizeof(s->plan->notice),
+                         "older daemon's state file not imported: %s", err ? err : strerror(-r));
         else {
-                int n = snprintf(s->plan->info, sizeof(s->plan->info), "imported %zu of %zu choices from %s", stored,
-                                 ls.n, g->state_path);
+                int n = snprintf(s->plan->info, sizeof(s->plan->info), "imported %zu of %zu choices from %s",
+                                 stored, ls.n, g->state_path);
                 for (size_t i = 0; i < ls.n_skipped && n > 0 && (size_t)n < sizeof(s->plan->info); i++)
                         n += snprintf(s->plan->info + n, sizeof(s->plan->info) - (size_t)n, "%s%s",
                                       i ? "; " : "; left out: ", ls.skipped[i]);
@@ -554,7 +558,7 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         struct state *s;
         int r;
 
-        *ret = (struct recon_plan){ 0 };
+        *ret = (struct recon_plan){0};
         for (size_t i = 0; i < o->n_vms; i++)
                 if (!cfg_find_vm(cfg, o->vms[i])) {
                         snprintf(err, errlen, "no VM named '%.64s' in %s", o->vms[i],
@@ -564,7 +568,7 @@ int recon_plan(const struct recon_opts *o, struct recon_plan *ret, char *err, si
         s = calloc(1, sizeof(*s));
         if (!s)
                 return -ENOMEM;
-        *s = (struct state){ .o = o, .plan = ret };
+        *s = (struct state){.o = o, .plan = ret};
         ret->priv = s;
         r = open_db(o, s, err, errlen);
         if (r < 0)
@@ -637,13 +641,14 @@ static void apply_remove(const struct recon_opts *o, struct recon_item *it) {
  * read again under the lock. */
 static void apply_item(const struct recon_opts *o, struct db *db, struct present *p, struct recon_item *it) {
         struct xact_ctx ctx = o->ctx;
-        struct db_attachment row = { 0 };
+        struct db_attachment row = {0};
         struct xact_result res;
         int r, dlock, found;
 
         /* Each item gets the time budget of one event. */
         ctx.deadline = now_ms() + o->ctx.cfg->general.event_timeout_ms;
-        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath, o->ctx.cfg->general.event_timeout_ms);
+        dlock = lock_take_device(o->ctx.cfg->general.lock_dir, it->devpath,
+                                 o->ctx.cfg->general.event_timeout_ms);
         if (dlock < 0) {
                 it->failed = true;
                 snprintf(it->error, sizeof(it->error), "cannot lock device: %s", strerror(-dlock));
@@ -699,8 +704,9 @@ static void apply_item(const struct recon_opts *o, struct db *db, struct present
 
 /* Writes what a usbAuthorization item says. */
 static void apply_auth(struct recon_item *it) {
-        int r = it->op == RECON_AUTH_DEFAULT ? dev_usb_default_unauthorized()
-                                             : dev_usb_write_authorized(it->devpath, it->op == RECON_AUTHORIZE);
+        int r = it->op == RECON_AUTH_DEFAULT
+                        ? dev_usb_default_unauthorized()
+                        : dev_usb_write_authorized(it->devpath, it->op == RECON_AUTHORIZE);
         it->done = true;
         if (r < 0) {
                 it->failed = true;
@@ -718,12 +724,14 @@ int recon_apply(const struct recon_opts *o, struct recon_plan *plan) {
         for (int pass = 0; pass < 3 && !o->ctx.dry_run && s; pass++) {
                 for (size_t i = 0; i < plan->n; i++) {
                         struct recon_item *it = &plan->items[i];
-                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE || it->op == RECON_CLOSE ||
-                                         it->op == RECON_AUTH_DEFAULT;
-                        bool attachish = it->op == RECON_ATTACH || it->op == RECON_REATTACH || it->op == RECON_ADOPT;
+                        bool detachish = it->op == RECON_DETACH || it->op == RECON_REMOVE ||
+                                         it->op == RECON_CLOSE || it->op == RECON_AUTH_DEFAULT;
+                        bool attachish =
+                                it->op == RECON_ATTACH || it->op == RECON_REATTACH || it->op == RECON_ADOPT;
                         bool authish = it->op == RECON_AUTHORIZE || it->op == RECON_DEAUTHORIZE;
                         struct present *p = NULL;
-                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish) || (pass == 2 && !authish))
+                        if ((pass == 0 && !detachish) || (pass == 1 && !attachish) ||
+                            (pass == 2 && !authish))
                                 continue;
                         if (it->op == RECON_AUTH_DEFAULT || authish) {
                                 apply_auth(it);
@@ -751,7 +759,7 @@ void recon_plan_clear(struct recon_plan *plan) {
                 free(plan->priv);
         }
         free(plan->items);
-        *plan = (struct recon_plan){ 0 };
+        *plan = (struct recon_plan){0};
 }
 
 int recon_plan_to_json(const struct recon_plan *plan, bool dry_run, cJSON **ret) {

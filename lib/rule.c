@@ -174,10 +174,11 @@ static int first_match(const struct cfg *c, const struct cfg_rule *rules, size_t
         return -1;
 }
 
-void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred_vm, struct rule_decision *ret) {
+void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred_vm,
+                 struct rule_decision *ret) {
         int first_deny_entry = -1, first_deny_rule = -1;
 
-        *ret = (struct rule_decision){ .kind = d->kind, .entry_index = -1, .rule_index = -1 };
+        *ret = (struct rule_decision){.kind = d->kind, .entry_index = -1, .rule_index = -1};
         if (d->kind <= DEV_UNKNOWN || d->kind >= DEV_KIND_MAX) {
                 snprintf(ret->reason, sizeof(ret->reason), "not a handled device (subsystem %s)",
                          d->subsystem ? d->subsystem : "unknown");
@@ -210,10 +211,12 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                 ret->entry = e;
                 ret->entry_index = (int)i;
                 ret->rule_index = allow;
-                ret->rule_description = allow >= 0 && e->allow[allow].description ? e->allow[allow].description
-                                                                                   : e->description;
+                ret->rule_description = allow >= 0 && e->allow[allow].description
+                                                ? e->allow[allow].description
+                                                : e->description;
                 ret->vm = pick_vm(e, preferred_vm);
-                ret->choice_needed = e->ask_vm && !(preferred_vm && strcmp(ret->vm->name, preferred_vm) == 0);
+                ret->choice_needed =
+                        e->ask_vm && !(preferred_vm && strcmp(ret->vm->name, preferred_vm) == 0);
                 if (allow >= 0)
                         snprintf(ret->reason, sizeof(ret->reason), "allowed by %s[%zu] rule %d",
                                  cfg_section_name(d->kind), i, allow);
@@ -223,8 +226,10 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                 if (!cfg_vm_can_hotplug(ret->vm)) {
                         /* claimed, but for a VM that only takes devices at start (cloud-hypervisor) */
                         ret->action = RULE_IGNORE;
-                        snprintf(ret->reason, sizeof(ret->reason), "%s[%zu] names %.64s, a %s VM: its type cannot "
-                                 "be hot-plugged", cfg_section_name(d->kind), i, ret->vm->name,
+                        snprintf(ret->reason, sizeof(ret->reason),
+                                 "%s[%zu] names %.64s, a %s VM: its type cannot "
+                                 "be hot-plugged",
+                                 cfg_section_name(d->kind), i, ret->vm->name,
                                  cfg_vm_type_name(ret->vm->type));
                 }
                 return;
@@ -237,8 +242,8 @@ void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred
                 snprintf(ret->reason, sizeof(ret->reason), "no %s entry matched", cfg_section_name(d->kind));
         if (d->modules && d->modules->error < 0) {
                 size_t len = strlen(ret->reason);
-                snprintf(ret->reason + len, sizeof(ret->reason) - len, " (driverPath: kernel module lookup failed: %s)",
-                         strerror(-d->modules->error));
+                snprintf(ret->reason + len, sizeof(ret->reason) - len,
+                         " (driverPath: kernel module lookup failed: %s)", strerror(-d->modules->error));
         }
 }
 
@@ -257,7 +262,7 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
                    struct rule_auth_decision *ret) {
         int allow;
 
-        *ret = (struct rule_auth_decision){ .action = RULE_AUTH_KEEP, .host_allow = -1 };
+        *ret = (struct rule_auth_decision){.action = RULE_AUTH_KEEP, .host_allow = -1};
         if (!c->usb_auth.enabled || d->kind != DEV_USB) {
                 snprintf(ret->reason, sizeof(ret->reason), "%s",
                          d->kind != DEV_USB ? "not a USB device" : "USB authorization is not enabled");
@@ -271,7 +276,8 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
         }
         /* Mounted by the host (so authorized already): never taken away. */
         if (d->host_mount) {
-                snprintf(ret->reason, sizeof(ret->reason), "holds the host-required mount %.64s", d->host_mount);
+                snprintf(ret->reason, sizeof(ret->reason), "holds the host-required mount %.64s",
+                         d->host_mount);
                 return;
         }
         allow = rule_host_allowed(c, d);
@@ -283,7 +289,8 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
                 return;
         case RULE_AUTH_ADD:
                 if (for_vm) {
-                        snprintf(ret->reason, sizeof(ret->reason), "claimed for a VM: authorized just before the attach");
+                        snprintf(ret->reason, sizeof(ret->reason),
+                                 "claimed for a VM: authorized just before the attach");
                         return;
                 }
                 break;
@@ -299,7 +306,8 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
         }
         if (allow >= 0) {
                 ret->action = RULE_AUTH_AUTHORIZE;
-                snprintf(ret->reason, sizeof(ret->reason), "kept on the host by usbAuthorization.hostAllow[%d]", allow);
+                snprintf(ret->reason, sizeof(ret->reason),
+                         "kept on the host by usbAuthorization.hostAllow[%d]", allow);
                 return;
         }
         if (when == RULE_AUTH_ATTACH_FAILED || when == RULE_AUTH_DETACHED ||
@@ -307,11 +315,12 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
                 ret->action = RULE_AUTH_DEAUTHORIZE;
                 snprintf(ret->reason, sizeof(ret->reason), "%s and no hostAllow rule keeps it on the host",
                          when == RULE_AUTH_ATTACH_FAILED ? "attach failed"
-                         : when == RULE_AUTH_DETACHED  ? "detached from its VM"
-                                                       : "no VM claims it");
+                         : when == RULE_AUTH_DETACHED    ? "detached from its VM"
+                                                         : "no VM claims it");
                 return;
         }
-        snprintf(ret->reason, sizeof(ret->reason), "left unauthorized: no VM claims it and no hostAllow rule keeps it");
+        snprintf(ret->reason, sizeof(ret->reason),
+                 "left unauthorized: no VM claims it and no hostAllow rule keeps it");
 }
 
 bool rule_choose_vm(struct rule_decision *dec, const char *vm) {
@@ -330,7 +339,8 @@ bool rule_choose_vm(struct rule_decision *dec, const char *vm) {
 bool rule_recheck(const struct dev *d, struct rule_decision *dec) {
         if (dec->action != RULE_ATTACH || !excluded(d, dec))
                 return false;
-        *dec = (struct rule_decision){ .action = RULE_IGNORE, .kind = dec->kind, .entry_index = -1, .rule_index = -1 };
+        *dec = (struct rule_decision){
+                .action = RULE_IGNORE, .kind = dec->kind, .entry_index = -1, .rule_index = -1};
         excluded(d, dec); /* the reason, into the cleared decision */
         return true;
 }

@@ -35,7 +35,8 @@ bool rule_matches(const struct cfg *c, const struct cfg_rule *r, enum dev_kind k
  * NULL; ignored unless the claiming entry allows it). Entries naming no VM claim nothing; a device
  * claimed for a VM that cannot be hot-plugged (cloud-hypervisor) is ignored, the reason says so.
  * Always fills ret. */
-void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred_vm, struct rule_decision *ret);
+void rule_decide(const struct cfg *c, const struct dev *d, const char *preferred_vm,
+                 struct rule_decision *ret);
 
 /* Makes vm the decision's target when the claiming entry allows it (a user's stored choice among
  * allowedVms; the choice is then no longer needed); returns false (decision unchanged) otherwise. */
@@ -53,22 +54,22 @@ int rule_host_allowed(const struct cfg *c, const struct dev *d);
  * device's sysfs "authorized" at each moment. The caller writes; root hubs' authorized_default is
  * 0 whenever c->usb_auth.enabled (reconcile sets it, with usbcore's parameter). */
 enum rule_auth_moment {
-        RULE_AUTH_ADD,            /* helper, add event; for_vm: a VM entry claims the device */
-        RULE_AUTH_BEFORE_ATTACH,  /* helper/reconcile, right before attaching it to a VM */
-        RULE_AUTH_ATTACH_FAILED,  /* the attach failed */
-        RULE_AUTH_DETACHED,       /* detached from its VM (by request) and still present */
-        RULE_AUTH_RECONCILE,      /* reconcile pass over present devices; for_vm: recorded attached */
+        RULE_AUTH_ADD,           /* helper, add event; for_vm: a VM entry claims the device */
+        RULE_AUTH_BEFORE_ATTACH, /* helper/reconcile, right before attaching it to a VM */
+        RULE_AUTH_ATTACH_FAILED, /* the attach failed */
+        RULE_AUTH_DETACHED,      /* detached from its VM (by request) and still present */
+        RULE_AUTH_RECONCILE,     /* reconcile pass over present devices; for_vm: recorded attached */
 };
 
 enum rule_auth_action {
-        RULE_AUTH_KEEP = 0,       /* write nothing */
-        RULE_AUTH_AUTHORIZE,      /* write "1" */
-        RULE_AUTH_DEAUTHORIZE,    /* write "0" */
+        RULE_AUTH_KEEP = 0,    /* write nothing */
+        RULE_AUTH_AUTHORIZE,   /* write "1" */
+        RULE_AUTH_DEAUTHORIZE, /* write "0" */
 };
 
 struct rule_auth_decision {
         enum rule_auth_action action;
-        int host_allow;           /* matching hostAllow rule, -1 when none */
+        int host_allow; /* matching hostAllow rule, -1 when none */
         char reason[128];
 };
 

@@ -23,9 +23,9 @@
 
 #include "cleanup.h"
 
-#define RECV_TIMEOUT_S 2    /* a connection that sends nothing does not hold the queue longer */
-#define FORK_RETRY_MS 100   /* fork failed with nothing running: try again after this long */
-#define FORK_RETRY_MAX 50   /* ... this many times, then drop the event */
+#define RECV_TIMEOUT_S 2  /* a connection that sends nothing does not hold the queue longer */
+#define FORK_RETRY_MS 100 /* fork failed with nothing running: try again after this long */
+#define FORK_RETRY_MAX 50 /* ... this many times, then drop the event */
 
 int svc_event_parse(const void *msg, size_t len, struct svc_event **ret) {
         const char *m = msg;
@@ -110,7 +110,7 @@ int svc_listen_fd_from_env(int *ret_fd) {
 }
 
 int svc_listen_path(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         int r;
 
@@ -157,12 +157,12 @@ struct svc {
         struct svc_stats stats;
         struct svc_event *head, *tail; /* accepted, not started; arrival order */
         unsigned n_queued;
-        struct child *children;        /* max_children slots; pid 0 = free */
+        struct child *children; /* max_children slots; pid 0 = free */
         unsigned n_running;
         unsigned fork_failures;
         int sfd;
         sigset_t oldmask;
-        char *buf;                     /* SVC_MSG_MAX + 1 */
+        char *buf; /* SVC_MSG_MAX + 1 */
 };
 
 static void problem(struct svc *s, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -179,9 +179,9 @@ static void problem(struct svc *s, int r, const char *fmt, ...) {
 
 /* Reads the one message of a new connection and queues its event. */
 static void receive(struct svc *s, int fd) {
-        struct timeval tv = { .tv_sec = RECV_TIMEOUT_S };
-        struct iovec iov = { .iov_base = s->buf, .iov_len = SVC_MSG_MAX + 1 };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct timeval tv = {.tv_sec = RECV_TIMEOUT_S};
+        struct iovec iov = {.iov_base = s->buf, .iov_len = SVC_MSG_MAX + 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
         struct svc_event *ev;
         ssize_t n;
         int r;
@@ -196,11 +196,14 @@ static void receive(struct svc *s, int fd) {
                 problem(s, -errno, "event message not received: %s", strerror(errno));
                 return;
         }
-        r = (mh.msg_flags & MSG_TRUNC) || (size_t)n > SVC_MSG_MAX ? -EMSGSIZE : svc_event_parse(s->buf, n, &ev);
+        r = (mh.msg_flags & MSG_TRUNC) || (size_t)n > SVC_MSG_MAX ? -EMSGSIZE
+                                                                  : svc_event_parse(s->buf, n, &ev);
         if (r < 0) {
                 s->stats.dropped++;
                 problem(s, r, "event message of %zd bytes dropped: %s", n,
-                        r == -EBADMSG ? "no DEVPATH" : r == -ENODATA ? "empty" : strerror(-r));
+                        r == -EBADMSG   ? "no DEVPATH"
+                        : r == -ENODATA ? "empty"
+                                        : strerror(-r));
                 return;
         }
         if (s->tail)
@@ -265,7 +268,8 @@ static int dispatch(struct svc *s) {
                                 return -1; /* retried when a child exits */
                         if (++s->fork_failures < FORK_RETRY_MAX)
                                 return FORK_RETRY_MS;
-                        problem(s, r, "event for %s dropped: cannot start a process: %s", ev->devpath, strerror(-r));
+                        problem(s, r, "event for %s dropped: cannot start a process: %s", ev->devpath,
+                                strerror(-r));
                         unqueue(s, prev, ev);
                         svc_event_free(ev);
                         s->stats.dropped++;
@@ -277,7 +281,7 @@ static int dispatch(struct svc *s) {
                 unqueue(s, prev, ev);
                 for (unsigned i = 0; i < s->p->max_children; i++)
                         if (s->children[i].pid == 0) {
-                                s->children[i] = (struct child){ .pid = pid, .ev = ev };
+                                s->children[i] = (struct child){.pid = pid, .ev = ev};
                                 break;
                         }
                 s->n_running++;
@@ -302,7 +306,7 @@ static void reap(struct svc *s) {
                         problem(s, -EINTR, "event for %s: handler killed by signal %d", c->ev->devpath,
                                 WTERMSIG(status));
                 svc_event_free(c->ev);
-                *c = (struct child){ 0 };
+                *c = (struct child){0};
                 s->n_running--;
         }
 }
@@ -319,8 +323,9 @@ static void svc_clear(struct svc *s) {
                 close(s->sfd);
 }
 
-int svc_run(const struct svc_params *params, const struct svc_ops *ops, void *userdata, struct svc_stats *ret_stats) {
-        struct svc s = { .p = params, .ops = ops, .userdata = userdata, .sfd = -1 };
+int svc_run(const struct svc_params *params, const struct svc_ops *ops, void *userdata,
+            struct svc_stats *ret_stats) {
+        struct svc s = {.p = params, .ops = ops, .userdata = userdata, .sfd = -1};
         bool stopping = false;
         sigset_t mask;
         int r = 0;
@@ -355,8 +360,8 @@ int svc_run(const struct svc_params *params, const struct svc_ops *ops, void *us
                         timeout = params->idle_exit_ms;
                 bool accepting = !stopping && r == 0 && s.n_queued < params->max_queued;
                 struct pollfd pfd[2] = {
-                        { .fd = s.sfd, .events = POLLIN },
-                        { .fd = params->fd, .events = POLLIN },
+                        {.fd = s.sfd, .events = POLLIN},
+                        {.fd = params->fd, .events = POLLIN},
                 };
                 int n = poll(pfd, accepting ? 2 : 1, timeout);
                 if (n < 0 && errno != EINTR) {
@@ -399,7 +404,7 @@ static bool same_file(const struct stat *a, const struct stat *b) {
 }
 
 int svc_config_refresh(struct svc_config *c, struct cfg_error *err) {
-        struct stat st = { 0 };
+        struct stat st = {0};
         struct cfg *cfg = NULL;
         int r;
 
@@ -407,7 +412,7 @@ int svc_config_refresh(struct svc_config *c, struct cfg_error *err) {
                 r = -errno;
                 if (c->read && !c->cfg && c->r == r && c->st.st_ino == 0)
                         return 0; /* still missing (or unreadable) the same way */
-                st = (struct stat){ 0 };
+                st = (struct stat){0};
         } else if (c->read && c->st.st_ino != 0 && same_file(&st, &c->st)) {
                 return 0;
         }

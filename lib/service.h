@@ -24,9 +24,9 @@
 
 /* One event as received: NUL-separated KEY=VALUE entries. */
 struct svc_event {
-        char **envp;          /* NULL-terminated; points into the event's own copy of the message */
+        char **envp; /* NULL-terminated; points into the event's own copy of the message */
         size_t n_env;
-        const char *devpath;  /* the first DEVPATH's value, never empty */
+        const char *devpath;    /* the first DEVPATH's value, never empty */
         struct svc_event *next; /* the service's queue */
 };
 
@@ -81,16 +81,17 @@ struct svc_stats {
 /* Runs the service until it has been idle for idle_exit_ms or was asked to stop (SIGTERM, SIGINT;
  * the signal mask is restored on return). Returns 0, or -errno when the socket failed (events
  * already accepted are still finished first). Counts go to *ret_stats when not NULL. */
-int svc_run(const struct svc_params *params, const struct svc_ops *ops, void *userdata, struct svc_stats *ret_stats);
+int svc_run(const struct svc_params *params, const struct svc_ops *ops, void *userdata,
+            struct svc_stats *ret_stats);
 
 /* The configuration the event children inherit, read again when the file changed. */
 struct svc_config {
         const char *path;
-        unsigned flags;        /* cfg_load flags */
-        struct cfg *cfg;       /* NULL: none could be read */
-        struct stat st;        /* the file when last read (zeroed when stat failed) */
-        int r;                 /* result of the last read: 0 or -errno */
-        bool read;             /* a read was attempted */
+        unsigned flags;  /* cfg_load flags */
+        struct cfg *cfg; /* NULL: none could be read */
+        struct stat st;  /* the file when last read (zeroed when stat failed) */
+        int r;           /* result of the last read: 0 or -errno */
+        bool read;       /* a read was attempted */
 };
 
 /* Reads c->path when nothing was read yet or the file changed since (device, inode, size, mtime,

@@ -17,7 +17,7 @@ int64_t now_ms(void) {
 }
 
 void sleep_ms(int64_t ms) {
-        struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+        struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
 
         if (ms <= 0)
                 return;
@@ -62,7 +62,9 @@ int parse_hex4(const char *s, uint16_t *ret) {
         for (int i = 0; i < 4; i++) {
                 if (!isxdigit((unsigned char)s[i]))
                         return -EINVAL;
-                v = v * 16 + (unsigned)(isdigit((unsigned char)s[i]) ? s[i] - '0' : tolower((unsigned char)s[i]) - 'a' + 10);
+                v = v * 16 + (unsigned)(isdigit((unsigned char)s[i])
+                                                ? s[i] - '0'
+                                                : tolower((unsigned char)s[i]) - 'a' + 10);
         }
         *ret = (uint16_t)v;
         return 0;
@@ -144,7 +146,8 @@ size_t utf8_seq_len(const char *s) {
                         return 0;
                 c = c << 6 | (p[i] & 0x3f);
         }
-        if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) || (c >= 0xd800 && c <= 0xdfff))
+        if ((n == 3 && c < 0x800) || (n == 4 && (c < 0x10000 || c > 0x10ffff)) ||
+            (c >= 0xd800 && c <= 0xdfff))
                 return 0;
         return n;
 }

@@ -8,7 +8,7 @@
 
 #include "cleanup.h"
 
-#define PCI_ADDRESS_LEN 13      /* "dddd:bb:dd.f" and its NUL */
+#define PCI_ADDRESS_LEN 13 /* "dddd:bb:dd.f" and its NUL */
 
 #ifndef MIN
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
@@ -44,7 +44,9 @@ void str_copy(char *dst, size_t len, const char *src);
 
 /* Frees a NULL-terminated string array; NULL-safe. */
 void strv_free(char **strv);
-static inline void strv_freep(char ***p) { strv_free(*p); }
+static inline void strv_freep(char ***p) {
+        strv_free(*p);
+}
 #define _cleanup_strv_ _cleanup_(strv_freep)
 
 /* Length of the valid UTF-8 sequence at s (1 for ASCII, 2..4), or 0 when s does not start one
@@ -64,7 +66,7 @@ char *str_escape(const char *in, char *out, size_t len);
  * U+FFFD, or NULL when out of memory. */
 char *utf8_fix(const char *s);
 
-#define BOOT_ID_MAX 64          /* buffer for boot_id_read() */
+#define BOOT_ID_MAX 64 /* buffer for boot_id_read() */
 
 /* Reads the kernel's boot id (a UUID that changes with every boot) into buf; "" when unreadable. */
 void boot_id_read(char *buf, size_t len);

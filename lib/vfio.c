@@ -17,13 +17,11 @@
 #include "util.h"
 #include "errmsg.h"
 
-#define NAME_MAX_DRIVER 64    /* longest driver name taken from a driver link */
+#define NAME_MAX_DRIVER 64 /* longest driver name taken from a driver link */
 #define POLL_NS (10 * 1000 * 1000)
 
-
-__attribute__((format(printf, 4, 5)))
-static int path_fmt(char *buf, size_t len, const char *root, const char *fmt, ...)
-{
+__attribute__((format(printf, 4, 5))) static int path_fmt(char *buf, size_t len, const char *root,
+                                                          const char *fmt, ...) {
         va_list ap;
         int n, m;
 
@@ -39,8 +37,7 @@ static int path_fmt(char *buf, size_t len, const char *root, const char *fmt, ..
 }
 
 /* Basename of a symlink's target into buf. */
-static int read_link_base(const char *path, char *buf, size_t len)
-{
+static int read_link_base(const char *path, char *buf, size_t len) {
         char target[PATH_MAX];
         const char *base;
         ssize_t n;
@@ -61,8 +58,7 @@ static int read_link_base(const char *path, char *buf, size_t len)
 
 /* Writes value and a newline in one write(), as `echo value > path` does: the kernel strips the
  * newline, and "" (a lone newline) clears driver_override. */
-static int write_attr(const char *path, const char *value)
-{
+static int write_attr(const char *path, const char *value) {
         _cleanup_close_ int fd = -1;
         char buf[128];
         size_t len;
@@ -84,8 +80,7 @@ static int write_attr(const char *path, const char *value)
         return 0;
 }
 
-static int read_attr(const char *path, char *buf, size_t len)
-{
+static int read_attr(const char *path, char *buf, size_t len) {
         _cleanup_close_ int fd = -1;
         ssize_t n;
 
@@ -100,8 +95,7 @@ static int read_attr(const char *path, char *buf, size_t len)
         return 0;
 }
 
-static bool dev_exists(const char *root, const char *addr)
-{
+static bool dev_exists(const char *root, const char *addr) {
         char path[PATH_MAX];
         struct stat st;
 
@@ -110,8 +104,7 @@ static bool dev_exists(const char *root, const char *addr)
 }
 
 /* The driver a device is bound to into buf ("" when none). */
-static int current_driver(const char *root, const char *addr, char *buf, size_t len)
-{
+static int current_driver(const char *root, const char *addr, char *buf, size_t len) {
         char path[PATH_MAX];
         int r;
 
@@ -126,8 +119,7 @@ static int current_driver(const char *root, const char *addr, char *buf, size_t 
         return r;
 }
 
-int vfio_driver(const char *root, const char *pci_addr, char *buf, size_t len)
-{
+int vfio_driver(const char *root, const char *pci_addr, char *buf, size_t len) {
         char addr[PCI_ADDRESS_LEN];
         int r = pci_address_normalize(pci_addr, addr);
 
@@ -139,8 +131,7 @@ int vfio_driver(const char *root, const char *pci_addr, char *buf, size_t len)
 }
 
 /* 1 for a PCI-to-PCI bridge (class 0x0604), 0 otherwise or when the class cannot be read. */
-static int is_bridge(const char *root, const char *addr)
-{
+static int is_bridge(const char *root, const char *addr) {
         char path[PATH_MAX], buf[32], *end;
         unsigned long cls;
 
@@ -154,8 +145,7 @@ static int is_bridge(const char *root, const char *addr)
         return (cls >> 8) == 0x0604;
 }
 
-static int group_of(const char *root, const char *addr)
-{
+static int group_of(const char *root, const char *addr) {
         char path[PATH_MAX], name[32], *end;
         long g;
         int r;
@@ -175,8 +165,7 @@ static int group_of(const char *root, const char *addr)
         return (int)g;
 }
 
-int vfio_iommu_group(const char *root, const char *pci_addr)
-{
+int vfio_iommu_group(const char *root, const char *pci_addr) {
         char addr[PCI_ADDRESS_LEN];
         int r;
 
@@ -186,8 +175,7 @@ int vfio_iommu_group(const char *root, const char *pci_addr)
         return group_of(root, addr);
 }
 
-static int strv_push(char ***strv, size_t *n, const char *s)
-{
+static int strv_push(char ***strv, size_t *n, const char *s) {
         char **v;
 
         if (*n >= VFIO_MAX_GROUP)
@@ -203,16 +191,15 @@ static int strv_push(char ***strv, size_t *n, const char *s)
         return 0;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
+static int cmp_str(const void *a, const void *b) {
         return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Collects the PCI device names in directory path (root-prefixed) into strv. With check_group, only
  * those whose iommu_group link names group (a scan of all PCI devices); else all of them (the
  * group's own directory). -ENOENT when the directory is missing. */
-static int members_scan(const char *root, const char *path, int group, bool check_group, char ***strv, size_t *n)
-{
+static int members_scan(const char *root, const char *path, int group, bool check_group, char ***strv,
+                        size_t *n) {
         _cleanup_closedir_ DIR *d = NULL;
         char full[PATH_MAX], addr[PCI_ADDRESS_LEN];
         struct dirent *de;
@@ -237,17 +224,16 @@ static int members_scan(const char *root, const char *path, int group, bool chec
 }
 
 /* Words a failure to find a device's IOMMU group (or its members). */
-static int group_error(char **ret_error, int r, const char *addr)
-{
+static int group_error(char **ret_error, int r, const char *addr) {
         if (r == -ENODEV)
                 return errmsg_set(ret_error, r, "PCI device %s not found", addr);
         if (r == -EOPNOTSUPP)
-                return errmsg_set(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)", addr);
+                return errmsg_set(ret_error, r, "PCI device %s has no IOMMU group (is the IOMMU enabled?)",
+                                  addr);
         return errmsg_set(ret_error, r, "cannot read the IOMMU group of %s: %s", addr, strerror(-r));
 }
 
-int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size_t *ret_n)
-{
+int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size_t *ret_n) {
         _cleanup_strv_ char **strv = NULL;
         char addr[PCI_ADDRESS_LEN], dir[64];
         size_t n = 0;
@@ -280,8 +266,7 @@ int vfio_group_members(const char *root, const char *pci_addr, char ***ret, size
         return 0;
 }
 
-void vfio_plan_clear(struct vfio_plan *plan)
-{
+void vfio_plan_clear(struct vfio_plan *plan) {
         if (!plan)
                 return;
         for (size_t i = 0; i < plan->n; i++) {
@@ -294,8 +279,7 @@ void vfio_plan_clear(struct vfio_plan *plan)
         plan->group = -1;
 }
 
-static int plan_add(const char *root, struct vfio_plan *p, const char *addr)
-{
+static int plan_add(const char *root, struct vfio_plan *p, const char *addr) {
         char drv[NAME_MAX_DRIVER];
         struct vfio_member *m;
         int r;
@@ -320,8 +304,7 @@ static int plan_add(const char *root, struct vfio_plan *p, const char *addr)
 }
 
 /* Appends ", ADDR" or ", ADDR (DRIVER)" to a malloc'd list. */
-static int list_append(char **list, const char *addr, const char *driver)
-{
+static int list_append(char **list, const char *addr, const char *driver) {
         char *s;
         int r;
 
@@ -337,19 +320,17 @@ static int list_append(char **list, const char *addr, const char *driver)
         return 0;
 }
 
-static bool driver_is_vfio_safe(const char *drv)
-{
+static bool driver_is_vfio_safe(const char *drv) {
         /* No driver, vfio-pci, or pci-stub (which never does DMA): the group stays viable. */
         return !drv[0] || strcmp(drv, VFIO_DRIVER) == 0 || strcmp(drv, "pci-stub") == 0;
 }
 
 int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_policy *policy,
-                 struct vfio_plan *ret, char **ret_error)
-{
+                 struct vfio_plan *ret, char **ret_error) {
         _cleanup_strv_ char **members = NULL;
         _cleanup_free_ char *others = NULL, *busy = NULL;
-        struct vfio_plan plan = { .group = -1 };
-        struct vfio_policy none = { 0 };
+        struct vfio_plan plan = {.group = -1};
+        struct vfio_policy none = {0};
         char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER];
         size_t n, n_others = 0;
         int r;
@@ -363,12 +344,12 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
         if (r < 0)
                 return group_error(ret_error, r, addr);
         if (is_bridge(root, addr))
-                return errmsg_set(ret_error, -EINVAL, "PCI device %s is a bridge; bridges are not passed through",
-                            addr);
+                return errmsg_set(ret_error, -EINVAL,
+                                  "PCI device %s is a bridge; bridges are not passed through", addr);
         plan.group = group_of(root, addr);
         if (plan.group < 0)
                 return errmsg_set(ret_error, plan.group, "cannot read the IOMMU group of %s: %s", addr,
-                            strerror(-plan.group));
+                                  strerror(-plan.group));
 
         for (size_t i = 0; i < n; i++) {
                 if (strcmp(members[i], addr) == 0 || is_bridge(root, members[i]))
@@ -377,18 +358,20 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
                 r = current_driver(root, members[i], drv, sizeof(drv));
                 if (r < 0)
                         return errmsg_set(ret_error, r, "cannot read the driver of %s: %s", members[i],
-                                    strerror(-r));
+                                          strerror(-r));
                 if (list_append(&others, members[i], NULL) < 0 ||
                     (!driver_is_vfio_safe(drv) && list_append(&busy, members[i], drv) < 0))
                         return errmsg_set(ret_error, -ENOMEM, "out of memory");
         }
         if (n_others > 0 && policy->skip_if_shared)
-                return errmsg_set(ret_error, -EXDEV, "IOMMU group %d is shared with %s; skipped (pciIommuSkipIfShared)",
-                            plan.group, others);
+                return errmsg_set(ret_error, -EXDEV,
+                                  "IOMMU group %d is shared with %s; skipped (pciIommuSkipIfShared)",
+                                  plan.group, others);
         if (n_others > 0 && !policy->add_all && busy)
                 return errmsg_set(ret_error, -EBUSY,
-                            "IOMMU group %d of %s is shared with %s; bind them to vfio-pci or set pciIommuAddAll",
-                            plan.group, addr, busy);
+                                  "IOMMU group %d of %s is shared with %s; bind them to vfio-pci or set "
+                                  "pciIommuAddAll",
+                                  plan.group, addr, busy);
 
         r = plan_add(root, &plan, addr);
         for (size_t i = 0; r >= 0 && policy->add_all && i < n; i++)
@@ -402,8 +385,8 @@ int vfio_prepare(const char *root, const char *pci_addr, const struct vfio_polic
         return 0;
 }
 
-static int write_bus_attr(const char *root, const char *rel, const char *value, char *errbuf, size_t errlen)
-{
+static int write_bus_attr(const char *root, const char *rel, const char *value, char *errbuf,
+                          size_t errlen) {
         char path[PATH_MAX];
         int r;
 
@@ -416,16 +399,14 @@ static int write_bus_attr(const char *root, const char *rel, const char *value, 
 }
 
 static int write_dev_attr(const char *root, const char *addr, const char *attr, const char *value,
-                          char *errbuf, size_t errlen)
-{
+                          char *errbuf, size_t errlen) {
         char rel[PATH_MAX];
 
         snprintf(rel, sizeof(rel), "devices/%s/%s", addr, attr);
         return write_bus_attr(root, rel, value, errbuf, errlen);
 }
 
-static int unbind_from(const char *root, const char *addr, const char *drv, char *errbuf, size_t errlen)
-{
+static int unbind_from(const char *root, const char *addr, const char *drv, char *errbuf, size_t errlen) {
         char rel[NAME_MAX_DRIVER + 32];
 
         snprintf(rel, sizeof(rel), "drivers/%s/unbind", drv);
@@ -433,8 +414,7 @@ static int unbind_from(const char *root, const char *addr, const char *drv, char
 }
 
 /* Appends ", text" (or "text" first) to a fixed buffer, truncating. */
-static void note_add(char *buf, size_t len, const char *text)
-{
+static void note_add(char *buf, size_t len, const char *text) {
         size_t used = strlen(buf);
 
         snprintf(buf + used, len - used, "%s%s", used ? ", " : "", text);
@@ -443,8 +423,7 @@ static void note_add(char *buf, size_t len, const char *text)
 /* Clears driver_override, takes the device from vfio-pci and probes it again, so the host driver
  * can have it back. Every step is tried. note says what was done and what failed. Returns the
  * first failure, or 0. */
-static int give_back(const char *root, const char *addr, bool probe, char *note, size_t len)
-{
+static int give_back(const char *root, const char *addr, bool probe, char *note, size_t len) {
         char drv[NAME_MAX_DRIVER], msg[PATH_MAX + 128];
         char done[128] = "", failed[2 * (PATH_MAX + 128)] = "";
         int r, ret = 0;
@@ -482,10 +461,9 @@ static int give_back(const char *root, const char *addr, bool probe, char *note,
 /* Waits until vfio-pci holds the device and its group node exists. The node alone is not enough:
  * it exists already when another member of the group is on vfio-pci. On timeout, says in what
  * what was missing. */
-static int wait_for_vfio(const char *root, const char *addr, const char *node, int timeout_ms,
-                         char *what, size_t len)
-{
-        struct timespec now, end, nap = { 0, POLL_NS };
+static int wait_for_vfio(const char *root, const char *addr, const char *node, int timeout_ms, char *what,
+                         size_t len) {
+        struct timespec now, end, nap = {0, POLL_NS};
         char drv[NAME_MAX_DRIVER];
         bool bound, node_ok;
 
@@ -514,8 +492,7 @@ static int wait_for_vfio(const char *root, const char *addr, const char *node, i
         return -ETIMEDOUT;
 }
 
-int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret_error)
-{
+int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret_error) {
         char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER], path[PATH_MAX];
         char what[PATH_MAX + 128], undo[PATH_MAX + 128];
         bool unbound = false;
@@ -536,8 +513,8 @@ int vfio_bind(const char *root, const char *pci_addr, int timeout_ms, char **ret
 
         r = path_fmt(path, sizeof(path), root, "/sys/bus/pci/drivers/" VFIO_DRIVER);
         if (r < 0 || stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
-                return errmsg_set(ret_error, -ENOENT, "%s: the vfio-pci driver is not loaded (%s missing)", addr,
-                            path);
+                return errmsg_set(ret_error, -ENOENT, "%s: the vfio-pci driver is not loaded (%s missing)",
+                                  addr, path);
 
         r = write_dev_attr(root, addr, "driver_override", VFIO_DRIVER, what, sizeof(what));
         if (r < 0)
@@ -566,8 +543,7 @@ undo:
         return errmsg_set(ret_error, r, "%s: %s; %s", addr, what, undo);
 }
 
-int vfio_unbind(const char *root, const char *pci_addr, char **ret_error)
-{
+int vfio_unbind(const char *root, const char *pci_addr, char **ret_error) {
         char addr[PCI_ADDRESS_LEN], drv[NAME_MAX_DRIVER], what[PATH_MAX + 128];
         int r;
 
@@ -586,8 +562,7 @@ int vfio_unbind(const char *root, const char *pci_addr, char **ret_error)
         return 0;
 }
 
-int vfio_apply(const char *root, const struct vfio_plan *plan, int timeout_ms, char **ret_error)
-{
+int vfio_apply(const char *root, const struct vfio_plan *plan, int timeout_ms, char **ret_error) {
         _cleanup_free_ bool *bound = NULL;
         _cleanup_free_ char *err = NULL, *rolled = NULL, *unrolled = NULL;
         char drv[NAME_MAX_DRIVER];
@@ -625,7 +600,7 @@ int vfio_apply(const char *root, const struct vfio_plan *plan, int timeout_ms, c
                         return errmsg_set(ret_error, r, "out of memory");
         }
         return errmsg_set(ret_error, r, "IOMMU group %d: binding %s failed: %s%s%s%s%s", plan->group,
-                    plan->members[i].addr, err ? err : strerror(-r),
-                    rolled ? "; given back: " : "", rolled ? rolled : "",
-                    unrolled ? "; could not give back: " : "", unrolled ? unrolled : "");
+                          plan->members[i].addr, err ? err : strerror(-r), rolled ? "; given back: " : "",
+                          rolled ? rolled : "", unrolled ? "; could not give back: " : "",
+                          unrolled ? unrolled : "");
 }

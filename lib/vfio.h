@@ -17,22 +17,22 @@
 #include <stddef.h>
 
 #define VFIO_DRIVER "vfio-pci"
-#define VFIO_DEFAULT_TIMEOUT_MS 5000  /* wait for /dev/vfio/GROUP when timeout_ms < 0 */
-#define VFIO_MAX_GROUP 256            /* IOMMU group members handled */
+#define VFIO_DEFAULT_TIMEOUT_MS 5000 /* wait for /dev/vfio/GROUP when timeout_ms < 0 */
+#define VFIO_MAX_GROUP 256           /* IOMMU group members handled */
 
 struct vfio_policy {
-        bool add_all;         /* pciIommuAddAll: bind every other non-bridge member too */
-        bool skip_if_shared;  /* pciIommuSkipIfShared: refuse when the group has other members */
+        bool add_all;        /* pciIommuAddAll: bind every other non-bridge member too */
+        bool skip_if_shared; /* pciIommuSkipIfShared: refuse when the group has other members */
 };
 
 struct vfio_member {
-        char *addr;           /* "0000:01:00.1" */
-        char *driver;         /* host driver when the plan was made, NULL when none */
+        char *addr;   /* "0000:01:00.1" */
+        char *driver; /* host driver when the plan was made, NULL when none */
 };
 
 /* What binding a device takes: the members to bind, in order (the device itself first). */
 struct vfio_plan {
-        int group;            /* IOMMU group number */
+        int group; /* IOMMU group number */
         size_t n;
         struct vfio_member *members;
 };

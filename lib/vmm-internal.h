@@ -8,7 +8,7 @@ struct qmp;
 struct vmm_conn {
         const struct cfg_vm *vm;
         struct vmm_opts o;
-        struct qmp *qmp;         /* QEMU: the connection; crosvm: NULL */
+        struct qmp *qmp; /* QEMU: the connection; crosvm: NULL */
 };
 
 /* A back end. Each function has the contract of its vmm_* counterpart. */
@@ -19,7 +19,7 @@ struct vmm_backend {
         int (*detach)(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
         int (*list)(struct vmm_conn *c, struct vmm_list *ret, char **ret_error);
         int (*has)(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error);
-        void (*disconnect)(struct vmm_conn *c);   /* frees what connect set up; may be NULL */
+        void (*disconnect)(struct vmm_conn *c); /* frees what connect set up; may be NULL */
 };
 
 extern const struct vmm_backend vmm_qemu_backend;

@@ -15,8 +15,8 @@
 #include "util.h"
 #include "vmm-internal.h"
 
-#define VMM_PORTS_MAX 256          /* pcie-root-ports examined */
-#define VMM_PERIPHERALS_MAX 1024   /* devices accepted from one qom-list */
+#define VMM_PORTS_MAX 256        /* pcie-root-ports examined */
+#define VMM_PERIPHERALS_MAX 1024 /* devices accepted from one qom-list */
 
 /* Words for what went wrong in the conversation itself. */
 static const char *qemu_strerror(int r) {
@@ -40,10 +40,11 @@ static int qemu_connect(struct vmm_conn *c, char **ret_error) {
                 return errmsg_set(ret_error, r, "VM %s is not running (no QMP answer on %s)", c->vm->name,
                                   c->vm->socket);
         if (r == -ETIMEDOUT)
-                return errmsg_set(ret_error, r,
-                                  "VM %s could not be reached: no QMP greeting on %s within %d ms (QEMU hung, "
-                                  "or another client holds its monitor)",
-                                  c->vm->name, c->vm->socket, vmm_timeout_ms(c));
+                return errmsg_set(
+                        ret_error, r,
+                        "VM %s could not be reached: no QMP greeting on %s within %d ms (QEMU hung, "
+                        "or another client holds its monitor)",
+                        c->vm->name, c->vm->socket, vmm_timeout_ms(c));
         if (r < 0)
                 return errmsg_set(ret_error, r, "VM %s: QMP connection to %s failed: %s", c->vm->name,
                                   c->vm->socket, qemu_strerror(r));
@@ -102,7 +103,8 @@ static int qemu_attach_usb(struct vmm_conn *c, const struct dev *d, const char *
 
         if (!args || !cJSON_AddStringToObject(args, "driver", "usb-host") ||
             !cJSON_AddNumberToObject(args, "hostbus", d->busnum) ||
-            !cJSON_AddNumberToObject(args, "hostaddr", d->devnum) || !cJSON_AddStringToObject(args, "id", id))
+            !cJSON_AddNumberToObject(args, "hostaddr", d->devnum) ||
+            !cJSON_AddStringToObject(args, "id", id))
                 return -ENOMEM;
         r = qemu_device_add(c->qmp, args, &msg);
         /* QEMU's libusb sees the device only once udev has handled it. */
@@ -234,7 +236,8 @@ static int qemu_attach_pci_like(struct vmm_conn *c, const struct dev *d, const c
         const char *value = pci ? d->pci_address : d->devnode;
 
         if (!value)
-                return errmsg_set(ret_error, -EINVAL, "device has no %s", pci ? "PCI address" : "device node");
+                return errmsg_set(ret_error, -EINVAL, "device has no %s",
+                                  pci ? "PCI address" : "device node");
         if (!args || !cJSON_AddStringToObject(args, "driver", pci ? "vfio-pci" : "virtio-input-host-pci") ||
             !cJSON_AddStringToObject(args, pci ? "host" : "evdev", value) ||
             !cJSON_AddStringToObject(args, "id", id))
@@ -272,7 +275,8 @@ static int qemu_detach(struct vmm_conn *c, const struct vmm_attachment *a, char 
         if (!args || !cJSON_AddStringToObject(args, "id", id))
                 return -ENOMEM;
         r = qemu_execute(c->qmp, "device_del", args, NULL, &cls, &msg);
-        if (r == -EREMOTEIO && ((cls && strcmp(cls, "DeviceNotFound") == 0) || (msg && strstr(msg, "not found"))))
+        if (r == -EREMOTEIO &&
+            ((cls && strcmp(cls, "DeviceNotFound") == 0) || (msg && strstr(msg, "not found"))))
                 return errmsg_take(ret_error, -ENOENT, msg);
         if (r == -EREMOTEIO && msg && strstr(msg, "in the process of unplug")) {
                 free(msg); /* an earlier device_del still waits for the guest: the same wait */
@@ -284,8 +288,8 @@ static int qemu_detach(struct vmm_conn *c, const struct vmm_attachment *a, char 
         if (r == -ETIMEDOUT)
                 return 1;
         if (r < 0)
-                return errmsg_set(ret_error, r, "reading QEMU's events after device_del of %s failed: %s", id,
-                                  qemu_strerror(r));
+                return errmsg_set(ret_error, r, "reading QEMU's events after device_del of %s failed: %s",
+                                  id, qemu_strerror(r));
         return 0;
 }
 
@@ -368,7 +372,6 @@ static int qemu_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_error)
         }
         return 0;
 }
-
 
 static int qemu_has(struct vmm_conn *c, const struct vmm_attachment *a, char **ret_error) {
         _cleanup_free_ char *path = NULL, *cls = NULL, *msg = NULL;

@@ -53,7 +53,8 @@ int vmm_device_id(const struct dev *d, char *buf, size_t len) {
         case DEV_PCI:
                 return id_compose(buf, len, "vhp-pci-", d->pci_address, false);
         case DEV_EVDEV:
-                return id_compose(buf, len, "vhp-evdev-", d->sysname ? d->sysname : basename_of(d->devnode), true);
+                return id_compose(buf, len, "vhp-evdev-", d->sysname ? d->sysname : basename_of(d->devnode),
+                                  true);
         default:
                 return -EINVAL;
         }
@@ -88,7 +89,7 @@ int vmm_detach_timeout_ms(const struct vmm_conn *c) {
 
 void vmm_list_clear(struct vmm_list *l) {
         free(l->items);
-        *l = (struct vmm_list){ 0 };
+        *l = (struct vmm_list){0};
 }
 
 struct vmm_device *vmm_list_append(struct vmm_list *l) {
@@ -97,7 +98,7 @@ struct vmm_device *vmm_list_append(struct vmm_list *l) {
                 return NULL;
         l->items = items;
         struct vmm_device *v = &items[l->n++];
-        *v = (struct vmm_device){ .port = -1, .hostbus = -1, .hostaddr = -1 };
+        *v = (struct vmm_device){.port = -1, .hostbus = -1, .hostaddr = -1};
         return v;
 }
 
@@ -111,7 +112,7 @@ int vmm_connect(const struct cfg_vm *vm, const struct vmm_opts *o, struct vmm_co
         if (!c)
                 return -ENOMEM;
         c->vm = vm;
-        c->o = o ? *o : (struct vmm_opts){ 0 };
+        c->o = o ? *o : (struct vmm_opts){0};
         r = backend_of(vm)->connect(c, ret_error);
         if (r < 0) {
                 vmm_disconnect(c);
@@ -137,7 +138,7 @@ int vmm_attach(struct vmm_conn *c, const struct dev *d, const char *id, bool roo
                struct vmm_attachment *ret, char **ret_error) {
         if (ret_error)
                 *ret_error = NULL;
-        *ret = (struct vmm_attachment){ .port = -1 };
+        *ret = (struct vmm_attachment){.port = -1};
         return backend_of(c->vm)->attach(c, d, id, root_bus, ret, ret_error);
 }
 
@@ -158,7 +159,7 @@ int vmm_list(struct vmm_conn *c, struct vmm_list *ret, char **ret_error) {
 
         if (ret_error)
                 *ret_error = NULL;
-        *ret = (struct vmm_list){ 0 };
+        *ret = (struct vmm_list){0};
         r = backend_of(c->vm)->list(c, ret, ret_error);
         if (r < 0)
                 vmm_list_clear(ret);

@@ -15,39 +15,39 @@
 
 /* Values <= 0 select defaults (CFG_DEFAULT_QMP_TIMEOUT_MS; "crosvm" for a NULL bin). */
 struct vmm_opts {
-        int timeout_ms;          /* bound for connect/greeting/each reply and for crosvm runs */
-        const char *crosvm_bin;  /* crosvm executable (absolute, or looked up in a fixed PATH) */
-        int detach_timeout_ms;   /* bound for DEVICE_DELETED after device_del */
+        int timeout_ms;         /* bound for connect/greeting/each reply and for crosvm runs */
+        const char *crosvm_bin; /* crosvm executable (absolute, or looked up in a fixed PATH) */
+        int detach_timeout_ms;  /* bound for DEVICE_DELETED after device_del */
 };
 
 /* A device as attached in a VM. */
 struct vmm_attachment {
-        char id[VMM_ID_MAX];     /* QEMU device id ("vhp-usb-001-005"); crosvm: the sysfs path of
-                                  * a PCI device, "" for USB */
-        int port;                /* crosvm port; QEMU: -1 */
-        char bus[VMM_ID_MAX];    /* QEMU pcie-root-port the device went into, "" for USB/root bus */
+        char id[VMM_ID_MAX];  /* QEMU device id ("vhp-usb-001-005"); crosvm: the sysfs path of
+                               * a PCI device, "" for USB */
+        int port;             /* crosvm port; QEMU: -1 */
+        char bus[VMM_ID_MAX]; /* QEMU pcie-root-port the device went into, "" for USB/root bus */
 };
 
 /* What a VM reports it has. */
 struct vmm_device {
-        char id[VMM_ID_MAX];     /* QEMU id; crosvm: a PCI device's sysfs path, else "" */
-        enum dev_kind kind;      /* DEV_UNKNOWN for drivers vhotplug does not manage */
-        char driver[32];         /* "usb-host", "vfio-pci", "virtio-input-host-pci", crosvm: "usb", "vfio" */
-        bool ours;               /* id made by vmm_device_id() (prefix "vhp-"); crosvm has no ids:
-                                  * every device it lists counts as ours */
-        int hostbus, hostaddr;   /* usb-host */
-        char host[32];           /* vfio-pci host address */
-        char evdev[256];         /* virtio-input-host evdev path */
-        int port;                /* crosvm port, else -1 */
+        char id[VMM_ID_MAX];   /* QEMU id; crosvm: a PCI device's sysfs path, else "" */
+        enum dev_kind kind;    /* DEV_UNKNOWN for drivers vhotplug does not manage */
+        char driver[32];       /* "usb-host", "vfio-pci", "virtio-input-host-pci", crosvm: "usb", "vfio" */
+        bool ours;             /* id made by vmm_device_id() (prefix "vhp-"); crosvm has no ids:
+                                * every device it lists counts as ours */
+        int hostbus, hostaddr; /* usb-host */
+        char host[32];         /* vfio-pci host address */
+        char evdev[256];       /* virtio-input-host evdev path */
+        int port;              /* crosvm port, else -1 */
         uint16_t vendor_id, product_id; /* crosvm */
 };
 
 struct vmm_list {
         struct vmm_device *items;
         size_t n;
-        unsigned unlisted;       /* bit (1u << enum dev_kind) per kind this VM cannot list: crosvm
-                                  * lists no input devices, and PCI ones only with `vfio list`
-                                  * (Ghaf's fork); records of those kinds are taken on trust */
+        unsigned unlisted; /* bit (1u << enum dev_kind) per kind this VM cannot list: crosvm
+                            * lists no input devices, and PCI ones only with `vfio list`
+                            * (Ghaf's fork); records of those kinds are taken on trust */
 };
 
 /* An open line to one VM: a QMP connection for QEMU; for crosvm, which runs one command per

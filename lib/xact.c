@@ -18,28 +18,27 @@
 #include "vfio.h"
 
 #define VFIO_BIND_TIMEOUT_MS 5000
-#define RETRY_START_MS 20      /* first back-off after "failed to find host usb device" */
+#define RETRY_START_MS 20 /* first back-off after "failed to find host usb device" */
 #define RETRY_MAX_MS 500
-#define CONFIRM_START_MS 20    /* first look after device_del (QEMU lets a USB device go in ~50 ms) */
+#define CONFIRM_START_MS 20 /* first look after device_del (QEMU lets a USB device go in ~50 ms) */
 #define CONFIRM_MAX_MS 100
 
 const char *xact_action_name(enum xact_action a) {
-        static const char *const names[] = { "ignore", "attach", "detach" };
+        static const char *const names[] = {"ignore", "attach", "detach"};
         return names[a];
 }
 
 const char *xact_outcome_name(enum xact_outcome o) {
         static const char *const names[] = {
-                "decided", "done", "already", "pending", "stale", "kept-detached", "failed", "skipped",
-                "waiting",
-                "suspended",
+                "decided",       "done",   "already", "pending", "stale",
+                "kept-detached", "failed", "skipped", "waiting", "suspended",
         };
         return names[o];
 }
 
 void xact_result_init(struct xact_result *res, enum dev_kind kind) {
-        *res = (struct xact_result){ .crosvm_port = -1 };
-        res->decision = (struct rule_decision){ .kind = kind, .entry_index = -1, .rule_index = -1 };
+        *res = (struct xact_result){.crosvm_port = -1};
+        res->decision = (struct rule_decision){.kind = kind, .entry_index = -1, .rule_index = -1};
 }
 
 static int stale(struct xact_result *res) {
@@ -171,8 +170,8 @@ char *xact_allowed_vms_json(const struct rule_decision *dec) {
         return cJSON_PrintUnformatted(a);
 }
 
-int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
-                struct xact_result *res) {
+int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
+                const struct rule_decision *dec, struct xact_result *res) {
         _cleanup_free_ char *vms = xact_allowed_vms_json(dec);
         struct db_rule_ref ref = rule_ref_of(dec);
         struct db_device rec;
@@ -207,8 +206,8 @@ int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
 
 /* USB authorization (usbAuthorization): writes what rule_usb_auth() decides for d at when. Returns
  * 0, or -errno of a write that was needed and failed (its words in err). */
-static int authorize(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when, bool for_vm,
-                     char *err, size_t errlen) {
+static int authorize(const struct xact_ctx *ctx, const struct dev *d, enum rule_auth_moment when,
+                     bool for_vm, char *err, size_t errlen) {
         struct rule_auth_decision ad;
         int r;
 
@@ -218,7 +217,8 @@ static int authorize(const struct xact_ctx *ctx, const struct dev *d, enum rule_
         r = dev_usb_write_authorized(d->devpath, ad.action == RULE_AUTH_AUTHORIZE);
         if (r < 0)
                 snprintf(err, errlen, "cannot %s the USB device (%s): %s",
-                         ad.action == RULE_AUTH_AUTHORIZE ? "authorize" : "deauthorize", ad.reason, strerror(-r));
+                         ad.action == RULE_AUTH_AUTHORIZE ? "authorize" : "deauthorize", ad.reason,
+                         strerror(-r));
         return r;
 }
 
@@ -233,13 +233,15 @@ static void auth_notice(const struct xact_ctx *ctx, const struct dev *d, enum ru
 
 /* After a detach: a USB device still on the host is taken back from it unless hostAllow keeps it
  * there (USB authorization). */
-static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attachment *a, struct xact_result *res) {
+static void auth_after_detach(const struct xact_ctx *ctx, const struct db_attachment *a,
+                              struct xact_result *res) {
         _cleanup_dev_ struct dev *d = NULL;
 
         if (!ctx->udev || !ctx->cfg->usb_auth.enabled || dev_kind_from_name(a->kind) != DEV_USB ||
             dev_new_from_syspath(ctx->udev, a->devpath, &d) < 0 || d->kind != DEV_USB)
                 return;
-        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts, ctx->cfg->general.n_host_mounts);
+        (void)dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                  ctx->cfg->general.n_host_mounts);
         auth_notice(ctx, d, RULE_AUTH_DETACHED, res);
 }
 
@@ -251,7 +253,8 @@ void xact_pci_reprobe(const char *pci_address) {
                 (void)vfio_unbind(NULL, pci_address, &err);
 }
 
-int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error) {
+int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan,
+                   char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,
                 .skip_if_shared = e && e->iommu_skip_if_shared,
@@ -286,10 +289,10 @@ enum vm_op { VM_ATTACH, VM_DETACH, VM_HAS };
 struct vm_call {
         enum vm_op op;
         const struct cfg_vm *vm;
-        const struct dev *d;                 /* VM_ATTACH */
-        const struct rule_decision *dec;     /* VM_ATTACH */
-        struct vmm_attachment *at;           /* VM_ATTACH: filled; else: what to detach or look for */
-        const char *what;                    /* VM_ATTACH: the step that failed, for the record */
+        const struct dev *d;             /* VM_ATTACH */
+        const struct rule_decision *dec; /* VM_ATTACH */
+        struct vmm_attachment *at;       /* VM_ATTACH: filled; else: what to detach or look for */
+        const char *what;                /* VM_ATTACH: the step that failed, for the record */
 };
 
 /* VM_ATTACH under the VM lock: (PCI: bind to vfio-pci), device_add. A VM that is not running gets
@@ -297,7 +300,7 @@ struct vm_call {
  * half-done: the host gets back what was bound for it. */
 static int attach_in(struct vmm_conn *conn, struct vm_call *call, char **ret_error) {
         const struct dev *d = call->d;
-        struct vfio_plan plan = { 0 };
+        struct vfio_plan plan = {0};
         int r = 0;
 
         if (d->kind == DEV_PCI) {
@@ -308,7 +311,8 @@ static int attach_in(struct vmm_conn *conn, struct vm_call *call, char **ret_err
         if (r >= 0) {
                 char id[VMM_ID_MAX];
                 str_copy(id, sizeof(id), call->at->id); /* vmm_attach() fills *call->at afresh */
-                r = vmm_attach(conn, d, id, call->dec->entry && call->dec->entry->use_root_bus, call->at, ret_error);
+                r = vmm_attach(conn, d, id, call->dec->entry && call->dec->entry->use_root_bus, call->at,
+                               ret_error);
         }
         if (r < 0 && r != -EEXIST)
                 pci_give_back(&plan);
@@ -361,7 +365,8 @@ static int vm_ask(const struct xact_ctx *ctx, struct vm_call *call, int *ret_loc
  * set up its USB controller (a VM started a moment ago: tried for XACT_CROSVM_BOOT_WAIT_MS as
  * well, within the request's time budget). Returns the last attempt's result; *ret_lock as for
  * vm_ask(). */
-static int attach_with_retries(const struct xact_ctx *ctx, struct vm_call *call, int *ret_lock, char **ret_error) {
+static int attach_with_retries(const struct xact_ctx *ctx, struct vm_call *call, int *ret_lock,
+                               char **ret_error) {
         int retries = ctx->cfg->general.attach_retries > 0 ? ctx->cfg->general.attach_retries : 0;
         int64_t delay = RETRY_START_MS, pause;
         int64_t boot_deadline = now_ms() + (call->vm->type == VMM_CROSVM ? XACT_CROSVM_BOOT_WAIT_MS : 0);
@@ -378,16 +383,20 @@ static int attach_with_retries(const struct xact_ctx *ctx, struct vm_call *call,
         }
 }
 
-int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
-                struct xact_result *res) {
-        struct vmm_attachment at = { .port = -1 };
+int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
+                const struct rule_decision *dec, struct xact_result *res) {
+        struct vmm_attachment at = {.port = -1};
         _cleanup_free_ char *verr = NULL;
         struct db_rule_ref ref = rule_ref_of(dec);
         struct db_device rec;
         char key[DEV_KEY_MAX];
         enum db_state state;
-        struct vm_call call = { .op = VM_ATTACH, .vm = dec->vm, .d = d, .dec = dec, .at = &at,
-                                .what = "VM refused the device" };
+        struct vm_call call = {.op = VM_ATTACH,
+                               .vm = dec->vm,
+                               .d = d,
+                               .dec = dec,
+                               .at = &at,
+                               .what = "VM refused the device"};
         int64_t id = 0;
         int r, rv, lock = 0;
 
@@ -446,8 +455,8 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, 
         r = db_attach_finish(db, id, state, at.port, state == DB_ATTACHED ? at.bus : NULL,
                              state == DB_ATTACHED ? NULL : res->error);
         if (r < 0) {
-                settle(res, XACT_FAILED, r, "cannot record the attach outcome", xact_outcome_name(res->outcome),
-                       db_strerror(r));
+                settle(res, XACT_FAILED, r, "cannot record the attach outcome",
+                       xact_outcome_name(res->outcome), db_strerror(r));
                 return r;
         }
         return rv;
@@ -470,7 +479,7 @@ static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, con
                         int *ret_lock, char **ret_error) {
         int bound = vmm_opts_from_cfg(&ctx->cfg->general).detach_timeout_ms;
         struct vmm_attachment a = *at;
-        struct vm_call call = { .op = VM_DETACH, .vm = vm, .at = &a };
+        struct vm_call call = {.op = VM_DETACH, .vm = vm, .at = &a};
         int64_t deadline, delay = CONFIRM_START_MS;
         int r;
 
@@ -480,9 +489,10 @@ static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, con
         call.op = VM_HAS;
         while (r == 1) {
                 if (now_ms() >= deadline)
-                        return errmsg_set(ret_error, -EINPROGRESS,
-                                          "VM %s accepted device_del of %s but has not released it within %d ms",
-                                          vm->name, at->id, bound);
+                        return errmsg_set(
+                                ret_error, -EINPROGRESS,
+                                "VM %s accepted device_del of %s but has not released it within %d ms",
+                                vm->name, at->id, bound);
                 sleep_ms(MIN(backoff_next(&delay, CONFIRM_MAX_MS), ms_left(deadline)));
                 r = vm_ask(ctx, &call, ret_lock, ret_error);
         }
@@ -492,7 +502,7 @@ static int detach_in_vm(const struct xact_ctx *ctx, const struct cfg_vm *vm, con
 int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                 struct xact_result *res) {
         const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
-        struct vmm_attachment at = { .port = a->crosvm_port };
+        struct vmm_attachment at = {.port = a->crosvm_port};
         _cleanup_free_ char *verr = NULL;
         enum db_state state = DB_DETACHED;
         int r, rv = 0, lock = 0;
@@ -542,8 +552,8 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
         r = db_detach_finish(db, a->id, state,
                              state == DB_DETACHED ? (rv == 0 && verr ? verr : NULL) : res->error);
         if (r < 0) {
-                settle(res, XACT_FAILED, r, "cannot record the detach outcome", xact_outcome_name(res->outcome),
-                       db_strerror(r));
+                settle(res, XACT_FAILED, r, "cannot record the detach outcome",
+                       xact_outcome_name(res->outcome), db_strerror(r));
                 return r;
         }
         return rv;
@@ -551,12 +561,12 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
 
 int xact_confirm(const struct xact_ctx *ctx, const struct db_attachment *a, char **ret_error) {
         const struct cfg_vm *vm = cfg_find_vm(ctx->cfg, a->vm);
-        struct vmm_attachment at = { .port = a->crosvm_port };
+        struct vmm_attachment at = {.port = a->crosvm_port};
         int lock = 0, r;
 
         if (!vm)
                 return 0;
-        struct vm_call call = { .op = VM_HAS, .vm = vm, .at = &at };
+        struct vm_call call = {.op = VM_HAS, .vm = vm, .at = &at};
 
         str_copy(at.id, sizeof(at.id), a->vmm_id);
         r = vm_ask(ctx, &call, &lock, ret_error);
@@ -591,7 +601,7 @@ int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *d
 
 int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm, const char *id,
                             char **ret_error) {
-        struct vmm_attachment at = { .port = -1 };
+        struct vmm_attachment at = {.port = -1};
         int lock = 0, r;
 
         str_copy(at.id, sizeof(at.id), id);

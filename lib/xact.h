@@ -28,45 +28,45 @@ struct udev;
 
 struct xact_ctx {
         const struct cfg *cfg;
-        struct udev *udev;      /* to look at a device still present after its detach (USB
-                                 * authorization); NULL: not looked at */
-        const char *db_path;    /* overrides cfg->general.database when set */
-        const char *mountinfo;  /* NULL: /proc/self/mountinfo */
+        struct udev *udev;     /* to look at a device still present after its detach (USB
+                                * authorization); NULL: not looked at */
+        const char *db_path;   /* overrides cfg->general.database when set */
+        const char *mountinfo; /* NULL: /proc/self/mountinfo */
         bool dry_run;
-        bool no_strict_perms;   /* accept a database not root's alone (--no-strict-perms) */
+        bool no_strict_perms;               /* accept a database not root's alone (--no-strict-perms) */
         const struct db_event_order *order; /* the udev event being handled, checked for staleness
                                              * in the intent's transaction; NULL for others */
-        const char *requested_by; /* who asks ("udev", "reconcile", "api unix uid=0", ...): kept in
-                                   * the records and history rows it writes; NULL: nobody named */
-        int64_t deadline;       /* now_ms() by which the request must be done (general.eventTimeoutMs):
-                                 * lock waits, QMP replies and retries all fit in it; 0: no bound */
+        const char *requested_by;           /* who asks ("udev", "reconcile", "api unix uid=0", ...): kept in
+                                             * the records and history rows it writes; NULL: nobody named */
+        int64_t deadline; /* now_ms() by which the request must be done (general.eventTimeoutMs):
+                           * lock waits, QMP replies and retries all fit in it; 0: no bound */
 };
 
 enum xact_action { XACT_IGNORE = 0, XACT_ATTACH, XACT_DETACH };
 
 /* What became of a request. */
 enum xact_outcome {
-        XACT_DECIDED = 0,  /* dry run: nothing done */
-        XACT_DONE,         /* attached / detached */
-        XACT_ALREADY,      /* replay: already in the wanted state, nothing sent */
-        XACT_PENDING,      /* VM not running (or guest still releasing): recorded, reconcile finishes it */
-        XACT_STALE,        /* a newer event for the device was already handled */
-        XACT_KEPT_DETACHED,/* the user asked to keep this device detached */
-        XACT_FAILED,       /* the VMM refused or failed, or a lock could not be had */
-        XACT_SKIPPED,      /* ignored device */
-        XACT_WAITING,      /* the entry asks the user to choose a VM: recorded as waiting (a prompt) */
-        XACT_SUSPENDED,    /* taken out by a suspend: resume puts it back, nothing else does */
+        XACT_DECIDED = 0,   /* dry run: nothing done */
+        XACT_DONE,          /* attached / detached */
+        XACT_ALREADY,       /* replay: already in the wanted state, nothing sent */
+        XACT_PENDING,       /* VM not running (or guest still releasing): recorded, reconcile finishes it */
+        XACT_STALE,         /* a newer event for the device was already handled */
+        XACT_KEPT_DETACHED, /* the user asked to keep this device detached */
+        XACT_FAILED,        /* the VMM refused or failed, or a lock could not be had */
+        XACT_SKIPPED,       /* ignored device */
+        XACT_WAITING,       /* the entry asks the user to choose a VM: recorded as waiting (a prompt) */
+        XACT_SUSPENDED,     /* taken out by a suspend: resume puts it back, nothing else does */
 };
 
 struct xact_result {
         enum xact_action action;
         enum xact_outcome outcome;
         struct rule_decision decision;
-        char vm[CFG_MAX_VM_NAME + 1];  /* the VM acted on ("" when none) */
-        char vmm_id[VMM_ID_MAX];       /* QEMU id ("" for crosvm) */
-        int crosvm_port;               /* crosvm port, -1 when none */
-        char error[512];               /* what failed, in words */
-        char notice[PATH_MAX + 128];   /* something repaired on the way (a corrupt database moved aside) */
+        char vm[CFG_MAX_VM_NAME + 1]; /* the VM acted on ("" when none) */
+        char vmm_id[VMM_ID_MAX];      /* QEMU id ("" for crosvm) */
+        int crosvm_port;              /* crosvm port, -1 when none */
+        char error[512];              /* what failed, in words */
+        char notice[PATH_MAX + 128];  /* something repaired on the way (a corrupt database moved aside) */
 };
 
 /* Names of actions and outcomes as printed and in JSON. */
@@ -97,13 +97,13 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
  * The caller holds the device lock. Returns 0 with the outcome in res (DONE, PENDING or FAILED;
  * STALE when ctx->order turns out to be stale: nothing done),
  * or -errno when the database or a lock failed (res->error says which; outcome FAILED). */
-int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
-                struct xact_result *res);
+int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
+                const struct rule_decision *dec, struct xact_result *res);
 
 /* Detaches the recorded attachment a (why goes into history) and records the outcome: closed
  * (DONE), still detaching (PENDING: the guest has not released it), or FAILED (the record stays
- * open, with the error, for reconcile); STALE as for xact_attach. A PCI device that left its VM goes back to its host
- * driver. The caller holds the device lock. Returns 0, or -errno as xact_attach(). */
+ * open, with the error, for reconcile); STALE as for xact_attach. A PCI device that left its VM goes back to
+ * its host driver. The caller holds the device lock. Returns 0, or -errno as xact_attach(). */
 int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attachment *a, const char *why,
                 struct xact_result *res);
 
@@ -111,8 +111,8 @@ int xact_detach(const struct xact_ctx *ctx, struct db *db, const struct db_attac
  * that choice: records a prompt (with a history row when it is new, which vhotplug-api announces as
  * usb_select_vm). The caller holds the device lock. Returns 0 with outcome WAITING (STALE when
  * ctx->order is stale), or -errno when the database failed (res->error says so). */
-int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d, const struct rule_decision *dec,
-                struct xact_result *res);
+int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
+                const struct rule_decision *dec, struct xact_result *res);
 
 /* The VMs of dec's entry, for a prompt: a JSON array of names (malloc'd), NULL when out of memory. */
 char *xact_allowed_vms_json(const struct rule_decision *dec);
@@ -140,7 +140,8 @@ int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm,
  * group) to vfio-pci: the one binding policy of hot-plug and cold-plug. On success *plan says what
  * was bound (release with vfio_plan_clear); on failure nothing stays bound, the plan is empty and
  * *ret_error says why. */
-int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan, char **ret_error);
+int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan,
+                   char **ret_error);
 
 /* Gives the PCI device at pci_address to its host driver again when it has none: a second try
  * after every device of its IOMMU group left the VM (a host driver cannot take a device whose

@@ -1,4 +1,4 @@
-/* vhotplug-reconcile: repairs drift between rules, database and running VMs 
+/* vhotplug-reconcile: repairs drift between rules, database and running VMs
  * All the work is in lib/reconcile.c. */
 #include <errno.h>
 #include <getopt.h>
@@ -19,7 +19,8 @@ enum { EXIT_ERROR = 1, EXIT_USAGE = 2, EXIT_FAILED = 3 };
 
 static void help(void) {
         printf("Usage: vhotplug-reconcile [OPTIONS]\n"
-               "Attach present devices the rules give to running VMs, detach what left the host, and repair\n"
+               "Attach present devices the rules give to running VMs, detach what left the host, and "
+               "repair\n"
                "records that disagree with the VMs.\n\n"
                "  -c, --config FILE    configuration file (default " CFG_DEFAULT_PATH ")\n"
                "      --db FILE        state database (default: general.database)\n"
@@ -45,20 +46,29 @@ struct options {
 static int parse_args(int argc, char **argv, struct options *o) {
         enum { ARG_DB = 0x100, ARG_VM, ARG_JSON, ARG_NO_STRICT, ARG_VERSION, ARG_MOUNTINFO };
         static const struct option longopts[] = {
-                { "config", required_argument, NULL, 'c' },       { "db", required_argument, NULL, ARG_DB },
-                { "vm", required_argument, NULL, ARG_VM },        { "dry-run", no_argument, NULL, 'n' },
-                { "json", no_argument, NULL, ARG_JSON },          { "no-strict-perms", no_argument, NULL, ARG_NO_STRICT },
-                { "debug", no_argument, NULL, 'd' },              { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, ARG_VERSION },    { "mountinfo", required_argument, NULL, ARG_MOUNTINFO },
+                {"config", required_argument, NULL, 'c'},
+                {"db", required_argument, NULL, ARG_DB},
+                {"vm", required_argument, NULL, ARG_VM},
+                {"dry-run", no_argument, NULL, 'n'},
+                {"json", no_argument, NULL, ARG_JSON},
+                {"no-strict-perms", no_argument, NULL, ARG_NO_STRICT},
+                {"debug", no_argument, NULL, 'd'},
+                {"help", no_argument, NULL, 'h'},
+                {"version", no_argument, NULL, ARG_VERSION},
+                {"mountinfo", required_argument, NULL, ARG_MOUNTINFO},
                 {},
         };
         int c;
 
-        *o = (struct options){ .config = CFG_DEFAULT_PATH };
+        *o = (struct options){.config = CFG_DEFAULT_PATH};
         while ((c = getopt_long(argc, argv, "c:ndh", longopts, NULL)) >= 0) {
                 switch (c) {
-                case 'c': o->config = optarg; break;
-                case ARG_DB: o->db = optarg; break;
+                case 'c':
+                        o->config = optarg;
+                        break;
+                case ARG_DB:
+                        o->db = optarg;
+                        break;
                 case ARG_VM:
                         if (o->n_vms == MAX_VMS) {
                                 fprintf(stderr, "vhotplug-reconcile: too many --vm options\n");
@@ -66,13 +76,27 @@ static int parse_args(int argc, char **argv, struct options *o) {
                         }
                         o->vms[o->n_vms++] = optarg;
                         break;
-                case 'n': o->dry_run = true; break;
-                case ARG_JSON: o->json = true; break;
-                case ARG_NO_STRICT: o->cfg_flags |= CFG_NO_STRICT_PERMS; break;
-                case ARG_MOUNTINFO: o->mountinfo = optarg; break;
-                case 'd': o->debug = true; break;
-                case 'h': help(); return 0;
-                case ARG_VERSION: printf("vhotplug-reconcile " VHP_VERSION "\n"); return 0;
+                case 'n':
+                        o->dry_run = true;
+                        break;
+                case ARG_JSON:
+                        o->json = true;
+                        break;
+                case ARG_NO_STRICT:
+                        o->cfg_flags |= CFG_NO_STRICT_PERMS;
+                        break;
+                case ARG_MOUNTINFO:
+                        o->mountinfo = optarg;
+                        break;
+                case 'd':
+                        o->debug = true;
+                        break;
+                case 'h':
+                        help();
+                        return 0;
+                case ARG_VERSION:
+                        printf("vhotplug-reconcile " VHP_VERSION "\n");
+                        return 0;
                 default:
                         fprintf(stderr, "Try 'vhotplug-reconcile --help' for more information.\n");
                         return -EINVAL;
@@ -102,9 +126,12 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
                 else if (!it->id[0] && it->port >= 0 && it->op != RECON_FOREIGN)
                         snprintf(id, sizeof(id), " as port %d", it->port);
                 failed += it->failed;
-                snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op), it->vm[0] ? it->vm : "host", it->what, id,
-                         it->why, it->failed ? " FAILED" : it->done ? " done" : "", it->error[0] ? ": " : "",
-                         it->error);
+                snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op),
+                         it->vm[0] ? it->vm : "host", it->what, id, it->why,
+                         it->failed ? " FAILED"
+                         : it->done ? " done"
+                                    : "",
+                         it->error[0] ? ": " : "", it->error);
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
         }
         printf("%zu devices, %zu actions%s, %zu failed\n", plan->n_devices, plan->n,
@@ -143,23 +170,24 @@ static void log_plan(const struct recon_plan *plan) {
                 if (!it->id[0] && it->port >= 0)
                         snprintf(port, sizeof(port), "%d", it->port);
                 const struct log_field fields[] = {
-                        { "DEVPATH", it->devpath },
-                        { "VHOTPLUG_ACTION", recon_op_name(it->op) },
-                        { "VHOTPLUG_VM", it->vm },
-                        { "VHOTPLUG_OUTCOME", it->failed ? "failed" : it->done ? "done" : "skipped" },
-                        { "VHOTPLUG_REASON", it->why },
-                        { "VHOTPLUG_VMM_ID", it->id[0] ? it->id : port },
-                        { "VHOTPLUG_ERROR", it->error },
-                        { NULL },
+                        {"DEVPATH", it->devpath},
+                        {"VHOTPLUG_ACTION", recon_op_name(it->op)},
+                        {"VHOTPLUG_VM", it->vm},
+                        {"VHOTPLUG_OUTCOME", it->failed ? "failed" : it->done ? "done" : "skipped"},
+                        {"VHOTPLUG_REASON", it->why},
+                        {"VHOTPLUG_VMM_ID", it->id[0] ? it->id : port},
+                        {"VHOTPLUG_ERROR", it->error},
+                        {NULL},
                 };
                 if (it->failed)
-                        log_event(LOG_ERR, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op), it->what,
-                                  it->vm, it->error[0] ? it->error : it->why);
+                        log_event(LOG_ERR, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op),
+                                  it->what, it->vm, it->error[0] ? it->error : it->why);
                 else if (it->done)
-                        log_event(LOG_INFO, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op), it->what,
-                                  it->vm, it->why);
+                        log_event(LOG_INFO, item_msgid(it), fields, "%s %s -> %s: %s", recon_op_name(it->op),
+                                  it->what, it->vm, it->why);
                 else
-                        log_event(LOG_NOTICE, item_msgid(it), fields, "VM %s not running, skipped: %s", it->vm, it->why);
+                        log_event(LOG_NOTICE, item_msgid(it), fields, "VM %s not running, skipped: %s",
+                                  it->vm, it->why);
         }
 }
 
@@ -167,7 +195,7 @@ static int run(int argc, char **argv) {
         struct options o;
         struct cfg *cfg = NULL;
         struct cfg_error cerr;
-        struct recon_plan plan = { 0 };
+        struct recon_plan plan = {0};
         char err[512];
         int r, failed;
 
@@ -184,8 +212,12 @@ static int run(int argc, char **argv) {
                 log_warning("%s", cfg->warnings[i]);
 
         struct recon_opts ro = {
-                .ctx = { .cfg = cfg, .udev = udev_new(), .db_path = o.db, .mountinfo = o.mountinfo,
-                         .dry_run = o.dry_run, .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS },
+                .ctx = {.cfg = cfg,
+                        .udev = udev_new(),
+                        .db_path = o.db,
+                        .mountinfo = o.mountinfo,
+                        .dry_run = o.dry_run,
+                        .no_strict_perms = o.cfg_flags & CFG_NO_STRICT_PERMS},
                 .vms = o.vms,
                 .n_vms = o.n_vms,
         };

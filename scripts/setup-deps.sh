@@ -7,7 +7,7 @@
 set -eu
 PKGS="build-essential pkg-config libudev-dev libsqlite3-dev libcjson-dev libusb-1.0-0-dev libpci-dev libkmod-dev libsystemd-dev kmod
       libcmocka-dev umockdev libumockdev-dev qemu-system-x86 sqlite3 udev systemd pci.ids usb.ids
-      iproute2 procps jq socat valgrind dbus-daemon dbus-bin man-db groff-base nix-bin clang"
+      iproute2 procps jq socat valgrind dbus-daemon dbus-bin man-db groff-base nix-bin clang clang-format"
 mode=${1:---install}
 missing=()
 for p in $PKGS; do

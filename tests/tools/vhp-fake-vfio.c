@@ -58,13 +58,13 @@ static void die(const char *what) {
 }
 
 /* snprintf that stops the program instead of truncating. */
-#define xsnprintf(buf, len, ...) \
-        do { \
-                int n_ = snprintf(buf, len, __VA_ARGS__); \
-                if (n_ < 0 || (size_t)n_ >= (size_t)(len)) { \
-                        errno = ENAMETOOLONG; \
-                        die("string too long"); \
-                } \
+#define xsnprintf(buf, len, ...)                                                                            \
+        do {                                                                                                \
+                int n_ = snprintf(buf, len, __VA_ARGS__);                                                   \
+                if (n_ < 0 || (size_t)n_ >= (size_t)(len)) {                                                \
+                        errno = ENAMETOOLONG;                                                               \
+                        die("string too long");                                                             \
+                }                                                                                           \
         } while (0)
 
 static void tbpath(char *buf, const char *rel) {
@@ -130,7 +130,7 @@ static void add_chan(enum kind kind, const char *rel, int dev, const char *drive
                 die("too many FIFOs");
         }
         c = &chans[n_chans++];
-        *c = (struct chan){ .kind = kind, .dev = dev };
+        *c = (struct chan){.kind = kind, .dev = dev};
         xsnprintf(c->rel, sizeof(c->rel), "%s", rel);
         xsnprintf(c->driver, sizeof(c->driver), "%s", driver ? driver : "");
         tbpath(path, rel);
@@ -193,10 +193,12 @@ static void setup(void) {
                                 die(lpath);
                         xsnprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices", d->group);
                         mkdirs(rel);
-                        xsnprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", d->group, d->addr);
+                        xsnprintf(rel, sizeof(rel), "sys/kernel/iommu_groups/%d/devices/%s", d->group,
+                                  d->addr);
                         tbpath(lpath, rel);
                         /* from sys/kernel/iommu_groups/N/devices up to sys/ */
-                        xsnprintf(target, sizeof(target), "../../../..%s", d->dir + strlen(tb) + strlen("/sys"));
+                        xsnprintf(target, sizeof(target), "../../../..%s",
+                                  d->dir + strlen(tb) + strlen("/sys"));
                         unlink(lpath);
                         if (symlink(target, lpath) < 0)
                                 die(lpath);
@@ -214,7 +216,7 @@ static void add_sync(void) {
         char path[PATH_MAX];
         struct chan *c = &chans[n_chans++];
         xsnprintf(path, sizeof(path), "%s.sync", log_path);
-        *c = (struct chan){ .kind = CH_SYNC, .dev = -1 };
+        *c = (struct chan){.kind = CH_SYNC, .dev = -1};
         xsnprintf(c->rel, sizeof(c->rel), "(sync)");
         unlink(path);
         if (mkfifo(path, 0644) < 0 || (c->fd_r = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0 ||
@@ -346,7 +348,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
         while (!stop) {
                 for (size_t i = 0; i < n_chans; i++)
-                        pfd[i] = (struct pollfd){ .fd = chans[i].fd_r, .events = POLLIN };
+                        pfd[i] = (struct pollfd){.fd = chans[i].fd_r, .events = POLLIN};
                 poll(pfd, n_chans, 100);
                 /* A device's writes come in kind order (override, unbind, probe, then a test's
                  * sync). Reading the FIFOs in reverse order means every record read has the

@@ -38,10 +38,10 @@ static void put_field(FILE *out, const char *name, size_t nlen, const char *val,
         }
         bool ctl = false;
         for (size_t i = 0; i < vlen; i++)
-                ctl |= (unsigned char) val[i] < 0x20 || val[i] == 0x7f;
+                ctl |= (unsigned char)val[i] < 0x20 || val[i] == 0x7f;
         str_escape(v, safe, sl);
         /* "NAME~=" marks a value that held control characters as sent (escaped here). */
-        fprintf(out, "%.*s%s=%s\n", (int) nlen, name, ctl ? "~" : "", safe);
+        fprintf(out, "%.*s%s=%s\n", (int)nlen, name, ctl ? "~" : "", safe);
         free(v);
         free(safe);
 }
@@ -51,26 +51,26 @@ static int decode(FILE *out, const char *p, size_t n) {
         const char *end = p + n;
 
         while (p < end) {
-                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                const char *nl = memchr(p, '\n', (size_t)(end - p));
                 if (!nl)
                         nl = end; /* the last line may lack its newline */
-                const char *eq = memchr(p, '=', (size_t) (nl - p));
+                const char *eq = memchr(p, '=', (size_t)(nl - p));
                 if (eq) {
-                        put_field(out, p, (size_t) (eq - p), eq + 1, (size_t) (nl - eq - 1));
+                        put_field(out, p, (size_t)(eq - p), eq + 1, (size_t)(nl - eq - 1));
                         p = nl + 1;
                         continue;
                 }
                 /* NAME\n, 64-bit little-endian size, the bytes, \n */
                 uint64_t len = 0;
-                const unsigned char *s = (const unsigned char *) nl + 1;
-                if (nl == end || end - (const char *) s < 8)
+                const unsigned char *s = (const unsigned char *)nl + 1;
+                if (nl == end || end - (const char *)s < 8)
                         return -EBADMSG;
                 for (int i = 7; i >= 0; i--)
                         len = len << 8 | s[i];
-                const char *val = (const char *) s + 8;
-                if (len > (uint64_t) (end - val) || (uint64_t) (end - val) - len < 1 || val[len] != '\n')
+                const char *val = (const char *)s + 8;
+                if (len > (uint64_t)(end - val) || (uint64_t)(end - val) - len < 1 || val[len] != '\n')
                         return -EBADMSG;
-                put_field(out, p, (size_t) (nl - p), val, (size_t) len);
+                put_field(out, p, (size_t)(nl - p), val, (size_t)len);
                 p = val + len + 1;
         }
         fputc('\n', out);
@@ -85,8 +85,9 @@ static int receive(int fd, FILE *out, char *buf) {
                 struct cmsghdr h;
                 char b[CMSG_SPACE(sizeof(int))];
         } ctl;
-        struct iovec iov = { .iov_base = buf, .iov_len = REC_MAX };
-        struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl) };
+        struct iovec iov = {.iov_base = buf, .iov_len = REC_MAX};
+        struct msghdr mh = {
+                .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctl, .msg_controllen = sizeof(ctl)};
         ssize_t k = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
         if (k < 0)
@@ -96,18 +97,19 @@ static int receive(int fd, FILE *out, char *buf) {
                 int mfd;
                 struct stat st;
                 memcpy(&mfd, CMSG_DATA(c), sizeof(int));
-                k = fstat(mfd, &st) == 0 && st.st_size <= REC_MAX ? pread(mfd, buf, (size_t) st.st_size, 0) : -1;
+                k = fstat(mfd, &st) == 0 && st.st_size <= REC_MAX ? pread(mfd, buf, (size_t)st.st_size, 0)
+                                                                  : -1;
                 close(mfd);
                 if (k < 0)
                         return -EIO;
         }
-        if (decode(out, buf, (size_t) k) < 0)
+        if (decode(out, buf, (size_t)k) < 0)
                 fprintf(out, "VHP_SINK_ERROR=malformed record\n\n");
         return 1;
 }
 
 int main(int argc, char **argv) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         int fd, pidfd, status, r;
         char *buf;
         FILE *out;
@@ -126,7 +128,7 @@ int main(int argc, char **argv) {
                 return 125;
         }
         unlink(sa.sun_path);
-        if (bind(fd, (struct sockaddr *) &sa, sizeof(sa)) < 0) {
+        if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
                 fprintf(stderr, "vhp-journal-sink: bind %s: %s\n", sa.sun_path, strerror(errno));
                 return 125;
         }
@@ -138,14 +140,14 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "vhp-journal-sink: %s: %s\n", argv[4], strerror(errno));
                 _exit(127);
         }
-        pidfd = (int) syscall(SYS_pidfd_open, pid, 0);
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0) {
                 perror("vhp-journal-sink: pidfd_open");
                 return 125;
         }
         /* Read while the command runs: a full socket queue would block its sender. */
         for (;;) {
-                struct pollfd p[2] = { { .fd = fd, .events = POLLIN }, { .fd = pidfd, .events = POLLIN } };
+                struct pollfd p[2] = {{.fd = fd, .events = POLLIN}, {.fd = pidfd, .events = POLLIN}};
                 if (poll(p, 2, -1) < 0 && errno != EINTR)
                         return 125;
                 if (p[0].revents & POLLIN && receive(fd, out, buf) < 0)

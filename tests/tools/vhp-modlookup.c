@@ -81,17 +81,19 @@ static int bench(struct udev *udev, const char *dir, const char *devpath, int n)
                 total += t[i];
         }
         qsort(t, (size_t)n, sizeof(*t), cmp_double);
-        printf("driverPath lookup: %d devices, %zu module file(s) each: median %.1f us, p95 %.1f us, max %.1f us, "
-               "mean %.1f us\n", n, paths, t[n / 2], t[n * 95 / 100], t[n - 1], total / n);
+        printf("driverPath lookup: %d devices, %zu module file(s) each: median %.1f us, p95 %.1f us, max "
+               "%.1f us, "
+               "mean %.1f us\n",
+               n, paths, t[n / 2], t[n * 95 / 100], t[n - 1], total / n);
         free(t);
         return 0;
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                { "dir", required_argument, NULL, 'd' },
-                { "devpath", required_argument, NULL, 'p' },
-                { "bench", required_argument, NULL, 'b' },
+                {"dir", required_argument, NULL, 'd'},
+                {"devpath", required_argument, NULL, 'p'},
+                {"bench", required_argument, NULL, 'b'},
                 {},
         };
         const char *dir = NULL, *devpath = NULL;
@@ -99,10 +101,17 @@ int main(int argc, char **argv) {
 
         while ((c = getopt_long(argc, argv, "d:", opts, NULL)) >= 0) {
                 switch (c) {
-                case 'd': dir = optarg; break;
-                case 'p': devpath = optarg; break;
-                case 'b': n = atoi(optarg); break;
-                default: return 2;
+                case 'd':
+                        dir = optarg;
+                        break;
+                case 'p':
+                        devpath = optarg;
+                        break;
+                case 'b':
+                        n = atoi(optarg);
+                        break;
+                default:
+                        return 2;
                 }
         }
         if (devpath) {
@@ -116,7 +125,8 @@ int main(int argc, char **argv) {
         struct mod_ctx *m = NULL;
         int r = mod_ctx_new(dir, &m);
         if (r < 0) {
-                fprintf(stderr, "vhp-modlookup: %s: %s\n", dir ? dir : "/lib/modules/`uname -r`", strerror(-r));
+                fprintf(stderr, "vhp-modlookup: %s: %s\n", dir ? dir : "/lib/modules/`uname -r`",
+                        strerror(-r));
                 return 1;
         }
         for (int i = optind; i < argc; i++) {

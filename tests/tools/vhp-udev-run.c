@@ -32,7 +32,7 @@ struct ev {
         char **env;
         size_t n_env;
         const char *devpath, *seqnum;
-        pid_t pid;      /* running */
+        pid_t pid; /* running */
         bool done;
         int64_t start_us, end_us;
         int status;
@@ -80,7 +80,7 @@ static struct ev *read_events(const char *path, size_t *ret_n) {
                                 if (!evs)
                                         exit(2);
                         }
-                        evs[n++] = (struct ev){ 0 };
+                        evs[n++] = (struct ev){0};
                         open_ev = true;
                 }
                 struct ev *e = &evs[n - 1];
@@ -166,11 +166,20 @@ int main(int argc, char **argv) {
 
         while ((c = getopt(argc, argv, "j:i:o:q")) >= 0) {
                 switch (c) {
-                case 'j': max = strtol(optarg, NULL, 10); break;
-                case 'i': interval = strtol(optarg, NULL, 10); break;
-                case 'o': out = optarg; break;
-                case 'q': quiet = true; break;
-                default: return 2;
+                case 'j':
+                        max = strtol(optarg, NULL, 10);
+                        break;
+                case 'i':
+                        interval = strtol(optarg, NULL, 10);
+                        break;
+                case 'o':
+                        out = optarg;
+                        break;
+                case 'q':
+                        quiet = true;
+                        break;
+                default:
+                        return 2;
                 }
         }
         if (argc - optind != 2 || max < 1) {
@@ -194,7 +203,7 @@ int main(int argc, char **argv) {
                 if (next < n && running < (size_t)max && !device_running(evs, next, evs[next].devpath)) {
                         int64_t wait = last_start + interval - now_us();
                         if (wait > 0) {
-                                struct timespec ts = { wait / 1000000, (wait % 1000000) * 1000 };
+                                struct timespec ts = {wait / 1000000, (wait % 1000000) * 1000};
                                 nanosleep(&ts, NULL);
                         }
                         struct ev *e = &evs[next];
@@ -257,8 +266,8 @@ int main(int argc, char **argv) {
                 }
                 for (size_t i = 0; i < n; i++)
                         fprintf(f, "%zu %s %s %" PRId64 " %" PRId64 " %d %" PRId64 " %ld\n", i,
-                                evs[i].seqnum ? evs[i].seqnum : "-", evs[i].devpath, evs[i].start_us, evs[i].end_us,
-                                evs[i].status, evs[i].cpu_us, evs[i].maxrss_kb);
+                                evs[i].seqnum ? evs[i].seqnum : "-", evs[i].devpath, evs[i].start_us,
+                                evs[i].end_us, evs[i].status, evs[i].cpu_us, evs[i].maxrss_kb);
                 fclose(f);
         }
         for (size_t i = 0; i < n; i++) {

@@ -43,9 +43,13 @@ static uint32_t murmur2(const char *s) {
                 h = h * m ^ k;
         }
         switch (len) {
-        case 3: h ^= (uint32_t)p[2] << 16; /* fall through */
-        case 2: h ^= (uint32_t)p[1] << 8;  /* fall through */
-        case 1: h ^= p[0]; h *= m;
+        case 3:
+                h ^= (uint32_t)p[2] << 16; /* fall through */
+        case 2:
+                h ^= (uint32_t)p[1] << 8; /* fall through */
+        case 1:
+                h ^= p[0];
+                h *= m;
         }
         h ^= h >> 13;
         h *= m;
@@ -67,7 +71,7 @@ static void add(const char *kv) {
 int main(int argc, char **argv) {
         const char *dir = getenv("UMOCKDEV_DIR"), *subsystem = NULL, *devtype = NULL;
         char path[4096], line[4096], kv[4200], pattern[4096];
-        struct header h = { .prefix = "libudev" };
+        struct header h = {.prefix = "libudev"};
         glob_t g;
         FILE *f;
         int sent = 0;
@@ -117,9 +121,9 @@ int main(int argc, char **argv) {
         snprintf(pattern, sizeof(pattern), "%s/event[0-9]*", dir);
         if (glob(pattern, GLOB_NOSORT, NULL, &g) == 0) {
                 for (size_t i = 0; i < g.gl_pathc; i++) {
-                        struct sockaddr_un a = { .sun_family = AF_UNIX };
-                        struct iovec iov[2] = { { &h, sizeof(h) }, { buf, len } };
-                        struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+                        struct sockaddr_un a = {.sun_family = AF_UNIX};
+                        struct iovec iov[2] = {{&h, sizeof(h)}, {buf, len}};
+                        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
                         int fd = socket(AF_UNIX, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
                         snprintf(a.sun_path, sizeof(a.sun_path), "%s", g.gl_pathv[i]);

@@ -52,30 +52,42 @@ static int parse_dev(int argc, char **argv, struct dev *d) {
 }
 
 static void print_device(const struct vmm_device *v) {
-        printf("id=%s driver=%s kind=%s ours=%d hostbus=%d hostaddr=%d host=%s evdev=%s port=%d vid=%04x pid=%04x\n",
+        printf("id=%s driver=%s kind=%s ours=%d hostbus=%d hostaddr=%d host=%s evdev=%s port=%d vid=%04x "
+               "pid=%04x\n",
                v->id, v->driver, dev_kind_name(v->kind) ? dev_kind_name(v->kind) : "unknown", v->ours,
                v->hostbus, v->hostaddr, v->host, v->evdev, v->port, v->vendor_id, v->product_id);
 }
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
-                { "timeout", required_argument, NULL, 't' },    { "detach-timeout", required_argument, NULL, 'd' },
-                { "retries", required_argument, NULL, 'r' },    { "crosvm", required_argument, NULL, 'c' },
-                { "root-bus", no_argument, NULL, 'b' },         {},
+                {"timeout", required_argument, NULL, 't'}, {"detach-timeout", required_argument, NULL, 'd'},
+                {"retries", required_argument, NULL, 'r'}, {"crosvm", required_argument, NULL, 'c'},
+                {"root-bus", no_argument, NULL, 'b'},      {},
         };
-        struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = "crosvm", .detach_timeout_ms = 5000 };
+        struct vmm_opts o = {.timeout_ms = 10000, .crosvm_bin = "crosvm", .detach_timeout_ms = 5000};
         int retries = 5;
         bool root_bus = false;
         int c;
 
         while ((c = getopt_long(argc, argv, "", opts, NULL)) >= 0) {
                 switch (c) {
-                case 't': o.timeout_ms = atoi(optarg); break;
-                case 'd': o.detach_timeout_ms = atoi(optarg); break;
-                case 'r': retries = atoi(optarg); break;
-                case 'c': o.crosvm_bin = optarg; break;
-                case 'b': root_bus = true; break;
-                default: return usage();
+                case 't':
+                        o.timeout_ms = atoi(optarg);
+                        break;
+                case 'd':
+                        o.detach_timeout_ms = atoi(optarg);
+                        break;
+                case 'r':
+                        retries = atoi(optarg);
+                        break;
+                case 'c':
+                        o.crosvm_bin = optarg;
+                        break;
+                case 'b':
+                        root_bus = true;
+                        break;
+                default:
+                        return usage();
                 }
         }
         argc -= optind;
@@ -83,14 +95,15 @@ int main(int argc, char **argv) {
         if (argc < 3)
                 return usage();
 
-        struct cfg_vm vm = { .name = (char *)"vm", .socket = argv[2],
-                             .type = strcmp(argv[1], "crosvm") == 0 ? VMM_CROSVM : VMM_QEMU };
+        struct cfg_vm vm = {.name = (char *)"vm",
+                            .socket = argv[2],
+                            .type = strcmp(argv[1], "crosvm") == 0 ? VMM_CROSVM : VMM_QEMU};
         struct vmm_conn *conn = NULL;
         char *err = NULL;
         int r;
 
         if (strcmp(argv[0], "attach") == 0) {
-                struct dev d = { 0 };
+                struct dev d = {0};
                 struct vmm_attachment a;
                 char id[VMM_ID_MAX] = "";
                 if (parse_dev(argc - 3, argv + 3, &d) < 0)
@@ -112,7 +125,7 @@ int main(int argc, char **argv) {
                         return fail(r, err);
                 printf("id=%s port=%d bus=%s\n", a.id, a.port, a.bus);
         } else if (strcmp(argv[0], "detach") == 0 && argc == 4) {
-                struct vmm_attachment a = { .port = -1 };
+                struct vmm_attachment a = {.port = -1};
                 if (vm.type == VMM_CROSVM)
                         a.port = atoi(argv[3]);
                 else
@@ -141,7 +154,7 @@ int main(int argc, char **argv) {
                         return fail(r, err);
                 printf("detached\n");
         } else if (strcmp(argv[0], "list") == 0) {
-                struct vmm_list l = { 0 };
+                struct vmm_list l = {0};
                 r = vmm_connect(&vm, &o, &conn, &err);
                 if (r >= 0)
                         r = vmm_list(conn, &l, &err);

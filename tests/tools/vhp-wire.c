@@ -50,16 +50,24 @@ static size_t unescape(const char *in, char *out) {
                         continue;
                 }
                 switch (*++in) {
-                case 'n': out[n++] = '\n'; break;
-                case 'r': out[n++] = '\r'; break;
-                case 't': out[n++] = '\t'; break;
+                case 'n':
+                        out[n++] = '\n';
+                        break;
+                case 'r':
+                        out[n++] = '\r';
+                        break;
+                case 't':
+                        out[n++] = '\t';
+                        break;
                 case 'x': {
-                        char hex[3] = { in[1], in[1] ? in[2] : 0, 0 };
+                        char hex[3] = {in[1], in[1] ? in[2] : 0, 0};
                         out[n++] = (char)strtoul(hex, NULL, 16);
                         in += 2;
                         break;
                 }
-                default: out[n++] = *in; break;
+                default:
+                        out[n++] = *in;
+                        break;
                 }
         }
         return n;
@@ -88,7 +96,7 @@ static int read_line(struct conn *c, char **out) {
 
         for (;;) {
                 char *nl = memchr(c->buf, '\n', c->len);
-                struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                struct pollfd p = {.fd = c->fd, .events = POLLIN};
                 ssize_t n;
 
                 if (nl) {
@@ -169,7 +177,7 @@ static int step(struct conn *c, const char *s) {
         if (strcmp(s, "eof") == 0) {
                 int64_t deadline = now_ms() + timeout_ms;
                 for (;;) {
-                        struct pollfd p = { .fd = c->fd, .events = POLLIN };
+                        struct pollfd p = {.fd = c->fd, .events = POLLIN};
                         char b[4096];
                         if (poll(&p, 1, (int)ms_left(deadline)) <= 0) {
                                 printf("TIMEOUT\n");

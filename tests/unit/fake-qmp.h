@@ -25,8 +25,9 @@
 
 #include "qmp.h"
 
-#define FAKE_GREETING "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, " \
-                      "\"capabilities\": [\"oob\"]}}\r\n"
+#define FAKE_GREETING                                                                                       \
+        "{\"QMP\": {\"version\": {\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}}, "                  \
+        "\"capabilities\": [\"oob\"]}}\r\n"
 
 struct fake_qmp {
         char dir[64];
@@ -37,7 +38,7 @@ struct fake_qmp {
 typedef int (*fake_qmp_fn)(int listen_fd, const void *userdata);
 
 static inline void fake_qmp_start(struct fake_qmp *f, fake_qmp_fn fn, const void *userdata) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
         snprintf(f->dir, sizeof(f->dir), "/tmp/vhp-fakeqmp.XXXXXX");
         if (!mkdtemp(f->dir))
@@ -147,8 +148,9 @@ static inline int fake_handshake(int fd, struct qmp_parser *p) {
         if (fake_send(fd, FAKE_GREETING) < 0)
                 return -1;
         cJSON *req = fake_recv(fd, p);
-        int r = req && fake_command(req) && strcmp(fake_command(req), "qmp_capabilities") == 0 ?
-                        fake_reply(fd, req, "\"return\": {}") : -1;
+        int r = req && fake_command(req) && strcmp(fake_command(req), "qmp_capabilities") == 0
+                        ? fake_reply(fd, req, "\"return\": {}")
+                        : -1;
         cJSON_Delete(req);
         return r;
 }
@@ -156,7 +158,7 @@ static inline int fake_handshake(int fd, struct qmp_parser *p) {
 /* Waits until the client closes its end (so it is never cut off early). */
 static inline void fake_drain(int fd) {
         char buf[4096];
-        struct pollfd pfd = { .fd = fd, .events = POLLIN };
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
         while (poll(&pfd, 1, 5000) > 0 && read(fd, buf, sizeof(buf)) > 0)
                 ;
@@ -183,12 +185,12 @@ static inline int fake_take_lock(void) {
 }
 
 struct fake_step {
-        const char *command;  /* expected "execute"; NULL: close, accept the next connection, handshake */
-        bool lock_free;       /* (with command NULL) fake_lock_path must be free while the client is
-                               * away: the server takes it (trying for 2 s) before accepting again */
-        const char *expect[4];/* substrings the request's JSON text must contain */
-        const char *reply;    /* "\"return\": ..." or "\"error\": ..."; NULL: no reply */
-        const char *after;    /* raw text sent after the reply (events), or NULL */
+        const char *command;   /* expected "execute"; NULL: close, accept the next connection, handshake */
+        bool lock_free;        /* (with command NULL) fake_lock_path must be free while the client is
+                                * away: the server takes it (trying for 2 s) before accepting again */
+        const char *expect[4]; /* substrings the request's JSON text must contain */
+        const char *reply;     /* "\"return\": ..." or "\"error\": ..."; NULL: no reply */
+        const char *after;     /* raw text sent after the reply (events), or NULL */
 };
 
 static inline int fake_check_step(const cJSON *req, const struct fake_step *s) {
@@ -198,8 +200,8 @@ static inline int fake_check_step(const cJSON *req, const struct fake_step *s) {
         for (size_t i = 0; ok && i < 4 && s->expect[i]; i++)
                 ok = strstr(text, s->expect[i]) != NULL;
         if (!ok)
-                fprintf(stderr, "fake QMP: expected %s %s, got %s\n", s->command, s->expect[0] ? s->expect[0] : "",
-                        text ? text : "(nothing)");
+                fprintf(stderr, "fake QMP: expected %s %s, got %s\n", s->command,
+                        s->expect[0] ? s->expect[0] : "", text ? text : "(nothing)");
         free(text);
         return ok ? 0 : -1;
 }
@@ -276,5 +278,7 @@ static inline int fake_qmp_flood(int lfd, const void *ud) {
         return 3;
 }
 
-#define FAKE_END { .after = "END" }
-#define FAKE_RECONNECT { .command = NULL }
+#define FAKE_END                                                                                            \
+        { .after = "END" }
+#define FAKE_RECONNECT                                                                                      \
+        { .command = NULL }

@@ -34,9 +34,9 @@ static char *q(const char *s) {
         return r;
 }
 
-#define VMS                                                                          \
-        "'vms': [{'name': 'vm1', 'type': 'qemu', 'socket': '/run/vm1.qmp'},"         \
-        "        {'name': 'vm2', 'type': 'qemu', 'socket': '/run/vm2.qmp'},"         \
+#define VMS                                                                                                 \
+        "'vms': [{'name': 'vm1', 'type': 'qemu', 'socket': '/run/vm1.qmp'},"                                \
+        "        {'name': 'vm2', 'type': 'qemu', 'socket': '/run/vm2.qmp'},"                                \
         "        {'name': 'audio', 'type': 'crosvm', 'socket': '/run/audio.sock'}]"
 #define SECTION(sec, entry) "{" VMS ", '" sec "': [" entry "]}"
 #define ENTRY_RULE(rule) "{'targetVm': 'vm1', 'allow': [" rule "]}"
@@ -52,7 +52,7 @@ static int load(const char *json, struct cfg **ret, struct cfg_error *err) {
 }
 
 static struct cfg *load_ok(const char *json) {
-        struct cfg_error err = { .msg = "" };
+        struct cfg_error err = {.msg = ""};
         struct cfg *c = NULL;
         int r = load(json, &c, &err);
         if (r < 0)
@@ -70,164 +70,242 @@ static void assert_contains(const char *haystack, const char *needle) {
 
 struct error_case {
         const char *json;
-        const char *path;      /* "cfg.json: PATH: " must appear */
-        const char *expected;  /* and this text */
+        const char *path;     /* "cfg.json: PATH: " must appear */
+        const char *expected; /* and this text */
 };
 
 static const struct error_case error_cases[] = {
         /* types and values of match fields */
-        { USB("{'vendorId': 1234}"), "usbPassthrough[0].allow[0].vendorId", "expected a string of 1 to 4 hex digits, like \"0bda\", got 1234" },
-        { USB("{'vendorId': '046d'}, {'vendorId': 'zz'}"), "usbPassthrough[0].allow[1].vendorId", "got \"zz\"" },
-        { USB("{'productId': '12345'}"), "usbPassthrough[0].allow[0].productId", "got \"12345\"" },
-        { USB("{'productId': '0x12'}"), "usbPassthrough[0].allow[0].productId", "hex digits" },
-        { USB("{'productId': ''}"), "usbPassthrough[0].allow[0].productId", "hex digits" },
-        { USB("{'interfaceClass': 256}"), "usbPassthrough[0].allow[0].interfaceClass", "expected an integer from 0 to 255, got 256" },
-        { USB("{'deviceClass': -1}"), "usbPassthrough[0].allow[0].deviceClass", "from 0 to 255, got -1" },
-        { USB("{'interfaceProtocol': 1.5}"), "usbPassthrough[0].allow[0].interfaceProtocol", "got 1.5" },
-        { USB("{'interfaceSubclass': '3'}"), "usbPassthrough[0].allow[0].interfaceSubclass", "got \"3\"" },
-        { USB("{'bus': -1}"), "usbPassthrough[0].allow[0].bus", "an integer from 0 to" },
-        { USB("{'port': 1e9}"), "usbPassthrough[0].allow[0].port", "an integer from 0 to 255" },
-        { USB("{'portPath': '3..2'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
-        { USB("{'portPath': '3.0'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
-        { USB("{'portPath': 3}"), "usbPassthrough[0].allow[0].portPath", "a USB port path" },
-        { USB("{'serial': ''}"), "usbPassthrough[0].allow[0].serial", "expected a non-empty string, got \"\"" },
-        { USB("{'serial': null}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
-        { USB("{'bus': null, 'port': null, 'vendorId': null, 'productId': null}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
-        { USB("{'removable': ['fixed', 'sometimes']}"), "usbPassthrough[0].allow[0].removable[1]", "got \"sometimes\"" },
-        { USB("{'removable': []}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
-        { USB("{'removable': 'fixed'}"), "usbPassthrough[0].allow[0].removable", "a non-empty array" },
-        { PCI("{'address': '0000:00:14'}"), "pciPassthrough[0].allow[0].address", "a PCI address like" },
-        { PCI("{'address': '00:20.0'}"), "pciPassthrough[0].allow[0].address", "got \"00:20.0\"" },
-        { PCI("{'deviceProgIf': 300}"), "pciPassthrough[0].allow[0].deviceProgIf", "from 0 to 255" },
+        {USB("{'vendorId': 1234}"), "usbPassthrough[0].allow[0].vendorId",
+         "expected a string of 1 to 4 hex digits, like \"0bda\", got 1234"},
+        {USB("{'vendorId': '046d'}, {'vendorId': 'zz'}"), "usbPassthrough[0].allow[1].vendorId",
+         "got \"zz\""},
+        {USB("{'productId': '12345'}"), "usbPassthrough[0].allow[0].productId", "got \"12345\""},
+        {USB("{'productId': '0x12'}"), "usbPassthrough[0].allow[0].productId", "hex digits"},
+        {USB("{'productId': ''}"), "usbPassthrough[0].allow[0].productId", "hex digits"},
+        {USB("{'interfaceClass': 256}"), "usbPassthrough[0].allow[0].interfaceClass",
+         "expected an integer from 0 to 255, got 256"},
+        {USB("{'deviceClass': -1}"), "usbPassthrough[0].allow[0].deviceClass", "from 0 to 255, got -1"},
+        {USB("{'interfaceProtocol': 1.5}"), "usbPassthrough[0].allow[0].interfaceProtocol", "got 1.5"},
+        {USB("{'interfaceSubclass': '3'}"), "usbPassthrough[0].allow[0].interfaceSubclass", "got \"3\""},
+        {USB("{'bus': -1}"), "usbPassthrough[0].allow[0].bus", "an integer from 0 to"},
+        {USB("{'port': 1e9}"), "usbPassthrough[0].allow[0].port", "an integer from 0 to 255"},
+        {USB("{'portPath': '3..2'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path"},
+        {USB("{'portPath': '3.0'}"), "usbPassthrough[0].allow[0].portPath", "a USB port path"},
+        {USB("{'portPath': 3}"), "usbPassthrough[0].allow[0].portPath", "a USB port path"},
+        {USB("{'serial': ''}"), "usbPassthrough[0].allow[0].serial",
+         "expected a non-empty string, got \"\""},
+        {USB("{'serial': null}"), "usbPassthrough[0].allow[0]: ", "at least one match field"},
+        {USB("{'bus': null, 'port': null, 'vendorId': null, 'productId': null}"),
+         "usbPassthrough[0].allow[0]: ", "at least one match field"},
+        {USB("{'removable': ['fixed', 'sometimes']}"), "usbPassthrough[0].allow[0].removable[1]",
+         "got \"sometimes\""},
+        {USB("{'removable': []}"), "usbPassthrough[0].allow[0].removable", "a non-empty array"},
+        {USB("{'removable': 'fixed'}"), "usbPassthrough[0].allow[0].removable", "a non-empty array"},
+        {PCI("{'address': '0000:00:14'}"), "pciPassthrough[0].allow[0].address", "a PCI address like"},
+        {PCI("{'address': '00:20.0'}"), "pciPassthrough[0].allow[0].address", "got \"00:20.0\""},
+        {PCI("{'deviceProgIf': 300}"), "pciPassthrough[0].allow[0].deviceProgIf", "from 0 to 255"},
         /* regular expressions */
-        { USB("{'productName': '('}"), "usbPassthrough[0].allow[0].productName", "invalid regular expression \"(\"" },
-        { USB("{'vendorName': 'a)|(b'}"), "usbPassthrough[0].allow[0].vendorName", "unmatched ')'" },
-        { USB("{'vendorName': '(a)\\\\1'}"), "usbPassthrough[0].allow[0].vendorName", "back-references" },
-        { USB("{'vendorName': '((a{1,100}){1,100}){1,100}'}"), "usbPassthrough[0].allow[0].vendorName", "too costly" },
-        { USB("{'productName': ''}"), "usbPassthrough[0].allow[0].productName", "a non-empty string" },
-        { USB("{'productName': 'a{99999999999999999999999}'}"), "usbPassthrough[0].allow[0].productName", "above 255" },
+        {USB("{'productName': '('}"), "usbPassthrough[0].allow[0].productName",
+         "invalid regular expression \"(\""},
+        {USB("{'vendorName': 'a)|(b'}"), "usbPassthrough[0].allow[0].vendorName", "unmatched ')'"},
+        {USB("{'vendorName': '(a)\\\\1'}"), "usbPassthrough[0].allow[0].vendorName", "back-references"},
+        {USB("{'vendorName': '((a{1,100}){1,100}){1,100}'}"), "usbPassthrough[0].allow[0].vendorName",
+         "too costly"},
+        {USB("{'productName': ''}"), "usbPassthrough[0].allow[0].productName", "a non-empty string"},
+        {USB("{'productName': 'a{99999999999999999999999}'}"), "usbPassthrough[0].allow[0].productName",
+         "above 255"},
         /* issue 12: one such pattern cost 1.6 GB and 1.2 s in every helper */
-        { USB("{'productName': '.{0,9999}'}"), "usbPassthrough[0].allow[0].productName", "above 255" },
-        { USB("{'productName': '.{256}'}"), "usbPassthrough[0].allow[0].productName", "above 255" },
-        { USB("{'productName': '.{0,255}.{0,255}.{0,255}.{0,255}.{0,255}'}"), "usbPassthrough[0].allow[0].productName", "too costly" },
-        { USB("{'productName': '(a|b|c|d){0,255}'}"), "usbPassthrough[0].allow[0].productName", "too costly" },
-        { USB("{'productName': '(.{1,50}){0,20}'}"), "usbPassthrough[0].allow[0].productName", "too costly" },
-        { USB("{'productName': '(.{0,50}){0,20}'}"), "usbPassthrough[0].allow[0].productName", "repeating what can match the empty string" },
-        { USB("{'productName': '(a||){90}'}"), "usbPassthrough[0].allow[0].productName", "empty alternatives" },
-        { EVDEV("{'name': '(^|$)(^|$)(^|$)(^|$)(^|$)'}"), "evdevPassthrough[0].allow[0].name", "more than 8 anchors" },
-        { USB("{'bus': 1}, {'driverPath': '.{0,255}.{0,255}.{0,255}.{0,255}.{0,255}'}"), "usbPassthrough[0].allow[1].driverPath", "too costly" },
-        { USB("{'driverPath': '(kernel'}"), "usbPassthrough[0].allow[0].driverPath", "invalid regular expression" },
-        { USB("{'driverPath': 7}"), "usbPassthrough[0].allow[0].driverPath", "a non-empty string, got 7" },
-        { PCI("{'driverPath': '.*/net/.*'}"), "pciPassthrough[0].allow[0].driverPath", "belongs to usbPassthrough" },
-        { EVDEV("{'name': '[[:nope:]]'}"), "evdevPassthrough[0].allow[0].name", "invalid regular expression" },
+        {USB("{'productName': '.{0,9999}'}"), "usbPassthrough[0].allow[0].productName", "above 255"},
+        {USB("{'productName': '.{256}'}"), "usbPassthrough[0].allow[0].productName", "above 255"},
+        {USB("{'productName': '.{0,255}.{0,255}.{0,255}.{0,255}.{0,255}'}"),
+         "usbPassthrough[0].allow[0].productName", "too costly"},
+        {USB("{'productName': '(a|b|c|d){0,255}'}"), "usbPassthrough[0].allow[0].productName", "too costly"},
+        {USB("{'productName': '(.{1,50}){0,20}'}"), "usbPassthrough[0].allow[0].productName", "too costly"},
+        {USB("{'productName': '(.{0,50}){0,20}'}"), "usbPassthrough[0].allow[0].productName",
+         "repeating what can match the empty string"},
+        {USB("{'productName': '(a||){90}'}"), "usbPassthrough[0].allow[0].productName",
+         "empty alternatives"},
+        {EVDEV("{'name': '(^|$)(^|$)(^|$)(^|$)(^|$)'}"), "evdevPassthrough[0].allow[0].name",
+         "more than 8 anchors"},
+        {USB("{'bus': 1}, {'driverPath': '.{0,255}.{0,255}.{0,255}.{0,255}.{0,255}'}"),
+         "usbPassthrough[0].allow[1].driverPath", "too costly"},
+        {USB("{'driverPath': '(kernel'}"), "usbPassthrough[0].allow[0].driverPath",
+         "invalid regular expression"},
+        {USB("{'driverPath': 7}"), "usbPassthrough[0].allow[0].driverPath", "a non-empty string, got 7"},
+        {PCI("{'driverPath': '.*/net/.*'}"), "pciPassthrough[0].allow[0].driverPath",
+         "belongs to usbPassthrough"},
+        {EVDEV("{'name': '[[:nope:]]'}"), "evdevPassthrough[0].allow[0].name", "invalid regular expression"},
         /* rule shape; unknown keys in rules and entries are errors (a typo must not widen a rule) */
-        { USB("{'description': 'everything'}"), "usbPassthrough[0].allow[0]: ", "at least one match field" },
-        { USB("{'vendorID': 'dead', 'productId': 'c077'}"), "usbPassthrough[0].allow[0].vendorID", "unknown key 'vendorID' (did you mean 'vendorId'?)" },
-        { USB("{'vendorid': '046d'}"), "usbPassthrough[0].allow[0].vendorid", "unknown key 'vendorid' (did you mean 'vendorId'?)" },
-        { USB("{'vendorId': '046d', 'colour': 'red'}"), "usbPassthrough[0].allow[0].colour", "unknown key 'colour' (the closest known key is '" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': [{'bus': 1}], 'deny': [{'bus': 1, 'prot': 2}]}"), "usbPassthrough[0].deny[0].prot", "(did you mean 'port'?)" },
-        { EVDEV("{'name': 'x', 'pathtag': 'y'}"), "evdevPassthrough[0].allow[0].pathtag", "did you mean 'pathTag'?" },
-        { SECTION("pciPassthrough", "{'targetVM': 'vm1', 'targetVm': 'vm1'}"), "pciPassthrough[0].targetVM", "unknown key 'targetVM' (did you mean 'targetVm'?)" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'alow': []}"), "usbPassthrough[0].alow", "did you mean 'allow'?" },
-        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'enabled': true}}", "evdevPassthrough.enabled", "did you mean 'enable'?" },
-        { USB("{'vendorId': '046d', 'vendorId': '046d'}"), "usbPassthrough[0].allow[0].vendorId", "duplicate key 'vendorId'" },
-        { USB("{'deviceId': '1234'}"), "usbPassthrough[0].allow[0].deviceId", "'deviceId' belongs to pciPassthrough; it cannot be used in usbPassthrough" },
-        { PCI("{'productName': 'x'}"), "pciPassthrough[0].allow[0].productName", "belongs to usbPassthrough" },
-        { EVDEV("{'vendorId': '1234'}"), "evdevPassthrough[0].allow[0].vendorId", "belongs to usbPassthrough and pciPassthrough" },
-        { EVDEV("{'property': 'ID_INPUT_KEY'}"), "evdevPassthrough[0].allow[0]: ", "'property' requires 'value'" },
-        { EVDEV("{'value': '1'}"), "evdevPassthrough[0].allow[0]: ", "'value' requires 'property'" },
-        { USB("{'vendorId': '1234', 'disable': true, 'enable': true}"), "usbPassthrough[0].allow[0]: ", "contradict" },
-        { USB("{'vendorId': '1234', 'disable': 'yes'}"), "usbPassthrough[0].allow[0].disable", "expected true or false, got \"yes\"" },
-        { USB("{'vendorId': '1234', 'enable': 1}"), "usbPassthrough[0].allow[0].enable", "expected true or false, got 1" },
-        { USB("'vendorId'"), "usbPassthrough[0].allow[0]: ", "expected an object, got \"vendorId\"" },
+        {USB("{'description': 'everything'}"), "usbPassthrough[0].allow[0]: ", "at least one match field"},
+        {USB("{'vendorID': 'dead', 'productId': 'c077'}"), "usbPassthrough[0].allow[0].vendorID",
+         "unknown key 'vendorID' (did you mean 'vendorId'?)"},
+        {USB("{'vendorid': '046d'}"), "usbPassthrough[0].allow[0].vendorid",
+         "unknown key 'vendorid' (did you mean 'vendorId'?)"},
+        {USB("{'vendorId': '046d', 'colour': 'red'}"), "usbPassthrough[0].allow[0].colour",
+         "unknown key 'colour' (the closest known key is '"},
+        {SECTION("usbPassthrough",
+                 "{'targetVm': 'vm1', 'allow': [{'bus': 1}], 'deny': [{'bus': 1, 'prot': 2}]}"),
+         "usbPassthrough[0].deny[0].prot", "(did you mean 'port'?)"},
+        {EVDEV("{'name': 'x', 'pathtag': 'y'}"), "evdevPassthrough[0].allow[0].pathtag",
+         "did you mean 'pathTag'?"},
+        {SECTION("pciPassthrough", "{'targetVM': 'vm1', 'targetVm': 'vm1'}"), "pciPassthrough[0].targetVM",
+         "unknown key 'targetVM' (did you mean 'targetVm'?)"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'alow': []}"), "usbPassthrough[0].alow",
+         "did you mean 'allow'?"},
+        {"{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'enabled': true}}", "evdevPassthrough.enabled",
+         "did you mean 'enable'?"},
+        {USB("{'vendorId': '046d', 'vendorId': '046d'}"), "usbPassthrough[0].allow[0].vendorId",
+         "duplicate key 'vendorId'"},
+        {USB("{'deviceId': '1234'}"), "usbPassthrough[0].allow[0].deviceId",
+         "'deviceId' belongs to pciPassthrough; it cannot be used in usbPassthrough"},
+        {PCI("{'productName': 'x'}"), "pciPassthrough[0].allow[0].productName", "belongs to usbPassthrough"},
+        {EVDEV("{'vendorId': '1234'}"), "evdevPassthrough[0].allow[0].vendorId",
+         "belongs to usbPassthrough and pciPassthrough"},
+        {EVDEV("{'property': 'ID_INPUT_KEY'}"),
+         "evdevPassthrough[0].allow[0]: ", "'property' requires 'value'"},
+        {EVDEV("{'value': '1'}"), "evdevPassthrough[0].allow[0]: ", "'value' requires 'property'"},
+        {USB("{'vendorId': '1234', 'disable': true, 'enable': true}"),
+         "usbPassthrough[0].allow[0]: ", "contradict"},
+        {USB("{'vendorId': '1234', 'disable': 'yes'}"), "usbPassthrough[0].allow[0].disable",
+         "expected true or false, got \"yes\""},
+        {USB("{'vendorId': '1234', 'enable': 1}"), "usbPassthrough[0].allow[0].enable",
+         "expected true or false, got 1"},
+        {USB("'vendorId'"), "usbPassthrough[0].allow[0]: ", "expected an object, got \"vendorId\""},
         /* entries */
-        { SECTION("usbPassthrough", "{'targetVm': 'vm9'}"), "usbPassthrough[0].targetVm", "unknown VM \"vm9\"" },
-        { SECTION("pciPassthrough", "{'targetVm': 'vm1'}, {'targetVm': 42}"), "pciPassthrough[1].targetVm", "expected a non-empty string, got 42" },
-        { SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'nope']}"), "usbPassthrough[0].allowedVms[1]", "unknown VM \"nope\"" },
-        { SECTION("usbPassthrough", "{'allowedVms': []}"), "usbPassthrough[0].allowedVms", "a non-empty array of VM names" },
-        { SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'vm1']}"), "usbPassthrough[0].allowedVms[1]", "listed twice" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allowedVms': ['vm1', 'vm2', 'vm1']}"), "usbPassthrough[0].allowedVms[2]", "listed twice" },
-        { SECTION("usbPassthrough", "{'targetVm': 'audio', 'allowedVms': ['vm1', 'vm2']}"), "usbPassthrough[0].targetVm", "not one of allowedVms" },
-        { SECTION("pciPassthrough", "{'allowedVms': ['vm1']}"), "pciPassthrough[0].allowedVms", "'allowedVms' belongs to usbPassthrough" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'pciIommuAddAll': true}"), "usbPassthrough[0].pciIommuAddAll", "belongs to pciPassthrough" },
-        { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'qemuUseRootBus': 'yes'}"), "pciPassthrough[0].qemuUseRootBus", "true or false" },
-        { SECTION("pciPassthrough", "{'targetVm': 'vm1', 'autoOvmf': 1}"), "pciPassthrough[0].autoOvmf", "expected true or false, got 1" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'autoOvmf': true}"), "usbPassthrough[0].autoOvmf", "belongs to pciPassthrough" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'skipOnSuspend': 'no'}"), "usbPassthrough[0].skipOnSuspend", "true or false" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'enable': false, 'disable': false}"), "usbPassthrough[0]: ", "contradict" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': {}}"), "usbPassthrough[0].allow", "expected an array of rules, got an object" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'deny': [{'bus': 1}, {}]}"), "usbPassthrough[0].deny[1]: ", "at least one match field" },
-        { SECTION("usbPassthrough", "[]"), "usbPassthrough[0]: ", "expected an object, got an array" },
-        { SECTION("usbPassthrough", "{'targetVm': 'vm1', 'tag': ''}"), "usbPassthrough[0].tag", "non-empty string" },
-        { "{" VMS ", 'usbPassthrough': {}}", "usbPassthrough: ", "expected an array of entries, got an object" },
-        { "{" VMS ", 'evdevPassthrough': 'vm1'}", "evdevPassthrough: ", "or the older object form" },
+        {SECTION("usbPassthrough", "{'targetVm': 'vm9'}"), "usbPassthrough[0].targetVm",
+         "unknown VM \"vm9\""},
+        {SECTION("pciPassthrough", "{'targetVm': 'vm1'}, {'targetVm': 42}"), "pciPassthrough[1].targetVm",
+         "expected a non-empty string, got 42"},
+        {SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'nope']}"), "usbPassthrough[0].allowedVms[1]",
+         "unknown VM \"nope\""},
+        {SECTION("usbPassthrough", "{'allowedVms': []}"), "usbPassthrough[0].allowedVms",
+         "a non-empty array of VM names"},
+        {SECTION("usbPassthrough", "{'allowedVms': ['vm1', 'vm1']}"), "usbPassthrough[0].allowedVms[1]",
+         "listed twice"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allowedVms': ['vm1', 'vm2', 'vm1']}"),
+         "usbPassthrough[0].allowedVms[2]", "listed twice"},
+        {SECTION("usbPassthrough", "{'targetVm': 'audio', 'allowedVms': ['vm1', 'vm2']}"),
+         "usbPassthrough[0].targetVm", "not one of allowedVms"},
+        {SECTION("pciPassthrough", "{'allowedVms': ['vm1']}"), "pciPassthrough[0].allowedVms",
+         "'allowedVms' belongs to usbPassthrough"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'pciIommuAddAll': true}"),
+         "usbPassthrough[0].pciIommuAddAll", "belongs to pciPassthrough"},
+        {SECTION("pciPassthrough", "{'targetVm': 'vm1', 'qemuUseRootBus': 'yes'}"),
+         "pciPassthrough[0].qemuUseRootBus", "true or false"},
+        {SECTION("pciPassthrough", "{'targetVm': 'vm1', 'autoOvmf': 1}"), "pciPassthrough[0].autoOvmf",
+         "expected true or false, got 1"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'autoOvmf': true}"), "usbPassthrough[0].autoOvmf",
+         "belongs to pciPassthrough"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'skipOnSuspend': 'no'}"),
+         "usbPassthrough[0].skipOnSuspend", "true or false"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'enable': false, 'disable': false}"),
+         "usbPassthrough[0]: ", "contradict"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': {}}"), "usbPassthrough[0].allow",
+         "expected an array of rules, got an object"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'deny': [{'bus': 1}, {}]}"),
+         "usbPassthrough[0].deny[1]: ", "at least one match field"},
+        {SECTION("usbPassthrough", "[]"), "usbPassthrough[0]: ", "expected an object, got an array"},
+        {SECTION("usbPassthrough", "{'targetVm': 'vm1', 'tag': ''}"), "usbPassthrough[0].tag",
+         "non-empty string"},
+        {"{" VMS ", 'usbPassthrough': {}}",
+         "usbPassthrough: ", "expected an array of entries, got an object"},
+        {"{" VMS ", 'evdevPassthrough': 'vm1'}", "evdevPassthrough: ", "or the older object form"},
         /* legacy evdev object */
-        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allow': []}}", "evdevPassthrough.allow", "takes no rules" },
-        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'ghost'}}", "evdevPassthrough.targetVm", "unknown VM \"ghost\"" },
-        { "{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allowedVms': ['vm1']}}", "evdevPassthrough.allowedVms", "belongs to usbPassthrough" },
+        {"{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allow': []}}", "evdevPassthrough.allow",
+         "takes no rules"},
+        {"{" VMS ", 'evdevPassthrough': {'targetVm': 'ghost'}}", "evdevPassthrough.targetVm",
+         "unknown VM \"ghost\""},
+        {"{" VMS ", 'evdevPassthrough': {'targetVm': 'vm1', 'allowedVms': ['vm1']}}",
+         "evdevPassthrough.allowedVms", "belongs to usbPassthrough"},
         /* vms */
-        { "{'vms': [{'name': 'a', 'type': 'qemu', 'socket': '/s'}, {'name': 'a', 'type': 'qemu', 'socket': '/t'}]}", "vms[1].name", "duplicate VM name 'a'" },
-        { "{'vms': [{'name': 'a', 'type': 'kvm', 'socket': '/s'}]}", "vms[0].type", "expected \"qemu\", \"crosvm\" or \"cloud-hypervisor\", got \"kvm\"" },
-        { "{'vms': [{'name': 'a', 'type': 'qemu'}]}", "vms[0]: ", "missing required key 'socket'" },
-        { "{'vms': [{'type': 'qemu', 'socket': '/s'}]}", "vms[0]: ", "missing required key 'name'" },
-        { "{'vms': [{'name': 'a b', 'type': 'qemu', 'socket': '/s'}]}", "vms[0].name", "letters, digits" },
-        { "{'vms': [{'name': 'a', 'type': 'qemu', 'socket': ''}]}", "vms[0].socket", "non-empty string" },
-        { "{'vms': {'name': 'a'}}", "vms: ", "expected an array of VMs" },
+        {"{'vms': [{'name': 'a', 'type': 'qemu', 'socket': '/s'}, {'name': 'a', 'type': 'qemu', 'socket': "
+         "'/t'}]}",
+         "vms[1].name", "duplicate VM name 'a'"},
+        {"{'vms': [{'name': 'a', 'type': 'kvm', 'socket': '/s'}]}", "vms[0].type",
+         "expected \"qemu\", \"crosvm\" or \"cloud-hypervisor\", got \"kvm\""},
+        {"{'vms': [{'name': 'a', 'type': 'qemu'}]}", "vms[0]: ", "missing required key 'socket'"},
+        {"{'vms': [{'type': 'qemu', 'socket': '/s'}]}", "vms[0]: ", "missing required key 'name'"},
+        {"{'vms': [{'name': 'a b', 'type': 'qemu', 'socket': '/s'}]}", "vms[0].name", "letters, digits"},
+        {"{'vms': [{'name': 'a', 'type': 'qemu', 'socket': ''}]}", "vms[0].socket", "non-empty string"},
+        {"{'vms': {'name': 'a'}}", "vms: ", "expected an array of VMs"},
         /* general */
-        { GENERAL("'qmpTimeoutMs': 0"), "general.qmpTimeoutMs", "expected an integer from 1 to 600000, got 0" },
-        { GENERAL("'attachRetries': 101"), "general.attachRetries", "from 0 to 100, got 101" },
-        { GENERAL("'hostRequiredMounts': ['/data', 'home']"), "general.hostRequiredMounts[1]", "expected an absolute path, got \"home\"" },
-        { GENERAL("'hostRequiredMounts': '/data'"), "general.hostRequiredMounts", "an array of absolute paths" },
-        { GENERAL("'database': 'state.db'"), "general.database", "an absolute path" },
-        { GENERAL("'lockDir': ''"), "general.lockDir", "non-empty string" },
-        { GENERAL("'crosvm': false"), "general.crosvm", "got false" },
-        { "{'general': []}", "general: ", "expected an object, got an array" },
-        { GENERAL("'modulesDir': 'lib/modules'"), "general.modulesDir", "an absolute path" },
-        { GENERAL("'ovmfCode': 'OVMF_CODE.fd'"), "general.ovmfCode", "an absolute path, got \"OVMF_CODE.fd\"" },
-        { GENERAL("'ovmfVars': 3"), "general.ovmfVars", "got 3" },
-        { GENERAL("'statePath': ''"), "general.statePath", "non-empty string" },
-        { GENERAL("'persistency': 'yes'"), "general.persistency", "true or false" },
-        { GENERAL("'api': true"), "general.api: ", "expected an object, got true" },
-        { GENERAL("'api': {'transports': ['udp']}"), "general.api.transports[0]", "expected \"unix\", \"vsock\" or \"tcp\", got \"udp\"" },
-        { GENERAL("'api': {'transports': 'unix'}"), "general.api.transports", "an array of" },
-        { GENERAL("'api': {'transports': ['unix', 'unix']}"), "general.api.transports[1]", "listed twice" },
-        { GENERAL("'api': {'port': 0}"), "general.api.port", "expected an integer from 1 to" },
-        { GENERAL("'api': {'transports': ['tcp'], 'port': 70000}"), "general.api.port", "from 1 to 65535, got 70000" },
-        { GENERAL("'api': {'unixSocketMode': 660}"), "general.api.unixSocketMode", "a string of octal digits, like \"0660\", got 660" },
-        { GENERAL("'api': {'unixSocketMode': '0668'}"), "general.api.unixSocketMode", "octal digits" },
-        { GENERAL("'api': {'unixSocket': 'vhotplug.sock'}"), "general.api.unixSocket", "an absolute path" },
-        { GENERAL("'api': {'allowedCids': [3, '4']}"), "general.api.allowedCids[1]", "got \"4\"" },
-        { GENERAL("'api': {'allowedCids': [-1]}"), "general.api.allowedCids[0]", "from 0 to 4294967295" },
-        { GENERAL("'api': {'unixSocketUser': ''}"), "general.api.unixSocketUser", "non-empty string" },
-        { GENERAL("'api': {'enable': 'true'}"), "general.api.enable", "true or false" },
-        { GENERAL("'api': {'host': 1}"), "general.api.host", "got 1" },
+        {GENERAL("'qmpTimeoutMs': 0"), "general.qmpTimeoutMs",
+         "expected an integer from 1 to 600000, got 0"},
+        {GENERAL("'attachRetries': 101"), "general.attachRetries", "from 0 to 100, got 101"},
+        {GENERAL("'hostRequiredMounts': ['/data', 'home']"), "general.hostRequiredMounts[1]",
+         "expected an absolute path, got \"home\""},
+        {GENERAL("'hostRequiredMounts': '/data'"), "general.hostRequiredMounts",
+         "an array of absolute paths"},
+        {GENERAL("'database': 'state.db'"), "general.database", "an absolute path"},
+        {GENERAL("'lockDir': ''"), "general.lockDir", "non-empty string"},
+        {GENERAL("'crosvm': false"), "general.crosvm", "got false"},
+        {"{'general': []}", "general: ", "expected an object, got an array"},
+        {GENERAL("'modulesDir': 'lib/modules'"), "general.modulesDir", "an absolute path"},
+        {GENERAL("'ovmfCode': 'OVMF_CODE.fd'"), "general.ovmfCode",
+         "an absolute path, got \"OVMF_CODE.fd\""},
+        {GENERAL("'ovmfVars': 3"), "general.ovmfVars", "got 3"},
+        {GENERAL("'statePath': ''"), "general.statePath", "non-empty string"},
+        {GENERAL("'persistency': 'yes'"), "general.persistency", "true or false"},
+        {GENERAL("'api': true"), "general.api: ", "expected an object, got true"},
+        {GENERAL("'api': {'transports': ['udp']}"), "general.api.transports[0]",
+         "expected \"unix\", \"vsock\" or \"tcp\", got \"udp\""},
+        {GENERAL("'api': {'transports': 'unix'}"), "general.api.transports", "an array of"},
+        {GENERAL("'api': {'transports': ['unix', 'unix']}"), "general.api.transports[1]", "listed twice"},
+        {GENERAL("'api': {'port': 0}"), "general.api.port", "expected an integer from 1 to"},
+        {GENERAL("'api': {'transports': ['tcp'], 'port': 70000}"), "general.api.port",
+         "from 1 to 65535, got 70000"},
+        {GENERAL("'api': {'unixSocketMode': 660}"), "general.api.unixSocketMode",
+         "a string of octal digits, like \"0660\", got 660"},
+        {GENERAL("'api': {'unixSocketMode': '0668'}"), "general.api.unixSocketMode", "octal digits"},
+        {GENERAL("'api': {'unixSocket': 'vhotplug.sock'}"), "general.api.unixSocket", "an absolute path"},
+        {GENERAL("'api': {'allowedCids': [3, '4']}"), "general.api.allowedCids[1]", "got \"4\""},
+        {GENERAL("'api': {'allowedCids': [-1]}"), "general.api.allowedCids[0]", "from 0 to 4294967295"},
+        {GENERAL("'api': {'unixSocketUser': ''}"), "general.api.unixSocketUser", "non-empty string"},
+        {GENERAL("'api': {'enable': 'true'}"), "general.api.enable", "true or false"},
+        {GENERAL("'api': {'host': 1}"), "general.api.host", "got 1"},
         /* usbAuthorization: strict, its hostAllow list holds USB rules */
-        { "{'usbAuthorization': {'enable': 'yes'}}", "usbAuthorization.enable", "expected true or false, got \"yes\"" },
-        { "{'usbAuthorization': {'enable': true, 'deauthorizeUnmached': true}}", "usbAuthorization.deauthorizeUnmached", "did you mean 'deauthorizeUnmatched'?" },
-        { "{'usbAuthorization': {'deauthorizeUnmatched': 1}}", "usbAuthorization.deauthorizeUnmatched", "true or false" },
-        { "{'usbAuthorization': {'hostAllow': {}}}", "usbAuthorization.hostAllow", "an array of rules" },
-        { "{'usbAuthorization': {'hostAllow': [{'vendorID': '067b'}]}}", "usbAuthorization.hostAllow[0].vendorID", "did you mean 'vendorId'?" },
-        { "{'usbAuthorization': {'hostAllow': [{}]}}", "usbAuthorization.hostAllow[0]: ", "at least one match field" },
-        { "{'usbAuthorization': {'hostAllow': [{'address': '00:02.0'}]}}", "usbAuthorization.hostAllow[0].address", "belongs to pciPassthrough" },
+        {"{'usbAuthorization': {'enable': 'yes'}}", "usbAuthorization.enable",
+         "expected true or false, got \"yes\""},
+        {"{'usbAuthorization': {'enable': true, 'deauthorizeUnmached': true}}",
+         "usbAuthorization.deauthorizeUnmached", "did you mean 'deauthorizeUnmatched'?"},
+        {"{'usbAuthorization': {'deauthorizeUnmatched': 1}}", "usbAuthorization.deauthorizeUnmatched",
+         "true or false"},
+        {"{'usbAuthorization': {'hostAllow': {}}}", "usbAuthorization.hostAllow", "an array of rules"},
+        {"{'usbAuthorization': {'hostAllow': [{'vendorID': '067b'}]}}",
+         "usbAuthorization.hostAllow[0].vendorID", "did you mean 'vendorId'?"},
+        {"{'usbAuthorization': {'hostAllow': [{}]}}",
+         "usbAuthorization.hostAllow[0]: ", "at least one match field"},
+        {"{'usbAuthorization': {'hostAllow': [{'address': '00:02.0'}]}}",
+         "usbAuthorization.hostAllow[0].address", "belongs to pciPassthrough"},
         /* acpiPassthrough */
-        { "{" VMS ", 'acpiPassthrough': {}}", "acpiPassthrough: ", "an array of entries" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm9'}]}", "acpiPassthrough[0].targetVm", "unknown VM \"vm9\"" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'setUser': 'microvm'}]}]}", "acpiPassthrough[0].allow[0]: ", "missing required key 'acpiTable'" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': 'NHLT'}]}]}", "acpiPassthrough[0].allow[0].acpiTable", "an absolute path" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': '/t', 'setuser': 'x'}]}]}", "acpiPassthrough[0].allow[0].setuser", "did you mean 'setUser'?" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'setGroup': 'kvm'}]}", "acpiPassthrough[0].setGroup", "give 'acpiTable' beside it" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'acpiTabel': '/t'}]}", "acpiPassthrough[0].acpiTabel", "did you mean 'acpiTable'?" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'acpiTable': '/t', 'setUser': 5}]}", "acpiPassthrough[0].setUser", "got 5" },
-        { "{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': '/t', 'disable': 0}]}]}", "acpiPassthrough[0].allow[0].disable", "true or false" },
+        {"{" VMS ", 'acpiPassthrough': {}}", "acpiPassthrough: ", "an array of entries"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm9'}]}", "acpiPassthrough[0].targetVm",
+         "unknown VM \"vm9\""},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'setUser': 'microvm'}]}]}",
+         "acpiPassthrough[0].allow[0]: ", "missing required key 'acpiTable'"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': 'NHLT'}]}]}",
+         "acpiPassthrough[0].allow[0].acpiTable", "an absolute path"},
+        {"{" VMS
+         ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': '/t', 'setuser': 'x'}]}]}",
+         "acpiPassthrough[0].allow[0].setuser", "did you mean 'setUser'?"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'setGroup': 'kvm'}]}",
+         "acpiPassthrough[0].setGroup", "give 'acpiTable' beside it"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'acpiTabel': '/t'}]}",
+         "acpiPassthrough[0].acpiTabel", "did you mean 'acpiTable'?"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'acpiTable': '/t', 'setUser': 5}]}",
+         "acpiPassthrough[0].setUser", "got 5"},
+        {"{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': '/t', 'disable': 0}]}]}",
+         "acpiPassthrough[0].allow[0].disable", "true or false"},
         /* top level */
-        { "{'usbAuthorization': true}", "usbAuthorization: ", "expected an object, got true" },
-        { "{'vms': [], 'vms': []}", "vms: ", "duplicate key 'vms'" },
+        {"{'usbAuthorization': true}", "usbAuthorization: ", "expected an object, got true"},
+        {"{'vms': [], 'vms': []}", "vms: ", "duplicate key 'vms'"},
 };
 
 static void test_error_cases(void **state) {
         for (size_t i = 0; i < ELEMENTSOF(error_cases); i++) {
                 const struct error_case *t = &error_cases[i];
-                struct cfg_error err = { .msg = "" };
+                struct cfg_error err = {.msg = ""};
                 struct cfg *c = NULL;
                 char prefix[256];
 
@@ -237,7 +315,8 @@ static void test_error_cases(void **state) {
                 assert_null(c);
                 snprintf(prefix, sizeof(prefix), "cfg.json: %s", t->path);
                 if (strncmp(err.msg, prefix, strlen(prefix)) != 0)
-                        fail_msg("case %zu: expected the message to start with \"%s\": \"%s\"", i, prefix, err.msg);
+                        fail_msg("case %zu: expected the message to start with \"%s\": \"%s\"", i, prefix,
+                                 err.msg);
                 assert_contains(err.msg, t->expected);
         }
 }
@@ -248,17 +327,19 @@ static void test_syntax_errors(void **state) {
         static const struct {
                 const char *text, *expected;
         } cases[] = {
-                { "{\n  \"vms\": [\n    {\"name\": tru}\n  ]\n}", "cfg.json:3:14: JSON syntax error near \"tru}" },
-                { "{\n  \"a\": 1\n  \"b\": 2\n}", "cfg.json:3:3: JSON syntax error near \"\\\"b\\\": 2" },
-                { "{\"vms\": [1, 2,]}", "cfg.json:1:15: JSON syntax error" },
-                { "{\"vms\": [", "cfg.json:1:9: JSON syntax error near \"[\"" }, /* cJSON points at the unclosed array */
-                { "{} {}", "cfg.json:1:4: unexpected text after the JSON value" },
-                { "  \n ", "cfg.json:2:2: empty file" },
-                { "", "cfg.json:1:1: empty file" },
-                { "{\"é\": [}", "cfg.json:1:8: JSON syntax error" }, /* columns count characters */
+                {"{\n  \"vms\": [\n    {\"name\": tru}\n  ]\n}",
+                 "cfg.json:3:14: JSON syntax error near \"tru}"},
+                {"{\n  \"a\": 1\n  \"b\": 2\n}", "cfg.json:3:3: JSON syntax error near \"\\\"b\\\": 2"},
+                {"{\"vms\": [1, 2,]}", "cfg.json:1:15: JSON syntax error"},
+                {"{\"vms\": [",
+                 "cfg.json:1:9: JSON syntax error near \"[\""}, /* cJSON points at the unclosed array */
+                {"{} {}", "cfg.json:1:4: unexpected text after the JSON value"},
+                {"  \n ", "cfg.json:2:2: empty file"},
+                {"", "cfg.json:1:1: empty file"},
+                {"{\"é\": [}", "cfg.json:1:8: JSON syntax error"}, /* columns count characters */
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                struct cfg_error err = { .msg = "" };
+                struct cfg_error err = {.msg = ""};
                 struct cfg *c = NULL;
                 int r = cfg_load_string(cases[i].text, strlen(cases[i].text), "cfg.json", &c, &err);
                 assert_int_equal(r, -EINVAL);
@@ -298,20 +379,24 @@ static void assert_one_warning(const char *json, const char *expected) {
 
 static void test_warnings(void **state) {
         /* Outside rules, entries and usbAuthorization, unknown keys are warnings (other deployments'). */
-        assert_one_warning("{'usbPasthrough': []}",
-                           "cfg.json: usbPasthrough: unknown key 'usbPasthrough' (did you mean 'usbPassthrough'?), ignoring");
+        assert_one_warning("{'usbPasthrough': []}", "cfg.json: usbPasthrough: unknown key 'usbPasthrough' "
+                                                    "(did you mean 'usbPassthrough'?), ignoring");
         assert_one_warning("{'vms': [{'name': 'a', 'type': 'qemu', 'socket': '/s', 'memory': 2048}]}",
                            "cfg.json: vms[0].memory: unknown key 'memory', ignoring");
-        assert_one_warning(GENERAL("'lockdir': '/run/x'"),
-                           "cfg.json: general.lockdir: unknown key 'lockdir' (did you mean 'lockDir'?), ignoring");
-        assert_one_warning(GENERAL("'api': {'enable': false, 'prot': 2000}"),
-                           "cfg.json: general.api.prot: unknown key 'prot' (did you mean 'port'?), ignoring");
+        assert_one_warning(
+                GENERAL("'lockdir': '/run/x'"),
+                "cfg.json: general.lockdir: unknown key 'lockdir' (did you mean 'lockDir'?), ignoring");
+        assert_one_warning(
+                GENERAL("'api': {'enable': false, 'prot': 2000}"),
+                "cfg.json: general.api.prot: unknown key 'prot' (did you mean 'port'?), ignoring");
 
         /* Entries that claim nothing: accepted (the older daemon skipped them), with a warning. */
-        assert_one_warning(SECTION("usbPassthrough", "{'allow': [{'bus': 1}]}"),
-                           "cfg.json: usbPassthrough[0]: no 'targetVm' or 'allowedVms': this entry claims nothing");
-        assert_one_warning(SECTION("pciPassthrough", "{'description': 'GPU', 'allow': [{'address': '00:02.0'}]}"),
-                           "cfg.json: pciPassthrough[0]: no 'targetVm': this entry claims nothing");
+        assert_one_warning(
+                SECTION("usbPassthrough", "{'allow': [{'bus': 1}]}"),
+                "cfg.json: usbPassthrough[0]: no 'targetVm' or 'allowedVms': this entry claims nothing");
+        assert_one_warning(
+                SECTION("pciPassthrough", "{'description': 'GPU', 'allow': [{'address': '00:02.0'}]}"),
+                "cfg.json: pciPassthrough[0]: no 'targetVm': this entry claims nothing");
         assert_one_warning("{" VMS ", 'evdevPassthrough': {'disable': false}}",
                            "cfg.json: evdevPassthrough: no 'targetVm': this entry claims nothing");
         assert_one_warning(SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': []}"),
@@ -325,13 +410,16 @@ static void test_warnings(void **state) {
         assert_int_equal(c->n_warnings, 0);
         cfg_free(c);
 
-        assert_one_warning("{'vms': [{'name': 'ch', 'type': 'cloud-hypervisor', 'socket': '/run/ch.sock'}]}",
-                           "cfg.json: vms[0].type: cloud-hypervisor VMs cannot be hot-plugged: accepted for cold-plug "
-                           "arguments (vhotplug-api); devices claimed for 'ch' stay on the host");
-        assert_one_warning(GENERAL("'api': {'transports': ['tcp'], 'port': 8000}"),
-                           "cfg.json: general.api: the \"tcp\" transport is unauthenticated: anyone who reaches "
-                           "127.0.0.1:8000 controls device assignment");
-        assert_one_warning(GENERAL("'api': {'port': 8000}"), "cfg.json: general.api: no 'transports': the API listens nowhere");
+        assert_one_warning(
+                "{'vms': [{'name': 'ch', 'type': 'cloud-hypervisor', 'socket': '/run/ch.sock'}]}",
+                "cfg.json: vms[0].type: cloud-hypervisor VMs cannot be hot-plugged: accepted for cold-plug "
+                "arguments (vhotplug-api); devices claimed for 'ch' stay on the host");
+        assert_one_warning(
+                GENERAL("'api': {'transports': ['tcp'], 'port': 8000}"),
+                "cfg.json: general.api: the \"tcp\" transport is unauthenticated: anyone who reaches "
+                "127.0.0.1:8000 controls device assignment");
+        assert_one_warning(GENERAL("'api': {'port': 8000}"),
+                           "cfg.json: general.api: no 'transports': the API listens nowhere");
 
         /* Warnings are capped: a file of junk keys cannot flood the log. */
         struct cfg_error err;
@@ -358,7 +446,8 @@ static void assert_notes(const char *json, const char *const *expected) {
                 n++;
         for (size_t i = 0; i < c->n_notes && i < n; i++)
                 if (strcmp(c->notes[i], expected[i]) != 0)
-                        fail_msg("note %zu of %s: expected \"%s\", got \"%s\"", i, json, expected[i], c->notes[i]);
+                        fail_msg("note %zu of %s: expected \"%s\", got \"%s\"", i, json, expected[i],
+                                 c->notes[i]);
         if (c->n_notes != n)
                 fail_msg("expected %zu notes for %s, got %zu (first: %s)", n, json, c->n_notes,
                          c->n_notes ? c->notes[0] : "none");
@@ -366,67 +455,93 @@ static void assert_notes(const char *json, const char *const *expected) {
         cfg_free(c);
 }
 
-#define NOTES(...) (const char *const[]){ __VA_ARGS__, NULL }
+#define NOTES(...)                                                                                          \
+        (const char *const[]) {                                                                             \
+                __VA_ARGS__, NULL                                                                           \
+        }
 
 static void test_notes(void **state) {
-        assert_notes(GENERAL("'modprobe': '/nix/store/x/bin/modprobe', 'modinfo': '/nix/store/x/bin/modinfo'"),
-                     NOTES("cfg.json: general.modprobe: not used: kernel modules are looked up with libkmod in "
-                           "general.modulesDir (default /lib/modules/`uname -r`)",
-                           "cfg.json: general.modinfo: not used: kernel modules are looked up with libkmod in "
-                           "general.modulesDir (default /lib/modules/`uname -r`)"));
+        assert_notes(
+                GENERAL("'modprobe': '/nix/store/x/bin/modprobe', 'modinfo': '/nix/store/x/bin/modinfo'"),
+                NOTES("cfg.json: general.modprobe: not used: kernel modules are looked up with libkmod in "
+                      "general.modulesDir (default /lib/modules/`uname -r`)",
+                      "cfg.json: general.modinfo: not used: kernel modules are looked up with libkmod in "
+                      "general.modulesDir (default /lib/modules/`uname -r`)"));
         assert_notes(GENERAL("'api': {'enable': true, 'transports': ['vsock', 'unix'], 'allowedCids': [3]}"),
-                     NOTES("cfg.json: general.api: accepted; used by vhotplug-api (its sockets are written by vhotplug-generator)"));
-        assert_notes(GENERAL("'api': {'enable': false, 'transports': ['tcp']}"), (const char *const[]){ NULL });
+                     NOTES("cfg.json: general.api: accepted; used by vhotplug-api (its sockets are written "
+                           "by vhotplug-generator)"));
+        assert_notes(GENERAL("'api': {'enable': false, 'transports': ['tcp']}"),
+                     (const char *const[]){NULL});
         assert_notes(GENERAL("'ovmfCode': '/a/OVMF_CODE.fd', 'ovmfVars': '/a/OVMF_VARS.fd'"),
-                     NOTES("cfg.json: general.ovmfCode: accepted; used by vhotplug-api (not built yet) for autoOvmf entries",
-                           "cfg.json: general.ovmfVars: accepted; used by vhotplug-api (not built yet) for autoOvmf entries"));
+                     NOTES("cfg.json: general.ovmfCode: accepted; used by vhotplug-api (not built yet) for "
+                           "autoOvmf entries",
+                           "cfg.json: general.ovmfVars: accepted; used by vhotplug-api (not built yet) for "
+                           "autoOvmf entries"));
         assert_notes(GENERAL("'statePath': '/var/lib/vhotplug/vhotplug.state', 'persistency': true"),
-                     NOTES("cfg.json: general.statePath: accepted; the older daemon's state file, to be imported into "
+                     NOTES("cfg.json: general.statePath: accepted; the older daemon's state file, to be "
+                           "imported into "
                            "general.database (not built yet)",
-                           "cfg.json: general.persistency: accepted; choices are always kept in general.database here"));
+                           "cfg.json: general.persistency: accepted; choices are always kept in "
+                           "general.database here"));
         /* One note per key, however many entries use it. */
-        assert_notes(SECTION("pciPassthrough", "{'targetVm': 'vm1', 'skipOnSuspend': true, 'allow': [{'deviceClass': 3}]},"
-                                               "{'targetVm': 'vm2', 'skipOnSuspend': true, 'autoOvmf': true, 'allow': [{'deviceClass': 2}]}"),
-                     NOTES("cfg.json: pciPassthrough[0].skipOnSuspend: accepted; used by vhotplug-api (not built yet) for "
+        assert_notes(SECTION("pciPassthrough",
+                             "{'targetVm': 'vm1', 'skipOnSuspend': true, 'allow': [{'deviceClass': 3}]},"
+                             "{'targetVm': 'vm2', 'skipOnSuspend': true, 'autoOvmf': true, 'allow': "
+                             "[{'deviceClass': 2}]}"),
+                     NOTES("cfg.json: pciPassthrough[0].skipOnSuspend: accepted; used by vhotplug-api (not "
+                           "built yet) for "
                            "usb_suspend and pci_suspend",
-                           "cfg.json: pciPassthrough[1].autoOvmf: accepted; used by vhotplug-api (not built yet) for the "
+                           "cfg.json: pciPassthrough[1].autoOvmf: accepted; used by vhotplug-api (not built "
+                           "yet) for the "
                            "cold-plug arguments of a VM (OVMF firmware for an NVIDIA GPU)"));
         assert_notes("{" VMS ", 'acpiPassthrough': [{'targetVm': 'vm1', 'allow': [{'acpiTable': '/t'}]}]}",
-                     NOTES("cfg.json: acpiPassthrough: accepted; used by vhotplug-api (not built yet) for the cold-plug "
+                     NOTES("cfg.json: acpiPassthrough: accepted; used by vhotplug-api (not built yet) for "
+                           "the cold-plug "
                            "arguments of a VM (-acpitable)"));
         /* usbAuthorization is carried out by the helper and reconcile: nothing to note. */
-        struct cfg *auth = load_ok("{'usbAuthorization': {'enable': true, 'hostAllow': [{'interfaceClass': 3}]}}");
+        struct cfg *auth =
+                load_ok("{'usbAuthorization': {'enable': true, 'hostAllow': [{'interfaceClass': 3}]}}");
         assert_int_equal(auth->n_notes, 0);
         cfg_free(auth);
 
         /* AND of a rule's fields, where the older daemon accepted any one group. */
         assert_notes(PCI("{'address': '0000:00:14.3', 'vendorId': '8086', 'deviceId': 'a0f0'}"),
-                     NOTES("cfg.json: pciPassthrough[0].allow[0]: vendorId+deviceId, address are combined with AND: all of "
+                     NOTES("cfg.json: pciPassthrough[0].allow[0]: vendorId+deviceId, address are combined "
+                           "with AND: all of "
                            "them must hold (the older daemon accepted a device when any one of them held)"));
         assert_notes(USB("{'vendorId': '046d', 'productId': 'c52b', 'productName': 'Unifying'}"),
-                     NOTES("cfg.json: usbPassthrough[0].allow[0]: vendorId+productId, productName are combined with AND: "
-                           "all of them must hold (the older daemon accepted a device when any one of them held)"));
+                     NOTES("cfg.json: usbPassthrough[0].allow[0]: vendorId+productId, productName are "
+                           "combined with AND: "
+                           "all of them must hold (the older daemon accepted a device when any one of them "
+                           "held)"));
         assert_notes(USB("{'vendorName': 'Logitech', 'productName': 'Unifying'}"),
-                     NOTES("cfg.json: usbPassthrough[0].allow[0]: vendorName, productName are combined with AND: all of "
+                     NOTES("cfg.json: usbPassthrough[0].allow[0]: vendorName, productName are combined with "
+                           "AND: all of "
                            "them must hold (the older daemon accepted a device when any one of them held)"));
-        assert_notes(SECTION("usbPassthrough", "{'targetVm': 'vm1', 'allow': [{'bus': 1}], 'deny': [{'vendorId': '046d'}]}"),
-                     NOTES("cfg.json: usbPassthrough[0].allow[0]: bus alone matches (the older daemon ignored it without port)",
-                           "cfg.json: usbPassthrough[0].deny[0]: vendorId alone matches every product of that vendor (the "
+        assert_notes(SECTION("usbPassthrough",
+                             "{'targetVm': 'vm1', 'allow': [{'bus': 1}], 'deny': [{'vendorId': '046d'}]}"),
+                     NOTES("cfg.json: usbPassthrough[0].allow[0]: bus alone matches (the older daemon "
+                           "ignored it without port)",
+                           "cfg.json: usbPassthrough[0].deny[0]: vendorId alone matches every product of "
+                           "that vendor (the "
                            "older daemon ignored it without productId)"));
-        assert_notes(PCI("{'deviceId': 'a0f0'}"),
-                     NOTES("cfg.json: pciPassthrough[0].allow[0]: deviceId alone matches that product id of every vendor "
-                           "(the older daemon ignored it without vendorId)"));
+        assert_notes(PCI("{'deviceId': 'a0f0'}"), NOTES("cfg.json: pciPassthrough[0].allow[0]: deviceId "
+                                                        "alone matches that product id of every vendor "
+                                                        "(the older daemon ignored it without vendorId)"));
         /* One group of fields: the same result either way, no note. */
-        assert_notes(USB("{'interfaceClass': 3, 'interfaceProtocol': 1}, {'vendorId': '046d', 'productId': 'c52b'},"
-                         "{'driverPath': '.*/kernel/drivers/net/usb/.*'}, {'removable': ['fixed'], 'interfaceClass': 14}"),
-                     (const char *const[]){ NULL });
+        assert_notes(USB("{'interfaceClass': 3, 'interfaceProtocol': 1}, {'vendorId': '046d', 'productId': "
+                         "'c52b'},"
+                         "{'driverPath': '.*/kernel/drivers/net/usb/.*'}, {'removable': ['fixed'], "
+                         "'interfaceClass': 14}"),
+                     (const char *const[]){NULL});
 
         /* Capped like warnings. */
         size_t n = 300, len = 0;
         _cleanup_free_ char *many = malloc(n * 48 + 256);
         assert_non_null(many);
-        len += (size_t)sprintf(many, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}], "
-                                     "\"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [");
+        len += (size_t)sprintf(many,
+                               "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}], "
+                               "\"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [");
         for (size_t i = 0; i < n; i++)
                 len += (size_t)sprintf(many + len, "%s{\"vendorId\": \"%04zx\"}", i ? "," : "", i);
         sprintf(many + len, "]}]}");
@@ -443,7 +558,7 @@ static void test_notes(void **state) {
 static const char *const sample_path = "tests/data/config/seed-sample.json";
 
 static void test_seed_sample(void **state) {
-        struct cfg_error err = { .msg = "" };
+        struct cfg_error err = {.msg = ""};
         struct cfg *c = NULL;
 
         int r = cfg_load(sample_path, CFG_NO_STRICT_PERMS, &c, &err);
@@ -510,7 +625,7 @@ static void test_seed_sample(void **state) {
 }
 
 static void test_example_config(void **state) {
-        struct cfg_error err = { .msg = "" };
+        struct cfg_error err = {.msg = ""};
         struct cfg *c = NULL;
 
         int r = cfg_load("examples/vhotplug.conf", CFG_NO_STRICT_PERMS, &c, &err);
@@ -565,10 +680,11 @@ static void test_example_config(void **state) {
 }
 
 static void test_fields(void **state) {
-        struct cfg *c = load_ok(USB("{'vendorId': '0BDA', 'productId': 'a', 'portPath': '03.2.10', 'bus': 3, 'port': 2,"
-                                    " 'removable': ['Fixed', 'unknown'], 'serial': 'A\\'B', 'vendorName': 'Logitech',"
-                                    " 'deviceClass': 239, 'deviceSubclass': 2, 'deviceProtocol': 1,"
-                                    " 'interfaceClass': 0, 'interfaceSubclass': 255, 'interfaceProtocol': 2}"));
+        struct cfg *c = load_ok(
+                USB("{'vendorId': '0BDA', 'productId': 'a', 'portPath': '03.2.10', 'bus': 3, 'port': 2,"
+                    " 'removable': ['Fixed', 'unknown'], 'serial': 'A\\'B', 'vendorName': 'Logitech',"
+                    " 'deviceClass': 239, 'deviceSubclass': 2, 'deviceProtocol': 1,"
+                    " 'interfaceClass': 0, 'interfaceSubclass': 255, 'interfaceProtocol': 2}"));
         const struct cfg_rule *r = &c->entries[DEV_USB][0].allow[0];
         assert_int_equal(r->vendor_id, 0x0bda);
         assert_int_equal(r->product_id, 0x000a);
@@ -583,8 +699,9 @@ static void test_fields(void **state) {
         /* Anchored at the start only, case-insensitive. */
         assert_int_equal(regexec(&r->vendor_name, "logitech, Inc.", 0, NULL, 0), 0);
         assert_int_not_equal(regexec(&r->vendor_name, "Not Logitech", 0, NULL, 0), 0);
-        assert_int_equal(r->fields, RF_VENDOR_ID | RF_PRODUCT_ID | RF_PORT_PATH | RF_BUS | RF_PORT | RF_REMOVABLE | RF_SERIAL |
-                                            RF_VENDOR_NAME | RF_DEV_CLASS | RF_DEV_SUBCLASS | RF_DEV_PROTOCOL | RF_IF_CLASS |
+        assert_int_equal(r->fields, RF_VENDOR_ID | RF_PRODUCT_ID | RF_PORT_PATH | RF_BUS | RF_PORT |
+                                            RF_REMOVABLE | RF_SERIAL | RF_VENDOR_NAME | RF_DEV_CLASS |
+                                            RF_DEV_SUBCLASS | RF_DEV_PROTOCOL | RF_IF_CLASS |
                                             RF_IF_SUBCLASS | RF_IF_PROTOCOL);
         cfg_free(c);
 
@@ -606,7 +723,8 @@ static void test_fields(void **state) {
         assert_int_equal(c->entries[DEV_PCI][0].allow[1].product_id, 0xa0f0);
         cfg_free(c);
 
-        c = load_ok(EVDEV("{'name': 'AT Translated', 'pathTag': 'platform-i8042', 'property': 'ID_INPUT_KEYBOARD', 'value': '1'}"));
+        c = load_ok(EVDEV("{'name': 'AT Translated', 'pathTag': 'platform-i8042', 'property': "
+                          "'ID_INPUT_KEYBOARD', 'value': '1'}"));
         r = &c->entries[DEV_EVDEV][0].allow[0];
         assert_int_equal(r->fields, RF_NAME | RF_PATH_TAG | RF_PROPERTY);
         assert_string_equal(r->property, "ID_INPUT_KEYBOARD");
@@ -615,8 +733,10 @@ static void test_fields(void **state) {
         assert_false(c->entries[DEV_EVDEV][0].legacy_all_inputs);
         cfg_free(c);
 
-        c = load_ok(SECTION("pciPassthrough", "{'targetVm': 'vm2', 'tag': 'wifi', 'skipOnSuspend': true, 'pciIommuAddAll': true,"
-                                              " 'pciIommuSkipIfShared': true, 'qemuUseRootBus': false}"));
+        c = load_ok(
+                SECTION("pciPassthrough",
+                        "{'targetVm': 'vm2', 'tag': 'wifi', 'skipOnSuspend': true, 'pciIommuAddAll': true,"
+                        " 'pciIommuSkipIfShared': true, 'qemuUseRootBus': false}"));
         const struct cfg_entry *e = &c->entries[DEV_PCI][0];
         assert_string_equal(e->tag, "wifi");
         assert_true(e->skip_on_suspend && e->iommu_add_all && e->iommu_skip_if_shared);
@@ -625,8 +745,10 @@ static void test_fields(void **state) {
         assert_null(e->allow);
         cfg_free(c);
 
-        c = load_ok(GENERAL("'database': '/srv/state.db', 'crosvm': '/opt/crosvm', 'lockDir': '/run/vhp', 'qmpTimeoutMs': 600000,"
-                            " 'attachRetries': 0, 'hostRequiredMounts': ['/boot/', '/var/lib/vms', '/var/lib/vms', '/']"));
+        c = load_ok(GENERAL("'database': '/srv/state.db', 'crosvm': '/opt/crosvm', 'lockDir': '/run/vhp', "
+                            "'qmpTimeoutMs': 600000,"
+                            " 'attachRetries': 0, 'hostRequiredMounts': ['/boot/', '/var/lib/vms', "
+                            "'/var/lib/vms', '/']"));
         assert_string_equal(c->general.database, "/srv/state.db");
         assert_string_equal(c->general.crosvm, "/opt/crosvm");
         assert_string_equal(c->general.lock_dir, "/run/vhp");
@@ -679,17 +801,18 @@ static void test_enable_disable(void **state) {
                 const char *keys;
                 bool enabled;
         } cases[] = {
-                { "", true },
-                { ", 'disable': true", false },
-                { ", 'disable': false", true },
-                { ", 'enable': false", false },
-                { ", 'enable': true", true },
-                { ", 'disable': true, 'enable': false", false },
-                { ", 'disable': false, 'enable': true", true },
+                {"", true},
+                {", 'disable': true", false},
+                {", 'disable': false", true},
+                {", 'enable': false", false},
+                {", 'enable': true", true},
+                {", 'disable': true, 'enable': false", false},
+                {", 'disable': false, 'enable': true", true},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char json[512];
-                snprintf(json, sizeof(json), SECTION("usbPassthrough", "{'targetVm': 'vm1'%s, 'allow': [{'bus': 1%s}]}"),
+                snprintf(json, sizeof(json),
+                         SECTION("usbPassthrough", "{'targetVm': 'vm1'%s, 'allow': [{'bus': 1%s}]}"),
                          cases[i].keys, cases[i].keys);
                 struct cfg *c = load_ok(json);
                 assert_int_equal(c->entries[DEV_USB][0].enabled, cases[i].enabled);
@@ -715,7 +838,9 @@ static void test_legacy_evdev(void **state) {
         assert_int_equal(c->n_warnings, 0);
         cfg_free(c);
 
-        c = load_ok("{" VMS ", 'evdevPassthrough': {'enable': true, 'targetVm': 'vm1', 'description': 'all inputs'}}");
+        c = load_ok(
+                "{" VMS
+                ", 'evdevPassthrough': {'enable': true, 'targetVm': 'vm1', 'description': 'all inputs'}}");
         assert_true(c->entries[DEV_EVDEV][0].enabled);
         assert_string_equal(c->entries[DEV_EVDEV][0].description, "all inputs");
         cfg_free(c);
@@ -729,21 +854,28 @@ static void test_compat_keys(void **state) {
                 "         {'name': 'ch', 'type': 'cloud-hypervisor', 'socket': '/run/ch.sock'}],"
                 " 'usbPassthrough': [{'targetVm': 'gui-vm', 'allow': ["
                 "     {'driverPath': '.*/kernel/drivers/net/usb/.*', 'description': 'USB NICs'},"
-                "     {'description': 'fpr0', 'bus': null, 'port': null, 'vendorId': '06cb', 'productId': '00fc'}]}],"
-                " 'pciPassthrough': [{'targetVm': 'gui-vm', 'skipOnSuspend': true, 'autoOvmf': true, 'crosvmUseRootBus': true,"
+                "     {'description': 'fpr0', 'bus': null, 'port': null, 'vendorId': '06cb', 'productId': "
+                "'00fc'}]}],"
+                " 'pciPassthrough': [{'targetVm': 'gui-vm', 'skipOnSuspend': true, 'autoOvmf': true, "
+                "'crosvmUseRootBus': true,"
                 "     'qemuUseRootBus': true, 'tag': 'gpu', 'allow': [{'deviceClass': 3}]}],"
                 " 'acpiPassthrough': [{'description': 'NHLT', 'targetVm': 'gui-vm', 'allow': ["
                 "     {'acpiTable': '/sys/firmware/acpi/tables/NHLT', 'setUser': 'microvm'},"
                 "     {'acpiTable': '/t2', 'setGroup': 'kvm', 'disable': true}]},"
-                "   {'targetVm': 'ch', 'acpiTable': '/t3', 'setUser': 'u', 'setGroup': 'g', 'description': 'inline'},"
+                "   {'targetVm': 'ch', 'acpiTable': '/t3', 'setUser': 'u', 'setGroup': 'g', 'description': "
+                "'inline'},"
                 "   {'description': 'nowhere', 'disable': true}],"
                 " 'usbAuthorization': {'enable': true, 'deauthorizeUnmatched': true,"
-                "     'hostAllow': [{'interfaceClass': 3, 'interfaceProtocol': 1}, {'vendorId': '067b', 'productId': '23a3'}]},"
-                " 'general': {'modulesDir': '/srv/modules/6.1.0', 'ovmfCode': '/fw/CODE.fd', 'ovmfVars': '/fw/VARS.fd',"
+                "     'hostAllow': [{'interfaceClass': 3, 'interfaceProtocol': 1}, {'vendorId': '067b', "
+                "'productId': '23a3'}]},"
+                " 'general': {'modulesDir': '/srv/modules/6.1.0', 'ovmfCode': '/fw/CODE.fd', 'ovmfVars': "
+                "'/fw/VARS.fd',"
                 "     'statePath': '/var/lib/old/vhotplug.state', 'persistency': false,"
                 "     'modprobe': '/bin/modprobe', 'modinfo': '/bin/modinfo', 'crosvm': '/opt/crosvm',"
-                "     'api': {'enable': true, 'transports': ['vsock', 'unix', 'tcp'], 'port': 2001, 'allowedCids': [5, 7],"
-                "             'unixSocket': '/run/vhp/api.sock', 'unixSocketUser': 'microvm', 'unixSocketGroup': 'kvm',"
+                "     'api': {'enable': true, 'transports': ['vsock', 'unix', 'tcp'], 'port': 2001, "
+                "'allowedCids': [5, 7],"
+                "             'unixSocket': '/run/vhp/api.sock', 'unixSocketUser': 'microvm', "
+                "'unixSocketGroup': 'kvm',"
                 "             'unixSocketMode': '0660', 'host': '0.0.0.0'}}}");
 
         /* cloud-hypervisor: kept, but not for hot-plug */
@@ -755,9 +887,14 @@ static void test_compat_keys(void **state) {
 
         const struct cfg_rule *r = &c->entries[DEV_USB][0].allow[0];
         assert_int_equal(r->fields, RF_DRIVER_PATH);
-        assert_int_equal(regexec(&r->driver_path, "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/usb/r8152.ko", 0, NULL, 0), 0);
-        assert_int_equal(regexec(&r->driver_path, "/LIB/modules/x/KERNEL/drivers/NET/usb/ax88179_178a.ko.xz", 0, NULL, 0), 0);
-        assert_int_not_equal(regexec(&r->driver_path, "/lib/modules/x/kernel/drivers/bluetooth/btusb.ko", 0, NULL, 0), 0);
+        assert_int_equal(regexec(&r->driver_path,
+                                 "/lib/modules/6.1.0-56-amd64/kernel/drivers/net/usb/r8152.ko", 0, NULL, 0),
+                         0);
+        assert_int_equal(regexec(&r->driver_path, "/LIB/modules/x/KERNEL/drivers/NET/usb/ax88179_178a.ko.xz",
+                                 0, NULL, 0),
+                         0);
+        assert_int_not_equal(
+                regexec(&r->driver_path, "/lib/modules/x/kernel/drivers/bluetooth/btusb.ko", 0, NULL, 0), 0);
         /* null is absent */
         assert_int_equal(c->entries[DEV_USB][0].allow[1].fields, RF_VENDOR_ID | RF_PRODUCT_ID);
 
@@ -820,7 +957,7 @@ static void test_compat_keys(void **state) {
         c = load_ok("{'usbAuthorization': {'hostAllow': [{'interfaceClass': 3}]}, 'general': {'api': {}}}");
         assert_false(c->usb_auth.enabled); /* off unless enabled */
         assert_false(c->usb_auth.deauthorize_unmatched);
-        assert_true(c->general.api.enabled); /* an api object is on unless disabled... */
+        assert_true(c->general.api.enabled);            /* an api object is on unless disabled... */
         assert_int_equal(c->general.api.transports, 0); /* ...and then listens nowhere */
         assert_int_equal(c->general.api.port, CFG_DEFAULT_API_PORT);
         assert_string_equal(c->general.api.unix_socket, CFG_DEFAULT_API_SOCKET);
@@ -832,14 +969,16 @@ static void test_compat_keys(void **state) {
         assert_string_equal(c->general.state_path, CFG_DEFAULT_STATE_PATH);
         assert_true(c->general.persistency);
         cfg_free(c);
-        c = load_ok("{'usbAuthorization': {'disable': false}, 'general': {'api': {'disable': true, 'allowedCids': null}}}");
+        c = load_ok("{'usbAuthorization': {'disable': false}, 'general': {'api': {'disable': true, "
+                    "'allowedCids': null}}}");
         assert_true(c->usb_auth.enabled); /* the older daemon's _enabled(): disable:false enables */
         assert_false(c->general.api.enabled);
         cfg_free(c);
         c = load_ok("{}");
         assert_false(c->general.api.enabled);
         cfg_free(c);
-        c = load_ok(GENERAL("'api': {'unixSocketMode': '0o600', 'transports': ['vsock'], 'port': 4294967294}"));
+        c = load_ok(
+                GENERAL("'api': {'unixSocketMode': '0o600', 'transports': ['vsock'], 'port': 4294967294}"));
         assert_int_equal(c->general.api.unix_mode, 0600);
         assert_int_equal(c->general.api.port, 4294967294u);
         cfg_free(c);
@@ -851,22 +990,27 @@ static void test_nul_escape(void **state) {
         static const struct {
                 const char *json, *expected;
         } cases[] = {
-                { "{\"vms\": [{\"name\": \"vm1\\u0000evil\", \"type\": \"qemu\", \"socket\": \"/s\"}]}",
-                  "cfg.json:1:23: \\u0000 (a NUL character) inside a string near \"\\\\u0000evil\\\", \\\"ty\"" },
-                { "{\"general\": {\"database\": \"/var/lib/x.db\\u0000/tmp/evil\"}}", "cfg.json:1:40: \\u0000" },
-                { "{\"a\\u0000b\": 1}", "cfg.json:1:4: \\u0000" },
-                { "{\"x\": \"\\\\\\u0000\"}", "cfg.json:1:10: \\u0000" }, /* an escaped backslash, then the escape */
+                {"{\"vms\": [{\"name\": \"vm1\\u0000evil\", \"type\": \"qemu\", \"socket\": \"/s\"}]}",
+                 "cfg.json:1:23: \\u0000 (a NUL character) inside a string near \"\\\\u0000evil\\\", "
+                 "\\\"ty\""},
+                {"{\"general\": {\"database\": \"/var/lib/x.db\\u0000/tmp/evil\"}}",
+                 "cfg.json:1:40: \\u0000"},
+                {"{\"a\\u0000b\": 1}", "cfg.json:1:4: \\u0000"},
+                {"{\"x\": \"\\\\\\u0000\"}",
+                 "cfg.json:1:10: \\u0000"}, /* an escaped backslash, then the escape */
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                struct cfg_error err = { .msg = "" };
+                struct cfg_error err = {.msg = ""};
                 struct cfg *c = NULL;
-                assert_int_equal(cfg_load_string(cases[i].json, strlen(cases[i].json), "cfg.json", &c, &err), -EINVAL);
+                assert_int_equal(cfg_load_string(cases[i].json, strlen(cases[i].json), "cfg.json", &c, &err),
+                                 -EINVAL);
                 assert_null(c);
                 if (strncmp(err.msg, cases[i].expected, strlen(cases[i].expected)) != 0)
                         fail_msg("case %zu: expected \"%s...\", got \"%s\"", i, cases[i].expected, err.msg);
         }
         /* The six characters \u0000 written with an escaped backslash are ordinary text. */
-        static const char ok[] = "{\"usbPassthrough\": [], \"general\": {\"lockDir\": \"/run/a\\\\u0000b\"}}";
+        static const char ok[] =
+                "{\"usbPassthrough\": [], \"general\": {\"lockDir\": \"/run/a\\\\u0000b\"}}";
         struct cfg *c = NULL;
         struct cfg_error err;
         assert_int_equal(cfg_load_string(ok, strlen(ok), "cfg.json", &c, &err), 0);
@@ -875,7 +1019,8 @@ static void test_nul_escape(void **state) {
         /* Other escapes below 0x20 stay allowed (they are data, escaped in messages). */
         static const char ctl[] = "{\"usbPassthrough\": [], \"general\": {\"lockDir\": \"/run/a\\u0001b\"}}";
         assert_int_equal(cfg_load_string(ctl, strlen(ctl), "cfg.json", &c, &err), 0);
-        assert_string_equal(c->general.lock_dir, "/run/a\x01" "b");
+        assert_string_equal(c->general.lock_dir, "/run/a\x01"
+                                                 "b");
         cfg_free(c);
 }
 
@@ -893,10 +1038,25 @@ static size_t heap_in_use(void) {
 static void test_regex_cost(void **state) {
         /* Accepted patterns at the limits: each compiles into little memory. */
         static const char *const accepted[] = {
-                ".{0,255}", "a{255}", "[[:alpha:]]{0,255}", "(.{1,16}){0,15}", "(a|b|c|d|e|f){0,42}", "x{3,}",
-                ".*/kernel/drivers/net/usb/.*", "(ab|cd)+(ef)*", "((a+)?b)*", ".{0,100}.{0,100}.{0,100}",
-                "[0-9]{4}-[0-9]{2}", "a{,5}", "\\{0,9999}", "^Lid Switch$", "\\bMouse\\b", "(a|b)?c", "(a?)?",
-                "(^|a)(^|a)(^|a)(^|a)", "((a|b)(c|d)){0,60}",
+                ".{0,255}",
+                "a{255}",
+                "[[:alpha:]]{0,255}",
+                "(.{1,16}){0,15}",
+                "(a|b|c|d|e|f){0,42}",
+                "x{3,}",
+                ".*/kernel/drivers/net/usb/.*",
+                "(ab|cd)+(ef)*",
+                "((a+)?b)*",
+                ".{0,100}.{0,100}.{0,100}",
+                "[0-9]{4}-[0-9]{2}",
+                "a{,5}",
+                "\\{0,9999}",
+                "^Lid Switch$",
+                "\\bMouse\\b",
+                "(a|b)?c",
+                "(a?)?",
+                "(^|a)(^|a)(^|a)(^|a)",
+                "((a|b)(c|d)){0,60}",
         };
         for (size_t i = 0; i < ELEMENTSOF(accepted); i++) {
                 char why[128] = "";
@@ -916,11 +1076,30 @@ static void test_regex_cost(void **state) {
         }
         /* Refused before regcomp sees them (each would take from 8 MB to gigabytes). */
         static const char *const refused[] = {
-                ".{0,9999}", ".{0,256}", "a{300,}", "(.{0,255}){5}", "(.{0,50}){0,20}", "(a|b|c|d){0,255}",
-                ".{0,255}.{0,255}.{0,255}.{0,255}.{0,255}", "((a{0,255}){0,255}){0,255}", "a{0,99999999999999999999}",
+                ".{0,9999}",
+                ".{0,256}",
+                "a{300,}",
+                "(.{0,255}){5}",
+                "(.{0,50}){0,20}",
+                "(a|b|c|d){0,255}",
+                ".{0,255}.{0,255}.{0,255}.{0,255}.{0,255}",
+                "((a{0,255}){0,255}){0,255}",
+                "a{0,99999999999999999999}",
                 /* what the model cannot price (found by fuzz/fuzz-regex.c) */
-                "(a||){90}", "(a|b||){090}", "(|a)", "(a|)", "a|", "|a", "(a*)+", "(a?){0,90}", "()+", "(^)+", "(\\b){9}",
-                "\\b\\b\\b\\b\\b\\b\\b\\b\\b", "(^|$)(^|$)(^|$)(^|$)(^|$)", "((a?)(b?))*",
+                "(a||){90}",
+                "(a|b||){090}",
+                "(|a)",
+                "(a|)",
+                "a|",
+                "|a",
+                "(a*)+",
+                "(a?){0,90}",
+                "()+",
+                "(^)+",
+                "(\\b){9}",
+                "\\b\\b\\b\\b\\b\\b\\b\\b\\b",
+                "(^|$)(^|$)(^|$)(^|$)(^|$)",
+                "((a?)(b?))*",
         };
         for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
                 char why[128] = "";
@@ -934,7 +1113,7 @@ static void test_regex_cost(void **state) {
                         fail_msg("'%s': %s", refused[i], why);
         }
         /* Braces that are no interval: regcomp's own error. */
-        static const char *const bad[] = { "{", "a{1,2", "a{2,1}" };
+        static const char *const bad[] = {"{", "a{1,2", "a{2,1}"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char why[128] = "";
                 regex_t re;
@@ -947,12 +1126,15 @@ static void test_regex_cost(void **state) {
                 size_t cap = 256 + n * 64, len;
                 _cleanup_free_ char *json = malloc(cap);
                 assert_non_null(json);
-                len = (size_t)snprintf(json, cap, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}],"
-                                                  " \"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [");
+                len = (size_t)snprintf(
+                        json, cap,
+                        "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}],"
+                        " \"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [");
                 for (size_t i = 0; i < n; i++)
-                        len += (size_t)snprintf(json + len, cap - len, "%s{\"productName\": \".{0,255}\"}", i ? "," : "");
+                        len += (size_t)snprintf(json + len, cap - len, "%s{\"productName\": \".{0,255}\"}",
+                                                i ? "," : "");
                 snprintf(json + len, cap - len, "]}]}");
-                struct cfg_error err = { .msg = "" };
+                struct cfg_error err = {.msg = ""};
                 struct cfg *c = NULL;
                 int r = cfg_load_string(json, strlen(json), "cfg.json", &c, &err);
                 if (n == 63) {
@@ -961,8 +1143,9 @@ static void test_regex_cost(void **state) {
                         cfg_free(c);
                 } else {
                         assert_int_equal(r, -EINVAL);
-                        assert_contains(err.msg, "cfg.json: usbPassthrough[0].allow[63].productName: the regular "
-                                                 "expressions of this configuration are too costly to compile");
+                        assert_contains(err.msg,
+                                        "cfg.json: usbPassthrough[0].allow[63].productName: the regular "
+                                        "expressions of this configuration are too costly to compile");
                 }
         }
 }
@@ -973,28 +1156,35 @@ static void test_check_host(void **state) {
         static const char json[] =
                 "{'vms': [{'name': 'a', 'type': 'crosvm', 'socket': '/s'}],"
                 " 'usbPassthrough': [{'targetVm': 'a', 'allow': [{'driverPath': '.*/net/.*'}]}],"
-                " 'acpiPassthrough': [{'targetVm': 'a', 'allow': [{'acpiTable': '/nonexistent/NHLT', 'setUser': 'no-such-user-vhp',"
+                " 'acpiPassthrough': [{'targetVm': 'a', 'allow': [{'acpiTable': '/nonexistent/NHLT', "
+                "'setUser': 'no-such-user-vhp',"
                 "     'setGroup': 'no-such-group-vhp'}]}],"
-                " 'usbAuthorization': {'enable': true, 'hostAllow': [{'vendorId': '046d', 'productId': 'c31c'},"
+                " 'usbAuthorization': {'enable': true, 'hostAllow': [{'vendorId': '046d', 'productId': "
+                "'c31c'},"
                 "     {'interfaceClass': 3, 'interfaceProtocol': 2}]},"
-                " 'general': {'crosvm': '/nonexistent/crosvm', 'ovmfCode': '/nonexistent/CODE.fd', 'ovmfVars': '/dev/null',"
+                " 'general': {'crosvm': '/nonexistent/crosvm', 'ovmfCode': '/nonexistent/CODE.fd', "
+                "'ovmfVars': '/dev/null',"
                 "     'modulesDir': '/nonexistent/modules',"
-                "     'api': {'transports': ['unix'], 'unixSocketUser': 'no-such-user-vhp', 'unixSocketGroup': 'root'}}}";
+                "     'api': {'transports': ['unix'], 'unixSocketUser': 'no-such-user-vhp', "
+                "'unixSocketGroup': 'root'}}}";
         static const char *const expected[] = {
                 "cfg.json: general.api: unixSocketUser: no user 'no-such-user-vhp' on this host",
                 "cfg.json: general.ovmfCode: /nonexistent/CODE.fd does not exist",
                 "cfg.json: general.ovmfVars: /dev/null is not a regular file",
                 "cfg.json: general.crosvm: /nonexistent/crosvm is not an executable file here",
-                "cfg.json: general.modulesDir: driverPath rules cannot match: no kernel module index (modules.alias.bin) "
+                "cfg.json: general.modulesDir: driverPath rules cannot match: no kernel module index "
+                "(modules.alias.bin) "
                 "in /nonexistent/modules: No such file or directory",
                 "cfg.json: acpiPassthrough[0]: acpiTable /nonexistent/NHLT does not exist",
                 "cfg.json: acpiPassthrough[0]: setUser: no user 'no-such-user-vhp' on this host",
                 "cfg.json: acpiPassthrough[0]: setGroup: no group 'no-such-group-vhp' on this host",
-                "cfg.json: usbAuthorization: no hostAllow rule keeps a USB keyboard on the host: a keyboard that no VM "
-                "claims stays unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to hostAllow)",
+                "cfg.json: usbAuthorization: no hostAllow rule keeps a USB keyboard on the host: a keyboard "
+                "that no VM "
+                "claims stays unauthorized (add {\"interfaceClass\": 3, \"interfaceProtocol\": 1} to "
+                "hostAllow)",
         };
         _cleanup_free_ char *text = q(json);
-        struct cfg_error err = { .msg = "" };
+        struct cfg_error err = {.msg = ""};
         struct cfg *c = NULL;
 
         /* Loaded for an event: nothing looked up. */
@@ -1018,31 +1208,34 @@ static void test_check_host(void **state) {
                 const char *rule;
                 bool keeps;
         } kb[] = {
-                { "{'interfaceClass': 3}", true },
-                { "{'interfaceClass': 3, 'interfaceSubclass': 1, 'interfaceProtocol': 1}", true },
-                { "{'vendorName': '.*'}", true },
-                { "{'productName': 'x*'}", true },
-                { "{'deviceClass': 0, 'interfaceClass': 3}", true },
-                { "{'removable': ['removable'], 'interfaceClass': 3}", true },
-                { "{'interfaceClass': 3, 'disable': true}", false },
-                { "{'interfaceClass': 3, 'interfaceProtocol': 2}", false },
-                { "{'vendorName': 'Logitech'}", false },
-                { "{'removable': ['fixed'], 'interfaceClass': 3}", false },
-                { "{'vendorId': '046d', 'productId': 'c31c'}", false },
-                { "{'bus': 1, 'port': 2}", false },
-                { "{'driverPath': '.*'}", false },
-                { "{'deviceClass': 3}", false },
+                {"{'interfaceClass': 3}", true},
+                {"{'interfaceClass': 3, 'interfaceSubclass': 1, 'interfaceProtocol': 1}", true},
+                {"{'vendorName': '.*'}", true},
+                {"{'productName': 'x*'}", true},
+                {"{'deviceClass': 0, 'interfaceClass': 3}", true},
+                {"{'removable': ['removable'], 'interfaceClass': 3}", true},
+                {"{'interfaceClass': 3, 'disable': true}", false},
+                {"{'interfaceClass': 3, 'interfaceProtocol': 2}", false},
+                {"{'vendorName': 'Logitech'}", false},
+                {"{'removable': ['fixed'], 'interfaceClass': 3}", false},
+                {"{'vendorId': '046d', 'productId': 'c31c'}", false},
+                {"{'bus': 1, 'port': 2}", false},
+                {"{'driverPath': '.*'}", false},
+                {"{'deviceClass': 3}", false},
         };
         for (size_t i = 0; i < ELEMENTSOF(kb); i++) {
                 char conf[512];
-                snprintf(conf, sizeof(conf), "{'usbAuthorization': {'enable': true, 'hostAllow': [%s]}}", kb[i].rule);
+                snprintf(conf, sizeof(conf), "{'usbAuthorization': {'enable': true, 'hostAllow': [%s]}}",
+                         kb[i].rule);
                 _cleanup_free_ char *t = q(conf);
-                assert_int_equal(cfg_load_string_flags(t, strlen(t), "cfg.json", CFG_CHECK_HOST, &c, &err), 0);
+                assert_int_equal(cfg_load_string_flags(t, strlen(t), "cfg.json", CFG_CHECK_HOST, &c, &err),
+                                 0);
                 bool warned = false;
                 for (size_t k = 0; k < c->n_warnings; k++)
                         warned |= strstr(c->warnings[k], "no hostAllow rule keeps a USB keyboard") != NULL;
                 if (warned == kb[i].keeps)
-                        fail_msg("%s: expected %s", kb[i].rule, kb[i].keeps ? "no warning" : "the keyboard warning");
+                        fail_msg("%s: expected %s", kb[i].rule,
+                                 kb[i].keeps ? "no warning" : "the keyboard warning");
                 cfg_free(c);
         }
         /* Authorization off: no such warning. */
@@ -1066,8 +1259,10 @@ static void test_hostile_strings(void **state) {
         _cleanup_free_ char *json = malloc(cap), *want = malloc(CFG_MAX_STRING + 1);
         assert_non_null(json);
         assert_non_null(want);
-        size_t len = (size_t)snprintf(json, cap, "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}], "
-                                                 "\"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [{\"bus\": 1, \"description\": \"");
+        size_t len = (size_t)snprintf(
+                json, cap,
+                "{\"vms\": [{\"name\": \"v\", \"type\": \"qemu\", \"socket\": \"/s\"}], "
+                "\"usbPassthrough\": [{\"targetVm\": \"v\", \"allow\": [{\"bus\": 1, \"description\": \"");
         want[0] = '\0';
         for (size_t i = 0; i < reps; i++) {
                 len += (size_t)snprintf(json + len, cap - len, "%s", piece);
@@ -1118,19 +1313,23 @@ static char *many_rules(size_t n_entries, size_t per_entry) {
         size_t cap = 256 + n_entries * (64 + per_entry * 96), len;
         char *s = malloc(cap);
         assert_non_null(s);
-        len = (size_t)snprintf(s, cap, "{\"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"/s\"}],\n"
-                                       " \"usbPassthrough\": [\n");
+        len = (size_t)snprintf(s, cap,
+                               "{\"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"/s\"}],\n"
+                               " \"usbPassthrough\": [\n");
         for (size_t e = 0; e < n_entries; e++) {
-                len += (size_t)snprintf(s + len, cap - len, "%s  {\"targetVm\": \"vm1\", \"allow\": [\n", e ? ",\n" : "");
+                len += (size_t)snprintf(s + len, cap - len, "%s  {\"targetVm\": \"vm1\", \"allow\": [\n",
+                                        e ? ",\n" : "");
                 for (size_t r = 0; r < per_entry; r++) {
                         size_t k = e * per_entry + r;
                         if (k % 10 == 0)
-                                len += (size_t)snprintf(s + len, cap - len, "%s   {\"productName\": \"Device %zu.*\"}",
+                                len += (size_t)snprintf(s + len, cap - len,
+                                                        "%s   {\"productName\": \"Device %zu.*\"}",
                                                         r ? ",\n" : "", k);
                         else
-                                len += (size_t)snprintf(s + len, cap - len,
-                                                        "%s   {\"vendorId\": \"%04zx\", \"productId\": \"%04zx\"}",
-                                                        r ? ",\n" : "", k >> 16, k & 0xffff);
+                                len += (size_t)snprintf(
+                                        s + len, cap - len,
+                                        "%s   {\"vendorId\": \"%04zx\", \"productId\": \"%04zx\"}",
+                                        r ? ",\n" : "", k >> 16, k & 0xffff);
                 }
                 len += (size_t)snprintf(s + len, cap - len, "]}");
         }
@@ -1140,7 +1339,7 @@ static char *many_rules(size_t n_entries, size_t per_entry) {
 
 static void test_50k_rules(void **state) {
         _cleanup_free_ char *json = many_rules(50, 1000);
-        struct cfg_error err = { .msg = "" };
+        struct cfg_error err = {.msg = ""};
         struct cfg *c = NULL;
         struct timespec t0, t1;
 
@@ -1155,7 +1354,8 @@ static void test_50k_rules(void **state) {
         const struct cfg_rule *last = &c->entries[DEV_USB][49].allow[999];
         assert_int_equal(last->vendor_id, 49999 >> 16);
         assert_int_equal(last->product_id, 49999 & 0xffff);
-        assert_int_equal(regexec(&c->entries[DEV_USB][49].allow[990].product_name, "device 49990 x", 0, NULL, 0), 0);
+        assert_int_equal(
+                regexec(&c->entries[DEV_USB][49].allow[990].product_name, "device 49990 x", 0, NULL, 0), 0);
         cfg_free(c);
 
         _cleanup_free_ char *too_many = many_rules(101, 1000);
@@ -1190,7 +1390,7 @@ static void test_mutations(void **state) {
                 if (rand() % 4 == 0)
                         n = (size_t)rand() % len;
 
-                struct cfg_error err = { .msg = "" };
+                struct cfg_error err = {.msg = ""};
                 struct cfg *c = NULL;
                 int r = cfg_load_string(buf, n, "m.json", &c, &err);
                 if (r == 0) {
@@ -1225,7 +1425,7 @@ static int tmp_setup(void **state) {
 static int tmp_teardown(void **state) {
         struct tmp *t = *state;
         char path[128];
-        static const char *const names[] = { "vhotplug.conf", "fifo", "sub" };
+        static const char *const names[] = {"vhotplug.conf", "fifo", "sub"};
 
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 snprintf(path, sizeof(path), "%s/%s", t->dir, names[i]);

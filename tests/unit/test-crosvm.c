@@ -27,24 +27,24 @@ static void test_parse_attach(void **state) {
                 const char *out;
                 int expected, port;
         } cases[] = {
-                { "ok 1\n", 0, 1 },
-                { "ok 255", 0, 255 },
-                { "some log line\nok 3\r\n", 0, 3 },
-                { "no_available_port\n", -ENOSPC, 0 },
-                { "no_such_device\n", -ENOENT, 0 },
-                { "failed_to_open_device\n", -EREMOTEIO, 0 },
-                { "failed_to_init_host_device\n", -EREMOTEIO, 0 },
-                { "ok 0\n", -EPROTO, 0 },
-                { "ok 256\n", -EPROTO, 0 },
-                { "ok -1\n", -EPROTO, 0 },
-                { "ok 1 2\n", -EPROTO, 0 },
-                { "ok\n", -EPROTO, 0 },
-                { "ok 1x\n", -EPROTO, 0 },
-                { "", -EPROTO, 0 },
-                { "\n\n", -EPROTO, 0 },
-                { "devices 1 046d c52b\n", -EPROTO, 0 },
-                { "no_such_port\n", -ENOENT, 0 },
-                { "whatever\n", -EPROTO, 0 },
+                {"ok 1\n", 0, 1},
+                {"ok 255", 0, 255},
+                {"some log line\nok 3\r\n", 0, 3},
+                {"no_available_port\n", -ENOSPC, 0},
+                {"no_such_device\n", -ENOENT, 0},
+                {"failed_to_open_device\n", -EREMOTEIO, 0},
+                {"failed_to_init_host_device\n", -EREMOTEIO, 0},
+                {"ok 0\n", -EPROTO, 0},
+                {"ok 256\n", -EPROTO, 0},
+                {"ok -1\n", -EPROTO, 0},
+                {"ok 1 2\n", -EPROTO, 0},
+                {"ok\n", -EPROTO, 0},
+                {"ok 1x\n", -EPROTO, 0},
+                {"", -EPROTO, 0},
+                {"\n\n", -EPROTO, 0},
+                {"devices 1 046d c52b\n", -EPROTO, 0},
+                {"no_such_port\n", -ENOENT, 0},
+                {"whatever\n", -EPROTO, 0},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -82,9 +82,18 @@ static void test_parse_list(void **state) {
         assert_int_equal(d[1].product_id, 0x0407);
 
         static const char *bad[] = {
-                "", "device", "devices 1", "devices 1 046d", "devices 1 046d c52", "devices 1 46d c52b",
-                "devices 0 046d c52b", "devices x 046d c52b", "devices 1 046g c52b", "devices 1 046d c52b 2",
-                "ok 1", "devices 1 046d c52b trailing",
+                "",
+                "device",
+                "devices 1",
+                "devices 1 046d",
+                "devices 1 046d c52",
+                "devices 1 46d c52b",
+                "devices 0 046d c52b",
+                "devices x 046d c52b",
+                "devices 1 046g c52b",
+                "devices 1 046d c52b 2",
+                "ok 1",
+                "devices 1 046d c52b trailing",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
                 assert_int_equal(crosvm_parse_list_output(bad[i], d, 4, &n), -EPROTO);
@@ -97,16 +106,23 @@ static void test_parse_vfio_list(void **state) {
 
         assert_int_equal(crosvm_parse_vfio_list_output("devices\n", a, 3, &n), 0);
         assert_int_equal(n, 0);
-        assert_int_equal(crosvm_parse_vfio_list_output(
-                                 "devices /sys/bus/pci/devices/0000:00:1f.3 /sys/bus/pci/devices/0000:01:00.0\n", a, 3, &n),
-                         0);
+        assert_int_equal(
+                crosvm_parse_vfio_list_output(
+                        "devices /sys/bus/pci/devices/0000:00:1f.3 /sys/bus/pci/devices/0000:01:00.0\n", a,
+                        3, &n),
+                0);
         assert_int_equal(n, 2);
         assert_string_equal(a[0], "0000:00:1f.3");
         assert_string_equal(a[1], "0000:01:00.0");
 
         static const char *bad[] = {
-                "", "ok", "devices /sys/bus/pci/devices/00:1f.3", "devices /sys/bus/pci/devices/0000:00:1f.8",
-                "devices /sys/bus/pci/devices/../../../etc", "devices /dev/vfio/12", "error: Invalid argument",
+                "",
+                "ok",
+                "devices /sys/bus/pci/devices/00:1f.3",
+                "devices /sys/bus/pci/devices/0000:00:1f.8",
+                "devices /sys/bus/pci/devices/../../../etc",
+                "devices /dev/vfio/12",
+                "error: Invalid argument",
                 "devices /sys/bus/pci/devices/0000:00:1f.3x",
         };
         for (size_t i = 0; i < ELEMENTSOF(bad); i++)
@@ -119,11 +135,11 @@ static void test_parse_vfio_list(void **state) {
 
 static void test_parse_error(void **state) {
         assert_int_equal(crosvm_parse_error_output("error socket failed\n"), -EHOSTDOWN);
-        assert_int_equal(crosvm_parse_error_output(
-                                 "error failed to open device /dev/bus/usb/001/005: No such file or directory (os error 2)\n"),
+        assert_int_equal(crosvm_parse_error_output("error failed to open device /dev/bus/usb/001/005: No "
+                                                   "such file or directory (os error 2)\n"),
                          -ENOENT);
-        assert_int_equal(crosvm_parse_error_output(
-                                 "error failed to open device /dev/bus/usb/001/005: Permission denied (os error 13)\n"),
+        assert_int_equal(crosvm_parse_error_output("error failed to open device /dev/bus/usb/001/005: "
+                                                   "Permission denied (os error 13)\n"),
                          -EACCES);
         assert_int_equal(crosvm_parse_error_output("error unexpected response: Ok\n"), -EPROTO);
 }
@@ -159,7 +175,8 @@ static int setup(void **state) {
         struct env *e = calloc(1, sizeof(*e));
         const char *top = getenv("VHP_TOP");
         /* A usbfs node starts with the device descriptor: idVendor 046d, idProduct c52b. */
-        static const unsigned char desc[18] = { 0x12, 0x01, 0x00, 0x02, 0, 0, 0, 0x40, 0x6d, 0x04, 0x2b, 0xc5 };
+        static const unsigned char desc[18] = {0x12, 0x01, 0x00, 0x02, 0,    0,
+                                               0,    0x40, 0x6d, 0x04, 0x2b, 0xc5};
 
         snprintf(e->dir, sizeof(e->dir), "/tmp/vhp-crosvm.XXXXXX");
         assert_non_null(mkdtemp(e->dir));
@@ -233,7 +250,8 @@ static void test_standin_errors(void **state) {
         unsetenv("CROSVM_STANDIN_PORTS");
 
         snprintf(missing_sock, sizeof(missing_sock), "%s/nothere.sock", e->dir);
-        assert_int_equal(crosvm_usb_attach(e->standin, missing_sock, e->dev1, 10000, &port, &err), -EHOSTDOWN);
+        assert_int_equal(crosvm_usb_attach(e->standin, missing_sock, e->dev1, 10000, &port, &err),
+                         -EHOSTDOWN);
         assert_non_null(strstr(err, "socket failed"));
         free(TAKE_PTR(err));
 
@@ -251,7 +269,8 @@ static void test_standin_errors(void **state) {
         assert_non_null(strstr(err, "Is a directory"));
         free(TAKE_PTR(err));
 
-        assert_int_equal(crosvm_usb_attach("vhp-no-such-crosvm", e->socket, e->dev1, 10000, &port, &err), -ENOEXEC);
+        assert_int_equal(crosvm_usb_attach("vhp-no-such-crosvm", e->socket, e->dev1, 10000, &port, &err),
+                         -ENOEXEC);
         free(TAKE_PTR(err));
 }
 
@@ -298,12 +317,13 @@ static void test_hung_crosvm(void **state) {
 
 static void test_vmm_crosvm(void **state) {
         struct env *e = *state;
-        struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = e->standin };
-        struct cfg_vm vm = { .name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket };
-        struct dev d = { .kind = DEV_USB, .busnum = 1, .devnum = 5, .devnode = e->dev1 };
-        struct dev pci = { .kind = DEV_PCI, .pci_address = (char *)"ffff:ff:1f.7" };
-        struct dev evdev = { .kind = DEV_EVDEV, .devnode = (char *)"/dev/input/event3" };
-        struct cfg_vm down = { .name = (char *)"vm3", .type = VMM_CROSVM, .socket = (char *)"/nonexistent/vhp.sock" };
+        struct vmm_opts o = {.timeout_ms = 10000, .crosvm_bin = e->standin};
+        struct cfg_vm vm = {.name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket};
+        struct dev d = {.kind = DEV_USB, .busnum = 1, .devnum = 5, .devnode = e->dev1};
+        struct dev pci = {.kind = DEV_PCI, .pci_address = (char *)"ffff:ff:1f.7"};
+        struct dev evdev = {.kind = DEV_EVDEV, .devnode = (char *)"/dev/input/event3"};
+        struct cfg_vm down = {
+                .name = (char *)"vm3", .type = VMM_CROSVM, .socket = (char *)"/nonexistent/vhp.sock"};
         struct vmm_attachment a;
         struct vmm_list l;
         struct vmm_conn *c = NULL;
@@ -319,7 +339,8 @@ static void test_vmm_crosvm(void **state) {
         /* PCI goes through `crosvm vfio add`, which refuses a path that is no sysfs directory. */
         assert_int_equal(vmm_attach(c, &pci, "", false, &a, &err), -EREMOTEIO);
         assert_string_equal(a.id, "/sys/bus/pci/devices/ffff:ff:1f.7");
-        assert_non_null(strstr(err, "crosvm vfio add /sys/bus/pci/devices/ffff:ff:1f.7 failed with status 1"));
+        assert_non_null(
+                strstr(err, "crosvm vfio add /sys/bus/pci/devices/ffff:ff:1f.7 failed with status 1"));
         free(TAKE_PTR(err));
         assert_int_equal(vmm_attach(c, &evdev, "", false, &a, &err), -EOPNOTSUPP);
         free(TAKE_PTR(err));
@@ -331,14 +352,14 @@ static void test_vmm_crosvm(void **state) {
         assert_int_equal(l.items[0].vendor_id, 0x046d);
         assert_int_equal(l.items[0].kind, DEV_USB);
         vmm_list_clear(&l);
-        a = (struct vmm_attachment){ .port = 1 };
+        a = (struct vmm_attachment){.port = 1};
         assert_int_equal(vmm_detach(c, &a, &err), 0);
         assert_int_equal(vmm_detach(c, &a, &err), -ENOENT);
         free(TAKE_PTR(err));
         /* What crosvm cannot list is taken on trust. */
-        a = (struct vmm_attachment){ .id = "/sys/bus/pci/devices/0000:01:00.0", .port = -1 };
+        a = (struct vmm_attachment){.id = "/sys/bus/pci/devices/0000:01:00.0", .port = -1};
         assert_int_equal(vmm_has(c, &a, &err), 1);
-        a = (struct vmm_attachment){ .port = -1 };
+        a = (struct vmm_attachment){.port = -1};
         assert_int_equal(vmm_has(c, &a, &err), 1);
         vmm_disconnect(c);
 }
@@ -371,11 +392,15 @@ static void test_standin_vfio_list(void **state) {
  * ports is -ENOSPC and leaves every attached device where it is. */
 static void test_vmm_crosvm_booting(void **state) {
         struct env *e = *state;
-        struct vmm_opts o = { .timeout_ms = 10000, .crosvm_bin = e->standin };
-        struct cfg_vm vm = { .name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket };
-        struct dev d1 = { .kind = DEV_USB, .devnode = e->dev1, .has_ids = true, .vendor_id = 0x046d, .product_id = 0xc52b };
-        struct dev d2 = { .kind = DEV_USB, .devnode = e->dev2 };
-        struct dev d3 = { .kind = DEV_USB, .devnode = e->dev3 };
+        struct vmm_opts o = {.timeout_ms = 10000, .crosvm_bin = e->standin};
+        struct cfg_vm vm = {.name = (char *)"vm2", .type = VMM_CROSVM, .socket = e->socket};
+        struct dev d1 = {.kind = DEV_USB,
+                         .devnode = e->dev1,
+                         .has_ids = true,
+                         .vendor_id = 0x046d,
+                         .product_id = 0xc52b};
+        struct dev d2 = {.kind = DEV_USB, .devnode = e->dev2};
+        struct dev d3 = {.kind = DEV_USB, .devnode = e->dev3};
         _cleanup_free_ struct crosvm_usb_device *devs = NULL;
         _cleanup_free_ char *err = NULL;
         struct vmm_attachment a;

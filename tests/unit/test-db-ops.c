@@ -55,7 +55,9 @@ static char *raw(const char *path, const char *sql) {
         assert_int_equal(sqlite3_open_v2(path, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
         assert_int_equal(sqlite3_prepare_v2(s, sql, -1, &st, NULL), SQLITE_OK);
         if (sqlite3_step(st) == SQLITE_ROW)
-                v = strdup(sqlite3_column_type(st, 0) == SQLITE_NULL ? "NULL" : (const char *)sqlite3_column_text(st, 0));
+                v = strdup(sqlite3_column_type(st, 0) == SQLITE_NULL
+                                   ? "NULL"
+                                   : (const char *)sqlite3_column_text(st, 0));
         else
                 v = strdup("");
         sqlite3_finalize(st);
@@ -71,26 +73,39 @@ static void assert_raw(const char *path, const char *sql, const char *want) {
 }
 
 static const struct db_device cam = {
-        .kind = "usb", .devpath = "/devices/usb1/1-3", .key = "usb:1209:0003@3", .has_ids = true,
-        .vendor_id = 0x1209, .product_id = 3, .vendor_name = "Test", .product_name = "Cam", .busnum = 1,
-        .devnum = 4, .port_path = "3", .devnode = "/dev/bus/usb/001/004",
+        .kind = "usb",
+        .devpath = "/devices/usb1/1-3",
+        .key = "usb:1209:0003@3",
+        .has_ids = true,
+        .vendor_id = 0x1209,
+        .product_id = 3,
+        .vendor_name = "Test",
+        .product_name = "Cam",
+        .busnum = 1,
+        .devnum = 4,
+        .port_path = "3",
+        .devnode = "/dev/bus/usb/001/004",
 };
 
 static void test_requested_by(void **state) {
         struct fixture *f = *state;
-        struct db_rule_ref rule = { .section = "usbPassthrough", .entry = 1, .allow = 0 };
+        struct db_rule_ref rule = {.section = "usbPassthrough", .entry = 1, .allow = 0};
         int64_t id;
 
         db_set_requested_by(f->db, "api unix uid=1000 pid=42");
-        assert_int_equal(db_attach_begin(f->db, NULL, &cam, &rule, "vm1", "vhp-usb-001-004", DB_ATTACHING, &id), 0);
+        assert_int_equal(
+                db_attach_begin(f->db, NULL, &cam, &rule, "vm1", "vhp-usb-001-004", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(f->db, id, DB_ATTACHED, -1, NULL, NULL), 0);
         assert_raw(f->path, "SELECT requested_by FROM attachments", "api unix uid=1000 pid=42");
         /* Another asks for the detach: its rows say so, the attachment keeps who made it. */
         db_set_requested_by(f->db, "udev");
         assert_int_equal(db_detach_begin(f->db, NULL, id, "removed"), 0);
         assert_int_equal(db_detach_finish(f->db, id, DB_DETACHED, NULL), 0);
-        assert_raw(f->path, "SELECT group_concat(outcome || '=' || requested_by, ' ') FROM (SELECT * FROM history ORDER BY id)",
-                   "started=api unix uid=1000 pid=42 attached=api unix uid=1000 pid=42 detaching=udev detached=udev");
+        assert_raw(f->path,
+                   "SELECT group_concat(outcome || '=' || requested_by, ' ') FROM (SELECT * FROM history "
+                   "ORDER BY id)",
+                   "started=api unix uid=1000 pid=42 attached=api unix uid=1000 pid=42 detaching=udev "
+                   "detached=udev");
         /* Unset: a row copies the attachment's. */
         db_set_requested_by(f->db, NULL);
         assert_int_equal(db_attach_begin(f->db, NULL, &cam, &rule, "vm1", "x", DB_ATTACHING, &id), 0);
@@ -118,10 +133,14 @@ static void test_choices(void **state) {
         assert_true(c.keep_detached);
         db_choice_info_clear(&c);
         assert_raw(f->path,
-                   "SELECT group_concat(action || ':' || outcome || ':' || coalesce(vm, '-') || ':' || devpath || ':' || "
-                   "vendor_id || ':' || devnode || ':' || detail || ':' || requested_by, '|') FROM (SELECT * FROM history ORDER BY id)",
-                   "choice:recorded:vm2:/devices/usb1/1-3:1209:/dev/bus/usb/001/004:attach requested: VM vm2:api vsock cid=5|"
-                   "choice:recorded:-:/devices/usb1/1-3:1209:/dev/bus/usb/001/004:detach requested:api vsock cid=5");
+                   "SELECT group_concat(action || ':' || outcome || ':' || coalesce(vm, '-') || ':' || "
+                   "devpath || ':' || "
+                   "vendor_id || ':' || devnode || ':' || detail || ':' || requested_by, '|') FROM (SELECT "
+                   "* FROM history ORDER BY id)",
+                   "choice:recorded:vm2:/devices/usb1/1-3:1209:/dev/bus/usb/001/004:attach requested: VM "
+                   "vm2:api vsock cid=5|"
+                   "choice:recorded:-:/devices/usb1/1-3:1209:/dev/bus/usb/001/004:detach requested:api "
+                   "vsock cid=5");
         /* A choice stored for the ids on any port (the older daemon's, imported) is found too. */
         assert_int_equal(db_user_choice_set(f->db, "usb:1209:0005@*", "vm3", false), 0);
         struct db_device other = cam;
@@ -134,9 +153,9 @@ static void test_choices(void **state) {
 
 static void test_prompts(void **state) {
         struct fixture *f = *state;
-        struct db_rule_ref rule = { .section = "usbPassthrough", .entry = 1, .allow = 0 };
-        struct db_event_order o1 = { .devpath = cam.devpath, .seqnum = 10, .boot_id = "b" },
-                              o0 = { .devpath = cam.devpath, .seqnum = 9, .boot_id = "b" };
+        struct db_rule_ref rule = {.section = "usbPassthrough", .entry = 1, .allow = 0};
+        struct db_event_order o1 = {.devpath = cam.devpath, .seqnum = 10, .boot_id = "b"},
+                              o0 = {.devpath = cam.devpath, .seqnum = 9, .boot_id = "b"};
         struct db_prompt p, *list = NULL;
         size_t n = 0;
         bool added = false;
@@ -148,9 +167,13 @@ static void test_prompts(void **state) {
         assert_int_equal(db_prompt_add(f->db, NULL, &cam, &rule, "[\"vm1\",\"vm2\"]", "waiting", &added), 0);
         assert_false(added); /* asked once */
         added = true;
-        assert_int_equal(db_prompt_add(f->db, &o0, &cam, &rule, "[\"vm1\"]", "waiting", &added), 1); /* stale */
-        assert_raw(f->path, "SELECT count(*) || ':' || group_concat(action || ' ' || outcome || ' ' || rule_section || "
-                            "'[' || rule_entry || '] ' || requested_by) FROM history", "1:prompt waiting usbPassthrough[1] udev");
+        assert_int_equal(db_prompt_add(f->db, &o0, &cam, &rule, "[\"vm1\"]", "waiting", &added),
+                         1); /* stale */
+        assert_raw(
+                f->path,
+                "SELECT count(*) || ':' || group_concat(action || ' ' || outcome || ' ' || rule_section || "
+                "'[' || rule_entry || '] ' || requested_by) FROM history",
+                "1:prompt waiting usbPassthrough[1] udev");
         assert_int_equal(db_prompt_get(f->db, cam.devpath, &p), 1);
         assert_string_equal(p.allowed_vms, "[\"vm1\",\"vm2\"]");
         assert_string_equal(p.devnode, "/dev/bus/usb/001/004");

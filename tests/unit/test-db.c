@@ -85,7 +85,7 @@ static char *raw_text(const char *path, const char *sql, const char *arg) {
         if (arg)
                 sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
         assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-        t = (const char *) sqlite3_column_text(st, 0);
+        t = (const char *)sqlite3_column_text(st, 0);
         v = strdup(t ? t : "(null)");
         sqlite3_finalize(st);
         sqlite3_close(s);
@@ -100,13 +100,13 @@ static void raw_exec(const char *path, const char *sql) {
         sqlite3_close(s);
 }
 
-static struct cfg_vm vm1 = { .name = (char *) "vm1" };
-static struct cfg_vm gui_vm = { .name = (char *) "gui-vm" };
-static struct cfg_vm net_vm = { .name = (char *) "net-vm" };
-static struct cfg_vm audio_vm = { .name = (char *) "audio-vm" };
+static struct cfg_vm vm1 = {.name = (char *)"vm1"};
+static struct cfg_vm gui_vm = {.name = (char *)"gui-vm"};
+static struct cfg_vm net_vm = {.name = (char *)"net-vm"};
+static struct cfg_vm audio_vm = {.name = (char *)"audio-vm"};
 
 static struct rule_decision decision(const struct cfg_vm *vm, int entry, int rule, const char *descr) {
-        return (struct rule_decision) {
+        return (struct rule_decision){
                 .action = RULE_ATTACH,
                 .entry_index = entry,
                 .rule_index = rule,
@@ -126,11 +126,13 @@ static struct db_device rec(const struct dev *d) {
         return r;
 }
 
-static int attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *vmm_id,
-                        enum db_state state, int64_t *ret_id) {
+static int attach_begin(struct db *db, const struct dev *d, const struct rule_decision *dec,
+                        const char *vmm_id, enum db_state state, int64_t *ret_id) {
         struct db_device r = rec(d);
-        struct db_rule_ref ref = { .section = cfg_section_name(d->kind), .entry = dec->entry_index,
-                                   .allow = dec->rule_index, .description = dec->rule_description };
+        struct db_rule_ref ref = {.section = cfg_section_name(d->kind),
+                                  .entry = dec->entry_index,
+                                  .allow = dec->rule_index,
+                                  .description = dec->rule_description};
         return db_attach_begin(db, NULL, &r, &ref, dec->vm ? dec->vm->name : NULL, vmm_id, state, ret_id);
 }
 
@@ -140,7 +142,7 @@ static int record_ignored(struct db *db, const struct dev *d, const char *reason
 }
 
 static int seq_check(struct db *db, const char *devpath, uint64_t seqnum, const char *boot_id) {
-        struct db_event_order o = { .devpath = devpath, .seqnum = seqnum, .boot_id = boot_id };
+        struct db_event_order o = {.devpath = devpath, .seqnum = seqnum, .boot_id = boot_id};
         return db_event_seqnum_check(db, &o);
 }
 
@@ -151,21 +153,21 @@ static int choice_get(struct db *db, const struct dev *d, char **ret_vm, bool *r
 }
 
 static struct dev usb_dev(const char *devpath, uint16_t vid, uint16_t pid, const char *serial) {
-        return (struct dev) {
+        return (struct dev){
                 .kind = DEV_USB,
-                .devpath = (char *) devpath,
-                .sysname = (char *) "1-3.2",
-                .vendor_name = (char *) "Logitech, Inc.",
-                .product_name = (char *) "Unifying Receiver",
-                .serial = (char *) serial,
+                .devpath = (char *)devpath,
+                .sysname = (char *)"1-3.2",
+                .vendor_name = (char *)"Logitech, Inc.",
+                .product_name = (char *)"Unifying Receiver",
+                .serial = (char *)serial,
                 .has_ids = true,
                 .vendor_id = vid,
                 .product_id = pid,
                 .busnum = 1,
                 .devnum = 5,
                 .port = 3,
-                .port_path = (char *) "3.2",
-                .devnode = (char *) "/dev/bus/usb/001/005",
+                .port_path = (char *)"3.2",
+                .devnode = (char *)"/dev/bus/usb/001/005",
                 .dev_class = 0,
                 .iommu_group = -1,
         };
@@ -181,8 +183,10 @@ static void test_open_creates(void **state) {
         snprintf(path, sizeof(path), "%s/state.db", dir);
         assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         assert_non_null(db);
+        /* Search but not list for others: an API socket user reaches its
+         * socket in the state directory; the database file stays 0600. */
         assert_int_equal(stat(dir, &st), 0);
-        assert_int_equal(st.st_mode & 07777, 0700);
+        assert_int_equal(st.st_mode & 07777, 0711);
         assert_int_equal(stat(path, &st), 0);
         assert_int_equal(st.st_mode & 07777, 0600);
         /* SQLite gives the WAL the database file's mode. */
@@ -263,7 +267,8 @@ static void test_open_invalid(void **state) {
         assert_int_equal(db_open(NULL, DB_NO_STRICT_PERMS, &db), -EINVAL);
         assert_int_equal(db_open("", DB_NO_STRICT_PERMS, &db), -EINVAL);
         assert_int_equal(db_open_version("/tmp/x.db", DB_NO_STRICT_PERMS, 0, &db), -EINVAL);
-        assert_int_equal(db_open_version("/tmp/x.db", DB_NO_STRICT_PERMS, DB_SCHEMA_VERSION + 1, &db), -EINVAL);
+        assert_int_equal(db_open_version("/tmp/x.db", DB_NO_STRICT_PERMS, DB_SCHEMA_VERSION + 1, &db),
+                         -EINVAL);
         assert_null(db);
 }
 
@@ -295,10 +300,10 @@ static void test_open_garbage(void **state) {
 
         srand(42);
         for (size_t i = 0; i < sizeof(buf); i++)
-                buf[i] = (char) (rand() & 0xff);
+                buf[i] = (char)(rand() & 0xff);
         fd = open(f->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
         assert_true(fd >= 0);
-        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t) sizeof(buf));
+        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
         close(fd);
 
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), -EUCLEAN);
@@ -344,10 +349,10 @@ static void write_garbage(const char *path) {
 
         srand(7);
         for (size_t i = 0; i < sizeof(buf); i++)
-                buf[i] = (char) (rand() & 0xff);
+                buf[i] = (char)(rand() & 0xff);
         fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         assert_true(fd >= 0);
-        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t) sizeof(buf));
+        assert_int_equal(write(fd, buf, sizeof(buf)), (ssize_t)sizeof(buf));
         close(fd);
 }
 
@@ -373,7 +378,8 @@ static void test_open_repair(void **state) {
         char moved[512];
 
         /* A sound file is left alone. */
-        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 0);
+        assert_int_equal(
+                db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 0);
         assert_string_equal(moved, "");
         db_close(db);
         db = NULL;
@@ -383,8 +389,9 @@ static void test_open_repair(void **state) {
         assert_non_null(db);
         assert_non_null(strstr(moved, ".corrupt-"));
         assert_int_equal(access(moved, F_OK), 0);
-        assert_int_equal(record_ignored(db, &(struct dev) { .kind = DEV_PCI, .devpath = (char *) "/devices/x" },
-                                           "hub"), 0);
+        assert_int_equal(
+                record_ignored(db, &(struct dev){.kind = DEV_PCI, .devpath = (char *)"/devices/x"}, "hub"),
+                0);
         db_close(db);
         db = NULL;
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
@@ -412,14 +419,16 @@ static void test_open_repair_check(void **state) {
         /* Scribble over the middle of the last page: a leaf of table or index data. */
         fd = open(f->path, O_WRONLY);
         assert_true(fd >= 0);
-        assert_int_equal(pwrite(fd, "garbage garbage garbage garbage garbage garbage", 47, st.st_size - 4096 + 8),
-                         47);
+        assert_int_equal(
+                pwrite(fd, "garbage garbage garbage garbage garbage garbage", 47, st.st_size - 4096 + 8),
+                47);
         close(fd);
 
         assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS, &db, moved, sizeof(moved)), 0);
         db_close(db);
         db = NULL;
-        assert_int_equal(db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 1);
+        assert_int_equal(
+                db_open_repair(f->path, DB_NO_STRICT_PERMS | DB_QUICK_CHECK, &db, moved, sizeof(moved)), 1);
         assert_non_null(db);
         db_close(db);
         assert_int_equal(count_moved(f->dir), 1);
@@ -449,8 +458,9 @@ static void test_open_repair_concurrent(void **state) {
                         r = db_open_repair(f->path, DB_NO_STRICT_PERMS, &db, NULL, 0);
                         if (r < 0)
                                 _exit(100 + (-r & 0x7f));
-                        int k = record_ignored(db, &(struct dev) { .kind = DEV_USB,
-                                                                      .devpath = (char *) "/devices/usb1" }, "hub");
+                        int k = record_ignored(
+                                db, &(struct dev){.kind = DEV_USB, .devpath = (char *)"/devices/usb1"},
+                                "hub");
                         db_close(db);
                         _exit(k < 0 ? 10 + (-k & 0x3f) : r);
                 }
@@ -530,26 +540,40 @@ static void test_migrate_v3_history(void **state) {
         assert_int_equal(db_detach_finish(db, id, DB_DETACHED, NULL), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 2);
-        char *before = raw_text(f->path, "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
-                                         "(SELECT * FROM history ORDER BY id)", NULL);
+        char *before =
+                raw_text(f->path,
+                         "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
+                         "(SELECT * FROM history ORDER BY id)",
+                         NULL);
 
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         assert_int_equal(raw_int(f->path, "PRAGMA user_version"), 3);
-        char *after = raw_text(f->path, "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
-                                        "(SELECT * FROM history ORDER BY id)", NULL);
+        char *after =
+                raw_text(f->path,
+                         "SELECT group_concat(id || action || outcome || coalesce(detail, ''), ',') FROM "
+                         "(SELECT * FROM history ORDER BY id)",
+                         NULL);
         assert_string_equal(after, before);
         free(before);
         free(after);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attach_history WHERE requested_by IS NULL"), 4);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'history'"), 3);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attach_history WHERE requested_by IS NULL"),
+                         4);
+        assert_int_equal(
+                raw_int(f->path,
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'history'"),
+                3);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 5);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name IN ('prompts', 'suspended', 'meta')"), 3);
+        assert_int_equal(
+                raw_int(f->path,
+                        "SELECT count(*) FROM sqlite_master WHERE name IN ('prompts', 'suspended', 'meta')"),
+                3);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM current_attachments"), 0);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM pragma_foreign_key_check"), 0);
         /* Still append-only. */
         sqlite3 *s = raw_open(f->path);
-        assert_int_not_equal(sqlite3_exec(s, "UPDATE history SET detail = 'x'", NULL, NULL, NULL), SQLITE_OK);
+        assert_int_not_equal(sqlite3_exec(s, "UPDATE history SET detail = 'x'", NULL, NULL, NULL),
+                             SQLITE_OK);
         assert_non_null(strstr(sqlite3_errmsg(s), "append-only"));
         sqlite3_close(s);
 }
@@ -615,21 +639,27 @@ static void test_lifecycle(void **state) {
 
         char *s = raw_text(f->path,
                            "SELECT group_concat(action || '/' || outcome || '/' || coalesce(detail, '-') "
-                           "|| '/' || coalesce(error, '-'), ' ') FROM (SELECT * FROM history ORDER BY id)", NULL);
+                           "|| '/' || coalesce(error, '-'), ' ') FROM (SELECT * FROM history ORDER BY id)",
+                           NULL);
         assert_string_equal(s, "attach/started/-/- attach/attached/-/- detach/detaching/device removed/- "
                                "detach/detaching/-/timeout waiting for DEVICE_DELETED detach/detached/-/-");
         free(s);
-        s = raw_text(f->path,
-                     "SELECT state || ' ' || (attached_at IS NOT NULL) || ' ' || (closed_at IS NOT NULL) || ' ' "
-                     "|| rule_section || ' ' || rule_entry || ' ' || rule_allow || ' ' || rule_description || ' ' "
-                     "|| vendor_id || ':' || product_id || ' ' || port_path || ' ' || device_key "
-                     "FROM attachments", NULL);
+        s = raw_text(
+                f->path,
+                "SELECT state || ' ' || (attached_at IS NOT NULL) || ' ' || (closed_at IS NOT NULL) || ' ' "
+                "|| rule_section || ' ' || rule_entry || ' ' || rule_allow || ' ' || rule_description || ' "
+                "' "
+                "|| vendor_id || ':' || product_id || ' ' || port_path || ' ' || device_key "
+                "FROM attachments",
+                NULL);
         assert_string_equal(s, "detached 1 1 usbPassthrough 2 0 Logitech receivers 046d:c52b 3.2 "
                                "usb:046d:c52b:ABC123");
         free(s);
         /* Every history row carries the identity. */
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM history WHERE serial = 'ABC123' AND vm = 'vm1' "
-                                          "AND busnum = 1 AND devnum = 5 AND rule_entry = 2"), 5);
+        assert_int_equal(raw_int(f->path,
+                                 "SELECT count(*) FROM history WHERE serial = 'ABC123' AND vm = 'vm1' "
+                                 "AND busnum = 1 AND devnum = 5 AND rule_entry = 2"),
+                         5);
         /* Timestamps are ISO-8601 UTC with milliseconds. */
         s = raw_text(f->path, "SELECT created_at FROM attachments", NULL);
         assert_int_equal(strlen(s), 24);
@@ -659,8 +689,10 @@ static void test_adopted(void **state) {
         assert_null(a.error);
         db_attachment_clear(&a);
         db_close(db);
-        char *s = raw_text(f->path, "SELECT outcome || '|' || detail || '|' || coalesce(error, '-') FROM history "
-                                    "ORDER BY id DESC LIMIT 1", NULL);
+        char *s = raw_text(f->path,
+                           "SELECT outcome || '|' || detail || '|' || coalesce(error, '-') FROM history "
+                           "ORDER BY id DESC LIMIT 1",
+                           NULL);
         assert_string_equal(s, "attached|adopted by reconcile|-");
         free(s);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM failures"), 0);
@@ -682,12 +714,15 @@ static void test_failed_and_pending(void **state) {
         /* Still not running when the helper checks: not a failure. */
         assert_int_equal(db_attach_finish(db, id, DB_PENDING, -1, NULL, "VM not running"), 0);
         /* Reconcile attaches it later, and it fails. */
-        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:5"), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:5"),
+                         0);
         assert_int_equal(db_attachment_get(db, d.devpath, &a), 0);
         db_close(db);
-        char *s = raw_text(f->path, "SELECT state || '|' || error || '|' || (closed_at IS NOT NULL) || '|' "
-                                    "|| (attached_at IS NULL) || '|' || coalesce(rule_allow, 'null') FROM attachments",
-                           NULL);
+        char *s =
+                raw_text(f->path,
+                         "SELECT state || '|' || error || '|' || (closed_at IS NOT NULL) || '|' "
+                         "|| (attached_at IS NULL) || '|' || coalesce(rule_allow, 'null') FROM attachments",
+                         NULL);
         assert_string_equal(s, "failed|failed to find host usb device 1:5|1|1|null");
         free(s);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM failures"), 1);
@@ -716,12 +751,16 @@ static void test_superseded(void **state) {
         assert_int_equal(attach_begin(db, &d, &dec, NULL, DB_ATTACHING, &id3), 0);
         db_close(db);
 
-        char *s = raw_text(f->path, "SELECT group_concat(state || ':' || coalesce(error, '-'), ' ') "
-                                    "FROM (SELECT * FROM attachments ORDER BY id)", NULL);
+        char *s = raw_text(f->path,
+                           "SELECT group_concat(state || ':' || coalesce(error, '-'), ' ') "
+                           "FROM (SELECT * FROM attachments ORDER BY id)",
+                           NULL);
         assert_string_equal(s, "failed:superseded detached:superseded attaching:-");
         free(s);
-        s = raw_text(f->path, "SELECT group_concat(action || '/' || outcome, ' ') FROM "
-                              "(SELECT * FROM history WHERE error = 'superseded' ORDER BY id)", NULL);
+        s = raw_text(f->path,
+                     "SELECT group_concat(action || '/' || outcome, ' ') FROM "
+                     "(SELECT * FROM history WHERE error = 'superseded' ORDER BY id)",
+                     NULL);
         assert_string_equal(s, "attach/failed detach/detached");
         free(s);
 }
@@ -744,7 +783,7 @@ static void test_invalid_args(void **state) {
         assert_int_equal(seq_check(db, "/devices/x", UINT64_MAX, "b"), -EINVAL);
         db_close(db);
         assert_string_equal(db_state_name(DB_DETACHING), "detaching");
-        assert_null(db_state_name((enum db_state) 42));
+        assert_null(db_state_name((enum db_state)42));
 }
 
 static void test_seqnum(void **state) {
@@ -754,16 +793,12 @@ static void test_seqnum(void **state) {
                 const char *boot;
                 int stale;
         } steps[] = {
-                { "/devices/a", 10, "boot1", 0 },
-                { "/devices/a", 10, "boot1", 1 },  /* duplicate */
-                { "/devices/a", 9, "boot1", 1 },   /* older */
-                { "/devices/a", 11, "boot1", 0 },
-                { "/devices/b", 5, "boot1", 0 },   /* per devpath */
-                { "/devices/a", 3, "boot2", 0 },   /* SEQNUM restarts at boot */
-                { "/devices/a", 3, "boot2", 1 },
-                { "/devices/a", 0, "boot2", 0 },   /* manual run: never stale */
-                { "/devices/a", 0, "boot2", 0 },
-                { "/devices/a", 4, "boot2", 0 },   /* 0 recorded nothing */
+                {"/devices/a", 10, "boot1", 0}, {"/devices/a", 10, "boot1", 1}, /* duplicate */
+                {"/devices/a", 9, "boot1", 1},                                  /* older */
+                {"/devices/a", 11, "boot1", 0}, {"/devices/b", 5, "boot1", 0},  /* per devpath */
+                {"/devices/a", 3, "boot2", 0},                                  /* SEQNUM restarts at boot */
+                {"/devices/a", 3, "boot2", 1},  {"/devices/a", 0, "boot2", 0},  /* manual run: never stale */
+                {"/devices/a", 0, "boot2", 0},  {"/devices/a", 4, "boot2", 0},  /* 0 recorded nothing */
         };
         struct fixture *f = *state;
         struct db *db = NULL;
@@ -786,11 +821,11 @@ static void test_ignored_bounded(void **state) {
         char devpath[64];
         struct dev pci = {
                 .kind = DEV_PCI,
-                .devpath = (char *) "/devices/pci0000:00/0000:00:02.0",
+                .devpath = (char *)"/devices/pci0000:00/0000:00:02.0",
                 .has_ids = true,
                 .vendor_id = 0x8086,
                 .product_id = 0x46a6,
-                .pci_address = (char *) "0000:00:02.0",
+                .pci_address = (char *)"0000:00:02.0",
                 .iommu_group = -1,
         };
 
@@ -807,8 +842,10 @@ static void test_ignored_bounded(void **state) {
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored"), DB_IGNORED_MAX);
         /* The oldest went first; the newest stays. */
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE kind = 'pci'"), 0);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb1049'"), 1);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb49'"), 0);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb1049'"),
+                         1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM ignored WHERE devpath = '/devices/usb49'"),
+                         0);
 
         /* A repeated (devpath, reason) only counts. */
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
@@ -820,28 +857,30 @@ static void test_ignored_bounded(void **state) {
 }
 
 static void test_device_key(void **state) {
-        struct dev usb = usb_dev("/devices/usb1/1-3.2", 0x046D, 0xC52B, "ABC"), usb_noserial = usb, empty_serial = usb;
-        struct dev pci = { .kind = DEV_PCI, .pci_address = (char *) "0000:00:14.3" };
-        struct dev ev = { .kind = DEV_EVDEV, .name = (char *) "AT Translated Set 2 keyboard",
-                          .path_tag = (char *) "platform-i8042-serio-0" };
-        struct dev ev_bare = { .kind = DEV_EVDEV };
-        struct dev unk = { .kind = DEV_UNKNOWN, .devpath = (char *) "/devices/x" };
+        struct dev usb = usb_dev("/devices/usb1/1-3.2", 0x046D, 0xC52B, "ABC"), usb_noserial = usb,
+                   empty_serial = usb;
+        struct dev pci = {.kind = DEV_PCI, .pci_address = (char *)"0000:00:14.3"};
+        struct dev ev = {.kind = DEV_EVDEV,
+                         .name = (char *)"AT Translated Set 2 keyboard",
+                         .path_tag = (char *)"platform-i8042-serio-0"};
+        struct dev ev_bare = {.kind = DEV_EVDEV};
+        struct dev unk = {.kind = DEV_UNKNOWN, .devpath = (char *)"/devices/x"};
         const struct {
                 const struct dev *d;
                 const char *key;
         } cases[] = {
-                { &usb, "usb:046d:c52b:ABC" },
-                { &usb_noserial, "usb:046d:c52b@3.2" },
-                { &empty_serial, "usb:046d:c52b@3.2" },
-                { &pci, "pci:0000:00:14.3" },
-                { &ev, "evdev:AT Translated Set 2 keyboard@platform-i8042-serio-0" },
-                { &ev_bare, "evdev:@" },
-                { &unk, "unknown:/devices/x" },
+                {&usb, "usb:046d:c52b:ABC"},
+                {&usb_noserial, "usb:046d:c52b@3.2"},
+                {&empty_serial, "usb:046d:c52b@3.2"},
+                {&pci, "pci:0000:00:14.3"},
+                {&ev, "evdev:AT Translated Set 2 keyboard@platform-i8042-serio-0"},
+                {&ev_bare, "evdev:@"},
+                {&unk, "unknown:/devices/x"},
         };
         char buf[DEV_KEY_MAX], small[8];
 
         usb_noserial.serial = NULL;
-        empty_serial.serial = (char *) "";
+        empty_serial.serial = (char *)"";
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 dev_key(cases[i].d, buf, sizeof(buf));
                 assert_string_equal(buf, cases[i].key);
@@ -855,7 +894,7 @@ static void test_user_choice(void **state) {
         struct dev d = usb_dev("/devices/usb1/1-3.2", 0x046d, 0xc52b, "ABC");
         struct db *db = NULL;
         char key[DEV_KEY_MAX];
-        char *vm = (char *) "untouched";
+        char *vm = (char *)"untouched";
         bool keep = true;
 
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
@@ -918,12 +957,18 @@ static void test_suspended(void **state) {
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &d, &dec, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-a"), 0);
-        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-2", "usb:1209:0001:S1", "usb", "vm1", "boot-a",
-                                          "vhotplugctl"), 0);
-        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-3", "usb:1209:0002:S2", "usb", "vm2", "boot-a", NULL), 0);
-        assert_int_equal(db_suspended_add(db, "/devices/pci0000:00/0000:00:14.3", "pci:0000:00:14.3", "pci", "vm1",
-                                          "boot-a", NULL), 0);
-        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-4", "usb:1209:0003:S3", "usb", "vm1", "boot-old", NULL), 0);
+        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-2", "usb:1209:0001:S1", "usb", "vm1",
+                                          "boot-a", "vhotplugctl"),
+                         0);
+        assert_int_equal(
+                db_suspended_add(db, "/devices/usb1/1-3", "usb:1209:0002:S2", "usb", "vm2", "boot-a", NULL),
+                0);
+        assert_int_equal(db_suspended_add(db, "/devices/pci0000:00/0000:00:14.3", "pci:0000:00:14.3", "pci",
+                                          "vm1", "boot-a", NULL),
+                         0);
+        assert_int_equal(db_suspended_add(db, "/devices/usb1/1-4", "usb:1209:0003:S3", "usb", "vm1",
+                                          "boot-old", NULL),
+                         0);
         assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-a"), 1);
         assert_int_equal(db_suspended_check(db, "/devices/usb1/1-2", "boot-b"), 0); /* a reboot ends it */
         assert_int_equal(db_suspended_check(db, "/devices/usb1/1-4", "boot-a"), 0);
@@ -1009,12 +1054,12 @@ static void test_hostile_strings(void **state) {
                 bool keep;
 
                 snprintf(devpath, sizeof(devpath), "/devices/usb1/1-%zu", i);
-                d.vendor_name = d.product_name = d.devnode = (char *) hostile[i];
+                d.vendor_name = d.product_name = d.devnode = (char *)hostile[i];
                 assert_int_equal(attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
                 assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, hostile[i], hostile[i]), 0);
 
                 /* A hostile devpath too. */
-                d.devpath = (char *) hostile[i];
+                d.devpath = (char *)hostile[i];
                 assert_int_equal(record_ignored(db, &d, hostile[i]), 0);
                 assert_int_equal(attach_begin(db, &d, &dec, hostile[i], DB_ATTACHING, &id), 0);
                 assert_int_equal(db_attachment_get(db, hostile[i], &a), 1);
@@ -1030,7 +1075,7 @@ static void test_hostile_strings(void **state) {
                 free(boot);
 
                 assert_int_equal(db_user_choice_set(db, "usb:1234:5678:x", hostile[i], false), 0);
-                d.serial = (char *) "x";
+                d.serial = (char *)"x";
                 assert_int_equal(choice_get(db, &d, &vm, &keep), 1);
                 assert_string_equal(vm, hostile[i]);
                 free(vm);
@@ -1056,7 +1101,8 @@ static void test_hostile_strings(void **state) {
         char *s = raw_text(f->path, "SELECT error FROM attachments WHERE devpath = ?1", devpath);
         assert_string_equal(s, hostile[0]);
         free(s);
-        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'attachments'"), 1);
+        assert_int_equal(raw_int(f->path, "SELECT count(*) FROM sqlite_master WHERE name = 'attachments'"),
+                         1);
         assert_int_equal(raw_int(f->path, "SELECT count(*) FROM attachments"), 2 * ELEMENTSOF(hostile));
 }
 
@@ -1082,7 +1128,8 @@ static void test_busy_wait(void **state) {
         if (pid == 0) {
                 sqlite3 *s = NULL;
                 int ok = sqlite3_open_v2(f->path, &s, SQLITE_OPEN_READWRITE, NULL) == SQLITE_OK &&
-                         sqlite3_exec(s, "BEGIN IMMEDIATE; INSERT INTO user_choices (device_key) VALUES ('k')",
+                         sqlite3_exec(s,
+                                      "BEGIN IMMEDIATE; INSERT INTO user_choices (device_key) VALUES ('k')",
                                       NULL, NULL, NULL) == SQLITE_OK;
                 if (write(pfd[1], ok ? "1" : "0", 1) != 1)
                         _exit(3);
@@ -1126,7 +1173,7 @@ static int child_work(const char *path, int n, int go_fd) {
                 return 101;
         for (int i = 0; i < CYCLES; i++) {
                 int64_t id = 0;
-                errors += seq_check(db, "/devices/shared", (uint64_t) n * CYCLES + i + 1, "boot") < 0;
+                errors += seq_check(db, "/devices/shared", (uint64_t)n * CYCLES + i + 1, "boot") < 0;
                 errors += attach_begin(db, &d, &dec, "vhp", DB_ATTACHING, &id) < 0;
                 errors += db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL) < 0;
                 errors += db_detach_begin(db, NULL, id, "removed") < 0;
@@ -1138,7 +1185,7 @@ static int child_work(const char *path, int n, int go_fd) {
 }
 
 static void run_concurrent(const char *path, int nproc) {
-        pid_t *pids = calloc((size_t) nproc, sizeof(pid_t));
+        pid_t *pids = calloc((size_t)nproc, sizeof(pid_t));
         int go[2], failures = 0;
         char sql[128];
 
@@ -1164,17 +1211,17 @@ static void run_concurrent(const char *path, int nproc) {
         }
         free(pids);
         assert_int_equal(failures, 0);
-        assert_int_equal(raw_int(path, "SELECT count(*) FROM history"), (int64_t) nproc * CYCLES * 4);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM history"), (int64_t)nproc * CYCLES * 4);
         assert_int_equal(raw_int(path, "SELECT count(*) FROM attachments WHERE state = 'detached'"),
-                         (int64_t) nproc * CYCLES);
-        assert_int_equal(raw_int(path, "SELECT count(*) FROM attachments"), (int64_t) nproc * CYCLES);
+                         (int64_t)nproc * CYCLES);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM attachments"), (int64_t)nproc * CYCLES);
         snprintf(sql, sizeof(sql), "SELECT count(DISTINCT devpath) FROM history");
         assert_int_equal(raw_int(path, sql), nproc);
         assert_int_equal(raw_int(path, "SELECT count FROM ignored WHERE devpath = '/devices/usb1'"),
-                         (int64_t) nproc * CYCLES);
+                         (int64_t)nproc * CYCLES);
         /* The highest seqnum offered always wins. */
         assert_int_equal(raw_int(path, "SELECT seqnum FROM seqnums WHERE devpath = '/devices/shared'"),
-                         (int64_t) nproc * CYCLES);
+                         (int64_t)nproc * CYCLES);
 }
 
 static void test_concurrent_20(void **state) {
@@ -1199,34 +1246,37 @@ static void populate(const char *path) {
         struct rule_decision gui = decision(&gui_vm, 0, 1, "Logitech receivers");
         struct rule_decision net = decision(&net_vm, 0, 0, "Wi-Fi card");
         struct rule_decision audio = decision(&audio_vm, 0, -1, "all input devices");
-        struct dev logi = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3.2", 0x046d, 0xc52b, "ABC123");
+        struct dev logi =
+                usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-3/1-3.2", 0x046d, 0xc52b, "ABC123");
         struct dev stick = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-4", 0x0781, 0x5581, "4C530001");
         struct dev hub = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-1", 0x05e3, 0x0610, NULL);
         struct dev cam = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-5", 0x04f2, 0xb751, "0001");
         struct dev wifi = {
                 .kind = DEV_PCI,
-                .devpath = (char *) "/devices/pci0000:00/0000:00:14.3",
-                .has_ids = true, .vendor_id = 0x8086, .product_id = 0xa0f0,
-                .vendor_name = (char *) "Intel Corporation",
-                .product_name = (char *) "Wi-Fi 6 AX201",
-                .pci_address = (char *) "0000:00:14.3",
+                .devpath = (char *)"/devices/pci0000:00/0000:00:14.3",
+                .has_ids = true,
+                .vendor_id = 0x8086,
+                .product_id = 0xa0f0,
+                .vendor_name = (char *)"Intel Corporation",
+                .product_name = (char *)"Wi-Fi 6 AX201",
+                .pci_address = (char *)"0000:00:14.3",
                 .iommu_group = 8,
         };
         struct dev kbd = {
                 .kind = DEV_EVDEV,
-                .devpath = (char *) "/devices/platform/i8042/serio0/input/input3/event3",
-                .name = (char *) "AT Translated Set 2 keyboard",
-                .path_tag = (char *) "platform-i8042-serio-0",
-                .devnode = (char *) "/dev/input/event3",
+                .devpath = (char *)"/devices/platform/i8042/serio0/input/input3/event3",
+                .name = (char *)"AT Translated Set 2 keyboard",
+                .path_tag = (char *)"platform-i8042-serio-0",
+                .devnode = (char *)"/dev/input/event3",
                 .iommu_group = -1,
         };
         struct db *db = NULL;
         char key[DEV_KEY_MAX];
         int64_t id;
 
-        stick.product_name = (char *) "Cruzer Blade";
-        stick.vendor_name = (char *) "SanDisk Corp.";
-        hub.product_name = (char *) "Hub";
+        stick.product_name = (char *)"Cruzer Blade";
+        stick.vendor_name = (char *)"SanDisk Corp.";
+        hub.product_name = (char *)"Hub";
         assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
         assert_int_equal(attach_begin(db, &wifi, &net, "vhp-pci-0000-00-14.3", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, "rp1", NULL), 0);
@@ -1235,11 +1285,12 @@ static void populate(const char *path) {
         assert_int_equal(attach_begin(db, &logi, &gui, "vhp-usb-001-005", DB_ATTACHING, &id), 0);
         assert_int_equal(db_attach_finish(db, id, DB_ATTACHED, -1, NULL, NULL), 0);
         assert_int_equal(attach_begin(db, &stick, &gui, "vhp-usb-001-006", DB_ATTACHING, &id), 0);
-        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:6"), 0);
+        assert_int_equal(db_attach_finish(db, id, DB_FAILED, -1, NULL, "failed to find host usb device 1:6"),
+                         0);
         assert_int_equal(attach_begin(db, &kbd, &audio, "vhp-evdev-event3", DB_PENDING, &id), 0);
         assert_int_equal(record_ignored(db, &hub, "hub"), 0);
         assert_int_equal(record_ignored(db, &hub, "hub"), 0);
-        cam.port_path = (char *) "5";
+        cam.port_path = (char *)"5";
         assert_int_equal(record_ignored(db, &cam, "no usbPassthrough entry matched"), 0);
         dev_key(&logi, key, sizeof(key));
         assert_int_equal(db_user_choice_set(db, key, "gui-vm", false), 0);
@@ -1247,12 +1298,15 @@ static void populate(const char *path) {
          * choice of VM. */
         {
                 struct db_device rec;
-                struct dev cam2 = usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-6", 0x04f2, 0xb751, "0002");
+                struct dev cam2 =
+                        usb_dev("/devices/pci0000:00/0000:00:14.0/usb1/1-6", 0x04f2, 0xb751, "0002");
                 db_set_requested_by(db, "api unix uid=1000 pid=42");
                 dev_key(&cam, key, sizeof(key));
                 assert_int_equal(db_user_choice_set(db, key, NULL, true), 0);
                 xact_record_of(&cam2, key, &rec);
-                assert_int_equal(db_prompt_add(db, NULL, &rec, NULL, "[\"gui-vm\",\"chrome-vm\"]", "waiting", NULL), 0);
+                assert_int_equal(
+                        db_prompt_add(db, NULL, &rec, NULL, "[\"gui-vm\",\"chrome-vm\"]", "waiting", NULL),
+                        0);
         }
         db_close(db);
 }
@@ -1268,9 +1322,9 @@ static char *read_file(const char *path) {
         n = ftell(fp);
         assert_true(n >= 0);
         rewind(fp);
-        buf = malloc((size_t) n + 1);
+        buf = malloc((size_t)n + 1);
         assert_non_null(buf);
-        assert_int_equal(fread(buf, 1, (size_t) n, fp), (size_t) n);
+        assert_int_equal(fread(buf, 1, (size_t)n, fp), (size_t)n);
         buf[n] = '\0';
         return buf;
 }
@@ -1295,7 +1349,7 @@ static char *run_block(sqlite3 *s, const char *sql, size_t *ret_rows) {
                         continue; /* whitespace or a comment */
                 while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                         for (int i = 0; i < sqlite3_column_count(st); i++) {
-                                const char *t = (const char *) sqlite3_column_text(st, i);
+                                const char *t = (const char *)sqlite3_column_text(st, i);
                                 fprintf(mem, "%s%s", i ? "|" : "", t ? t : "");
                         }
                         fputc('\n', mem);
@@ -1318,15 +1372,17 @@ static void check_webcam_key(sqlite3 *s, const char *readme, const char *quote) 
         char key[DEV_KEY_MAX], quoted[DEV_KEY_MAX + 16];
         struct dev cam;
 
-        assert_int_equal(sqlite3_prepare_v2(s, "SELECT serial, port_path FROM ignored WHERE vendor_id = '04f2' "
-                                               "AND product_id = 'b751' ORDER BY id LIMIT 1", -1, &st, NULL),
+        assert_int_equal(sqlite3_prepare_v2(s,
+                                            "SELECT serial, port_path FROM ignored WHERE vendor_id = '04f2' "
+                                            "AND product_id = 'b751' ORDER BY id LIMIT 1",
+                                            -1, &st, NULL),
                          SQLITE_OK);
         if (sqlite3_step(st) != SQLITE_ROW)
                 fail_msg("no webcam 04f2:b751 among the ignored devices of the database");
         if (sqlite3_column_text(st, 0))
-                serial = strdup((const char *) sqlite3_column_text(st, 0));
+                serial = strdup((const char *)sqlite3_column_text(st, 0));
         if (sqlite3_column_text(st, 1))
-                port_path = strdup((const char *) sqlite3_column_text(st, 1));
+                port_path = strdup((const char *)sqlite3_column_text(st, 1));
         sqlite3_finalize(st);
         cam = usb_dev("/devices/webcam", 0x04f2, 0xb751, serial);
         cam.port_path = port_path;
@@ -1339,8 +1395,10 @@ static void check_webcam_key(sqlite3 *s, const char *readme, const char *quote) 
 /* The SQL of a man page's example: roff escapes undone (\- \(aq \(dq \e \&); any other escape
  * fails the test, so the page shows exactly what is run. */
 static char *man_unescape(const char *in, size_t n) {
-        static const struct { const char *roff, *text; } esc[] = {
-                { "\\-", "-" }, { "\\(aq", "'" }, { "\\(dq", "\"" }, { "\\e", "\\" }, { "\\&", "" },
+        static const struct {
+                const char *roff, *text;
+        } esc[] = {
+                {"\\-", "-"}, {"\\(aq", "'"}, {"\\(dq", "\""}, {"\\e", "\\"}, {"\\&", ""},
         };
         char *out = malloc(n + 1), *o = out;
         const char *p = in, *end = in + n;
@@ -1378,14 +1436,15 @@ static int run_doc_queries(sqlite3 *s, const char *path, const char *text, bool 
                 size_t rows;
 
                 assert_non_null(end);
-                _cleanup_free_ char *sql = man ? man_unescape(start, (size_t) (end - start))
-                                               : strndup(start, (size_t) (end - start));
+                _cleanup_free_ char *sql = man ? man_unescape(start, (size_t)(end - start))
+                                               : strndup(start, (size_t)(end - start));
                 _cleanup_free_ char *out = run_block(s, sql, &rows);
                 if (with_rows && rows == 0 && strstr(sql, "SELECT"))
                         fail_msg("%s: query returns no rows:\n%s", path, sql);
                 if (strstr(sql, "FROM current_attachments")) {
                         *current_seen = true;
-                        if (!strstr(out, "gui-vm|") || (with_rows && !strstr(out, "ABC123")) || strstr(out, "net-vm"))
+                        if (!strstr(out, "gui-vm|") || (with_rows && !strstr(out, "ABC123")) ||
+                            strstr(out, "net-vm"))
                                 fail_msg("%s: current attachments query returned:\n%s", path, out);
                 }
                 blocks++;
@@ -1400,7 +1459,7 @@ static int run_doc_queries(sqlite3 *s, const char *path, const char *text, bool 
 static void test_readme_queries(void **state) {
         struct fixture *f = *state;
         const char *top = getenv("VHP_TOP"), *ext = getenv("VHP_README_DB");
-        static const char *const docs[] = { "README.md", "man/vhotplug-db.5" };
+        static const char *const docs[] = {"README.md", "man/vhotplug-db.5"};
         sqlite3 *s;
 
         if (!ext)
@@ -1442,15 +1501,17 @@ static void test_man_db_schema(void **state) {
         assert_int_equal(db_open(f->path, DB_NO_STRICT_PERMS, &db), 0);
         db_close(db);
         s = raw_open(f->path);
-        assert_int_equal(sqlite3_prepare_v2(s, "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
-                                               "AND name NOT LIKE 'sqlite_%' ORDER BY name", -1, &st, NULL),
+        assert_int_equal(sqlite3_prepare_v2(s,
+                                            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') "
+                                            "AND name NOT LIKE 'sqlite_%' ORDER BY name",
+                                            -1, &st, NULL),
                          SQLITE_OK);
         while (sqlite3_step(st) == SQLITE_ROW) {
                 char entry[256];
-                snprintf(entry, sizeof(entry), ".TP\n.B %s\n", (const char *) sqlite3_column_text(st, 0));
+                snprintf(entry, sizeof(entry), ".TP\n.B %s\n", (const char *)sqlite3_column_text(st, 0));
                 if (!strstr(text, entry))
                         fail_msg("vhotplug-db(5) does not describe '%s' (expected \"%s\")",
-                                 (const char *) sqlite3_column_text(st, 0), entry);
+                                 (const char *)sqlite3_column_text(st, 0), entry);
                 n++;
         }
         sqlite3_finalize(st);

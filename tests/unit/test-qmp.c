@@ -34,8 +34,8 @@ static const char stream[] = "{\"QMP\": {\"version\": {}}}\r\n"
 static void check_stream_messages(cJSON **m) {
         assert_non_null(cJSON_GetObjectItem(m[0], "QMP"));
         assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(m[1], "event")), "X");
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(m[1], "data"), "s")),
-                            "}{\"]");
+        assert_string_equal(
+                cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(m[1], "data"), "s")), "}{\"]");
         assert_int_equal(cJSON_GetObjectItem(m[2], "id")->valueint, 7);
 }
 
@@ -45,7 +45,7 @@ static void test_parser_any_chunking(void **state) {
 
         for (size_t chunk = 1; chunk <= len; chunk++) {
                 struct qmp_parser p;
-                cJSON *m[3] = { 0 };
+                cJSON *m[3] = {0};
                 size_t got = 0;
 
                 qmp_parser_init(&p);
@@ -71,12 +71,8 @@ static const struct {
         const char *text;
         int expected;
 } bad_streams[] = {
-        { "hello world\n", -EPROTO },
-        { "[1, 2]", -EPROTO },
-        { "{\"a\": }", -EPROTO },
-        { "{\"a\": 1} x", -EPROTO },
-        { "{\"a\": 1]", -EPROTO },
-        { "\"str\"", -EPROTO },
+        {"hello world\n", -EPROTO}, {"[1, 2]", -EPROTO},     {"{\"a\": }", -EPROTO},
+        {"{\"a\": 1} x", -EPROTO},  {"{\"a\": 1]", -EPROTO}, {"\"str\"", -EPROTO},
 };
 
 static void test_parser_garbage(void **state) {
@@ -155,10 +151,12 @@ static int serve_normal(int lfd, const void *ud) {
         free(text);
         if (!path_ok)
                 return 3;
-        fake_send(fd, "{\"event\": \"RESET\", \"data\": {}, \"timestamp\": {}}\r\n{\"return\": {\"stale\": 1}, \"id\": 999}\n");
+        fake_send(fd, "{\"event\": \"RESET\", \"data\": {}, \"timestamp\": {}}\r\n{\"return\": {\"stale\": "
+                      "1}, \"id\": 999}\n");
         char *id = cJSON_PrintUnformatted(cJSON_GetObjectItem(req, "id"));
         char reply[256];
-        snprintf(reply, sizeof(reply), "{\"return\": [{\"name\": \"xhci\", \"type\": \"child<qemu-xhci>\"}], \"id\": %s}\r\n", id);
+        snprintf(reply, sizeof(reply),
+                 "{\"return\": [{\"name\": \"xhci\", \"type\": \"child<qemu-xhci>\"}], \"id\": %s}\r\n", id);
         free(id);
         size_t half = strlen(reply) / 2;
         char first[256];
@@ -171,8 +169,10 @@ static int serve_normal(int lfd, const void *ud) {
         req = fake_recv(fd, &p);
         if (!req || strcmp(fake_command(req), "device_del") != 0)
                 return 4;
-        fake_send(fd, "{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": \"/machine/peripheral/other\", \"device\": \"other\"}}"
-                      "{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": \"/machine/peripheral/vhp-usb-001-005\", \"device\": \"vhp-usb-001-005\"}}");
+        fake_send(fd, "{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": \"/machine/peripheral/other\", "
+                      "\"device\": \"other\"}}"
+                      "{\"event\": \"DEVICE_DELETED\", \"data\": {\"path\": "
+                      "\"/machine/peripheral/vhp-usb-001-005\", \"device\": \"vhp-usb-001-005\"}}");
         fake_reply(fd, req, "\"return\": {}");
         cJSON_Delete(req);
         fake_drain(fd);
@@ -189,13 +189,15 @@ static void test_normal_flow(void **state) {
         assert_int_equal(qmp_connect(f.path, 5000, &q), 0);
         assert_int_equal(qmp_execute(q, "qom-list", args, &ret, NULL, NULL), 0);
         assert_true(cJSON_IsArray(ret));
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ret, 0), "name")), "xhci");
+        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetArrayItem(ret, 0), "name")),
+                            "xhci");
 
         assert_int_equal(qmp_execute(q, "device_del", del, NULL, NULL, NULL), 0);
         /* Arrived before the reply: found in the queue without reading. */
         assert_int_equal(qmp_wait_event(q, "DEVICE_DELETED", "vhp-usb-001-005", 100, &ev), 0);
-        assert_string_equal(cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "data"), "device")),
-                            "vhp-usb-001-005");
+        assert_string_equal(
+                cJSON_GetStringValue(cJSON_GetObjectItem(cJSON_GetObjectItem(ev, "data"), "device")),
+                "vhp-usb-001-005");
         /* The other device's event is still queued; nothing more comes for this one. */
         assert_int_equal(qmp_wait_event(q, "DEVICE_DELETED", "other", 100, NULL), 0);
         assert_int_equal(qmp_wait_event(q, "DEVICE_DELETED", "vhp-usb-001-005", 200, NULL), -ETIMEDOUT);
@@ -225,7 +227,7 @@ static void test_no_greeting(void **state) {
 static void test_not_running(void **state) {
         struct qmp *q = NULL;
         char dir[] = "/tmp/vhp-qmp.XXXXXX", path[64];
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
 
         assert_non_null(mkdtemp(dir));
         snprintf(path, sizeof(path), "%s/qmp.sock", dir);
@@ -274,12 +276,12 @@ static const struct {
         struct raw_answer a;
         int expected_connect, expected_execute;
 } raw_cases[] = {
-        { { .answer = "hello world\r\n" }, 0, -EPROTO },
-        { { .answer = "{\"return\": {\"a" , .close_after = true }, 0, -EHOSTDOWN },
-        { { .answer = "", .close_after = true }, 0, -EHOSTDOWN },
-        { { .answer = "{\"id\": 2}\r\n" }, 0, -EPROTO },
-        { { .greeting = "{\"hello\": 1}\r\n" }, -EPROTO, 0 },
-        { { .greeting = "garbage\r\n" }, -EPROTO, 0 },
+        {{.answer = "hello world\r\n"}, 0, -EPROTO},
+        {{.answer = "{\"return\": {\"a", .close_after = true}, 0, -EHOSTDOWN},
+        {{.answer = "", .close_after = true}, 0, -EHOSTDOWN},
+        {{.answer = "{\"id\": 2}\r\n"}, 0, -EPROTO},
+        {{.greeting = "{\"hello\": 1}\r\n"}, -EPROTO, 0},
+        {{.greeting = "garbage\r\n"}, -EPROTO, 0},
 };
 
 static void test_bad_peers(void **state) {
@@ -300,8 +302,10 @@ static void test_bad_peers(void **state) {
 
 static int serve_error(int lfd, const void *ud) {
         static const struct fake_step steps[] = {
-                { .command = "device_add", .expect = { "\"driver\":\"usb-host\"" },
-                  .reply = "\"error\": {\"class\": \"GenericError\", \"desc\": \"failed to find host usb device 1:5\"}" },
+                {.command = "device_add",
+                 .expect = {"\"driver\":\"usb-host\""},
+                 .reply = "\"error\": {\"class\": \"GenericError\", \"desc\": \"failed to find host usb "
+                          "device 1:5\"}"},
                 FAKE_END,
         };
         return fake_qmp_script(lfd, steps);
@@ -326,9 +330,9 @@ static void test_error_reply(void **state) {
  * long before 100 MB, with bounded memory. */
 static void test_flood(void **state) {
         static const struct fake_flood floods[] = {
-                { "{\"return\": \"", "x" },
-                { "", "{\"a\": [" },
-                { "", "{\"event\": \"X\", \"data\": {}}\r\n" },
+                {"{\"return\": \"", "x"},
+                {"", "{\"a\": ["},
+                {"", "{\"event\": \"X\", \"data\": {}}\r\n"},
         };
 
         for (size_t i = 0; i < ELEMENTSOF(floods); i++) {

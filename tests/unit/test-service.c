@@ -38,17 +38,17 @@ struct parse_case {
 
 static void test_parse_table(void **state) {
         static const struct parse_case cases[] = {
-                { "udev event", M("ACTION=add\0DEVPATH=/devices/a\0SEQNUM=7\0"), 0, 3, "/devices/a" },
-                { "last entry without NUL", M("ACTION=add\0DEVPATH=/devices/a"), 0, 2, "/devices/a" },
-                { "empty entries skipped", M("\0\0DEVPATH=/devices/a\0\0X=1\0"), 0, 2, "/devices/a" },
-                { "entries without = or key left out", M("junk\0=v\0DEVPATH=/d\0"), 0, 1, "/d" },
-                { "first DEVPATH counts", M("DEVPATH=/first\0DEVPATH=/second\0"), 0, 2, "/first" },
-                { "value may hold = and raw bytes", M("NAME=a=b\xff\x01\0DEVPATH=/d\0"), 0, 2, "/d" },
-                { "no DEVPATH", M("ACTION=add\0SEQNUM=1\0"), -EBADMSG, 0, NULL },
-                { "empty DEVPATH", M("DEVPATH=\0ACTION=add\0"), -EBADMSG, 0, NULL },
-                { "DEVPATHX is not DEVPATH", M("DEVPATHX=/d\0"), -EBADMSG, 0, NULL },
-                { "empty message", "", 0, -ENODATA, 0, NULL },
-                { "only NULs", M("\0\0\0"), -EBADMSG, 0, NULL },
+                {"udev event", M("ACTION=add\0DEVPATH=/devices/a\0SEQNUM=7\0"), 0, 3, "/devices/a"},
+                {"last entry without NUL", M("ACTION=add\0DEVPATH=/devices/a"), 0, 2, "/devices/a"},
+                {"empty entries skipped", M("\0\0DEVPATH=/devices/a\0\0X=1\0"), 0, 2, "/devices/a"},
+                {"entries without = or key left out", M("junk\0=v\0DEVPATH=/d\0"), 0, 1, "/d"},
+                {"first DEVPATH counts", M("DEVPATH=/first\0DEVPATH=/second\0"), 0, 2, "/first"},
+                {"value may hold = and raw bytes", M("NAME=a=b\xff\x01\0DEVPATH=/d\0"), 0, 2, "/d"},
+                {"no DEVPATH", M("ACTION=add\0SEQNUM=1\0"), -EBADMSG, 0, NULL},
+                {"empty DEVPATH", M("DEVPATH=\0ACTION=add\0"), -EBADMSG, 0, NULL},
+                {"DEVPATHX is not DEVPATH", M("DEVPATHX=/d\0"), -EBADMSG, 0, NULL},
+                {"empty message", "", 0, -ENODATA, 0, NULL},
+                {"only NULs", M("\0\0\0"), -EBADMSG, 0, NULL},
         };
         for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
                 const struct parse_case *c = &cases[i];
@@ -185,10 +185,10 @@ static void test_listen_fd_from_env(void **state) {
 /* ---- the loop ---- */
 
 struct run_ctx {
-        char log[128];      /* handler's record: "S devpath seq" / "E devpath seq" */
-        char started[128];  /* created by the first handler (the test waits for it) */
+        char log[128];     /* handler's record: "S devpath seq" / "E devpath seq" */
+        char started[128]; /* created by the first handler (the test waits for it) */
         int sleep_ms;
-        int gate;           /* first event of /d0 waits until one of /d1 has started */
+        int gate; /* first event of /d0 waits until one of /d1 has started */
 };
 
 static void append(const char *path, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -243,11 +243,11 @@ static int handle(void *userdata, const struct svc_event *ev) {
 static pid_t start_service(int fd, unsigned max_children, int idle_ms, struct run_ctx *c, int wfd) {
         pid_t pid = fork();
         if (pid == 0) {
-                static const struct svc_ops ops = { .handle = handle };
+                static const struct svc_ops ops = {.handle = handle};
                 prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive the test */
-                struct svc_params p = { .fd = fd, .max_children = max_children, .max_queued = 1024,
-                                        .idle_exit_ms = idle_ms };
-                struct svc_stats st = { 0 };
+                struct svc_params p = {
+                        .fd = fd, .max_children = max_children, .max_queued = 1024, .idle_exit_ms = idle_ms};
+                struct svc_stats st = {0};
                 int r = svc_run(&p, &ops, c, &st);
                 if (write(wfd, &st, sizeof(st)) != sizeof(st))
                         _exit(100);
@@ -264,7 +264,7 @@ static int wait_service(pid_t pid, int rfd, struct svc_stats *st) {
 }
 
 static void send_msg(const char *path, const void *msg, size_t len) {
-        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
         strcpy(sa.sun_path, path);
@@ -275,7 +275,8 @@ static void send_msg(const char *path, const void *msg, size_t len) {
 
 static void send_event(const char *path, int dev, int seq) {
         char msg[128];
-        int n = snprintf(msg, sizeof(msg), "ACTION=%s%cDEVPATH=/d%d%cSEQNUM=%d", seq % 2 ? "remove" : "add", 0, dev, 0, seq);
+        int n = snprintf(msg, sizeof(msg), "ACTION=%s%cDEVPATH=/d%d%cSEQNUM=%d", seq % 2 ? "remove" : "add",
+                         0, dev, 0, seq);
         send_msg(path, msg, n + 1);
 }
 
@@ -283,7 +284,7 @@ static void send_event(const char *path, int dev, int seq) {
  * device's events ran one after another in seq order, at most max ran at once. Returns the
  * largest number that ran at once. */
 static int check_record(const char *log, int n_dev, int n_seq, int max) {
-        int next[64] = { 0 }, running[64] = { 0 }, now = 0, peak = 0;
+        int next[64] = {0}, running[64] = {0}, now = 0, peak = 0;
         char kind, dp[64];
         int seq;
         FILE *f = fopen(log, "re");
@@ -318,7 +319,7 @@ static int check_record(const char *log, int n_dev, int n_seq, int max) {
 /* n_dev devices, n_seq events each, all sent before the service starts (as at a coldplug, they
  * wait in the socket), handled with at most max_children at a time. Returns the peak. */
 static int run_order(const char *name, int n_dev, int n_seq, unsigned max_children) {
-        struct run_ctx c = { .sleep_ms = 1, .gate = 1 };
+        struct run_ctx c = {.sleep_ms = 1, .gate = 1};
         char sock[128], f[64];
         int fd, pfd[2], peak;
         struct svc_stats st;
@@ -357,7 +358,7 @@ static void test_order_and_bound(void **state) {
 }
 
 static void test_stop_mid_burst_loses_nothing(void **state) {
-        struct run_ctx c = { .sleep_ms = 5 };
+        struct run_ctx c = {.sleep_ms = 5};
         char sock[128];
         int fd, pfd[2];
         struct svc_stats st1, st2;
@@ -388,7 +389,7 @@ static void test_stop_mid_burst_loses_nothing(void **state) {
 }
 
 static void test_bad_messages_dropped(void **state) {
-        struct run_ctx c = { 0 };
+        struct run_ctx c = {0};
         char sock[128];
         int fd, pfd[2];
         struct svc_stats st;
@@ -432,9 +433,11 @@ static void test_config_refresh(void **state) {
         char path[128], tmp[140];
         struct cfg_error err;
         path_in_tmp(path, sizeof(path), "vhotplug.conf");
-        struct svc_config c = { .path = path, .flags = CFG_NO_STRICT_PERMS };
-        const char *v1 = "{ \"vms\": [ { \"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"/run/a\" } ] }\n";
-        const char *v2 = "{ \"vms\": [ { \"name\": \"vm2\", \"type\": \"qemu\", \"socket\": \"/run/b\" } ] }\n";
+        struct svc_config c = {.path = path, .flags = CFG_NO_STRICT_PERMS};
+        const char *v1 =
+                "{ \"vms\": [ { \"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"/run/a\" } ] }\n";
+        const char *v2 =
+                "{ \"vms\": [ { \"name\": \"vm2\", \"type\": \"qemu\", \"socket\": \"/run/b\" } ] }\n";
 
         /* missing: read (fails) once, then unchanged */
         assert_int_equal(svc_config_refresh(&c, &err), 1);

@@ -20,14 +20,31 @@
 
 #define OK "\"return\": {}"
 #define ERR(desc) "\"error\": {\"class\": \"GenericError\", \"desc\": \"" desc "\"}"
-#define USB_ADD { .command = "device_add", .expect = { "\"driver\":\"usb-host\"", "\"id\":\"vhp-usb-001-005\"" }
-#define NOT_YET .reply = ERR("failed to find host usb device 1:5") }
-#define RECONNECT_LOCK_FREE { .command = NULL, .lock_free = true }
-#define DEL { .command = "device_del", .expect = { "\"id\":\"vhp-usb-001-005\"" }
-#define STILL_THERE { .command = "qom-list", .expect = { "\"path\":\"/machine/peripheral/vhp-usb-001-005\"" }, \
-                      .reply = "\"return\": [{\"name\": \"type\", \"type\": \"string\"}]" }
-#define GONE { .command = "qom-list", .expect = { "\"path\":\"/machine/peripheral/vhp-usb-001-005\"" }, \
-               .reply = "\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'vhp-usb-001-005' not found\"}" }
+#define USB_ADD                                                                                             \
+        {                                                                                                   \
+                .command = "device_add", .expect = {                                                        \
+                        "\"driver\":\"usb-host\"",                                                          \
+                        "\"id\":\"vhp-usb-001-005\""                                                        \
+                }
+#define NOT_YET                                                                                             \
+        .reply = ERR("failed to find host usb device 1:5")                                                  \
+        }
+#define RECONNECT_LOCK_FREE                                                                                 \
+        { .command = NULL, .lock_free = true }
+#define DEL                                                                                                 \
+        {                                                                                                   \
+                .command = "device_del", .expect = { "\"id\":\"vhp-usb-001-005\"" }
+#define STILL_THERE                                                                                         \
+        {                                                                                                   \
+                .command = "qom-list", .expect = {"\"path\":\"/machine/peripheral/vhp-usb-001-005\""},      \
+                .reply = "\"return\": [{\"name\": \"type\", \"type\": \"string\"}]"                         \
+        }
+#define GONE                                                                                                \
+        {                                                                                                   \
+                .command = "qom-list", .expect = {"\"path\":\"/machine/peripheral/vhp-usb-001-005\""},      \
+                .reply = "\"error\": {\"class\": \"DeviceNotFound\", \"desc\": \"Device 'vhp-usb-001-005' " \
+                         "not found\"}"                                                                     \
+        }
 
 struct env {
         char dir[64], db[128], lockdir[128], vmlock[160], down[128];
@@ -88,13 +105,15 @@ static void configure(struct env *e, const char *vm, const char *socket, int ret
         struct cfg_error err;
         char *text = NULL;
 
-        assert_true(asprintf(&text,
-                             "{\"usbPassthrough\": [{\"targetVm\": \"%s\", \"allow\": [{\"vendorId\": \"046d\"}]}],"
-                             " \"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"%s\"},"
-                             "           {\"name\": \"down-vm\", \"type\": \"qemu\", \"socket\": \"%s\"}],"
-                             " \"general\": {\"database\": \"%s\", \"lockDir\": \"%s\", \"qmpTimeoutMs\": 1000,"
-                             "              \"attachRetries\": %d}}",
-                             vm, socket, e->down, e->db, e->lockdir, retries) > 0);
+        assert_true(
+                asprintf(&text,
+                         "{\"usbPassthrough\": [{\"targetVm\": \"%s\", \"allow\": [{\"vendorId\": "
+                         "\"046d\"}]}],"
+                         " \"vms\": [{\"name\": \"vm1\", \"type\": \"qemu\", \"socket\": \"%s\"},"
+                         "           {\"name\": \"down-vm\", \"type\": \"qemu\", \"socket\": \"%s\"}],"
+                         " \"general\": {\"database\": \"%s\", \"lockDir\": \"%s\", \"qmpTimeoutMs\": 1000,"
+                         "              \"attachRetries\": %d}}",
+                         vm, socket, e->down, e->db, e->lockdir, retries) > 0);
         if (cfg_load_string(text, strlen(text), "test.conf", &e->cfg, &err) < 0)
                 fail_msg("%s", err.msg);
         free(text);
@@ -104,7 +123,7 @@ static void configure(struct env *e, const char *vm, const char *socket, int ret
 }
 
 static struct xact_ctx ctx_of(const struct env *e) {
-        return (struct xact_ctx){ .cfg = e->cfg };
+        return (struct xact_ctx){.cfg = e->cfg};
 }
 
 /* "outcome|error" of the device's history rows, oldest first, one per line; caller frees. */
@@ -116,9 +135,10 @@ static char *history(const struct env *e) {
         FILE *f = open_memstream(&out, &len);
 
         assert_int_equal(sqlite3_open_v2(e->db, &s, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
-        assert_int_equal(sqlite3_prepare_v2(s, "SELECT action, outcome, coalesce(error, '') FROM history ORDER BY id",
-                                            -1, &st, NULL),
-                         SQLITE_OK);
+        assert_int_equal(
+                sqlite3_prepare_v2(s, "SELECT action, outcome, coalesce(error, '') FROM history ORDER BY id",
+                                   -1, &st, NULL),
+                SQLITE_OK);
         while (sqlite3_step(st) == SQLITE_ROW)
                 fprintf(f, "%s %s|%s\n", sqlite3_column_text(st, 0), sqlite3_column_text(st, 1),
                         sqlite3_column_text(st, 2));
@@ -128,39 +148,40 @@ static char *history(const struct env *e) {
         return out;
 }
 
-static void test_usb_retry_leaves_vm_lock_free(void **state) {
-        static const struct fake_step steps[] = {
-                USB_ADD, NOT_YET, RECONNECT_LOCK_FREE, USB_ADD, NOT_YET, RECONNECT_LOCK_FREE,
-                USB_ADD, .reply = OK }, FAKE_END,
-        };
-        struct env *e = *state;
-        struct xact_result res;
-        struct db_attachment a = { 0 };
-        _cleanup_free_ char *h = NULL;
+static void test_usb_retry_leaves_vm_lock_free(void **state){
+        static const struct fake_step steps[] = {USB_ADD, NOT_YET, RECONNECT_LOCK_FREE, USB_ADD, NOT_YET,
+                                                 RECONNECT_LOCK_FREE, USB_ADD, .reply = OK},
+        FAKE_END,
+};
+struct env *e = *state;
+struct xact_result res;
+struct db_attachment a = {0};
+_cleanup_free_ char *h = NULL;
 
-        fake_qmp_start(&e->f, fake_qmp_script, steps);
-        configure(e, "vm1", e->f.path, 3);
-        xact_result_init(&res, DEV_USB);
-        struct xact_ctx ctx = ctx_of(e);
-        assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
-        /* The fake QEMU took the VM lock itself between the attempts. */
-        assert_int_equal(fake_qmp_finish(&e->f), 0);
-        assert_int_equal(res.outcome, XACT_DONE);
-        assert_string_equal(res.vmm_id, "vhp-usb-001-005");
-        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
-        assert_int_equal(a.state, DB_ATTACHED);
-        db_attachment_clear(&a);
-        h = history(e);
-        assert_string_equal(h, "attach started|\nattach attached|\n");
+fake_qmp_start(&e->f, fake_qmp_script, steps);
+configure(e, "vm1", e->f.path, 3);
+xact_result_init(&res, DEV_USB);
+struct xact_ctx ctx = ctx_of(e);
+assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
+/* The fake QEMU took the VM lock itself between the attempts. */
+assert_int_equal(fake_qmp_finish(&e->f), 0);
+assert_int_equal(res.outcome, XACT_DONE);
+assert_string_equal(res.vmm_id, "vhp-usb-001-005");
+assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+assert_int_equal(a.state, DB_ATTACHED);
+db_attachment_clear(&a);
+h = history(e);
+assert_string_equal(h, "attach started|\nattach attached|\n");
 }
 
 static void test_usb_retries_used_up(void **state) {
         static const struct fake_step steps[] = {
-                USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, NOT_YET, FAKE_RECONNECT, USB_ADD, NOT_YET, FAKE_END,
+                USB_ADD,        NOT_YET, FAKE_RECONNECT, USB_ADD,  NOT_YET,
+                FAKE_RECONNECT, USB_ADD, NOT_YET,        FAKE_END,
         };
         struct env *e = *state;
         struct xact_result res;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         _cleanup_free_ char *h = NULL;
 
         fake_qmp_start(&e->f, fake_qmp_script, steps);
@@ -173,14 +194,15 @@ static void test_usb_retries_used_up(void **state) {
         assert_string_equal(res.error, "VM refused the device: failed to find host usb device 1:5");
         assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 0);
         h = history(e);
-        assert_string_equal(h, "attach started|\nattach failed|VM refused the device: failed to find host usb "
-                               "device 1:5\n");
+        assert_string_equal(h,
+                            "attach started|\nattach failed|VM refused the device: failed to find host usb "
+                            "device 1:5\n");
 }
 
 static void test_vm_not_running(void **state) {
         struct env *e = *state;
         struct xact_result res;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
 
         configure(e, "down-vm", e->down, 2);
         xact_result_init(&res, DEV_USB);
@@ -200,38 +222,36 @@ static void test_vm_not_running(void **state) {
 
 /* device_del is answered at once, the guest lets go later: the release is confirmed on new
  * connections, the lock free in between (the fake takes it), and only then is the record closed. */
-static void test_detach_confirms_release(void **state) {
-        static const struct fake_step steps[] = {
-                USB_ADD, .reply = OK }, FAKE_RECONNECT,
-                DEL, .reply = OK }, RECONNECT_LOCK_FREE,
-                STILL_THERE, RECONNECT_LOCK_FREE,
-                GONE, FAKE_END,
-        };
-        struct env *e = *state;
-        struct xact_result res;
-        struct db_attachment a = { 0 };
-        _cleanup_free_ char *h = NULL;
+static void test_detach_confirms_release(void **state){
+        static const struct fake_step steps[] = {USB_ADD, .reply = OK}, FAKE_RECONNECT, DEL, .reply = OK},
+        RECONNECT_LOCK_FREE, STILL_THERE, RECONNECT_LOCK_FREE, GONE, FAKE_END,
+}
+;
+struct env *e = *state;
+struct xact_result res;
+struct db_attachment a = {0};
+_cleanup_free_ char *h = NULL;
 
-        fake_qmp_start(&e->f, fake_qmp_script, steps);
-        configure(e, "vm1", e->f.path, 0);
-        xact_result_init(&res, DEV_USB);
-        struct xact_ctx ctx = ctx_of(e);
-        assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
-        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
-        xact_result_init(&res, DEV_USB);
-        assert_int_equal(xact_detach(&ctx, e->db_conn, &a, "device removed from the host", &res), 0);
-        db_attachment_clear(&a);
-        assert_int_equal(fake_qmp_finish(&e->f), 0);
-        assert_int_equal(res.outcome, XACT_DONE);
-        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 0);
-        h = history(e);
-        assert_string_equal(h, "attach started|\nattach attached|\ndetach detaching|\ndetach detached|\n");
+fake_qmp_start(&e->f, fake_qmp_script, steps);
+configure(e, "vm1", e->f.path, 0);
+xact_result_init(&res, DEV_USB);
+struct xact_ctx ctx = ctx_of(e);
+assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
+assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+xact_result_init(&res, DEV_USB);
+assert_int_equal(xact_detach(&ctx, e->db_conn, &a, "device removed from the host", &res), 0);
+db_attachment_clear(&a);
+assert_int_equal(fake_qmp_finish(&e->f), 0);
+assert_int_equal(res.outcome, XACT_DONE);
+assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 0);
+h = history(e);
+assert_string_equal(h, "attach started|\nattach attached|\ndetach detaching|\ndetach detached|\n");
 }
 
 static void test_vm_lock_cannot_be_had(void **state) {
         struct env *e = *state;
         struct xact_result res;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         _cleanup_free_ char *h = NULL;
 
         /* A directory where the lock file should be: open() fails, at once. */
@@ -257,7 +277,7 @@ static int serve_silent(int lfd, const void *userdata) {
 static void test_detach_vm_not_answering(void **state) {
         struct env *e = *state;
         struct xact_result res;
-        struct db_attachment a = { 0 };
+        struct db_attachment a = {0};
         struct db_device rec;
         char key[DEV_KEY_MAX];
         int64_t id;
@@ -268,7 +288,9 @@ static void test_detach_vm_not_answering(void **state) {
         fake_qmp_start(&e->f, serve_silent, NULL);
         configure(e, "vm1", e->f.path, 0);
         xact_record_of(&e->dev, key, &rec);
-        assert_int_equal(db_attach_begin(e->db_conn, NULL, &rec, NULL, "vm1", "vhp-usb-001-005", DB_ATTACHING, &id), 0);
+        assert_int_equal(
+                db_attach_begin(e->db_conn, NULL, &rec, NULL, "vm1", "vhp-usb-001-005", DB_ATTACHING, &id),
+                0);
         assert_int_equal(db_attach_finish(e->db_conn, id, DB_ATTACHED, -1, NULL, NULL), 0);
         assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
         struct xact_ctx ctx = ctx_of(e);
@@ -282,13 +304,14 @@ static void test_detach_vm_not_answering(void **state) {
         assert_int_equal(a.state, DB_DETACHING);
         db_attachment_clear(&a);
         h = history(e);
-        assert_non_null(strstr(h, "detach detaching|\ndetach detaching|VM not answering: VM vm1 could not be reached"));
+        assert_non_null(strstr(
+                h, "detach detaching|\ndetach detaching|VM not answering: VM vm1 could not be reached"));
 }
 
 /* A QEMU that never sees the device: answers every device_add "failed to find host usb device",
  * counting the attempts in the exit status. */
 static int serve_never_found(int lfd, const void *userdata) {
-        struct pollfd pfd = { .fd = lfd, .events = POLLIN };
+        struct pollfd pfd = {.fd = lfd, .events = POLLIN};
         int attempts = 0;
 
         while (poll(&pfd, 1, 3000) > 0) {
