@@ -75,6 +75,7 @@ int db_bind_check(struct db *db, int rc);
 int db_exec1(struct db *db, const char *sql, const char *text, int64_t num);
 
 /* Column values: a malloc'd copy of a text column (NULL for NULL; *oom set when out of memory),
- * a 4-hex-digit id column (0 when NULL). */
+ * a 4-hex-digit id column (0 when NULL), an integer column (none when NULL). */
 char *db_column_strdup(sqlite3_stmt *s, int i, bool *oom);
 uint16_t db_column_hex4(sqlite3_stmt *s, int i);
+int db_column_int_or(sqlite3_stmt *s, int i, int none);

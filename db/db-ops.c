@@ -369,10 +369,6 @@ void db_history_list_free(struct db_history *h, size_t n) {
         free(h);
 }
 
-static int int_or(sqlite3_stmt *s, int i, int none) {
-        return sqlite3_column_type(s, i) == SQLITE_NULL ? none : sqlite3_column_int(s, i);
-}
-
 static int history_row(sqlite3_stmt *s, void *p) {
         bool oom = false;
         struct db_history h = {
@@ -380,11 +376,11 @@ static int history_row(sqlite3_stmt *s, void *p) {
                 .has_ids = sqlite3_column_type(s, 5) != SQLITE_NULL,
                 .vendor_id = db_column_hex4(s, 5),
                 .product_id = db_column_hex4(s, 6),
-                .busnum = int_or(s, 7, 0),
-                .devnum = int_or(s, 8, 0),
-                .crosvm_port = int_or(s, 9, -1),
-                .rule_entry = int_or(s, 10, -1),
-                .rule_allow = int_or(s, 11, -1),
+                .busnum = db_column_int_or(s, 7, 0),
+                .devnum = db_column_int_or(s, 8, 0),
+                .crosvm_port = db_column_int_or(s, 9, -1),
+                .rule_entry = db_column_int_or(s, 10, -1),
+                .rule_allow = db_column_int_or(s, 11, -1),
                 .vm = db_column_strdup(s, 12, &oom),
                 .devpath = db_column_strdup(s, 13, &oom),
                 .vendor_name = db_column_strdup(s, 14, &oom),

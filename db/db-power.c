@@ -138,7 +138,7 @@ static int suspension_from_row(sqlite3_stmt *s, struct db_suspension *ret) {
                 .vm = db_column_strdup(s, 3, &oom),
                 .requested_by = db_column_strdup(s, 4, &oom),
                 .since = db_column_strdup(s, 5, &oom),
-                .rule_entry = sqlite3_column_type(s, 6) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 6),
+                .rule_entry = db_column_int_or(s, 6, -1),
         };
 
         str_copy(x.kind, sizeof(x.kind), (const char *)sqlite3_column_text(s, 2));

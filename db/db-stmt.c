@@ -103,3 +103,7 @@ uint16_t db_column_hex4(sqlite3_stmt *s, int i) {
 
         return t ? (uint16_t)strtoul(t, NULL, 16) : 0;
 }
+
+int db_column_int_or(sqlite3_stmt *s, int i, int none) {
+        return sqlite3_column_type(s, i) == SQLITE_NULL ? none : sqlite3_column_int(s, i);
+}

@@ -262,7 +262,7 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
                 .vm = db_column_strdup(s, 4, &oom),
                 .vmm_id = db_column_strdup(s, 5, &oom),
                 .bus = db_column_strdup(s, 6, &oom),
-                .crosvm_port = sqlite3_column_type(s, 7) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 7),
+                .crosvm_port = db_column_int_or(s, 7, -1),
                 .busnum = sqlite3_column_int(s, 8),
                 .devnum = sqlite3_column_int(s, 9),
                 .vendor_id = db_column_hex4(s, 10),
@@ -272,7 +272,7 @@ static int attachment_from_row(sqlite3_stmt *s, struct db_attachment *ret) {
                 .devnode = db_column_strdup(s, 14, &oom),
                 .error = db_column_strdup(s, 15, &oom),
                 .cold_plugged = sqlite3_column_int(s, 16) != 0,
-                .rule_entry = sqlite3_column_type(s, 17) == SQLITE_NULL ? -1 : sqlite3_column_int(s, 17),
+                .rule_entry = db_column_int_or(s, 17, -1),
         };
 
         str_copy(a.kind, sizeof(a.kind), (const char *)sqlite3_column_text(s, 2));

@@ -891,6 +891,17 @@ int dev_to_json(const struct dev *d, cJSON **ret) {
         return 0;
 }
 
+bool dev_is_usb_hub(const struct dev *d) {
+        if (d->kind != DEV_USB)
+                return false;
+        if (d->dev_class == 9)
+                return true;
+        for (size_t i = 0; i < d->n_ifaces; i++)
+                if (d->ifaces[i].cls == 9)
+                        return true;
+        return false;
+}
+
 void dev_describe(const struct dev *d, char *buf, size_t len) {
         const char *kind = dev_kind_name(d->kind);
         /* Device strings can hold anything; the sysname is kernel-made and safe to print. */

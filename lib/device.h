@@ -145,6 +145,9 @@ int dev_to_json(const struct dev *d, struct cJSON **ret);
  * missing strings are empty; other kinds: "unknown:DEVPATH"). Writes into buf, cut to len. */
 void dev_key(const struct dev *d, char *buf, size_t len);
 
+/* A USB hub (device class 9, or a hub interface); false for every other kind of device. */
+bool dev_is_usb_hub(const struct dev *d);
+
 /* One-line identity for logs: "usb 1-3.2 046d:c52b", "pci 0000:00:14.3 8086:a0f0", "evdev event3". */
 void dev_describe(const struct dev *d, char *buf, size_t len);
 

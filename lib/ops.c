@@ -356,15 +356,6 @@ static void name_candidate(const struct dev *d, char *buf, size_t len) {
                          d->product_id);
 }
 
-static bool is_usb_hub(const struct dev *d) {
-        if (d->dev_class == 9)
-                return true;
-        for (size_t i = 0; i < d->n_ifaces; i++)
-                if (d->ifaces[i].cls == 9)
-                        return true;
-        return false;
-}
-
 /* The devices of all (indexes into it, in picked) that sel names. Hubs are never picked. One
  * device for a single-device selector: when several match, the claimed ones decide, and several
  * claimed is an error naming them. */
@@ -387,7 +378,7 @@ static int select_devices(const struct ops_ctx *c, const struct ops_selector *se
                 const struct dev *d = all->items[i].dev;
                 bool match = false;
 
-                if (d->kind == DEV_USB && is_usb_hub(d))
+                if (dev_is_usb_hub(d))
                         continue;
                 switch (sel->by) {
                 case OPS_BY_NODE:
@@ -478,7 +469,7 @@ static int refused(const struct dev *d, const struct rule_decision *dec, char **
         char what[160];
 
         dev_describe(d, what, sizeof(what));
-        if (d->kind == DEV_USB && is_usb_hub(d))
+        if (dev_is_usb_hub(d))
                 return errmsg_set(ret_error, -EPERM, "%s is a USB hub: hubs stay on the host", what);
         return errmsg_set(ret_error, -EPERM, "%s is not passed to any VM: %s", what, dec->reason);
 }

@@ -127,19 +127,10 @@ bool rule_matches(const struct cfg *c, const struct cfg_rule *r, enum dev_kind k
         }
 }
 
-static bool is_usb_hub(const struct dev *d) {
-        if (d->dev_class == 9)
-                return true;
-        for (size_t i = 0; i < d->n_ifaces; i++)
-                if (d->ifaces[i].cls == 9)
-                        return true;
-        return false;
-}
-
 /* Fills the reason when a device is never passed through; returns true then. */
 static bool excluded(const struct dev *d, struct rule_decision *ret) {
         const char *why = NULL;
-        if (d->kind == DEV_USB && is_usb_hub(d))
+        if (dev_is_usb_hub(d))
                 why = "USB hub";
         else if (d->kind == DEV_USB && d->host_mount)
                 why = "holds a host-required mount";
@@ -254,10 +245,6 @@ int rule_host_allowed(const struct cfg *c, const struct dev *d) {
         return -1;
 }
 
-static bool is_hub(const struct dev *d) {
-        return d->kind == DEV_USB && is_usb_hub(d);
-}
-
 void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_moment when, bool for_vm,
                    struct rule_auth_decision *ret) {
         int allow;
@@ -269,7 +256,7 @@ void rule_usb_auth(const struct cfg *c, const struct dev *d, enum rule_auth_mome
                 return;
         }
         /* Hubs always: the devices behind them must enumerate to be decided at all. */
-        if (is_hub(d)) {
+        if (dev_is_usb_hub(d)) {
                 ret->action = RULE_AUTH_AUTHORIZE;
                 snprintf(ret->reason, sizeof(ret->reason), "USB hub");
                 return;
