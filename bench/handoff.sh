@@ -56,6 +56,9 @@ B=/run/bench # inside
 LOG=$R$B/out.log
 
 result() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "${4:-}" >>"$RES"; printf '  %-44s %10s %s  %s\n' "$1" "$2" "$3" "${4:-}" >&2; }
+# deltas FILE A B: (column B - column A) / 1000 of each row where both are timestamps; a line the
+# log lacks is "-" in its row, so it leaves a value out instead of turning it into garbage.
+deltas() { awk -v a="$2" -v b="$3" '$a ~ /^[0-9]+$/ && $b ~ /^[0-9]+$/ { print ($b - $a) / 1000 }' "$1"; }
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "NaN"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 usec() { awk '$1 == "usage_usec" { print $2 }' "$CG/$1/cpu.stat" 2>/dev/null || echo 0; }
 cpu_snapshot() { echo "$(usec init.scope) $(usec system.slice) $(usec system.slice/systemd-journald.service)"; }
@@ -114,19 +117,20 @@ echo "bench-handoff: new RUN: $NEW_RUN" >&2
 echo "bench-handoff: old RUN (USB): $OLD_RUN_USB" >&2
 OLD_DROPIN=/etc/systemd/system/vhotplug-helper-.service.d
 NEW_DROPIN=/etc/systemd/system/vhotplug-helper.service.d
-# use_path new|old plain|testbed: installs the drop-ins of that path (output to the FIFO; the
-# umockdev preload for "testbed") and sets RUN (the old path: the PCI line for "plain", which
+# use_path new|old plain|testbed: installs the drop-ins of that path (output to the FIFO, where the
+# reader timestamps each line: without $INVOCATION_ID the helper logs to that stderr, not to the
+# journal as it does in production; the umockdev preload for "testbed") and sets RUN (the old path: the PCI line for "plain", which
 # measures a PCI event, the USB line for "testbed").
 use_path() {
         local env=""
         [ "$2" = testbed ] && env="Environment=$PRELOAD"
         ct sh -c "rm -rf $OLD_DROPIN $NEW_DROPIN; systemctl stop vhotplug-helper.service 2>/dev/null; mkdir -p $OLD_DROPIN $NEW_DROPIN"
         if [ "$1" = new ]; then
-                printf '[Service]\nExecStart=\nExecStart=/usr/local/sbin/vhotplug-helper --service --debug --json\nStandardOutput=file:%s/out.fifo\n%s\n' \
+                printf '[Service]\nExecStart=\nExecStart=/usr/local/sbin/vhotplug-helper --service --debug --json\nStandardOutput=file:%s/out.fifo\nUnsetEnvironment=INVOCATION_ID\n%s\n' \
                         $B "$env" >"$R$NEW_DROPIN/50-bench.conf"
         else
                 cp "$VHP_TOP/bench/baseline/vhotplug-helper-.service.d-10-vhotplug.conf" "$R$OLD_DROPIN/10-vhotplug.conf"
-                printf '[Service]\nStandardOutput=file:%s/out.fifo\n%s\n' $B "$env" >"$R$OLD_DROPIN/50-bench.conf"
+                printf '[Service]\nStandardOutput=file:%s/out.fifo\nUnsetEnvironment=INVOCATION_ID\n%s\n' $B "$env" >"$R$OLD_DROPIN/50-bench.conf"
         fi
         ct systemctl daemon-reload
         RUN=$NEW_RUN
@@ -149,8 +153,8 @@ wait_seq() {
                 for ((i = 0; i < 30000; i++)); do grep -q "\"SEQNUM\":\"$s\"" "$LOG" && break; sleep 0.002; done
         done
 }
-t_work() { grep -m1 "handling (seqnum $1)" "$LOG" | cut -d' ' -f1; }
-t_result() { grep -m1 "\"SEQNUM\":\"$1\"" "$LOG" | cut -d' ' -f1; }
+t_work() { local t; t=$(grep -a -m1 "handling (seqnum $1)" "$LOG" | cut -d' ' -f1); echo "${t:--}"; }
+t_result() { local t; t=$(grep -a -m1 "\"SEQNUM\":\"$1\"" "$LOG" | cut -d' ' -f1); echo "${t:--}"; }
 outcome() { grep -m1 "\"SEQNUM\":\"$1\"" "$LOG" | cut -d' ' -f2- | jq -r .outcome; }
 
 # single KEY EVENTS_FILE: runs the events one at a time (each waits for the previous result);
@@ -173,9 +177,8 @@ single() {
         done
         sleep 0.3 # let the last unit's teardown (old path) be accounted
         c1=$(cpu_snapshot)
-        awk '{ if ($5 != "") print ($5 - $2) / 1000 }' "$BENCH_OUT/$key.rows" | median >"$BENCH_OUT/v"
-        result "$key.to-work" "$(cat "$BENCH_OUT/v")" ms "median of $n"
-        result "$key.to-result" "$(awk '{ print ($6 - $2) / 1000 }' "$BENCH_OUT/$key.rows" | median)" ms "median of $n"
+        result "$key.to-work" "$(deltas "$BENCH_OUT/$key.rows" 2 5 | median)" ms "median of $(deltas "$BENCH_OUT/$key.rows" 2 5 | wc -l)/$n"
+        result "$key.to-result" "$(deltas "$BENCH_OUT/$key.rows" 2 6 | median)" ms "median of $(deltas "$BENCH_OUT/$key.rows" 2 6 | wc -l)/$n"
         result "$key.run-wall" "$(awk '{ print ($3 - $2) / 1000 }' "$BENCH_OUT/$key.rows" | median)" ms "RUN program start to exit"
         result "$key.run-cpu" "$(awk '{ print $4 / 1000 }' "$BENCH_OUT/$key.rows" | median)" ms "RUN program CPU"
         result "$key.outcomes" "$(awk '{ print $7 }' "$BENCH_OUT/$key.rows" | sort | uniq -c | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')" - ""
@@ -221,14 +224,15 @@ for s in "${cseqs[@]}"; do
         ctg vhp-udev "$BUILD/tests/vhp-udev-run" -q -o $B/one.times "$RUN" $B/one.ev
         wait_seq "$s"
         read -r _ _ _ start _ <"$R$B/one.times"
-        echo "$(( $(t_work "$s") - start )) $(( $(t_result "$s") - start ))" >>"$BENCH_OUT/cold.rows"
+        echo "$start $(t_work "$s") $(t_result "$s")" >>"$BENCH_OUT/cold.rows"
 done
-result "new.cold.to-work" "$(awk '{ print $1 / 1000 }' "$BENCH_OUT/cold.rows" | median)" ms "service not running: socket activation first"
-result "new.cold.to-result" "$(awk '{ print $2 / 1000 }' "$BENCH_OUT/cold.rows" | median)" ms ""
+result "new.cold.to-work" "$(deltas "$BENCH_OUT/cold.rows" 1 2 | median)" ms "service not running: socket activation first"
+result "new.cold.to-result" "$(deltas "$BENCH_OUT/cold.rows" 1 3 | median)" ms ""
 ct systemctl stop vhotplug-helper.service 2>/dev/null
 rss=$(grep -a 'peak RSS' "$LOG" | tail -n1)
-result "new.rss.service" "$(sed -E 's/.*service ([0-9]+) KiB.*/\1/' <<<"$rss" | awk '{ printf "%.2f", $1 / 1024 }')" MB "peak RSS of the service process (getrusage)"
-result "new.rss.child" "$(sed -E 's/.*children ([0-9]+) KiB.*/\1/' <<<"$rss" | awk '{ printf "%.2f", $1 / 1024 }')" MB "largest peak RSS of an event child (wait4)"
+kib_to_mb() { sed -nE "s/.*$1 ([0-9]+) KiB.*/\1/p" <<<"$rss" | awk '{ printf "%.2f", $1 / 1024 } END { if (NR == 0) print "NaN" }'; }
+result "new.rss.service" "$(kib_to_mb service)" MB "peak RSS of the service process (VmHWM)"
+result "new.rss.child" "$(kib_to_mb children)" MB "largest peak RSS of an event child (wait4)"
 
 # ---- 2. USB attach into QEMU and detach, one at a time --------------------------------------------
 N2=$(runs 20 4)
@@ -280,10 +284,10 @@ for path in new old; do
         rows=$BENCH_OUT/$path.cycle.rows
         grep -E "^($(IFS='|'; echo "${aseq[*]}")) " "$rows" >"$BENCH_OUT/$path.add.rows"
         grep -E "^($(IFS='|'; echo "${rseq[*]}")) " "$rows" >"$BENCH_OUT/$path.remove.rows"
-        result "$path.attach.to-work" "$(awk '{ print ($5 - $2) / 1000 }' "$BENCH_OUT/$path.add.rows" | median)" ms "median of $N2"
-        result "$path.attach.to-result" "$(awk '{ print ($6 - $2) / 1000 }' "$BENCH_OUT/$path.add.rows" | median)" ms "RUN line -> device in QEMU (device_add returned)"
+        result "$path.attach.to-work" "$(deltas "$BENCH_OUT/$path.add.rows" 2 5 | median)" ms "median of $(deltas "$BENCH_OUT/$path.add.rows" 2 5 | wc -l)/$N2"
+        result "$path.attach.to-result" "$(deltas "$BENCH_OUT/$path.add.rows" 2 6 | median)" ms "RUN line -> device in QEMU (device_add returned)"
         result "$path.attach.outcomes" "$(awk '{ print $7 }' "$BENCH_OUT/$path.add.rows" | sort | uniq -c | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')" - ""
-        result "$path.detach.to-result" "$(awk '{ print ($6 - $2) / 1000 }' "$BENCH_OUT/$path.remove.rows" | median)" ms ""
+        result "$path.detach.to-result" "$(deltas "$BENCH_OUT/$path.remove.rows" 2 6 | median)" ms ""
         result "$path.detach.outcomes" "$(awk '{ print $7 }' "$BENCH_OUT/$path.remove.rows" | sort | uniq -c | awk '{ printf "%s%s:%s", (NR > 1 ? "," : ""), $2, $1 }')" - ""
         # CPU per add+remove cycle = 2 x the per-event CPU of the cycle run.
         result "$path.cycle.cpu" "$(awk -F'\t' -v k="$path.cycle.cpu-total" '$1 == k { printf "%.2f", 2 * $2 }' "$RES")" ms "per add+remove, hand-off included"
@@ -313,8 +317,8 @@ burst() { # PATH SIZE CLAIMED ROUND
         local last_u=0 k=0
         for s in "${bseq[@]}"; do
                 t1=$(t_result "$s")
-                [ -n "$t1" ] && [ "$t1" -gt "$last" ] && last=$t1
-                ((k >= claimed)) && [ -n "$t1" ] && [ "$t1" -gt "$last_u" ] && last_u=$t1
+                [ "$t1" != - ] && [ "$t1" -gt "$last" ] && last=$t1
+                ((k >= claimed)) && [ "$t1" != - ] && [ "$t1" -gt "$last_u" ] && last_u=$t1
                 [ "$(outcome "$s")" = done ] && n_ok=$((n_ok + 1))
                 k=$((k + 1))
         done
