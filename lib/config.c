@@ -2050,7 +2050,11 @@ static int check_host(struct ctx *x) {
                          g->modules_dir ? g->modules_dir : "/lib/modules/`uname -r`");
                 if (!g->modules_dir && uname(&u) == 0)
                         snprintf(dir, sizeof(dir), "/lib/modules/%.64s", u.release);
-                if (e < 0)
+                if (e == -ENOPKG)
+                        r = warn_at(x, "general", "modulesDir",
+                                    "driverPath rules cannot match: libkmod (" VHP_LIBKMOD_SONAME
+                                    ") cannot be loaded");
+                else if (e < 0)
                         r = warn_at(x, "general", "modulesDir",
                                     "driverPath rules cannot match: no kernel module index "
                                     "(modules.alias.bin) in %.200s: %s",

@@ -1,4 +1,5 @@
 #include "log.h"
+#include "dl.h"
 #include "util.h"
 
 #include <errno.h>
@@ -15,6 +16,11 @@
 #define LOG_MAX_FIELDS 17
 /* Where sd_journal_send() writes (fixed in libsystemd), which ignores a missing socket. */
 #define JOURNAL_SOCKET "/run/systemd/journal/socket"
+
+/* libsystemd is opened at the first journal record (see dl.h). */
+static typeof(sd_journal_sendv) *sym_sd_journal_sendv;
+static const struct dl_sym systemd_syms[] = {{"sd_journal_sendv", (void **)&sym_sd_journal_sendv}};
+static struct dl_lib libsystemd = {VHP_LIBSYSTEMD_SONAME, systemd_syms, 1, 0};
 
 static enum log_target target = LOG_TARGET_STDERR;
 static int max_level = LOG_INFO;
@@ -92,7 +98,7 @@ static bool journal_send(int level, int err, const char *msgid, const struct log
         add_field(iov, &n, bufs[b++], sizeof(bufs[0]), "OBJECT_PID", opid);
         for (const struct log_field *f = fields; f && f->name && b < LOG_MAX_FIELDS; f++)
                 add_field(iov, &n, bufs[b++], sizeof(bufs[0]), f->name, f->value);
-        return sd_journal_sendv(iov, (int)n) >= 0;
+        return dl_load(&libsystemd) >= 0 && sym_sd_journal_sendv(iov, (int)n) >= 0;
 }
 
 /* Writes one record whose message is msg (untrusted words inside). */

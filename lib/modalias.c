@@ -15,6 +15,34 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "dl.h"
+
+/* libkmod is opened when a driverPath rule first needs it (see dl.h). */
+static typeof(kmod_new) *sym_kmod_new;
+static typeof(kmod_unref) *sym_kmod_unref;
+static typeof(kmod_set_log_fn) *sym_kmod_set_log_fn;
+static typeof(kmod_get_dirname) *sym_kmod_get_dirname;
+static typeof(kmod_load_resources) *sym_kmod_load_resources;
+static typeof(kmod_module_new_from_lookup) *sym_kmod_module_new_from_lookup;
+static typeof(kmod_module_get_module) *sym_kmod_module_get_module;
+static typeof(kmod_module_get_path) *sym_kmod_module_get_path;
+static typeof(kmod_module_unref) *sym_kmod_module_unref;
+static typeof(kmod_module_unref_list) *sym_kmod_module_unref_list;
+static typeof(kmod_list_next) *sym_kmod_list_next;
+static const struct dl_sym kmod_syms[] = {
+        {"kmod_new", (void **)&sym_kmod_new},
+        {"kmod_unref", (void **)&sym_kmod_unref},
+        {"kmod_set_log_fn", (void **)&sym_kmod_set_log_fn},
+        {"kmod_get_dirname", (void **)&sym_kmod_get_dirname},
+        {"kmod_load_resources", (void **)&sym_kmod_load_resources},
+        {"kmod_module_new_from_lookup", (void **)&sym_kmod_module_new_from_lookup},
+        {"kmod_module_get_module", (void **)&sym_kmod_module_get_module},
+        {"kmod_module_get_path", (void **)&sym_kmod_module_get_path},
+        {"kmod_module_unref", (void **)&sym_kmod_module_unref},
+        {"kmod_module_unref_list", (void **)&sym_kmod_module_unref_list},
+        {"kmod_list_next", (void **)&sym_kmod_list_next},
+};
+static struct dl_lib libkmod = {VHP_LIBKMOD_SONAME, kmod_syms, sizeof(kmod_syms) / sizeof(kmod_syms[0]), 0};
 
 struct mod_ctx {
         struct kmod_ctx *kmod;
@@ -31,18 +59,21 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
         struct mod_ctx *m;
         struct stat st;
 
+        int r = dl_load(&libkmod);
+        if (r < 0)
+                return r;
         m = calloc(1, sizeof(*m));
         if (!m)
                 return -ENOMEM;
         /* A given directory stands alone: the host's modprobe.d must not change what a test tree says. */
-        m->kmod = kmod_new(dir, dir ? no_config : NULL);
+        m->kmod = sym_kmod_new(dir, dir ? no_config : NULL);
         if (!m->kmod) {
                 free(m);
                 return -ENOMEM;
         }
-        kmod_set_log_fn(m->kmod, quiet, NULL);
+        sym_kmod_set_log_fn(m->kmod, quiet, NULL);
         /* Without the index every lookup would quietly find nothing: say why instead. */
-        if (asprintf(&index, "%s/modules.alias.bin", kmod_get_dirname(m->kmod)) < 0) {
+        if (asprintf(&index, "%s/modules.alias.bin", sym_kmod_get_dirname(m->kmod)) < 0) {
                 mod_ctx_free(m);
                 return -ENOMEM;
         }
@@ -52,7 +83,7 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
                 return -e;
         }
         /* Maps the indexes once; a device's interfaces then cost ~20 us each. */
-        (void)kmod_load_resources(m->kmod);
+        (void)sym_kmod_load_resources(m->kmod);
         *ret = m;
         return 0;
 }
@@ -60,7 +91,7 @@ int mod_ctx_new(const char *dir, struct mod_ctx **ret) {
 void mod_ctx_free(struct mod_ctx *m) {
         if (!m)
                 return;
-        kmod_unref(m->kmod);
+        sym_kmod_unref(m->kmod);
         free(m);
 }
 
@@ -68,12 +99,12 @@ int mod_lookup(struct mod_ctx *m, const char *modalias, char **paths, size_t *n,
         struct kmod_list *list = NULL, *it;
         int r, added = 0;
 
-        r = kmod_module_new_from_lookup(m->kmod, modalias, &list);
+        r = sym_kmod_module_new_from_lookup(m->kmod, modalias, &list);
         if (r < 0)
                 return r;
-        kmod_list_foreach(it, list) {
-                struct kmod_module *mod = kmod_module_get_module(it);
-                const char *path = kmod_module_get_path(mod);
+        for (it = list; it; it = sym_kmod_list_next(list, it)) {
+                struct kmod_module *mod = sym_kmod_module_get_module(it);
+                const char *path = sym_kmod_module_get_path(mod);
                 bool seen = false;
 
                 for (size_t i = 0; path && i < *n && !seen; i++)
@@ -81,16 +112,16 @@ int mod_lookup(struct mod_ctx *m, const char *modalias, char **paths, size_t *n,
                 if (path && !seen && *n < max) {
                         paths[*n] = strdup(path);
                         if (!paths[*n]) {
-                                kmod_module_unref(mod);
-                                kmod_module_unref_list(list);
+                                sym_kmod_module_unref(mod);
+                                sym_kmod_module_unref_list(list);
                                 return -ENOMEM;
                         }
                         (*n)++;
                         added++;
                 }
-                kmod_module_unref(mod);
+                sym_kmod_module_unref(mod);
         }
-        kmod_module_unref_list(list);
+        sym_kmod_module_unref_list(list);
         return added;
 }
 

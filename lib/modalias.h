@@ -15,7 +15,7 @@ struct mod_ctx;
 /* Opens the module directory dir (NULL: /lib/modules/`uname -r`, with the system's modprobe.d
  * configuration; a given dir is used alone, without any configuration, so a test tree is
  * self-contained). Returns -ENOENT when the directory has no modules.alias.bin (depmod never ran
- * there), -ENOMEM. */
+ * there), -ENOPKG when libkmod cannot be loaded (it is opened at the first call), -ENOMEM. */
 int mod_ctx_new(const char *dir, struct mod_ctx **ret);
 
 /* Frees a context; NULL-safe. */

@@ -23,6 +23,9 @@ stdenv.mkDerivation {
     "SYSTEMDUNITDIR=${placeholder "out"}/lib/systemd/system"
     "GENERATORDIR=${placeholder "out"}/lib/systemd/system-generators"
     "TMPFILESDIR=${placeholder "out"}/lib/tmpfiles.d"
+    # Opened at first use (lib/dl.h): by store path, as the runtime linker would not find them.
+    "LIBKMOD_SONAME=${lib.getLib kmod}/lib/libkmod.so.2"
+    "LIBSYSTEMD_SONAME=${lib.getLib systemd}/lib/libsystemd.so.0"
   ];
   # The state directory is created at run time (tmpfiles, StateDirectory=), not in the store.
   installFlags = [ "LOCALSTATEDIR=$(TMPDIR)/var" ];

@@ -8,7 +8,7 @@ cd "$VHP_TOP" || exit 1
 # layer of a source file or header (lower numbers are lower layers)
 layer() {
         case $(basename "$1" | sed 's/\.[ch]$//') in
-        util | errmsg | cleanup | cleanup-types | lock | log | json | addr) echo 0 ;;
+        util | errmsg | cleanup | cleanup-types | lock | log | json | addr | dl) echo 0 ;;
         client) echo 1 ;;
         schema | db | db-internal | db-file | db-stmt | db-ops | db-power) echo 1 ;;
         qmp | crosvm | vfio) echo 1 ;;
@@ -71,4 +71,14 @@ domain=$(grep -l '#include "\(device\|rule\|config\|vmm\|xact\|event\)\.h"' db/*
 printers=$(grep -ln '\b\(printf\|fprintf\|puts\|syslog\)(' lib/*.c db/*.c | grep -vx 'lib/log.c' || true)
 [ -z "$printers" ] && vhp_ok "lib/ and db/ print nothing (lib/log.c is for the programs)" ||
         vhp_fail "lib/ or db/ code prints" "$printers"
+# libkmod and libsystemd (and what they pull in) are opened at first use: no program loads them at
+# start-up, and only lib/dl.c calls dlopen.
+for p in vhotplug-helper vhotplug-reconcile vhotplug-api vhotplugctl vhotplug-generator; do
+        [ -x "$VHP_BUILD/$p" ] || continue
+        needed=$(readelf -d "$VHP_BUILD/$p" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -E '^lib(kmod|systemd)\.' || true)
+        [ -z "$needed" ] && vhp_ok "$p does not load libkmod or libsystemd at start-up" ||
+                vhp_fail "$p loads at start-up" "$needed"
+done
+openers=$(grep -ln '\bdlopen(' lib/*.c db/*.c | grep -vx 'lib/dl.c' || true)
+[ -z "$openers" ] && vhp_ok "only lib/dl.c opens libraries" || vhp_fail "dlopen outside lib/dl.c" "$openers"
 vhp_done

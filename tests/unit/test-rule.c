@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "device.h"
+#include "dl.h"
 #include "modalias.h"
 #include "rule.h"
 
@@ -659,6 +660,29 @@ static void test_keyboard_warning_agrees(void **state) {
         }
 }
 
+/* ---- libraries opened at first use (lib/dl.c): libkmod for driverPath */
+static void test_dl_load(void **state) {
+        void *good = NULL, *bad = NULL;
+        const struct dl_sym missing_lib_syms[] = {{"kmod_new", &good}};
+        struct dl_lib missing_lib = {"libvhp-no-such-library.so.9", missing_lib_syms, 1, 0};
+        const struct dl_sym missing_sym_syms[] = {{"kmod_new", &good}, {"kmod_no_such_function", &bad}};
+        struct dl_lib missing_sym = {"libkmod.so.2", missing_sym_syms, 2, 0};
+        const struct dl_sym ok_syms[] = {{"kmod_new", &good}};
+        struct dl_lib ok = {"libkmod.so.2", ok_syms, 1, 0};
+
+        assert_int_equal(dl_load(&missing_lib), -ENOPKG);
+        assert_int_equal(dl_load(&missing_lib), -ENOPKG); /* remembered, not retried */
+        assert_null(good);
+        /* All or nothing: one missing symbol stores none, not even the ones found. */
+        assert_int_equal(dl_load(&missing_sym), -ENOPKG);
+        assert_null(good);
+        assert_null(bad);
+        assert_int_equal(dl_load(&ok), 0);
+        assert_non_null(good);
+        assert_int_equal(ok.state, 1);
+        assert_int_equal(dl_load(&ok), 0);
+}
+
 int main(void) {
         static const struct CMUnitTest others[] = {
                 cmocka_unit_test(test_allowed_vms_preference),
@@ -669,6 +693,7 @@ int main(void) {
                 cmocka_unit_test(test_modaliases_from_fields),
                 cmocka_unit_test(test_usb_auth),
                 cmocka_unit_test(test_keyboard_warning_agrees),
+                cmocka_unit_test(test_dl_load),
         };
         size_t n_rows = sizeof(cases) / sizeof(cases[0]), n = n_rows + sizeof(others) / sizeof(others[0]);
         struct CMUnitTest *tests = calloc(n, sizeof(*tests));
