@@ -284,7 +284,7 @@ phase_unplug() {
                 walls+=("$ms")
                 [ "$bad" = 0 ] && [ "$left" = 0 ] && [ "$rows" = 0 ] || { ok=0; cat "$VHP_TMP"/unplug-*.err | sort | uniq -c | head >&2; }
         done
-        result "unplug.n$n.wall" "$(printf '%s\n' "${walls[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" ms \
+        result "unplug.n$n.wall${BENCH_TAG:+.$BENCH_TAG}" "$(printf '%s\n' "${walls[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')" ms \
                 "median of ${#walls[@]} rounds: ${walls[*]}; all gone and closed: $ok"
 }
 

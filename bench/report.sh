@@ -29,6 +29,9 @@ fi
         echo "(c) burst 50 (25+25): NOT MET (see burst rows)"
 bar "(d) reconcile, 500 devices, 100 rules, nothing to do" "$(v reconcile.nothing.n500.r100)" 200 ms
 echo "(d) reconcile attaching 30 devices into one QEMU: $(v reconcile.all.n30) ms (no bar)"
+un=$(v unplug.n20.wall) ub=$(v unplug.n20.wall.base)
+bar "dock unplug: 20 removes at once, all gone from QEMU" "$un" 100 ms
+[ -n "$ub" ] && awk -v n="$un" -v b="$ub" 'BEGIN { printf "  the same with BASE_BUILD: %.0f ms (%.1fx the time of this build)\n", b, (n > 0 ? b / n : 0) }'
 echo
 echo "== (e) growth (median ms / MB) =="
 printf '%-22s %10s %10s %10s %10s\n' "" "10/10" "100/100" "500/100" "1000/1000"

@@ -11,7 +11,7 @@
 # qemu-system-x86. Benchmarks are optional, so scripts/setup-deps.sh does not install these two:
 # run as root, this script apt-get installs what is missing; otherwise it says what to install.
 #
-# Environment: BUILD (default build), BENCH_OUT (directory for raw results, default a temp dir that
+# Environment: BUILD (default build), BASE_BUILD (another build for the dock unplug's before/after), BENCH_OUT (directory for raw results, default a temp dir that
 # is kept), BENCH_QUICK=1 (fewer runs, for trying the script out).
 set -u
 
@@ -68,6 +68,15 @@ BUILD=$BUILD bash "$VHP_TOP/bench/phases.sh" host
 in_testbed "$BENCH_OUT/usb-60.umockdev" attach
 in_testbed "$BENCH_OUT/usb-60.umockdev" burst
 in_testbed "$BENCH_OUT/usb-60.umockdev" reconcile-all 30
+
+# A dock unplug: 20 attached devices leave the host at once (4 rounds). BASE_BUILD=DIR runs the
+# same phase with that build too (a build of an older commit: before and after in one run).
+"$gen" 200 >"$BENCH_OUT/usb-200.umockdev"
+if [ -n "${BASE_BUILD:-}" ]; then
+        case $BASE_BUILD in /*) ;; *) BASE_BUILD=$VHP_TOP/$BASE_BUILD ;; esac
+        BUILD=$BASE_BUILD BENCH_TAG=base umockdev-run -d "$BENCH_OUT/usb-200.umockdev" -- bash "$VHP_TOP/bench/phases.sh" unplug 20 4
+fi
+in_testbed "$BENCH_OUT/usb-200.umockdev" unplug 20 4
 
 bash "$VHP_TOP/bench/report.sh" "$BENCH_OUT/results.tsv"
 # driverPath: the kernel-module lookup a driverPath rule adds to an event (bar: 1 ms per device).
