@@ -249,19 +249,13 @@ static int in_other_vm(struct state *s, const struct dev *d, char *vm, size_t le
 /* Records d as attached to the VM under id and bus, cold-plugged, with why in history. */
 static int record(struct state *s, const struct dev *d, const struct rule_decision *dec, bool member,
                   const char *id, const char *bus, const char *why) {
-        struct db_rule_ref ref = {
-                .section = cfg_section_name(dec->kind),
-                .entry = dec->entry_index,
-                .allow = member ? -1 : dec->rule_index, /* a member matched no allow rule */
-                .description = dec->rule_description,
-        };
-        struct db_device rec;
-        char key[DEV_KEY_MAX];
+        struct db_rule_ref ref = xact_rule_ref_of(dec);
         int64_t row;
         int r;
 
-        xact_record_of(d, key, &rec);
-        r = db_attach_begin(s->db, NULL, &rec, &ref, s->vm->name, id, DB_ATTACHING, &row);
+        if (member)
+                ref.allow = -1; /* a group member matched no allow rule */
+        r = xact_record_begin(s->db, d, &ref, s->vm->name, id, &row);
         if (r >= 0)
                 r = db_attachment_set_cold_plugged(s->db, row);
         if (r >= 0)
@@ -272,19 +266,11 @@ static int record(struct state *s, const struct dev *d, const struct rule_decisi
 /* Records that d could not be handed over (its binding was refused). */
 static int record_failed(struct state *s, const struct dev *d, const struct rule_decision *dec,
                          const char *error) {
-        struct db_rule_ref ref = {
-                .section = cfg_section_name(dec->kind),
-                .entry = dec->entry_index,
-                .allow = dec->rule_index,
-                .description = dec->rule_description,
-        };
-        struct db_device rec;
-        char key[DEV_KEY_MAX];
+        struct db_rule_ref ref = xact_rule_ref_of(dec);
         int64_t row;
         int r;
 
-        xact_record_of(d, key, &rec);
-        r = db_attach_begin(s->db, NULL, &rec, &ref, s->vm->name, NULL, DB_ATTACHING, &row);
+        r = xact_record_begin(s->db, d, &ref, s->vm->name, NULL, &row);
         return r < 0 ? r : db_attach_finish(s->db, row, DB_FAILED, -1, NULL, error);
 }
 

@@ -60,6 +60,8 @@ static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev
         struct xact_result x;
         int r;
 
+        if (ret_error)
+                *ret_error = NULL;
         *p = (struct run){.ctx = ctx, .udev = udev ? udev : ctx->udev, .kind = kind, .res = res};
         *res = (struct power_result){0};
         if (!p->udev)
@@ -77,6 +79,17 @@ static int open_run(struct run *p, const struct xact_ctx *ctx, struct udev *udev
         if (r < 0)
                 return errmsg_set(ret_error, r, "cannot forget the suspensions of earlier boots: %s",
                                   db_strerror(r));
+        return 0;
+}
+
+/* Ends a run: its result goes to ret on success, r is returned. */
+static int close_run(struct run *p, int r, struct power_result *ret) {
+        db_close(p->db);
+        if (r < 0) {
+                power_result_clear(p->res);
+                return r;
+        }
+        *ret = *p->res;
         return 0;
 }
 
@@ -186,8 +199,6 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
         struct run p;
         int r;
 
-        if (ret_error)
-                *ret_error = NULL;
         r = open_run(&p, ctx, udev, kind, vm, &res, ret_error);
         if (r >= 0) {
                 r = db_attachment_list(p.db, vm, &list, &n);
@@ -209,13 +220,7 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
                 if (list[i].pci_address)
                         xact_pci_reprobe(list[i].pci_address);
         db_attachment_list_free(list, n);
-        db_close(p.db);
-        if (r < 0) {
-                power_result_clear(&res);
-                return r;
-        }
-        *ret = res;
-        return 0;
+        return close_run(&p, r, ret);
 }
 
 /* ---- resume ---- */
@@ -332,8 +337,6 @@ int power_resume(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind ki
         struct run p;
         int r;
 
-        if (ret_error)
-                *ret_error = NULL;
         r = open_run(&p, ctx, udev, kind, vm, &res, ret_error);
         if (r >= 0) {
                 r = db_suspended_list(p.db, dev_kind_name(kind), vm, p.boot_id, &list, &n);
@@ -346,11 +349,5 @@ int power_resume(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind ki
                         errmsg_set(ret_error, r, "cannot resume %s: %s", list[i].devpath, db_strerror(r));
         }
         db_suspension_list_free(list, n);
-        db_close(p.db);
-        if (r < 0) {
-                power_result_clear(&res);
-                return r;
-        }
-        *ret = res;
-        return 0;
+        return close_run(&p, r, ret);
 }

@@ -110,7 +110,7 @@ void xact_record_of(const struct dev *d, char key[static DEV_KEY_MAX], struct db
         };
 }
 
-static struct db_rule_ref rule_ref_of(const struct rule_decision *dec) {
+struct db_rule_ref xact_rule_ref_of(const struct rule_decision *dec) {
         return (struct db_rule_ref){
                 .section = cfg_section_name(dec->kind),
                 .entry = dec->entry_index,
@@ -173,7 +173,7 @@ char *xact_allowed_vms_json(const struct rule_decision *dec) {
 int xact_prompt(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
                 const struct rule_decision *dec, struct xact_result *res) {
         _cleanup_free_ char *vms = xact_allowed_vms_json(dec);
-        struct db_rule_ref ref = rule_ref_of(dec);
+        struct db_rule_ref ref = xact_rule_ref_of(dec);
         struct db_device rec;
         char key[DEV_KEY_MAX], detail[256];
         size_t len = 0;
@@ -387,7 +387,7 @@ int xact_attach(const struct xact_ctx *ctx, struct db *db, const struct dev *d,
                 const struct rule_decision *dec, struct xact_result *res) {
         struct vmm_attachment at = {.port = -1};
         _cleanup_free_ char *verr = NULL;
-        struct db_rule_ref ref = rule_ref_of(dec);
+        struct db_rule_ref ref = xact_rule_ref_of(dec);
         struct db_device rec;
         char key[DEV_KEY_MAX];
         enum db_state state;
@@ -584,16 +584,22 @@ int xact_close(struct db *db, const struct db_attachment *a, const char *why) {
         return db_detach_finish(db, a->id, DB_DETACHED, NULL);
 }
 
-int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *id, int port,
-               const char *why) {
-        struct db_rule_ref ref = rule_ref_of(dec);
+int xact_record_begin(struct db *db, const struct dev *d, const struct db_rule_ref *ref, const char *vm,
+                      const char *id, int64_t *row) {
         struct db_device rec;
         char key[DEV_KEY_MAX];
+
+        xact_record_of(d, key, &rec);
+        return db_attach_begin(db, NULL, &rec, ref, vm, id, DB_ATTACHING, row);
+}
+
+int xact_adopt(struct db *db, const struct dev *d, const struct rule_decision *dec, const char *id, int port,
+               const char *why) {
+        struct db_rule_ref ref = xact_rule_ref_of(dec);
         int64_t row;
         int r;
 
-        xact_record_of(d, key, &rec);
-        r = db_attach_begin(db, NULL, &rec, &ref, dec->vm->name, port >= 0 ? "" : id, DB_ATTACHING, &row);
+        r = xact_record_begin(db, d, &ref, dec->vm->name, port >= 0 ? "" : id, &row);
         if (r < 0)
                 return r;
         return db_attach_adopted(db, row, port, NULL, why);

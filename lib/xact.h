@@ -152,5 +152,13 @@ void xact_pci_reprobe(const char *pci_address);
 /* Records that d stays on the host, and why (bounded). */
 int xact_record_ignored(struct db *db, const struct dev *d, const char *reason);
 
+/* The rule that decided dec, as the database records it. */
+struct db_rule_ref xact_rule_ref_of(const struct rule_decision *dec);
+
+/* Opens d's record for vm under the VMM id (state attaching, an intent row in history), for a
+ * device handed over outside the transaction (adopted, cold-plugged); *row identifies it. */
+int xact_record_begin(struct db *db, const struct dev *d, const struct db_rule_ref *ref, const char *vm,
+                      const char *id, int64_t *row);
+
 /* The identity of d as the database records it; key receives the user-choice key (DEV_KEY_MAX). */
 void xact_record_of(const struct dev *d, char key[static DEV_KEY_MAX], struct db_device *ret);
