@@ -67,26 +67,34 @@ static int strv_append(char ***v, size_t *n, char *s) {
         return 0;
 }
 
-__attribute__((format(printf, 2, 3))) static int arg(struct cold_args *a, const char *fmt, ...) {
-        va_list ap;
+/* Appends the formatted text to v. */
+__attribute__((format(printf, 3, 0))) static int strv_appendv(char ***v, size_t *n, const char *fmt,
+                                                              va_list ap) {
         char *s;
 
-        va_start(ap, fmt);
         if (vasprintf(&s, fmt, ap) < 0)
                 s = NULL;
+        return strv_append(v, n, s);
+}
+
+__attribute__((format(printf, 2, 3))) static int arg(struct cold_args *a, const char *fmt, ...) {
+        va_list ap;
+        int r;
+
+        va_start(ap, fmt);
+        r = strv_appendv(&a->argv, &a->argc, fmt, ap);
         va_end(ap);
-        return strv_append(&a->argv, &a->argc, s);
+        return r;
 }
 
 __attribute__((format(printf, 2, 3))) static int warn(struct state *s, const char *fmt, ...) {
         va_list ap;
-        char *w;
+        int r;
 
         va_start(ap, fmt);
-        if (vasprintf(&w, fmt, ap) < 0)
-                w = NULL;
+        r = strv_appendv(&s->out.warnings, &s->out.n_warnings, fmt, ap);
         va_end(ap);
-        return strv_append(&s->out.warnings, &s->out.n_warnings, w);
+        return r;
 }
 
 void cold_args_clear(struct cold_args *a) {

@@ -11,6 +11,7 @@
 #include "errmsg.h"
 #include "lock.h"
 #include "util.h"
+#include "vfio.h"
 
 struct run {
         const struct xact_ctx *ctx;
@@ -190,6 +191,16 @@ out:
         return r;
 }
 
+/* Whether list[i] is a PCI device with another device of list in its IOMMU group. */
+static bool shares_group(const struct db_attachment *list, size_t n, size_t i) {
+        int g = list[i].pci_address ? vfio_iommu_group(NULL, list[i].pci_address) : -1;
+
+        for (size_t j = 0; g >= 0 && j < n; j++)
+                if (j != i && list[j].pci_address && vfio_iommu_group(NULL, list[j].pci_address) == g)
+                        return true;
+        return false;
+}
+
 int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind, const char *vm,
                   const char *requested_by, struct power_result *ret, char **ret_error) {
         struct power_result res = {0};
@@ -217,7 +228,7 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
         /* A PCI device given back while another device of its IOMMU group was still in the VM
          * may have found its host driver refused: now that the group is out, once more. */
         for (size_t i = 0; i < n && r >= 0 && kind == DEV_PCI; i++)
-                if (list[i].pci_address)
+                if (shares_group(list, n, i))
                         xact_pci_reprobe(list[i].pci_address);
         db_attachment_list_free(list, n);
         return close_run(&p, r, ret);
