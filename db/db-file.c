@@ -340,6 +340,21 @@ static int repair_lock(const char *path, int op) {
         return fd;
 }
 
+/* Whether the file's header already says WAL (the file format read and write versions, bytes 18
+ * and 19, are 2): then "PRAGMA journal_mode = WAL", which every open would otherwise run, has
+ * nothing to do. A short, new or unreadable file says no, and the pragma runs. */
+static bool header_says_wal(const char *path) {
+        unsigned char h[20];
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        ssize_t n;
+
+        if (fd < 0)
+                return false;
+        n = pread(fd, h, sizeof(h), 0);
+        close(fd);
+        return n == (ssize_t)sizeof(h) && memcmp(h, "SQLite format 3", 16) == 0 && h[18] == 2 && h[19] == 2;
+}
+
 /* Opens and migrates path; the caller holds the repair lock (lock_fd, owned by the result on
  * success, or -1 when the caller keeps it). */
 static int open_locked(const char *path, unsigned flags, int max_version, int lock_fd, struct db **ret) {
@@ -366,7 +381,7 @@ static int open_locked(const char *path, unsigned flags, int max_version, int lo
          * more than the event's work; truncate_wal() does it now and then instead. */
         sqlite3_db_config(db->sql, SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, NULL);
 
-        r = exec_retry(db, "PRAGMA journal_mode = WAL");
+        r = header_says_wal(path) ? 0 : exec_retry(db, "PRAGMA journal_mode = WAL");
         if (r >= 0)
                 r = exec_retry(db, "PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL");
         if (r >= 0)

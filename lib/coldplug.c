@@ -160,9 +160,15 @@ static int claim(struct state *s, struct present *p) {
                 return r;
         if (!dec->entry || dec->vm != s->vm)
                 return 0;
-        if (dec->action != RULE_ATTACH && cfg_vm_can_hotplug(dec->vm))
-                return 0; /* refused on a closer look (e.g. it holds a host mount) */
         dev_describe(p->dev, what, sizeof(what));
+        /* xact_complete() looked at the mount table for a device it would attach; a VM that
+         * cannot hot-plug had no such look: the disk the host needs stays, and the user hears why. */
+        if (p->dev->host_mount ||
+            dev_find_host_mount(p->dev, s->ctx->mountinfo, s->ctx->cfg->general.host_mounts,
+                                s->ctx->cfg->general.n_host_mounts) > 0)
+                return warn(s, "%s left out: it holds the host-required mount %s", what, p->dev->host_mount);
+        if (dec->action != RULE_ATTACH && cfg_vm_can_hotplug(dec->vm))
+                return 0; /* refused on a closer look */
         if (dec->keep_detached)
                 return warn(s, "%s left out: the user asked to keep it on the host", what);
         if (dec->suspended)

@@ -767,7 +767,9 @@ int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mount
         _cleanup_free_ char *line = NULL, *prefix = NULL;
         size_t cap = 0;
 
-        if (d->kind != DEV_USB || !d->devpath)
+        /* A USB device, or a PCI function with a disk below it (its controller, or a bridge
+         * above that): either takes the disk with it. */
+        if ((d->kind != DEV_USB && d->kind != DEV_PCI) || !d->devpath)
                 return 0;
         f = fopen(mountinfo ? mountinfo : "/proc/self/mountinfo", "re");
         if (!f)

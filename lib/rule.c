@@ -132,7 +132,7 @@ static bool excluded(const struct dev *d, struct rule_decision *ret) {
         const char *why = NULL;
         if (dev_is_usb_hub(d))
                 why = "USB hub";
-        else if (d->kind == DEV_USB && d->host_mount)
+        else if (d->host_mount)
                 why = "holds a host-required mount";
         else if (d->kind == DEV_EVDEV && d->id_bus && strcmp(d->id_bus, "usb") == 0)
                 why = "input node of a USB device (the USB device itself is passed through)";

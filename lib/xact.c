@@ -152,9 +152,10 @@ int xact_complete(const struct xact_ctx *ctx, struct db *db, struct dev *d, stru
                         return r;
                 dec->suspended = r > 0;
         }
-        /* Only a USB device about to be passed is worth the (costlier) look at the mount table. */
-        if (d->kind == DEV_USB && dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
-                                                      ctx->cfg->general.n_host_mounts) > 0)
+        /* Only a device about to be passed is worth the (costlier) look at the mount table. */
+        if ((d->kind == DEV_USB || d->kind == DEV_PCI) &&
+            dev_find_host_mount(d, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                ctx->cfg->general.n_host_mounts) > 0)
                 (void)rule_recheck(d, dec);
         return 0;
 }

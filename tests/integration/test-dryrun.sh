@@ -66,6 +66,14 @@ expect ssd-boot "$(ignore 'host-required mount') and (.reason | contains(\"/boot
 run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" ssd-media add $U/usb2/2-1 \
         --mountinfo "$top/tests/data/mountinfo-sda1-elsewhere"
 expect ssd-media "$(attach ssd-media gui-vm 2 0)" "disk mounted elsewhere may be passed"
+# The same for the PCI function above the disk: the USB controller (and a bridge above it) would
+# take the disk along.
+run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" xhci-boot add $U --mountinfo "$mi"
+expect xhci-boot "$(ignore 'host-required mount') and (.reason | contains(\"/boot\")) and .kind == \"pci\"" \
+        "PCI controller of the disk holding /boot stays on the host"
+run "$top/tests/data/umockdev/usb-ssd-mounted-boot.umockdev" xhci-media add $U \
+        --mountinfo "$top/tests/data/mountinfo-sda1-elsewhere"
+expect xhci-media "$(attach xhci-media gui-vm 0 2 pciPassthrough)" "PCI controller whose disk is mounted elsewhere may be passed"
 # Root on device-mapper (LVM, dm-crypt) over a partition of the SSD: still the host's.
 dm=$tmp/dm.sh
 cat >"$dm" <<EOS

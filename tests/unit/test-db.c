@@ -205,6 +205,17 @@ static void test_open_creates(void **state) {
         db_close(db);
         assert_int_equal(raw_int(path, "PRAGMA user_version"), DB_SCHEMA_VERSION);
         assert_int_equal(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE type = 'view'"), 5);
+        /* An open skips the WAL pragma when the header says WAL; a file someone switched back
+         * to a rollback journal says otherwise and is put back into WAL. */
+        raw_exec(path, "PRAGMA journal_mode = DELETE");
+        mode = raw_text(path, "PRAGMA journal_mode", NULL);
+        assert_string_equal(mode, "delete");
+        free(mode);
+        assert_int_equal(db_open(path, DB_NO_STRICT_PERMS, &db), 0);
+        db_close(db);
+        mode = raw_text(path, "PRAGMA journal_mode", NULL);
+        assert_string_equal(mode, "wal");
+        free(mode);
         db_close(NULL);
 }
 
