@@ -69,8 +69,7 @@ struct field {
         const char *note; /* once per configuration when the key is used: why it is accepted */
 };
 
-/* Notes for keys whose behaviour belongs to programs still to come. */
-#define NOTE_API "accepted; used by vhotplug-api (not built yet)"
+/* Note for a key whose effect lies outside the program that reads the file. */
 #define NOTE_API_BUILT "accepted; used by vhotplug-api"
 
 #define RULE(k, w, t, m, f)                                                                                 \
@@ -125,15 +124,12 @@ static const struct field entry_fields[] = {
         ENTRY("description", S_ALL, FT_TEXT, description),
         {"tag", S_ALL, FT_STRING, offsetof(struct cfg_entry, tag),
          .note = NOTE_API_BUILT " to attach, detach and list devices by tag"},
-        {"skipOnSuspend", S_ALL, FT_BOOL, offsetof(struct cfg_entry, skip_on_suspend),
-         .note = NOTE_API " for usb_suspend and pci_suspend"},
+        ENTRY("skipOnSuspend", S_ALL, FT_BOOL, skip_on_suspend),
         ENTRY("pciIommuAddAll", S_PCI, FT_BOOL, iommu_add_all),
         ENTRY("pciIommuSkipIfShared", S_PCI, FT_BOOL, iommu_skip_if_shared),
         ENTRY("qemuUseRootBus", S_PCI, FT_BOOL, use_root_bus),
-        {"autoOvmf", S_PCI, FT_BOOL, offsetof(struct cfg_entry, auto_ovmf),
-         .note = NOTE_API " for the cold-plug arguments of a VM (OVMF firmware for an NVIDIA GPU)"},
-        {"crosvmUseRootBus", S_PCI, FT_BOOL, offsetof(struct cfg_entry, crosvm_use_root_bus),
-         .note = NOTE_API " for the cold-plug arguments of a crosvm VM"},
+        ENTRY("autoOvmf", S_PCI, FT_BOOL, auto_ovmf),
+        ENTRY("crosvmUseRootBus", S_PCI, FT_BOOL, crosvm_use_root_bus),
 };
 
 enum { V_NAME, V_TYPE };
@@ -163,15 +159,13 @@ static const struct field general_fields[] = {
          .max = 3600000},
         GENERAL("modulesDir", FT_PATH, modules_dir),
         /* Keys of the older daemon's deployments. */
-        {"ovmfCode", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_code),
-         .note = NOTE_API " for autoOvmf entries"},
-        {"ovmfVars", S_ALL, FT_PATH, offsetof(struct cfg_general, ovmf_vars),
-         .note = NOTE_API " for autoOvmf entries"},
+        GENERAL("ovmfCode", FT_PATH, ovmf_code),
+        GENERAL("ovmfVars", FT_PATH, ovmf_vars),
         {"statePath", S_ALL, FT_PATH, offsetof(struct cfg_general, state_path),
-         .note = "accepted; the older daemon's state file, to be imported into general.database (not built "
-                 "yet)"},
+         .note = "the older daemon's state file: its choices are imported once into general.database by "
+                 "vhotplug-reconcile; the file is never written"},
         {"persistency", S_ALL, FT_BOOL, offsetof(struct cfg_general, persistency),
-         .note = "accepted; choices are always kept in general.database here"},
+         .note = "choices are always kept in general.database; false only turns off the statePath import"},
         {"modprobe", S_ALL, FT_NOTE, .note = NOTE_KMOD},
         {"modinfo", S_ALL, FT_NOTE, .note = NOTE_KMOD},
 };
@@ -231,8 +225,7 @@ static const struct field top_fields[] = {
         [T_VMS] = {"vms", S_ALL, FT_CUSTOM},
         [T_USB_AUTHORIZATION] = {"usbAuthorization", S_ALL, FT_CUSTOM},
         [T_GENERAL] = {"general", S_ALL, FT_CUSTOM},
-        [T_ACPI] = {"acpiPassthrough", S_ALL, FT_CUSTOM,
-                    .note = NOTE_API " for the cold-plug arguments of a VM (-acpitable)"},
+        [T_ACPI] = {"acpiPassthrough", S_ALL, FT_CUSTOM},
 };
 
 static const char *const section_names[DEV_KIND_MAX] = {

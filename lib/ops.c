@@ -324,6 +324,9 @@ int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, cons
         }
         if (r >= 0 && kind == DEV_PCI)
                 r = add_iommu_members(c, &out);
+        /* PCI names (pci.ids through libpci, read once) and IOMMU groups, for the listed ones only. */
+        for (size_t i = 0; r >= 0 && i < out.n; i++)
+                dev_add_details(out.items[i].dev);
         if (r >= 0 && out.n > 1)
                 qsort(out.items, out.n, sizeof(*out.items), kind == DEV_USB ? cmp_usb : cmp_pci);
         db_attachment_list_free(rows, n_rows);

@@ -110,7 +110,7 @@ static int parse_args(int argc, char **argv, struct options *o) {
 }
 
 static void print_plan(const struct options *o, const struct recon_plan *plan) {
-        size_t failed = 0;
+        size_t failed = 0, actions = 0, down = 0;
         if (o->json) {
                 _cleanup_cjson_ cJSON *j = NULL;
                 _cleanup_free_ char *s = NULL;
@@ -126,6 +126,9 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
                 else if (!it->id[0] && it->port >= 0 && it->op != RECON_FOREIGN)
                         snprintf(id, sizeof(id), " as port %d", it->port);
                 failed += it->failed;
+                /* A VM not running and a device someone else attached are reported, not acted on. */
+                down += it->op == RECON_VM_DOWN;
+                actions += it->op != RECON_VM_DOWN && it->op != RECON_FOREIGN;
                 snprintf(line, sizeof(line), "%-8s %s: %s%s (%s)%s%s%s", recon_op_name(it->op),
                          it->vm[0] ? it->vm : "host", it->what, id, it->why,
                          it->failed ? " FAILED"
@@ -134,8 +137,11 @@ static void print_plan(const struct options *o, const struct recon_plan *plan) {
                          it->error[0] ? ": " : "", it->error);
                 printf("%s\n", str_escape(line, safe, sizeof(safe)));
         }
-        printf("%zu devices, %zu actions%s, %zu failed\n", plan->n_devices, plan->n,
+        printf("%zu devices, %zu actions%s, %zu failed", plan->n_devices, actions,
                o->dry_run ? " planned (dry run)" : "", failed);
+        if (down)
+                printf(", %zu VM%s not running", down, down == 1 ? "" : "s");
+        printf("\n");
 }
 
 /* The journal's MESSAGE_ID for an item that was acted on or skipped (vhotplug(7)); NULL: none. */

@@ -64,6 +64,9 @@ rec
 [ $rc = 0 ] && [ "$(ops)" = $'vm-down vm1 - planned\nvm-down vm2 - planned' ] &&
         vhp_ok "VMs not running: both reported vm-down, exit 0" || vhp_fail "VMs down" "$(recout)"
 vhp_check_output "nothing recorded while the VMs are down" '^0$' sql "SELECT count(*) FROM attachments"
+# The text summary counts what it does, and says which VMs it could not serve.
+vhp_check_output "summary: no actions, 2 VMs not running" '^[0-9]+ devices, 0 actions planned \(dry run\), 0 failed, 2 VMs not running$' \
+        "$reconcile" -c "$conf" --no-strict-perms --dry-run
 
 # The user keeps 1-11 detached (key: usb:VID:PID:SERIAL, see dev_key in lib/device.c).
 sql "INSERT INTO user_choices (device_key, keep_detached) VALUES ('usb:1209:000b:SN0011', 1)"
