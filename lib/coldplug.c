@@ -386,7 +386,7 @@ static int hand_over_pci(struct state *s, struct present *p) {
         }
         if (r < 0)
                 goto out;
-        r = xact_vfio_bind(p->dec.entry, p->dev->pci_address, &plan, &err);
+        r = xact_vfio_bind(s->ctx, p->dec.entry, p->dev->pci_address, &plan, &err);
         if (r < 0) {
                 snprintf(msg, sizeof(msg), "cannot hand the device to vfio-pci: %s",
                          err ? err : strerror(-r));

@@ -254,8 +254,39 @@ void xact_pci_reprobe(const char *pci_address) {
                 (void)vfio_unbind(NULL, pci_address, &err);
 }
 
-int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan,
-                   char **ret_error) {
+/* -EBUSY (with the words) when a member of the plan has a host-required mount below it: binding
+ * it to vfio-pci would take the host's disk away. */
+static int plan_keeps_host_mounts(const struct xact_ctx *ctx, const struct vfio_plan *plan,
+                                  char **ret_error) {
+        for (size_t i = 0; i < plan->n; i++) {
+                char link[96], *real;
+                struct dev m = {.kind = DEV_PCI};
+                int r;
+
+                snprintf(link, sizeof(link), "/sys/bus/pci/devices/%s", plan->members[i].addr);
+                real = realpath(link, NULL);
+                if (!real || strncmp(real, "/sys/", 5) != 0) {
+                        free(real);
+                        continue; /* gone: nothing below it either */
+                }
+                m.devpath = real + 4;
+                r = dev_find_host_mount(&m, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                        ctx->cfg->general.n_host_mounts);
+                if (r > 0)
+                        r = errmsg_set(ret_error, -EBUSY,
+                                       "IOMMU group %d: %s holds the host-required mount %s, so the group "
+                                       "stays on the host",
+                                       plan->group, plan->members[i].addr, m.host_mount);
+                free(m.host_mount);
+                free(real);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int xact_vfio_bind(const struct xact_ctx *ctx, const struct cfg_entry *e, const char *pci_address,
+                   struct vfio_plan *plan, char **ret_error) {
         struct vfio_policy policy = {
                 .add_all = e && e->iommu_add_all,
                 .skip_if_shared = e && e->iommu_skip_if_shared,
@@ -263,6 +294,11 @@ int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vf
         int r = vfio_prepare(NULL, pci_address, &policy, plan, ret_error);
         if (r < 0)
                 return r;
+        r = plan_keeps_host_mounts(ctx, plan, ret_error);
+        if (r < 0) {
+                vfio_plan_clear(plan);
+                return r;
+        }
         r = vfio_apply(NULL, plan, VFIO_BIND_TIMEOUT_MS, ret_error);
         if (r < 0)
                 vfio_plan_clear(plan);
@@ -299,13 +335,14 @@ struct vm_call {
 /* VM_ATTACH under the VM lock: (PCI: bind to vfio-pci), device_add. A VM that is not running gets
  * nothing bound (the host keeps the device until the VM is up); what fails leaves nothing
  * half-done: the host gets back what was bound for it. */
-static int attach_in(struct vmm_conn *conn, struct vm_call *call, char **ret_error) {
+static int attach_in(const struct xact_ctx *ctx, struct vmm_conn *conn, struct vm_call *call,
+                     char **ret_error) {
         const struct dev *d = call->d;
         struct vfio_plan plan = {0};
         int r = 0;
 
         if (d->kind == DEV_PCI) {
-                r = xact_vfio_bind(call->dec->entry, d->pci_address, &plan, ret_error);
+                r = xact_vfio_bind(ctx, call->dec->entry, d->pci_address, &plan, ret_error);
                 if (r < 0)
                         call->what = "cannot hand the device to vfio-pci";
         }
@@ -343,7 +380,7 @@ static int vm_ask(const struct xact_ctx *ctx, struct vm_call *call, int *ret_loc
         if (r >= 0) {
                 switch (call->op) {
                 case VM_ATTACH:
-                        r = attach_in(conn, call, ret_error);
+                        r = attach_in(ctx, conn, call, ret_error);
                         if (r < 0 && r != -EEXIST)
                                 *call->at = keep; /* no half-filled attachment */
                         break;

@@ -137,11 +137,12 @@ int xact_remove_unaccounted(const struct xact_ctx *ctx, const struct cfg_vm *vm,
                             char **ret_error);
 
 /* Binds the PCI device at pci_address (and, per the policy of entry e, which may be NULL, its IOMMU
- * group) to vfio-pci: the one binding policy of hot-plug and cold-plug. On success *plan says what
- * was bound (release with vfio_plan_clear); on failure nothing stays bound, the plan is empty and
- * *ret_error says why. */
-int xact_vfio_bind(const struct cfg_entry *e, const char *pci_address, struct vfio_plan *plan,
-                   char **ret_error);
+ * group) to vfio-pci: the one binding policy of hot-plug and cold-plug. A plan with a member that
+ * holds a host-required mount (a disk controller sharing the group) is refused with -EBUSY before
+ * anything is written. On success *plan says what was bound (release with vfio_plan_clear); on
+ * failure nothing stays bound, the plan is empty and *ret_error says why. */
+int xact_vfio_bind(const struct xact_ctx *ctx, const struct cfg_entry *e, const char *pci_address,
+                   struct vfio_plan *plan, char **ret_error);
 
 /* Gives the PCI device at pci_address to its host driver again when it has none: a second try
  * after every device of its IOMMU group left the VM (a host driver cannot take a device whose

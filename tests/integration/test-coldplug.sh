@@ -338,5 +338,19 @@ grep -q 'left out: cannot hand the device to vfio-pci: IOMMU group 13 is shared 
         vhp_ok "shared group: warned" || vhp_fail "shared group warning" "$warn"
 vhp_check_output "shared group: history records the refusal" '^failed\|cannot hand the device to vfio-pci: IOMMU group 13' \
         sql "SELECT outcome || '|' || error FROM history WHERE devpath='$GPU' ORDER BY id DESC LIMIT 1"
+# A member of the GPU's group with the host's /boot below it (a disk controller sharing the group):
+# pciIommuAddAll would bind it too, so the whole group stays on the host, nothing written.
+sql "UPDATE attachments SET state='detached', closed_at=updated_at WHERE state IN ('attached','pending')"
+blk=sys/devices/pci0000:00/0000:00:01.0/0000:01:00.1/nvme/nvme0/nvme0n1
+mkdir -p "$UMOCKDEV_DIR/$blk" "$UMOCKDEV_DIR/sys/dev/block"
+ln -sfn "../../../$blk" "$UMOCKDEV_DIR/sys/dev/block/259:7"
+printf '21 1 259:7 / /boot rw,relatime shared:2 - vfat /dev/nvme0n1 rw\n' >"$VHP_TMP/mountinfo-boot-in-group"
+export VHP_OPS_MOUNTINFO=$VHP_TMP/mountinfo-boot-in-group
+args qemu gui-vm
+unset VHP_OPS_MOUNTINFO
+expect_eq "a group member holding /boot: the GPU left out, only the keyboard, nothing bound" "-device
+virtio-input-host-pci,evdev=/dev/input/event3,id=vhp-evdev-event3|" "$out|$(writes)"
+grep -q 'left out: cannot hand the device to vfio-pci: IOMMU group 13: 0000:01:00.1 holds the host-required mount /boot' <<<"$warn" &&
+        vhp_ok "a group member holding /boot: warned" || vhp_fail "group member holding /boot warning" "$warn"
 
 vhp_done
