@@ -92,7 +92,8 @@ int main(int argc, char **argv) {
                 return 1;
         }
         /* VHP_OPS_MOUNTINFO: a mount table for the host-mount checks (tests). */
-        struct xact_ctx ctx = {.cfg = cfg, .no_strict_perms = true, .mountinfo = getenv("VHP_OPS_MOUNTINFO")};
+        struct xact_ctx ctx = {
+                .cfg = cfg, .no_strict_perms = true, .mountinfo = getenv("VHP_OPS_MOUNTINFO")};
         if (strcmp(argv[2], "vmm-args") == 0)
                 r = vmm_args(&ctx, udev, argc - 3, argv + 3);
         else if (strcmp(argv[2], "suspend") == 0 || strcmp(argv[2], "resume") == 0)
