@@ -151,6 +151,33 @@ static void note(void *userdata, int level, const char *msg) {
         log_full_errno(level, 0, "%s", msg);
 }
 
+/* One device moved (or not) by a request: a record with the helper's fields and MESSAGE_IDs, and
+ * the request and who asked (vhotplug(7)). */
+static void record(void *userdata, const char *request, const char *requested_by, const char *devpath,
+                   const char *what, const struct xact_result *res) {
+        const char *msgid;
+        int level;
+        const struct log_field fields[] = {
+                {"DEVPATH", devpath},
+                {"VHOTPLUG_REQUEST", request},
+                {"VHOTPLUG_REQUESTED_BY", requested_by},
+                {"VHOTPLUG_ACTION", xact_action_name(res->action)},
+                {"VHOTPLUG_VM", res->vm},
+                {"VHOTPLUG_KIND", dev_kind_name(res->decision.kind)},
+                {"VHOTPLUG_OUTCOME", xact_outcome_name(res->outcome)},
+                {"VHOTPLUG_REASON", res->decision.reason},
+                {"VHOTPLUG_VMM_ID", res->vmm_id},
+                {"VHOTPLUG_ERROR", res->error},
+                {NULL},
+        };
+
+        (void)userdata;
+        xact_log_class(res, &level, &msgid);
+        log_event(level, msgid, fields, "%s by %s: %s %s%s%s [%s]%s%s", request, requested_by,
+                  xact_action_name(res->action), what, res->vm[0] ? " -> " : "", res->vm,
+                  xact_outcome_name(res->outcome), res->error[0] ? ": " : "", res->error);
+}
+
 /* The sockets: systemd's, else --listen, else general.api's. */
 static int open_listeners(const struct options *o, const struct cfg *cfg, struct api_listener **ret,
                           size_t *ret_n, bool *ret_activated) {
@@ -255,6 +282,7 @@ static int run(int argc, char **argv) {
                 .client_timeout_ms = o.client_timeout_s * 1000,
                 .max_clients = o.max_clients,
                 .note = note,
+                .record = record,
         };
         r = api_serve(&ao, &err);
         if (r < 0)

@@ -219,8 +219,8 @@ static void format_rule(const struct rule_decision *d, char *buf, size_t len) {
  * already; then a record for stderr would only repeat it there. */
 static void log_result(const struct event *ev, const struct xact_result *res, bool printed) {
         char id[VMM_ID_MAX + 8], rule[96], seq[24] = "", line[2048];
-        const char *msgid = NULL;
-        int level = LOG_INFO;
+        const char *msgid;
+        int level;
 
         if (printed && log_target() == LOG_TARGET_STDERR)
                 return;
@@ -244,29 +244,7 @@ static void log_result(const struct event *ev, const struct xact_result *res, bo
                 {NULL},
         };
 
-        switch (res->outcome) {
-        case XACT_DONE:
-                msgid = res->action == XACT_ATTACH ? LOG_MSGID_ATTACH : LOG_MSGID_DETACH;
-                break;
-        case XACT_PENDING:
-                level = LOG_NOTICE;
-                msgid = LOG_MSGID_DEFERRED;
-                break;
-        case XACT_FAILED:
-                level = LOG_ERR;
-                msgid = LOG_MSGID_REFUSED;
-                break;
-        case XACT_DECIDED:
-                level = LOG_DEBUG; /* a dry run: its answer is on stdout */
-                break;
-        case XACT_WAITING:
-                level = LOG_NOTICE; /* somebody has to choose a VM for it */
-                break;
-        default:
-                break;
-        }
-        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
-                msgid = LOG_MSGID_IGNORE;
+        xact_log_class(res, &level, &msgid);
         log_event(level, msgid, fields, "%s", line);
 }
 

@@ -82,6 +82,15 @@ static void note(const struct server *s, int level, const char *fmt, ...) {
         s->o->note(s->o->note_userdata, level, str_escape(msg, safe, sizeof(safe)));
 }
 
+/* Hands one device's result to the program's log (a request without a connection: none). */
+static void record(const struct api_call *c, const char *devpath, const char *what,
+                   const struct xact_result *res) {
+        const struct api_opts *o = c->conn ? c->conn->srv->o : NULL;
+
+        if (o && o->record)
+                o->record(o->note_userdata, c->req->action, c->ctx->x.requested_by, devpath, what, res);
+}
+
 /* ---- the actions ---- */
 
 static int get_disconnected(const struct api_call *c, int *ret) {
@@ -166,6 +175,8 @@ static int act_attach_detach(struct api_call *c, enum dev_kind kind, bool attach
         r = attach ? ops_attach(c->ctx, &sel, vm, &rep, c->error) : ops_detach(c->ctx, &sel, &rep, c->error);
         if (r >= 0)
                 add_results(c->reply, &rep);
+        for (size_t i = 0; i < rep.n; i++)
+                record(c, rep.items[i].devpath, rep.items[i].what, &rep.items[i].res);
         ops_report_clear(&rep);
         return r;
 }
@@ -209,7 +220,19 @@ static int act_power(struct api_call *c, enum dev_kind kind, bool resume) {
         summary[0] = '\0';
         for (size_t i = 0; i < res.n; i++) {
                 const struct power_item *it = &res.items[i];
-                cJSON *o = cJSON_CreateObject();
+                struct xact_result x;
+                cJSON *o;
+
+                xact_result_init(&x, kind);
+                x.action = it->action;
+                x.outcome = it->outcome;
+                x.crosvm_port = it->port;
+                str_copy(x.vm, sizeof(x.vm), it->vm);
+                str_copy(x.vmm_id, sizeof(x.vmm_id), it->id);
+                str_copy(x.error, sizeof(x.error), it->error);
+                str_copy(x.decision.reason, sizeof(x.decision.reason), it->note);
+                record(c, it->devpath, it->what, &x);
+                o = cJSON_CreateObject();
                 if (!o || !a)
                         break;
                 cJSON_AddStringToObject(o, "device", it->what);

@@ -52,6 +52,13 @@ struct api_listener {
 /* Something worth logging, for the program (lib/ does not log). level: LOG_* of syslog.h. */
 typedef void (*api_note_fn)(void *userdata, int level, const char *msg);
 
+struct xact_result;
+/* What became of one device of a request that moves devices (usb_attach, pci_detach, usb_suspend,
+ * ...), for the program's journal record: request is the action, requested_by who asked ("api unix
+ * uid=0"), what the device in words (dev_describe), res the transaction's result. */
+typedef void (*api_record_fn)(void *userdata, const char *request, const char *requested_by,
+                              const char *devpath, const char *what, const struct xact_result *res);
+
 struct api_opts {
         const struct cfg *cfg;
         const char *db_path;   /* NULL: cfg's */
@@ -64,7 +71,8 @@ struct api_opts {
         int send_timeout_ms;   /* <= 0: API_SEND_TIMEOUT_MS */
         int max_clients;       /* <= 0: API_MAX_CLIENTS */
         api_note_fn note;      /* may be NULL */
-        void *note_userdata;
+        api_record_fn record;  /* may be NULL */
+        void *note_userdata;   /* for both */
 };
 
 /* The sockets systemd passed (LISTEN_PID, LISTEN_FDS; fds from 3), each checked to be a listening

@@ -464,6 +464,7 @@ enum act { ACT_ATTACH, ACT_DETACH };
 static void result_of(struct ops_result *out, const struct dev *d) {
         dev_describe(d, out->what, sizeof(out->what));
         str_copy(out->devnode, sizeof(out->devnode), d->devnode ? d->devnode : d->pci_address);
+        str_copy(out->devpath, sizeof(out->devpath), d->devpath ? d->devpath : "");
         xact_result_init(&out->res, d->kind);
 }
 

@@ -78,8 +78,9 @@ int ops_list(const struct ops_ctx *c, enum dev_kind kind, int disconnected, cons
 
 /* What became of one device of a request. */
 struct ops_result {
-        char what[160];   /* dev_describe() */
-        char devnode[64]; /* USB: the device node; PCI: the address */
+        char what[160];    /* dev_describe() */
+        char devnode[64];  /* USB: the device node; PCI: the address */
+        char devpath[512]; /* udev's DEVPATH */
         struct xact_result res;
 };
 

@@ -14,6 +14,7 @@
 #include "cleanup-types.h"
 #include "errmsg.h"
 #include "lock.h"
+#include "log.h"
 #include "util.h"
 #include "vfio.h"
 
@@ -22,6 +23,37 @@
 #define RETRY_MAX_MS 500
 #define CONFIRM_START_MS 20 /* first look after device_del (QEMU lets a USB device go in ~50 ms) */
 #define CONFIRM_MAX_MS 100
+
+void xact_log_class(const struct xact_result *res, int *ret_level, const char **ret_msgid) {
+        int level = LOG_INFO;
+        const char *msgid = NULL;
+
+        switch (res->outcome) {
+        case XACT_DONE:
+                msgid = res->action == XACT_ATTACH ? LOG_MSGID_ATTACH : LOG_MSGID_DETACH;
+                break;
+        case XACT_PENDING:
+                level = LOG_NOTICE;
+                msgid = LOG_MSGID_DEFERRED;
+                break;
+        case XACT_FAILED:
+                level = LOG_ERR;
+                msgid = LOG_MSGID_REFUSED;
+                break;
+        case XACT_DECIDED:
+                level = LOG_DEBUG; /* a dry run: its answer is on stdout */
+                break;
+        case XACT_WAITING:
+                level = LOG_NOTICE; /* somebody has to choose a VM for it */
+                break;
+        default:
+                break;
+        }
+        if (res->action == XACT_IGNORE && res->outcome != XACT_FAILED)
+                msgid = LOG_MSGID_IGNORE;
+        *ret_level = level;
+        *ret_msgid = msgid;
+}
 
 const char *xact_action_name(enum xact_action a) {
         static const char *const names[] = {"ignore", "attach", "detach"};

@@ -69,6 +69,9 @@ struct xact_result {
         char notice[PATH_MAX + 128];  /* something repaired on the way (a corrupt database moved aside) */
 };
 
+/* How a program logs a result: its priority (LOG_*) and MESSAGE_ID (LOG_MSGID_*, NULL: none). */
+void xact_log_class(const struct xact_result *res, int *ret_level, const char **ret_msgid);
+
 /* Names of actions and outcomes as printed and in JSON. */
 const char *xact_action_name(enum xact_action a);
 const char *xact_outcome_name(enum xact_outcome o);

@@ -9,8 +9,8 @@
 . "$(dirname "$0")/../lib.sh"
 
 if [ -z "${UMOCKDEV_DIR:-}" ]; then
-        "$VHP_TOP/tests/tools/gen-usb-fixture.sh" 3 >"$VHP_TMP/three.umockdev"
-        vhp_run_in_testbed "$VHP_TMP/three.umockdev" "$VHP_TOP/tests/data/umockdev/usb-hostile-strings-bus9.umockdev"
+        "$VHP_TOP/tests/tools/gen-usb-fixture.sh" 4 >"$VHP_TMP/four.umockdev"
+        vhp_run_in_testbed "$VHP_TMP/four.umockdev" "$VHP_TOP/tests/data/umockdev/usb-hostile-strings-bus9.umockdev"
 fi
 
 helper=$VHP_BUILD/vhotplug-helper
@@ -33,7 +33,8 @@ cat >"$conf" <<EOF
 {
   "usbPassthrough": [
     { "targetVm": "net-vm", "description": "serial adapters",
-      "allow": [ { "serial": "SN0001" }, { "serial": "SN0002" }, { "vendorName": "Evil" } ] }
+      "allow": [ { "serial": "SN0001" }, { "serial": "SN0002" }, { "vendorName": "Evil" },
+                 { "serial": "SN0004" } ] }
   ],
   "vms": [ { "name": "net-vm", "type": "crosvm", "socket": "$VHP_TMP/net.sock" } ],
   "general": { "database": "$VHP_TMP/state.db", "lockDir": "$VHP_TMP/lock",
@@ -198,16 +199,44 @@ in_ns "$sink" /run/systemd/journal/socket "$VHP_TMP/reconcile.journal" -- env IN
         "$VHP_BUILD/vhotplug-reconcile" -c "$conf" --no-strict-perms >"$VHP_TMP/reconcile.out" 2>"$VHP_TMP/reconcile.err"
 rc=$?
 [ "$rc" = 0 ] && vhp_ok "reconcile: exit 0" || vhp_fail "reconcile: exit 0" "rc=$rc $(cat "$VHP_TMP/reconcile.err")"
-# (It also attaches the hostile device of 5, refused then by a lying crosvm: a record of its own.)
+# (It also attaches 1-4, which no event brought, and the hostile device of 5, refused then by a
+# lying crosvm: a record of its own each.)
 awk -v d="DEVPATH=$U/1-2" 'BEGIN { RS = ""; ORS = "\n\n" } index($0, "\n" d "\n")' "$VHP_TMP/reconcile.journal" \
         >"$VHP_TMP/recon1.journal"
 [ "$(records recon1)" = 1 ] && vhp_ok "reconcile: one record for the device it repaired" ||
         vhp_fail "reconcile: one record for the device it repaired" "$(cat "$VHP_TMP/reconcile.journal")"
-vhp_check_output "reconcile: every action record has a MESSAGE_ID" '^2 2$' \
+vhp_check_output "reconcile: every action record has a MESSAGE_ID" '^3 3$' \
         awk 'BEGIN { RS = "" } /(^|\n)VHOTPLUG_ACTION=/ { n++; if (/(^|\n)MESSAGE_ID=/) m++ } END { print n + 0, m + 0 }' \
         "$VHP_TMP/reconcile.journal"
 expect recon1 PRIORITY=6 MESSAGE_ID=b5e3b5c7b1d14b82bc529392bb83d0f2 SYSLOG_IDENTIFIER=vhotplug-reconcile \
         DEVPATH=$U/1-2 VHOTPLUG_ACTION=detach VHOTPLUG_VM=net-vm VHOTPLUG_OUTCOME=done
+
+# 10. vhotplug-api under systemd: a request that moves a device is a record per device with the
+# helper's fields and MESSAGE_IDs, the request and who asked.
+api_sock=$VHP_TMP/api.sock
+in_ns "$sink" /run/systemd/journal/socket "$VHP_TMP/api.journal" -- env INVOCATION_ID=1 \
+        "$VHP_BUILD/vhotplug-api" -c "$conf" --no-strict-perms --listen "unix:$api_sock" --idle-exit 3 \
+        >"$VHP_TMP/api.out" 2>"$VHP_TMP/api.err" &
+api_pid=$!
+for _ in $(seq 100); do [ -S "$api_sock" ] && break; sleep 0.05; done
+api_req() { "$VHP_TOOLS/vhp-wire" -t 30000 "unix:$api_sock" "send:$1\n" line; }
+# (1-4 is in net-vm already, reconcile put it there in 9: detach it, then attach it again.)
+api_req '{"action":"usb_detach","vid":"1209","pid":"0004"}' >"$VHP_TMP/api-detach.reply"
+api_req '{"action":"usb_attach","vid":"1209","pid":"0004","vm":"net-vm"}' >"$VHP_TMP/api-attach.reply"
+wait "$api_pid"
+awk 'BEGIN { RS = ""; ORS = "\n\n" } /(^|\n)VHOTPLUG_REQUEST=usb_attach\n/' "$VHP_TMP/api.journal" >"$VHP_TMP/api1.journal"
+awk 'BEGIN { RS = ""; ORS = "\n\n" } /(^|\n)VHOTPLUG_REQUEST=usb_detach\n/' "$VHP_TMP/api.journal" >"$VHP_TMP/api2.journal"
+[ "$(records api1) $(records api2)" = "1 1" ] && vhp_ok "api: one record per device of each request" ||
+        vhp_fail "api: one record per device of each request" \
+                "$(cat "$VHP_TMP/api.journal" "$VHP_TMP/api-attach.reply" "$VHP_TMP/api-detach.reply" "$VHP_TMP/api.err")"
+expect api1 PRIORITY=6 MESSAGE_ID=e60188ef211a4909ba07d2d17dba5b75 SYSLOG_IDENTIFIER=vhotplug-api \
+        DEVPATH=$U/1-4 VHOTPLUG_REQUEST=usb_attach VHOTPLUG_ACTION=attach VHOTPLUG_VM=net-vm \
+        VHOTPLUG_KIND=usb VHOTPLUG_OUTCOME=done
+vhp_check_output "api: who asked" '^api unix uid=0' field api1 VHOTPLUG_REQUESTED_BY
+expect api2 PRIORITY=6 MESSAGE_ID=b5e3b5c7b1d14b82bc529392bb83d0f2 DEVPATH=$U/1-4 VHOTPLUG_REQUEST=usb_detach \
+        VHOTPLUG_ACTION=detach VHOTPLUG_VM=net-vm VHOTPLUG_OUTCOME=done
+vhp_check_output "api: MESSAGE names the request, who asked, the device and the outcome" \
+        '^usb_attach by api unix uid=0.*: attach usb 1-4 1209:0004 -> net-vm \[done\]$' field api1 MESSAGE
 
 # 7. The stdout summary: only for a reader (--json, a dry run, a terminal), besides the record.
 event json add $U/1-3 108 INVOCATION_ID=1 -- --json
