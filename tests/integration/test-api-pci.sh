@@ -27,7 +27,7 @@ EOC
 vhp_on_exit "kill $! 2>/dev/null"
 for _ in $(seq 200); do [ -S "$S" ] && break; sleep 0.05; done
 req() { "$wire" -t 30000 "unix:$S" "send:$1\n" line; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 
 out=$(req '{"action":"pci_list","disconnected":null,"tag":null}')
 keys='["address","driver","vendor_id","device_id","vid","did","vendor_name","device_name","pci_class","pci_subclass","pci_prog_if","pci_subsystem_vendor_id","pci_subsystem_id","allowed_vms","vm","state"]'
@@ -60,7 +60,7 @@ out=$(req '{"action":"pci_detach","vid":"8086","did":"a0f0"}')
 # A pending attach never reached its VM: neither it nor closing it is an event. The record made
 # to look attached is: the listener then gets pci_detached.
 out=$(req '{"action":"pci_attach","address":"00:14.3"}')
-sqlite3 "$db" "UPDATE attachments SET state = 'attached', attached_at = created_at WHERE state = 'pending'"
+sqlite3 -cmd '.timeout 10000' "$db" "UPDATE attachments SET state = 'attached', attached_at = created_at WHERE state = 'pending'"
 out=$(req '{"action":"pci_detach","address":"00:14.3"}')
 for _ in $(seq 200); do grep -q pci_detached "$VHP_TMP/listen.out" && break; sleep 0.05; done
 [ "$(grep -c '"event"' "$VHP_TMP/listen.out")" = 1 ] &&

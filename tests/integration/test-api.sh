@@ -59,7 +59,7 @@ wire() { "$VHP_TOOLS/vhp-wire" -t 30000 "unix:$S" "$@"; }
 wire_t() { "$VHP_TOOLS/vhp-wire" -t "$1" "unix:$S" "${@:2}"; } # MS STEP...
 req() { wire "send:$1\n" line; }                 # one request, its reply line
 field() { jq -r "$1" 2>/dev/null; }               # filter a reply read from stdin
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 peripherals() { # SOCKET
         local out
         out=$("$qmp" "$1" qom-list '{"path":"/machine/peripheral"}') || { echo "$out"; return 1; }

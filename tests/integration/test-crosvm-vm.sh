@@ -72,7 +72,7 @@ event() { # ACTION DEVPATH [VAR=VALUE...]: $rc, $VHP_TMP/out.json; the crosvm lo
         ksync
 }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 calls() { sed -e "s| $sock\$||" -e "s| $sock2\$||" "$CROSVM_STANDIN_LOG"; }
 writes() { tail -c +$((klog_mark + 1)) "$klog"; }
 by_file() { sort -s -t= -k1,1; }

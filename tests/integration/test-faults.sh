@@ -33,7 +33,7 @@ event() { # ACTION INDEX SEQNUM
         mapfile -t props < <(vhp_uevent_props "$p")
         env "${props[@]}" ACTION="$1" DEVPATH="$p" SEQNUM="$3" "$helper" -c "$conf" --no-strict-perms
 }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 
 # 1. 200 helpers at once (the VM is down: each records a pending attachment).
 for i in $(seq 0 199); do

@@ -7,7 +7,7 @@
 vhp_run_in_testbed "$VHP_FIXTURES/usb-all.umockdev"
 
 reconcile=$VHP_BUILD/vhotplug-reconcile
-sql() { sqlite3 -batch -noheader "$1" "$2"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$1" "$2"; }
 expect_eq() { if [ "$2" = "$3" ]; then vhp_ok "$1"; else vhp_fail "$1" "expected: $2"$'\n'"got:      $3"; fi; }
 
 # conf NAME: a configuration whose database and state file are NAME.db and NAME.state.

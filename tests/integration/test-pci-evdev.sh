@@ -97,7 +97,7 @@ writes() { tail -c +$((klog_mark + 1)) "$klog"; }
 by_file() { sort -s -t= -k1,1; }
 asked() { tail -c +$((trace_mark + 1)) "$trace" | grep -o '{"execute":"device_add".*}}'; }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 last_history() { sql "SELECT outcome || '|' || coalesce(error, '') FROM history WHERE devpath='$1' ORDER BY id DESC LIMIT 1"; }
 driver() { basename "$(readlink "$UMOCKDEV_DIR/sys/bus/pci/devices/$1/driver")"; }
 peripherals() { # fails when QEMU cannot be asked

@@ -47,7 +47,7 @@ j() { jq -r "$1" "$VHP_TMP/rec.json" 2>/dev/null; }
 # ops: "op vm devpath-tail result" per action, sorted (foreign: the id instead of the devpath).
 ops() { j '.actions[] | "\(.op) \(.vm) \(.devpath // .id // "-" | sub(".*/"; "")) \(.result)"' | sort; }
 recout() { echo "rc=$rc"; cat "$VHP_TMP/rec.json" "$VHP_TMP/rec.err"; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 # peripherals SOCK: every QEMU device with an id of type usb-host, sorted.
 peripherals() { # SOCKET; fails when QEMU cannot be asked
         local out
@@ -99,7 +99,7 @@ vhp_check_output "qom-get: vhp-usb-001-013 is hostaddr 13" '^13$' "$qmp" "$VHP_T
         '{"path":"/machine/peripheral/vhp-usb-001-013","property":"hostaddr"}'
 vhp_check_output "SQL: 10 attached rows with the right VM and id" \
         '^vm1\|7\|vhp-usb-001-002,vhp-usb-001-003,vhp-usb-001-004,vhp-usb-001-005,vhp-usb-001-006,vhp-usb-001-007,vhp-usb-001-013 vm2\|3\|vhp-usb-001-008,vhp-usb-001-009,vhp-usb-001-010 $' \
-        bash -c "sqlite3 -batch '$db' \"SELECT vm, count(*), group_concat(vmm_id) FROM (SELECT * FROM current_attachments WHERE state='attached' ORDER BY vmm_id) GROUP BY vm ORDER BY vm\" | tr '\n' ' '"
+        bash -c "sqlite3 -batch -cmd '.timeout 10000' '$db' \"SELECT vm, count(*), group_concat(vmm_id) FROM (SELECT * FROM current_attachments WHERE state='attached' ORDER BY vmm_id) GROUP BY vm ORDER BY vm\" | tr '\n' ' '"
 [ "$(opens vm1)" -ge 7 ] && vhp_ok "QEMU traces its usb-host opens (used below to spot device_adds)" ||
         vhp_fail "no usb_host_open_started trace in the QEMU log" "$(cat "$VHP_TMP/qemu-vm1.log")"
 vhp_check_output "unclaimed 1-10 and kept-detached 1-11 are not recorded" '^0$' \
@@ -155,7 +155,7 @@ peripherals "$VHP_TMP/vm1.sock" | grep -qx vhp-usb-001-012 && vhp_ok "vm1 now ha
 [ "$(opens vm1)" = $((o1 + 1)) ] && vhp_ok "QEMU opened exactly one device (1-11), not 1-12 again" ||
         vhp_fail "usb-host opens" "before $o1, after $(opens vm1)"
 vhp_check_output "1-11: old row closed, new row attached" '^failed\|1 attached\|0 $' \
-        bash -c "sqlite3 -batch '$db' \"SELECT state, closed_at IS NOT NULL FROM attachments WHERE devpath='$U/1-11' ORDER BY id\" | tr '\n' ' '"
+        bash -c "sqlite3 -batch -cmd '.timeout 10000' '$db' \"SELECT state, closed_at IS NOT NULL FROM attachments WHERE devpath='$U/1-11' ORDER BY id\" | tr '\n' ' '"
 vhp_check_output "1-12: one open row, attached" '^attached$' sql "SELECT group_concat(state) FROM current_attachments WHERE devpath='$U/1-12'"
 
 # ---- 8. Device unplugged with no helper run: detached from the VM, record closed.

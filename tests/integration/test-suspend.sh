@@ -44,7 +44,7 @@ event() { # ACTION DEVPATH: the helper as udev's hand-off runs it; $rc, $VHP_TMP
         rc=$?
 }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 ops() { "$ops" "$conf" "$@" >"$VHP_TMP/ops.out" 2>"$VHP_TMP/ops.err"; rc=$?; }
 usb_in_vm() { # the usb-host ids QEMU has, sorted, on one line
         "$qmp" "$VHP_TMP/gui.sock" qom-list '{"path":"/machine/peripheral"}' |

@@ -38,7 +38,7 @@ set_auth() { echo "$2" >"$UMOCKDEV_DIR/sys$1/authorized"; }
 defaults() { echo "$(cat /sys/module/usbcore/parameters/authorized_default) $(cat /sys$U/usb1/authorized_default) $(cat /sys$U/usb2/authorized_default)"; }
 all() { local p; for p in $MOUSE $UNIFYING $HUB $BT $CAM $YUBI $NIC $SERIAL; do printf '%s=%s ' "${p##*/}" "$(auth "$p")"; done; }
 expect_eq() { if [ "$2" = "$3" ]; then vhp_ok "$1"; else vhp_fail "$1" "expected: $2"$'\n'"got:      $3"; fi; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 event() { # ACTION DEVPATH SEQNUM
         local -a props
         mapfile -t props < <(vhp_uevent_props "$2")

@@ -53,7 +53,7 @@ event() {
         rc=$?
 }
 j() { jq -r "$1" "${OUT:-$VHP_TMP/out.json}" 2>/dev/null; }
-sql() { sqlite3 -batch -noheader "$db" "$1"; }
+sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 peripherals() { # SOCKET; fails when QEMU cannot be asked
         local out
         out=$("$qmp" "$1" qom-list '{"path":"/machine/peripheral"}') || { echo "$out"; return 1; }

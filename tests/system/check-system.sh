@@ -151,7 +151,7 @@ wait_results() {
         return 1
 }
 crosvm_log() { ct cat $T/crosvm.log 2>/dev/null; }
-sql() { ct sqlite3 -batch /var/lib/vhotplug/state.db "$@"; }
+sql() { ct sqlite3 -batch -cmd '.timeout 10000' /var/lib/vhotplug/state.db "$@"; }
 run_events() { # EVENTS_FILE(container path) [vhp-udev-run options]
         local f=$1
         shift
