@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cleanup-types.h"
+#include "dl.h"
 #include "json.h"
 #include "util.h"
 #include "modalias.h"

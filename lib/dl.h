@@ -6,6 +6,14 @@
 
 #include <stddef.h>
 
+/* The names dlopen() is given (the build may give full paths, e.g. Nix store paths). */
+#ifndef VHP_LIBKMOD_SONAME
+#define VHP_LIBKMOD_SONAME "libkmod.so.2"
+#endif
+#ifndef VHP_LIBSYSTEMD_SONAME
+#define VHP_LIBSYSTEMD_SONAME "libsystemd.so.0"
+#endif
+
 /* One function of a library: its name and where to store its address. */
 struct dl_sym {
         const char *name;
