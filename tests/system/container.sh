@@ -79,6 +79,9 @@ stage2() {
         mount --bind "$dir/console.log" "$r/dev/console"
         mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$r/run"
         mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$r/tmp"
+        # The checkout and its build, when they live where the container has tmpfs of its own
+        # (a clone in /tmp): bound in at the same paths, so tests run their tools inside.
+        for n in "${keep[@]}"; do mkdir -p "$r$n" && mount --bind "$n" "$r$n"; done
         for n in "${MASK[@]}"; do ln -sf /dev/null "$r/etc/systemd/system/$n"; done
         rm -rf "$r/etc/systemd/system/timers.target.wants" "$r/etc/systemd/system/getty.target.wants"
         echo vhotplug-test >"$r/etc/hostname"
@@ -99,6 +102,10 @@ boot)
         dir=$(cd "$dir" && pwd)
         cg2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
         [ -n "$cg2" ] || die "no cgroup2 mount on the host"
+        keep=()
+        for n in "$VHP_TOP" "$VHP_BUILD"; do
+                case $n in /tmp/* | /run/*) keep+=("$n") ;; esac
+        done
         cg=$cg2/vhp-container-$$
         mkdir "$cg" || die "cannot create cgroup $cg"
         echo "$cg" >"$dir/cgroup"
@@ -107,7 +114,7 @@ boot)
         (
                 echo "$BASHPID" >"$cg/cgroup.procs" || exit 1
                 exec unshare --mount --pid --fork --cgroup --uts --ipc --net --kill-child \
-                        bash -c "$(declare -f stage2); $(declare -p MASK dir); stage2" >>"$dir/console.log" 2>&1
+                        bash -c "$(declare -f stage2); $(declare -p MASK dir keep); stage2" >>"$dir/console.log" 2>&1
         ) &
         unshare_pid=$!
         echo "$unshare_pid" >"$dir/unshare.pid"
