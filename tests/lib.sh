@@ -156,6 +156,31 @@ vhp_run_in_testbed() {
         exec umockdev-run "${args[@]}" -- bash "$0"
 }
 
+# ---- the kernel's PCI core (tests/tools/vhp-fake-vfio) ----
+
+# vhp_fake_kernel_start LOG: starts the stand-in on the testbed's real paths (no umockdev preload
+# for it), every sysfs write logged in LOG; waits until it is ready and stops it on exit.
+vhp_fake_kernel_start() {
+        VHP_KLOG=$1
+        VHP_KSYNC=0
+        env -u LD_PRELOAD "$VHP_TOOLS/vhp-fake-vfio" "$UMOCKDEV_DIR" "$VHP_KLOG" >"$VHP_TMP/kernel.out" 2>&1 &
+        vhp_on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
+        for _ in $(seq 100); do grep -qs '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
+        grep -qs '^ready$' "$VHP_TMP/kernel.out" || { vhp_fail "kernel stand-in ready" "$(cat "$VHP_TMP/kernel.out")"; vhp_done; }
+        : >>"$VHP_KLOG"
+}
+
+# vhp_ksync: waits until the stand-in has handled every sysfs write made so far.
+vhp_ksync() {
+        VHP_KSYNC=$((VHP_KSYNC + 1))
+        echo "$VHP_KSYNC" >"$VHP_KLOG.sync"
+        for _ in $(seq 200); do
+                [ "$(cat "$VHP_KLOG.ack" 2>/dev/null)" = "$VHP_KSYNC" ] && return 0
+                sleep 0.05
+        done
+        vhp_fail "kernel stand-in answered sync $VHP_KSYNC"
+}
+
 # ---- QEMU ----
 
 vhp_start_qemu() {

@@ -65,23 +65,8 @@ conf qemu qemu qemu
 conf crosvm crosvm crosvm
 conf ch cloud-hypervisor cloud-hypervisor
 
-env -u LD_PRELOAD "$VHP_TOOLS/vhp-fake-vfio" "$UMOCKDEV_DIR" "$klog" >"$VHP_TMP/kernel.out" 2>&1 &
-kpid=$!
-vhp_on_exit "kill $kpid 2>/dev/null; wait $kpid 2>/dev/null"
-for _ in $(seq 100); do grep -qs '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
-grep -q '^ready$' "$VHP_TMP/kernel.out" || { vhp_fail "kernel stand-in ready" "$(cat "$VHP_TMP/kernel.out")"; vhp_done; }
-: >>"$klog"
+vhp_fake_kernel_start "$klog"
 
-nsync=0
-ksync() {
-        nsync=$((nsync + 1))
-        echo "$nsync" >"$klog.sync"
-        for _ in $(seq 200); do
-                [ "$(cat "$klog.ack" 2>/dev/null)" = "$nsync" ] && return 0
-                sleep 0.05
-        done
-        vhp_fail "kernel stand-in answered sync $nsync"
-}
 writes() { tail -c +$((klog_mark + 1)) "$klog"; }
 by_file() { sort -s -t= -k1,1; }
 # args CONF VM [PREFIX [START]]: vmm args; output in $out, warnings in $warn, status in $rc
@@ -90,7 +75,7 @@ args() {
         out=$("$ops" "$VHP_TMP/$1.conf" vmm-args "${@:2}" 2>"$VHP_TMP/args.err")
         rc=$?
         warn=$(cat "$VHP_TMP/args.err")
-        ksync
+        vhp_ksync
 }
 sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }
 driver() { basename "$(readlink "$UMOCKDEV_DIR/sys/bus/pci/devices/$1/driver")"; }
@@ -235,7 +220,7 @@ start_vm netq "$VHP_TMP/net.sock" "$fakeq" "${net_args[@]}" || vhp_fail "stand-i
 klog_mark=$(wc -c <"$klog")
 "$ops" "$VHP_TMP/qemu.conf" suspend pci >"$VHP_TMP/susp.out" 2>&1
 expect_eq "pci suspend: exit 0" 0 "$?"
-ksync
+vhp_ksync
 expect_eq "pci suspend: the GPU stays (skipOnSuspend), its audio function with it, the NIC goes" \
         "ignore skipped gui-vm $GPU id= port=-1 note=kept: skipOnSuspend (pciPassthrough[0])
 ignore skipped gui-vm $AUDIO id= port=-1 note=kept: skipOnSuspend (pciPassthrough[0])
@@ -253,7 +238,7 @@ klog_mark=$(wc -c <"$klog")
 "$ops" "$VHP_TMP/qemu.conf" resume pci net-vm >"$VHP_TMP/res.out" 2>&1
 expect_eq "pci resume: exit 0, the NIC back under its id" "0 attach done net-vm $WIFI id=vhp-pci-0000-00-14.3 port=-1" \
         "$? $(cat "$VHP_TMP/res.out")"
-ksync
+vhp_ksync
 expect_eq "pci resume: bound to vfio-pci again" "$(by_file <<<"sys/bus/pci/devices/0000:00:14.3/driver_override=vfio-pci
 sys/bus/pci/drivers/iwlwifi/unbind=0000:00:14.3
 sys/bus/pci/drivers_probe=0000:00:14.3")" "$(writes | by_file)"
@@ -269,7 +254,7 @@ sed 's/"skipOnSuspend": true,//' "$VHP_TMP/qemu.conf" >"$VHP_TMP/awake.conf"
 : >"$VHP_FAKE_QEMU_LOG"
 klog_mark=$(wc -c <"$klog")
 "$ops" "$VHP_TMP/awake.conf" suspend pci gui-vm >"$VHP_TMP/susp.out" 2>&1
-ksync
+vhp_ksync
 expect_eq "pci suspend, no skipOnSuspend: GPU and audio function out" \
         "detach done gui-vm $GPU id=vhp-pci-0000-01-00.0 port=-1
 detach done gui-vm $AUDIO id=vhp-pci-0000-01-00.1 port=-1" "$(cat "$VHP_TMP/susp.out")"
@@ -328,7 +313,7 @@ sql "UPDATE attachments SET state='detached', closed_at=updated_at WHERE state I
 klog_mark=$(wc -c <"$klog")
 out=$("$ops" "$VHP_TMP/noovmf.conf" vmm-args gui-vm 2>&1)
 expect_eq "autoOvmf GPU without ovmfCode: refused before anything is bound" "error: General ovmfCode is not defined|" \
-        "$out|$(ksync; writes)"
+        "$out|$(vhp_ksync; writes)"
 # A group the policy does not hand over whole: left out with a warning and a failed history row.
 sed 's/"pciIommuAddAll": true,/"pciIommuSkipIfShared": true,/' "$VHP_TMP/qemu.conf" >"$VHP_TMP/skip.conf"
 args skip gui-vm

@@ -42,22 +42,7 @@ cat >"$conf" <<EOF
 EOF
 : >"$sock"
 
-env -u LD_PRELOAD "$VHP_TOOLS/vhp-fake-vfio" "$UMOCKDEV_DIR" "$klog" >"$VHP_TMP/kernel.out" 2>&1 &
-kpid=$!
-vhp_on_exit "kill $kpid 2>/dev/null; wait $kpid 2>/dev/null"
-for _ in $(seq 100); do grep -qs '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
-grep -qs '^ready$' "$VHP_TMP/kernel.out" || { vhp_fail "kernel stand-in ready" "$(cat "$VHP_TMP/kernel.out")"; vhp_done; }
-: >>"$klog"
-nsync=0
-ksync() {
-        nsync=$((nsync + 1))
-        echo "$nsync" >"$klog.sync"
-        for _ in $(seq 200); do
-                [ "$(cat "$klog.ack" 2>/dev/null)" = "$nsync" ] && return 0
-                sleep 0.05
-        done
-        vhp_fail "kernel stand-in answered sync $nsync"
-}
+vhp_fake_kernel_start "$klog"
 
 seq=100
 event() { # ACTION DEVPATH [VAR=VALUE...]: $rc, $VHP_TMP/out.json; the crosvm log and kernel writes of it
@@ -69,7 +54,7 @@ event() { # ACTION DEVPATH [VAR=VALUE...]: $rc, $VHP_TMP/out.json; the crosvm lo
         env "${props[@]}" ACTION="$1" DEVPATH="$2" SEQNUM="$seq" "${@:3}" "$helper" -c "$conf" --no-strict-perms --json \
                 >"$VHP_TMP/out.json" 2>"$VHP_TMP/out.err"
         rc=$?
-        ksync
+        vhp_ksync
 }
 j() { jq -r "$1" "$VHP_TMP/out.json" 2>/dev/null; }
 sql() { sqlite3 -batch -noheader -cmd '.timeout 10000' "$db" "$1"; }

@@ -47,13 +47,7 @@ conf gpu-all '"pciPassthrough": [ { "targetVm": "vm1", "pciIommuAddAll": true, "
 conf wifi-down '"pciPassthrough": [ { "targetVm": "down-vm", "allow": [ { "address": "00:14.3" } ] } ]'
 conf evdev '"evdevPassthrough": { "targetVm": "vm1" }'
 
-# The kernel stand-in works on the testbed's real paths: no umockdev preload for it.
-env -u LD_PRELOAD "$VHP_TOOLS/vhp-fake-vfio" "$UMOCKDEV_DIR" "$klog" >"$VHP_TMP/kernel.out" 2>&1 &
-kpid=$!
-vhp_on_exit "kill $kpid 2>/dev/null; wait $kpid 2>/dev/null"
-for _ in $(seq 100); do grep -q '^ready$' "$VHP_TMP/kernel.out" && break; sleep 0.05; done
-grep -q '^ready$' "$VHP_TMP/kernel.out" || { vhp_fail "kernel stand-in ready" "$(cat "$VHP_TMP/kernel.out")"; vhp_done; }
-: >>"$klog"
+vhp_fake_kernel_start "$klog"
 
 vhp_start_qemu vm1 "$qsock" || { vhp_fail "QEMU did not start"; vhp_done; }
 socat -v UNIX-LISTEN:"$VHP_TMP/proxy.sock",fork UNIX-CONNECT:"$qsock" 2>"$trace" &
@@ -78,18 +72,7 @@ event() {
         env "${props[@]}" ACTION="$2" DEVPATH="$3" SEQNUM="$seq" \
                 "$helper" -c "$VHP_TMP/$1.conf" --no-strict-perms --json >"$VHP_TMP/out.json" 2>"$VHP_TMP/out.err"
         rc=$?
-        ksync
-}
-# ksync: waits until the kernel stand-in has handled every sysfs write made so far.
-nsync=0
-ksync() {
-        nsync=$((nsync + 1))
-        echo "$nsync" >"$klog.sync"
-        for _ in $(seq 200); do
-                [ "$(cat "$klog.ack" 2>/dev/null)" = "$nsync" ] && return 0
-                sleep 0.05
-        done
-        vhp_fail "kernel stand-in answered sync $nsync"
+        vhp_ksync
 }
 writes() { tail -c +$((klog_mark + 1)) "$klog"; }
 # The stand-in handles the writes of one poll round file kind by file kind, so the order across files
