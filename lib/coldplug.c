@@ -150,22 +150,24 @@ static bool wanted_syspath(const char *syspath) {
 static int claim(struct state *s, struct present *p) {
         struct rule_decision *dec = &p->dec;
         char what[160];
+        bool looked;
         int r;
 
         rule_decide(s->ctx->cfg, p->dev, NULL, dec);
         if (!dec->entry || !dec->vm)
                 return 0;
+        looked = dec->action == RULE_ATTACH; /* xact_complete() reads the mount table then */
         r = xact_complete(s->ctx, s->db, p->dev, dec);
         if (r < 0)
                 return r;
         if (!dec->entry || dec->vm != s->vm)
                 return 0;
         dev_describe(p->dev, what, sizeof(what));
-        /* xact_complete() looked at the mount table for a device it would attach; a VM that
-         * cannot hot-plug had no such look: the disk the host needs stays, and the user hears why. */
+        /* A VM that cannot hot-plug had no look at the mount table above: the disk the host needs
+         * stays, and the user hears why. */
         if (p->dev->host_mount ||
-            dev_find_host_mount(p->dev, s->ctx->mountinfo, s->ctx->cfg->general.host_mounts,
-                                s->ctx->cfg->general.n_host_mounts) > 0)
+            (!looked && dev_find_host_mount(p->dev, s->ctx->mountinfo, s->ctx->cfg->general.host_mounts,
+                                            s->ctx->cfg->general.n_host_mounts) > 0))
                 return warn(s, "%s left out: it holds the host-required mount %s", what, p->dev->host_mount);
         if (dec->action != RULE_ATTACH && cfg_vm_can_hotplug(dec->vm))
                 return 0; /* refused on a closer look */

@@ -763,19 +763,26 @@ static bool block_below(const char *syspath, const char *prefix, size_t plen, in
 }
 
 int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mounts, size_t n_mounts) {
-        _cleanup_fclose_ FILE *f = NULL;
-        _cleanup_free_ char *line = NULL, *prefix = NULL;
-        size_t cap = 0;
+        _cleanup_free_ char *syspath = NULL;
 
         /* A USB device, or a PCI function with a disk below it (its controller, or a bridge
          * above that): either takes the disk with it. */
         if ((d->kind != DEV_USB && d->kind != DEV_PCI) || !d->devpath)
                 return 0;
+        if (asprintf(&syspath, "/sys%s", d->devpath) < 0)
+                return -ENOMEM;
+        return dev_host_mount_below(syspath, mountinfo, mounts, n_mounts, &d->host_mount);
+}
+
+int dev_host_mount_below(const char *syspath, const char *mountinfo, char *const *mounts, size_t n_mounts,
+                         char **ret_mount) {
+        _cleanup_fclose_ FILE *f = NULL;
+        _cleanup_free_ char *line = NULL;
+        size_t cap = 0, plen = strlen(syspath);
+
         f = fopen(mountinfo ? mountinfo : "/proc/self/mountinfo", "re");
         if (!f)
                 return -errno;
-        if (asprintf(&prefix, "/sys%s", d->devpath) < 0)
-                return -ENOMEM;
         /* "36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw": the device of each
          * required mount point, resolved through /sys/dev/block to where it sits in sysfs. */
         while (getline(&line, &cap, f) > 0) {
@@ -792,11 +799,11 @@ int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mount
                         continue;
                 snprintf(link, sizeof(link), "/sys/dev/block/%u:%u", maj, min);
                 real = realpath(link, NULL);
-                below = real && block_below(real, prefix, strlen(prefix), 0);
+                below = real && block_below(real, syspath, plen, 0);
                 free(real);
                 if (below) {
-                        d->host_mount = strdup(point);
-                        return d->host_mount ? 1 : -ENOMEM;
+                        *ret_mount = strdup(point);
+                        return *ret_mount ? 1 : -ENOMEM;
                 }
         }
         return 0;

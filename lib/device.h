@@ -121,6 +121,11 @@ const char *dev_prop(const struct dev *d, const char *key);
  * /proc/self/mountinfo). Sets d->host_mount. Returns 1 when found, 0 when not, -errno on error. */
 int dev_find_host_mount(struct dev *d, const char *mountinfo, char *const *mounts, size_t n_mounts);
 
+/* The same for the sysfs directory syspath ("/sys/devices/...", links resolved): 1 and the mount
+ * point in *ret_mount (malloc'd) when a block device below it holds one of mounts, 0 when none. */
+int dev_host_mount_below(const char *syspath, const char *mountinfo, char *const *mounts, size_t n_mounts,
+                         char **ret_mount);
+
 /* Writes "1" or "0" to the USB device's sysfs "authorized" attribute (/sys + devpath). Returns 0, or
  * -errno (-ENOENT when the device is gone). */
 int dev_usb_write_authorized(const char *devpath, bool authorized);

@@ -191,14 +191,19 @@ out:
         return r;
 }
 
-/* Whether list[i] is a PCI device with another device of list in its IOMMU group. */
-static bool shares_group(const struct db_attachment *list, size_t n, size_t i) {
-        int g = list[i].pci_address ? vfio_iommu_group(NULL, list[i].pci_address) : -1;
+/* A PCI device given back while another device of its IOMMU group was still in the VM may have
+ * found its host driver refused: now that the group is out, once more (only such devices). */
+static void reprobe_shared_groups(const struct db_attachment *list, size_t n) {
+        _cleanup_free_ int *group = calloc(n ? n : 1, sizeof(*group));
 
-        for (size_t j = 0; g >= 0 && j < n; j++)
-                if (j != i && list[j].pci_address && vfio_iommu_group(NULL, list[j].pci_address) == g)
-                        return true;
-        return false;
+        for (size_t i = 0; group && i < n; i++)
+                group[i] = list[i].pci_address ? vfio_iommu_group(NULL, list[i].pci_address) : -1;
+        for (size_t i = 0; group && i < n; i++)
+                for (size_t j = 0; group[i] >= 0 && j < n; j++)
+                        if (j != i && group[j] == group[i]) {
+                                xact_pci_reprobe(list[i].pci_address);
+                                break;
+                        }
 }
 
 int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind kind, const char *vm,
@@ -225,11 +230,8 @@ int power_suspend(const struct xact_ctx *ctx, struct udev *udev, enum dev_kind k
                 if (r < 0)
                         errmsg_set(ret_error, r, "cannot suspend %s: %s", list[i].devpath, db_strerror(r));
         }
-        /* A PCI device given back while another device of its IOMMU group was still in the VM
-         * may have found its host driver refused: now that the group is out, once more. */
-        for (size_t i = 0; i < n && r >= 0 && kind == DEV_PCI; i++)
-                if (shares_group(list, n, i))
-                        xact_pci_reprobe(list[i].pci_address);
+        if (r >= 0 && kind == DEV_PCI)
+                reprobe_shared_groups(list, n);
         db_attachment_list_free(list, n);
         return close_run(&p, r, ret);
 }

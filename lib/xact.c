@@ -291,28 +291,22 @@ void xact_pci_reprobe(const char *pci_address) {
 static int plan_keeps_host_mounts(const struct xact_ctx *ctx, const struct vfio_plan *plan,
                                   char **ret_error) {
         for (size_t i = 0; i < plan->n; i++) {
-                char link[96], *real;
-                struct dev m = {.kind = DEV_PCI};
+                _cleanup_free_ char *real = NULL, *mount = NULL;
+                char link[96];
                 int r;
 
                 snprintf(link, sizeof(link), "/sys/bus/pci/devices/%s", plan->members[i].addr);
                 real = realpath(link, NULL);
-                if (!real || strncmp(real, "/sys/", 5) != 0) {
-                        free(real);
+                if (!real)
                         continue; /* gone: nothing below it either */
-                }
-                m.devpath = real + 4;
-                r = dev_find_host_mount(&m, ctx->mountinfo, ctx->cfg->general.host_mounts,
-                                        ctx->cfg->general.n_host_mounts);
+                r = dev_host_mount_below(real, ctx->mountinfo, ctx->cfg->general.host_mounts,
+                                         ctx->cfg->general.n_host_mounts, &mount);
                 if (r > 0)
-                        r = errmsg_set(ret_error, -EBUSY,
-                                       "IOMMU group %d: %s holds the host-required mount %s, so the group "
-                                       "stays on the host",
-                                       plan->group, plan->members[i].addr, m.host_mount);
-                free(m.host_mount);
-                free(real);
-                if (r < 0)
-                        return r;
+                        return errmsg_set(
+                                ret_error, -EBUSY,
+                                "IOMMU group %d: %s holds the host-required mount %s, so the group "
+                                "stays on the host",
+                                plan->group, plan->members[i].addr, mount);
         }
         return 0;
 }
