@@ -344,6 +344,13 @@ static int qmp_handshake(struct qmp *q, int64_t deadline) {
         /* A QEMU that accepted but does not greet in time is there, hung or busy with another
          * client (its monitor serves one at a time): -ETIMEDOUT, not -EHOSTDOWN. */
         int r = qmp_read_message(q, deadline, &m);
+        /* QEMU switches a monitor back to negotiation only when the next client's connection is
+         * open: an event emitted in between (the previous client's DEVICE_DELETED) can reach this
+         * client before its greeting. It was meant for the previous one and is dropped. */
+        while (r > 0 && msg_is_event(m)) {
+                cJSON_Delete(m);
+                r = qmp_read_message(q, deadline, &m);
+        }
         if (r < 0)
                 return r;
         bool greeting = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(m, "QMP"));

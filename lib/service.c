@@ -109,38 +109,52 @@ int svc_listen_fd_from_env(int *ret_fd) {
         return r;
 }
 
+/* Whether someone listens on the socket file at sa: 1 in use, 0 not (refused: left behind). */
+static int socket_in_use(const struct sockaddr_un *sa) {
+        _cleanup_close_ int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (probe < 0)
+                return -errno;
+        if (connect(probe, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
+                return 1;
+        return errno == ECONNREFUSED || errno == ENOENT ? 0 : 1; /* e.g. a full backlog: in use */
+}
+
 int svc_listen_path(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa = {.sun_family = AF_UNIX}, tmp = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
+        struct stat st;
         int r;
 
-        if (strlen(path) >= sizeof(sa.sun_path))
+        if (strlen(path) >= sizeof(sa.sun_path) ||
+            snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >=
+                    (int)sizeof(tmp.sun_path))
                 return -ENAMETOOLONG;
         memcpy(sa.sun_path, path, strlen(path));
+        if (lstat(path, &st) == 0) {
+                if (!S_ISSOCK(st.st_mode))
+                        return -EEXIST;
+                r = socket_in_use(&sa);
+                if (r != 0)
+                        return r < 0 ? r : -EADDRINUSE;
+        } else if (errno != ENOENT)
+                return -errno;
+
+        /* The socket appears at PATH only once it listens (bound under a temporary name, then
+         * renamed into place): a RUN client never finds a file that refuses it. */
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        for (int attempt = 0;; attempt++) {
-                mode_t old = umask(0177);
-                r = bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ? -errno : 0;
-                umask(old);
-                if (r != -EADDRINUSE || attempt > 0)
-                        break;
-                /* A socket file is there: in use, or left by a service that is gone. */
-                _cleanup_close_ int probe = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-                if (probe < 0)
-                        return -errno;
-                if (connect(probe, (struct sockaddr *)&sa, sizeof(sa)) == 0)
-                        return -EADDRINUSE;
-                if (errno != ECONNREFUSED)
-                        return -EADDRINUSE;
-                if (unlink(path) < 0)
-                        return -errno;
-        }
+        (void)unlink(tmp.sun_path);
+        mode_t old = umask(0177);
+        r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0 ? -errno : 0;
+        umask(old);
         if (r < 0)
                 return r;
-        if (listen(fd, SOMAXCONN) < 0)
-                return -errno;
+        if (listen(fd, SOMAXCONN) < 0 || rename(tmp.sun_path, path) < 0) {
+                r = -errno;
+                (void)unlink(tmp.sun_path);
+                return r;
+        }
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -45,9 +45,10 @@ void svc_event_free(struct svc_event *ev);
  * and LISTEN_FDNAMES either way, so the event children do not see them. */
 int svc_listen_fd_from_env(int *ret_fd);
 
-/* Binds and listens on PATH (SOCK_SEQPACKET, mode 0600), replacing a socket nobody listens on;
- * for running the service without systemd (tests, by hand). Returns 0 and the fd (close-on-exec),
- * -EADDRINUSE when a service listens there already, -errno. */
+/* Listens on PATH (SOCK_SEQPACKET, mode 0600), replacing a socket nobody listens on; the file
+ * appears only once it listens. For running the service without systemd (tests, by hand).
+ * Returns 0 and the fd (close-on-exec), -EADDRINUSE when a service listens there already,
+ * -EEXIST when PATH is something other than a socket, -ENAMETOOLONG, -errno. */
 int svc_listen_path(const char *path, int *ret_fd);
 
 struct svc_ops {

@@ -80,7 +80,12 @@ start_vm() {
                 -device qemu-xhci,id=xhci -qmp "unix:$tmp/gui-vm.qmp,server=on,wait=off" \
                 </dev/null >"$tmp/qemu.log" 2>&1 &
         qemu_pid=$!
-        for _ in $(seq 100); do [ -S "$tmp/gui-vm.qmp" ] && return 0; sleep 0.05; done
+        # The socket file appears at bind(), a moment before QEMU listens: wait for an answer.
+        for _ in $(seq 200); do
+                VHP_QMP_TIMEOUT_MS=2000 "$bdir/tests/vhp-qmp" "$tmp/gui-vm.qmp" query-status >/dev/null 2>&1 &&
+                        return 0
+                sleep 0.05
+        done
         echo "QEMU did not start:" >&2
         cat "$tmp/qemu.log" >&2
         exit 1

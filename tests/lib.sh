@@ -183,8 +183,22 @@ vhp_ksync() {
 
 # ---- QEMU ----
 
+# vhp_qmp_wait SOCKET PID: waits up to 10 s until the QEMU (or stand-in) with PID answers QMP on
+# SOCKET. Its socket file appears at bind(), a moment before it listens: a test that connected
+# then would see a VM that is not running.
+vhp_qmp_wait() {
+        local sock=$1 pid=$2 i
+        for ((i = 0; i < 200; i++)); do
+                [ -S "$sock" ] && VHP_QMP_TIMEOUT_MS=2000 "$VHP_TOOLS/vhp-qmp" "$sock" qom-list '{"path":"/machine/peripheral"}' >/dev/null 2>&1 &&
+                        return 0
+                kill -0 "$pid" 2>/dev/null || return 1
+                sleep 0.05
+        done
+        return 1
+}
+
 vhp_start_qemu() {
-        local name=$1 sock=$2 pid i
+        local name=$1 sock=$2 pid
         shift 2
         rm -f "$sock"
         qemu-system-x86_64 -machine q35,accel=tcg -nodefaults -display none -S \
@@ -196,11 +210,7 @@ vhp_start_qemu() {
                 </dev/null >"$VHP_TMP/qemu-$name.log" 2>&1 &
         pid=$!
         _vhp_qemu_pids[$name]=$pid
-        for ((i = 0; i < 200; i++)); do
-                [ -S "$sock" ] && return 0
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.05
-        done
+        vhp_qmp_wait "$sock" "$pid" && return 0
         echo "# QEMU $name did not come up:" >&2
         sed 's/^/#   /' "$VHP_TMP/qemu-$name.log" >&2
         vhp_stop_qemu "$name"

@@ -124,7 +124,7 @@ $KBD|attach|attached|cold-plugged: on the VM's command line" \
 
 # ---- 2. A real QEMU with these arguments ----
 start_vm() { # NAME SOCKET PROGRAM ARGS...: a paused q35 VM with two hot-plug root ports
-        local name=$1 sock=$2 prog=$3 i
+        local name=$1 sock=$2 prog=$3
         shift 3
         rm -f "$sock"
         "$prog" -machine q35,accel=tcg -nodefaults -display none -S \
@@ -133,12 +133,7 @@ start_vm() { # NAME SOCKET PROGRAM ARGS...: a paused q35 VM with two hot-plug ro
                 -qmp "unix:$sock,server=on,wait=off" "$@" </dev/null >"$VHP_TMP/$name.log" 2>&1 &
         eval "${name}_pid=$!"
         vhp_on_exit "kill $! 2>/dev/null; wait $! 2>/dev/null"
-        for ((i = 0; i < 200; i++)); do
-                [ -S "$sock" ] && return 0
-                kill -0 "$!" 2>/dev/null || return 1
-                sleep 0.05
-        done
-        return 1
+        vhp_qmp_wait "$sock" "$!"
 }
 mapfile -t gui_args <<<"$out"
 start_vm real "$VHP_TMP/real.sock" qemu-system-x86_64 "${gui_args[@]}"

@@ -244,6 +244,7 @@ static void test_not_running(void **state) {
 }
 
 struct raw_answer {
+        const char *before;   /* sent before the standard greeting when set */
         const char *greeting; /* sent instead of the standard one when set */
         const char *answer;   /* sent after the first command */
         bool close_after;
@@ -255,6 +256,8 @@ static int serve_raw(int lfd, const void *ud) {
         int fd = fake_accept(lfd);
 
         qmp_parser_init(&p);
+        if (a->before)
+                fake_send(fd, a->before);
         if (a->greeting) {
                 fake_send(fd, a->greeting);
                 fake_drain(fd);
@@ -282,6 +285,15 @@ static const struct {
         {{.answer = "{\"id\": 2}\r\n"}, 0, -EPROTO},
         {{.greeting = "{\"hello\": 1}\r\n"}, -EPROTO, 0},
         {{.greeting = "garbage\r\n"}, -EPROTO, 0},
+        /* Real QEMU, when the previous client left before its device_del completed: the event
+         * reaches the next client ahead of the greeting. */
+        {{.before = "{\"timestamp\": {\"seconds\": 1, \"microseconds\": 2}, \"event\": "
+                    "\"DEVICE_DELETED\", \"data\": {\"device\": \"vhp-usb-001-005\", \"path\": "
+                    "\"/machine/peripheral/vhp-usb-001-005\"}}\r\n",
+          .answer = "{\"return\": {}, \"id\": 2}\r\n"},
+         0,
+         0},
+        {{.before = "{\"event\": \"RESET\"}\r\n", .greeting = "{\"return\": {}}\r\n"}, -EPROTO, 0},
 };
 
 static void test_bad_peers(void **state) {

@@ -136,6 +136,19 @@ static void test_listen_path(void **state) {
         close(fd);
         assert_int_equal(svc_listen_path(path, &fd2), 0);
         close(fd2);
+        /* no temporary name is left behind */
+        char tmpname[160];
+        snprintf(tmpname, sizeof(tmpname), "%s.%d~", path, (int)getpid());
+        assert_int_equal(lstat(tmpname, &st), -1);
+        /* something that is not a socket is never replaced */
+        assert_int_equal(unlink(path), 0);
+        int reg = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+        assert_true(reg >= 0);
+        close(reg);
+        assert_int_equal(svc_listen_path(path, &fd2), -EEXIST);
+        assert_int_equal(lstat(path, &st), 0);
+        assert_true(S_ISREG(st.st_mode));
+        assert_int_equal(unlink(path), 0);
         /* a path too long for sockaddr_un */
         char longp[200];
         memset(longp, 'a', sizeof(longp) - 1);
