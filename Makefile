@@ -17,10 +17,12 @@ PKG_CONFIG ?= pkg-config
 SYSCONFDIR ?= /etc
 
 PKGS      := libudev sqlite3 libcjson libusb-1.0 libpci libkmod libsystemd
-DLOPEN_PKGS := libkmod libsystemd
+DLOPEN_PKGS := libkmod libsystemd libusb-1.0 libpci
 # The names dlopen() is given; a distribution may give full paths (e.g. Nix store paths).
 LIBKMOD_SONAME    ?= libkmod.so.2
 LIBSYSTEMD_SONAME ?= libsystemd.so.0
+LIBUSB_SONAME     ?= libusb-1.0.so.0
+LIBPCI_SONAME     ?= libpci.so.3
 WARN      := -Wall -Wextra -Wshadow -Wformat=2 -Wmissing-prototypes -Wstrict-prototypes \
              -Wvla -Wwrite-strings -Wno-unused-parameter
 CFLAGS    ?= -O2 -g
@@ -32,10 +34,12 @@ CFLAGS    += -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 LDFLAGS   += -fsanitize=address,undefined
 endif
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
-# libkmod and libsystemd are opened at first use (lib/dl.h): their headers, not their link.
+# libkmod, libsystemd, libusb and libpci are opened at first use (lib/dl.h): their headers, not
+# their link.
 PKG_LIBS   := $(shell $(PKG_CONFIG) --libs $(filter-out $(DLOPEN_PKGS),$(PKGS)) 2>/dev/null) -ldl
 ALL_CFLAGS := -std=gnu11 -D_GNU_SOURCE -DVHP_VERSION=\"$(VERSION)\" -DVHP_SYSCONFDIR=\"$(SYSCONFDIR)\" \
               -DVHP_LIBKMOD_SONAME=\"$(LIBKMOD_SONAME)\" -DVHP_LIBSYSTEMD_SONAME=\"$(LIBSYSTEMD_SONAME)\" \
+              -DVHP_LIBUSB_SONAME=\"$(LIBUSB_SONAME)\" -DVHP_LIBPCI_SONAME=\"$(LIBPCI_SONAME)\" \
               -Ilib -Idb $(PKG_CFLAGS) $(CPPFLAGS) $(WARN) $(CFLAGS) -MMD -MP
 
 LIB_SRC   := $(sort $(wildcard lib/*.c db/*.c))

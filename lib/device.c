@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include "cleanup-types.h"
+#include "dl.h"
 #include "util.h"
 #include "vfio.h"
 
@@ -475,23 +476,76 @@ static void usb_ifaces_from_children(struct dev *d, struct udev_device *u) {
         }
 }
 
+/* libusb and libpci are fallbacks (descriptors udev did not list, names hwdb did not give): they
+ * are opened when first needed (see dl.h), not loaded by every helper at start-up. */
+static typeof(libusb_init) *sym_libusb_init;
+static typeof(libusb_exit) *sym_libusb_exit;
+static typeof(libusb_get_device_list) *sym_libusb_get_device_list;
+static typeof(libusb_free_device_list) *sym_libusb_free_device_list;
+static typeof(libusb_get_bus_number) *sym_libusb_get_bus_number;
+static typeof(libusb_get_device_address) *sym_libusb_get_device_address;
+static typeof(libusb_get_active_config_descriptor) *sym_libusb_get_active_config_descriptor;
+static typeof(libusb_get_config_descriptor) *sym_libusb_get_config_descriptor;
+static typeof(libusb_free_config_descriptor) *sym_libusb_free_config_descriptor;
+static const struct dl_sym libusb_syms[] = {
+        {"libusb_init", (void **)&sym_libusb_init},
+        {"libusb_exit", (void **)&sym_libusb_exit},
+        {"libusb_get_device_list", (void **)&sym_libusb_get_device_list},
+        {"libusb_free_device_list", (void **)&sym_libusb_free_device_list},
+        {"libusb_get_bus_number", (void **)&sym_libusb_get_bus_number},
+        {"libusb_get_device_address", (void **)&sym_libusb_get_device_address},
+        {"libusb_get_active_config_descriptor", (void **)&sym_libusb_get_active_config_descriptor},
+        {"libusb_get_config_descriptor", (void **)&sym_libusb_get_config_descriptor},
+        {"libusb_free_config_descriptor", (void **)&sym_libusb_free_config_descriptor},
+};
+static struct dl_lib libusb = {VHP_LIBUSB_SONAME, libusb_syms, ELEMENTSOF(libusb_syms), 0};
+
+static typeof(pci_alloc) *sym_pci_alloc;
+static typeof(pci_init) *sym_pci_init;
+static typeof(pci_cleanup) *sym_pci_cleanup;
+static typeof(pci_lookup_name) *sym_pci_lookup_name;
+static const struct dl_sym libpci_syms[] = {
+        {"pci_alloc", (void **)&sym_pci_alloc},
+        {"pci_init", (void **)&sym_pci_init},
+        {"pci_cleanup", (void **)&sym_pci_cleanup},
+        {"pci_lookup_name", (void **)&sym_pci_lookup_name},
+};
+static struct dl_lib libpci = {VHP_LIBPCI_SONAME, libpci_syms, ELEMENTSOF(libpci_syms), 0};
+
+static void libusb_exitp(libusb_context **c) {
+        if (*c)
+                sym_libusb_exit(*c);
+}
+static void libusb_free_device_listp(libusb_device ***l) {
+        if (*l)
+                sym_libusb_free_device_list(*l, 1);
+}
+static void libusb_free_config_descriptorp(struct libusb_config_descriptor **c) {
+        if (*c)
+                sym_libusb_free_config_descriptor(*c);
+}
+static void pci_cleanupp(struct pci_access **p) {
+        if (*p)
+                sym_pci_cleanup(*p);
+}
+
 /* Interface list from the descriptors the kernel cached, read through libusb (which on Linux takes
  * them from sysfs: the device is never opened). */
 static void usb_ifaces_from_libusb(struct dev *d) {
-        _cleanup_libusb_ libusb_context *ctx = NULL;
-        _cleanup_libusb_device_list_ libusb_device **list = NULL;
+        _cleanup_(libusb_exitp) libusb_context *ctx = NULL;
+        _cleanup_(libusb_free_device_listp) libusb_device **list = NULL;
         ssize_t n;
 
-        if (d->busnum <= 0 || d->devnum <= 0 || libusb_init(&ctx) < 0)
+        if (d->busnum <= 0 || d->devnum <= 0 || dl_load(&libusb) < 0 || sym_libusb_init(&ctx) < 0)
                 return;
-        n = libusb_get_device_list(ctx, &list);
+        n = sym_libusb_get_device_list(ctx, &list);
         for (ssize_t i = 0; i < n; i++) {
-                _cleanup_libusb_config_ struct libusb_config_descriptor *cfg = NULL;
-                if (libusb_get_bus_number(list[i]) != d->busnum ||
-                    libusb_get_device_address(list[i]) != d->devnum)
+                _cleanup_(libusb_free_config_descriptorp) struct libusb_config_descriptor *cfg = NULL;
+                if (sym_libusb_get_bus_number(list[i]) != d->busnum ||
+                    sym_libusb_get_device_address(list[i]) != d->devnum)
                         continue;
-                if (libusb_get_active_config_descriptor(list[i], &cfg) != 0 &&
-                    libusb_get_config_descriptor(list[i], 0, &cfg) != 0)
+                if (sym_libusb_get_active_config_descriptor(list[i], &cfg) != 0 &&
+                    sym_libusb_get_config_descriptor(list[i], 0, &cfg) != 0)
                         break;
                 for (int j = 0; j < cfg->bNumInterfaces && d->n_ifaces < DEV_MAX_IFACES; j++) {
                         const struct libusb_interface *itf = &cfg->interface[j];
@@ -564,21 +618,21 @@ static void fill_pci_group(struct dev *d) {
 
 /* Names from pci.ids when udev's hwdb gave none. */
 static void fill_pci_names(struct dev *d) {
-        _cleanup_pci_access_ struct pci_access *pa = NULL;
+        _cleanup_(pci_cleanupp) struct pci_access *pa = NULL;
         char buf[256];
-        if ((d->vendor_name && d->product_name) || !d->has_ids)
+        if ((d->vendor_name && d->product_name) || !d->has_ids || dl_load(&libpci) < 0)
                 return;
-        pa = pci_alloc();
+        pa = sym_pci_alloc();
         if (!pa)
                 return;
         pa->numeric_ids = 0;
-        pci_init(pa);
-        if (!d->vendor_name &&
-            pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS, d->vendor_id))
+        sym_pci_init(pa);
+        if (!d->vendor_name && sym_pci_lookup_name(pa, buf, sizeof(buf),
+                                                   PCI_LOOKUP_VENDOR | PCI_LOOKUP_NO_NUMBERS, d->vendor_id))
                 d->vendor_name = strdup(buf);
         if (!d->product_name &&
-            pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS, d->vendor_id,
-                            d->product_id))
+            sym_pci_lookup_name(pa, buf, sizeof(buf), PCI_LOOKUP_DEVICE | PCI_LOOKUP_NO_NUMBERS,
+                                d->vendor_id, d->product_id))
                 d->product_name = strdup(buf);
 }
 

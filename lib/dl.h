@@ -1,7 +1,8 @@
 /* Libraries opened at first use. libkmod (driverPath rules) and libsystemd (journal records) pull
  * in libcrypto, libgcrypt and three compressors: linked at start-up they doubled the peak RSS of
  * every helper process, also of the many that never look up a module or write a journal record.
- * A process that needs one opens it once (dlopen) and keeps it. */
+ * libusb and libpci (with libz) are fallbacks few events need, yet loading them cost every
+ * process ~0.2 ms. A process that needs one opens it once (dlopen) and keeps it. */
 #pragma once
 
 #include <stddef.h>
@@ -12,6 +13,12 @@
 #endif
 #ifndef VHP_LIBSYSTEMD_SONAME
 #define VHP_LIBSYSTEMD_SONAME "libsystemd.so.0"
+#endif
+#ifndef VHP_LIBUSB_SONAME
+#define VHP_LIBUSB_SONAME "libusb-1.0.so.0"
+#endif
+#ifndef VHP_LIBPCI_SONAME
+#define VHP_LIBPCI_SONAME "libpci.so.3"
 #endif
 
 /* One function of a library: its name and where to store its address. */

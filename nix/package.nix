@@ -26,6 +26,8 @@ stdenv.mkDerivation {
     # Opened at first use (lib/dl.h): by store path, as the runtime linker would not find them.
     "LIBKMOD_SONAME=${lib.getLib kmod}/lib/libkmod.so.2"
     "LIBSYSTEMD_SONAME=${lib.getLib systemd}/lib/libsystemd.so.0"
+    "LIBUSB_SONAME=${lib.getLib libusb1}/lib/libusb-1.0.so.0"
+    "LIBPCI_SONAME=${lib.getLib pciutils}/lib/libpci.so.3"
   ];
   # The state directory is created at run time (tmpfiles, StateDirectory=), not in the store.
   installFlags = [ "LOCALSTATEDIR=$(TMPDIR)/var" ];

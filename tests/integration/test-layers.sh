@@ -71,12 +71,12 @@ domain=$(grep -l '#include "\(device\|rule\|config\|vmm\|xact\|event\)\.h"' db/*
 printers=$(grep -ln '\b\(printf\|fprintf\|puts\|syslog\)(' lib/*.c db/*.c | grep -vx 'lib/log.c' || true)
 [ -z "$printers" ] && vhp_ok "lib/ and db/ print nothing (lib/log.c is for the programs)" ||
         vhp_fail "lib/ or db/ code prints" "$printers"
-# libkmod and libsystemd (and what they pull in) are opened at first use: no program loads them at
-# start-up, and only lib/dl.c calls dlopen.
+# libkmod, libsystemd, libusb and libpci (and what they pull in) are opened at first use: no
+# program loads them at start-up, and only lib/dl.c calls dlopen.
 for p in vhotplug-helper vhotplug-reconcile vhotplug-api vhotplugctl vhotplug-generator; do
         [ -x "$VHP_BUILD/$p" ] || continue
-        needed=$(readelf -d "$VHP_BUILD/$p" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -E '^lib(kmod|systemd)\.' || true)
-        [ -z "$needed" ] && vhp_ok "$p does not load libkmod or libsystemd at start-up" ||
+        needed=$(readelf -d "$VHP_BUILD/$p" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | grep -E '^lib(kmod|systemd|usb-1\.0|pci|z)\.' || true)
+        [ -z "$needed" ] && vhp_ok "$p does not load libkmod, libsystemd, libusb or libpci at start-up" ||
                 vhp_fail "$p loads at start-up" "$needed"
 done
 openers=$(grep -ln '\bdlopen(' lib/*.c db/*.c | grep -vx 'lib/dl.c' || true)
