@@ -28,6 +28,7 @@ VHP_TOP=$(cd "$(dirname "$0")/.." && pwd)
 BUILD=${BUILD:-build}
 case $BUILD in /*) ;; *) BUILD=$VHP_TOP/$BUILD ;; esac
 CTR=$VHP_TOP/tests/system/container.sh
+export VHP_TOP VHP_BUILD=$BUILD # container.sh binds them in when they are under /tmp
 quick=${BENCH_QUICK:-0}
 runs() { [ "$quick" = 1 ] && echo "${2:-5}" || echo "$1"; }
 

@@ -103,7 +103,8 @@ boot)
         cg2=$(awk '$9 == "cgroup2" { print $5; exit }' /proc/self/mountinfo)
         [ -n "$cg2" ] || die "no cgroup2 mount on the host"
         keep=()
-        for n in "$VHP_TOP" "$VHP_BUILD"; do
+        # The checkout and its build (tests/lib.sh exports both; the default is this checkout).
+        for n in "${VHP_TOP:-$(cd "$(dirname "$0")/../.." && pwd)}" ${VHP_BUILD:+"$VHP_BUILD"}; do
                 case $n in /tmp/* | /run/*) keep+=("$n") ;; esac
         done
         cg=$cg2/vhp-container-$$
