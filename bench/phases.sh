@@ -142,8 +142,6 @@ phase_attach() {
         local -a mouse
         mapfile -t mouse < <(props $U/usb1/1-1)
         local add="{\"driver\":\"usb-host\",\"hostbus\":1,\"hostaddr\":2,\"id\":\"$id\"}" del="{\"id\":\"$id\"}"
-        # Raw QMP: one connection (greeting + qmp_capabilities) and device_add, as the helper does;
-        # the device_del of the previous run is outside the measurement.
         # Both sides run through bash (hyperfine subtracts the shell's start-up) with -i, so one
         # failed run does not end the benchmark; failures are counted from the output and reported.
         # Raw QMP: one connection (greeting + qmp_capabilities) and device_add, as the helper does;
