@@ -133,10 +133,30 @@ static int remove_old_socket(const char *path, char **ret_error) {
         return 0;
 }
 
+int addr_listen_unix_fd(int fd, const char *path, mode_t mode, uid_t uid, gid_t gid) {
+        struct sockaddr_un tmp = {.sun_family = AF_UNIX};
+        int r;
+
+        if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >=
+            (int)sizeof(tmp.sun_path))
+                return -ENAMETOOLONG;
+        (void)unlink(tmp.sun_path);
+        if (bind(fd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0)
+                return -errno;
+        /* Mode and owner are set before listen(): until then every connect() is refused. */
+        if (chmod(tmp.sun_path, mode) < 0 ||
+            ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(tmp.sun_path, uid, gid) < 0) ||
+            listen(fd, SOMAXCONN) < 0 || rename(tmp.sun_path, path) < 0) {
+                r = -errno;
+                (void)unlink(tmp.sun_path);
+                return r;
+        }
+        return 0;
+}
+
 int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_fd, char **ret_error) {
         _cleanup_close_ int fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         const char *path = a->family == AF_UNIX ? ((const struct sockaddr_un *)&a->ss)->sun_path : NULL;
-        struct sockaddr_un tmp = {.sun_family = AF_UNIX};
         int one = 1, r;
 
         if (fd < 0)
@@ -153,25 +173,14 @@ int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_f
                 *ret_fd = TAKE_FD(fd);
                 return 0;
         }
-        /* A unix socket appears at its path only once it listens, with its mode and owner set: it
-         * is made under a temporary name and renamed into place. Nobody but root can use it until
-         * then (the directory should be root's). */
         r = remove_old_socket(path, ret_error);
         if (r < 0)
                 return r;
-        if (snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >=
-            (int)sizeof(tmp.sun_path))
-                return errmsg_set(ret_error, -ENAMETOOLONG, "%s: path too long", a->text);
-        (void)unlink(tmp.sun_path);
-        if (bind(fd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0)
-                return errmsg_set(ret_error, -errno, "%s: cannot bind: %s", a->text, strerror(errno));
-        if (chmod(tmp.sun_path, mode >= 0 ? (mode_t)mode : 0600) < 0 ||
-            ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(tmp.sun_path, uid, gid) < 0) ||
-            listen(fd, SOMAXCONN) < 0 || rename(tmp.sun_path, path) < 0) {
-                r = -errno;
-                (void)unlink(tmp.sun_path);
+        r = addr_listen_unix_fd(fd, path, mode >= 0 ? (mode_t)mode : 0600, uid, gid);
+        if (r == -ENAMETOOLONG)
+                return errmsg_set(ret_error, r, "%s: path too long", a->text);
+        if (r < 0)
                 return errmsg_set(ret_error, r, "%s: cannot set up the socket: %s", a->text, strerror(-r));
-        }
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -29,6 +29,12 @@ int addr_parse(const char *spec, bool listening, struct addr *ret, char **ret_er
  * that owner. Returns 0 and the fd, or -errno with *ret_error. */
 int addr_listen(const struct addr *a, int mode, uid_t uid, gid_t gid, int *ret_fd, char **ret_error);
 
+/* Makes the unbound AF_UNIX socket fd (any type) listen at path: bound under a temporary name
+ * beside it, given mode and (when uid/gid are not -1) owner, listening, then renamed into place,
+ * so that the file appears only once it listens, with its final mode. Whatever is at path is
+ * replaced: the caller decides first whether it may be. Returns 0 or -errno. */
+int addr_listen_unix_fd(int fd, const char *path, mode_t mode, uid_t uid, gid_t gid);
+
 /* Connects within timeout_ms. Returns 0 and the fd (blocking, close-on-exec), or -errno with
  * *ret_error ("Failed to connect: ..."). */
 int addr_connect(const struct addr *a, int timeout_ms, int *ret_fd, char **ret_error);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "cleanup.h"
 
 #define RECV_TIMEOUT_S 2  /* a connection that sends nothing does not hold the queue longer */
@@ -120,14 +121,12 @@ static int socket_in_use(const struct sockaddr_un *sa) {
 }
 
 int svc_listen_path(const char *path, int *ret_fd) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX}, tmp = {.sun_family = AF_UNIX};
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
         _cleanup_close_ int fd = -1;
         struct stat st;
         int r;
 
-        if (strlen(path) >= sizeof(sa.sun_path) ||
-            snprintf(tmp.sun_path, sizeof(tmp.sun_path), "%s.%d~", path, (int)getpid()) >=
-                    (int)sizeof(tmp.sun_path))
+        if (strlen(path) >= sizeof(sa.sun_path))
                 return -ENAMETOOLONG;
         memcpy(sa.sun_path, path, strlen(path));
         if (lstat(path, &st) == 0) {
@@ -139,22 +138,14 @@ int svc_listen_path(const char *path, int *ret_fd) {
         } else if (errno != ENOENT)
                 return -errno;
 
-        /* The socket appears at PATH only once it listens (bound under a temporary name, then
-         * renamed into place): a RUN client never finds a file that refuses it. */
+        /* The socket appears at PATH only once it listens: a RUN client never finds a file that
+         * refuses it. */
         fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return -errno;
-        (void)unlink(tmp.sun_path);
-        mode_t old = umask(0177);
-        r = bind(fd, (struct sockaddr *)&tmp, sizeof(tmp)) < 0 ? -errno : 0;
-        umask(old);
+        r = addr_listen_unix_fd(fd, path, 0600, (uid_t)-1, (gid_t)-1);
         if (r < 0)
                 return r;
-        if (listen(fd, SOMAXCONN) < 0 || rename(tmp.sun_path, path) < 0) {
-                r = -errno;
-                (void)unlink(tmp.sun_path);
-                return r;
-        }
         *ret_fd = TAKE_FD(fd);
         return 0;
 }
