@@ -78,38 +78,23 @@ static void run_attach(const struct vmm_case *c, const struct dev *d, bool root_
                 assert_string_equal(a.id, id);
 }
 
-#define USB_ADD                                                                                             \
+/* Each step macro takes the rest of the step (its reply, events after it) as arguments. */
+#define USB_ADD(...)                                                                                        \
         {                                                                                                   \
-                .command = "device_add", .expect = {                                                        \
-                        "\"driver\":\"usb-host\"",                                                          \
-                        "\"hostbus\":1,",                                                                   \
-                        "\"hostaddr\":5,",                                                                  \
-                        "\"id\":\"vhp-usb-001-005\""                                                        \
-                }
-#define NOT_YET                                                                                             \
-        .reply = ERR("failed to find host usb device 1:5")                                                  \
+                .command = "device_add",                                                                    \
+                .expect = {"\"driver\":\"usb-host\"", "\"hostbus\":1,", "\"hostaddr\":5,",                  \
+                           "\"id\":\"vhp-usb-001-005\""},                                                   \
+                __VA_ARGS__                                                                                 \
         }
+#define NOT_YET ERR("failed to find host usb device 1:5")
 
 /* One attempt per call: the caller retries (tests/unit/test-xact.c), reconnecting. */
-static const struct fake_step usb_ok[] = {USB_ADD, .reply = OK}, FAKE_END,
-}
-;
-static const struct fake_step usb_not_yet[] = {
-        USB_ADD,
-        NOT_YET,
-        FAKE_END,
-};
-static const struct fake_step usb_duplicate[] = {USB_ADD,
-                                                 .reply = ERR("Duplicate device ID 'vhp-usb-001-005'")},
-                              FAKE_END,
-}
-;
-static const struct fake_step usb_other_error[] = {USB_ADD,
-                                                   .reply =
-                                                           ERR("Bus 'xhci.0' does not support hotplugging")},
-                              FAKE_END,
-}
-;
+static const struct fake_step usb_ok[] = {USB_ADD(.reply = OK), FAKE_END};
+static const struct fake_step usb_not_yet[] = {USB_ADD(.reply = NOT_YET), FAKE_END};
+static const struct fake_step usb_duplicate[] = {
+        USB_ADD(.reply = ERR("Duplicate device ID 'vhp-usb-001-005'")), FAKE_END};
+static const struct fake_step usb_other_error[] = {
+        USB_ADD(.reply = ERR("Bus 'xhci.0' does not support hotplugging")), FAKE_END};
 
 static void test_attach_usb(void **state) {
         static const struct vmm_case cases[] = {
@@ -129,62 +114,62 @@ static void test_attach_usb(void **state) {
                 .command = "qom-list", .expect = {"\"path\":\"/machine/peripheral/" rp "/" rp "\""},        \
                 .reply = state                                                                              \
         }
-#define PCI_ADD(rp)                                                                                         \
+#define PCI_ADD(rp, ...)                                                                                    \
         {                                                                                                   \
-                .command = "device_add", .expect = {                                                        \
-                        "\"driver\":\"vfio-pci\"",                                                          \
-                        "\"host\":\"0000:00:14.3\"",                                                        \
-                        "\"bus\":\"" rp "\"",                                                               \
-                        "\"addr\":\"0\""                                                                    \
-                }
-#define EVDEV_ADD(rp)                                                                                       \
+                .command = "device_add",                                                                    \
+                .expect = {"\"driver\":\"vfio-pci\"", "\"host\":\"0000:00:14.3\"", "\"bus\":\"" rp "\"",    \
+                           "\"addr\":\"0\""},                                                               \
+                __VA_ARGS__                                                                                 \
+        }
+#define EVDEV_ADD(rp, ...)                                                                                  \
         {                                                                                                   \
-                .command = "device_add", .expect = {                                                        \
-                        "\"driver\":\"virtio-input-host-pci\"",                                             \
-                        "\"evdev\":\"/dev/input/event3\"",                                                  \
-                        "\"id\":\"vhp-evdev-event3\"",                                                      \
-                        "\"bus\":\"" rp "\""                                                                \
-                }
+                .command = "device_add",                                                                    \
+                .expect = {"\"driver\":\"virtio-input-host-pci\"", "\"evdev\":\"/dev/input/event3\"",       \
+                           "\"id\":\"vhp-evdev-event3\"", "\"bus\":\"" rp "\""},                            \
+                __VA_ARGS__                                                                                 \
+        }
 
 /* Ports are tried in natural order (rp1, rp2, rp10); rp1 is occupied; rp2 looks free but QEMU
  * says it is taken (a race with another client): move on to rp10. */
-static const struct fake_step
-        pci_second_free[] = {LIST_PERIPHERALS, PORT("rp1", PORT_BUSY), PORT("rp2", PORT_FREE),
-                             PCI_ADD("rp2"),
-                             .reply = ERR("PCI: slot 0 function 0 already occupied by virtio-rng-pci, new "
-                                          "func vfio-pci cannot be exposed to guest.")},
-        PORT("rp10", PORT_FREE), PCI_ADD("rp10"), .reply = OK
-}
-, FAKE_END,
-}
-;
-static const struct fake_step pci_refused[] = {LIST_PERIPHERALS, PORT("rp1", PORT_BUSY),
-                                               PORT("rp2", PORT_FREE), PCI_ADD("rp2"),
-                                               .reply = ERR("vfio 0000:00:14.3: no such host device")},
-                              FAKE_END,
-}
-;
-static const struct fake_step pci_no_port[] =
-        {LIST_PERIPHERALS,
-         PORT("rp1", PORT_BUSY),
-         PORT("rp2", PORT_BUSY),
-         PORT("rp10", PORT_FREE),
-         PCI_ADD("rp10"),
-         .reply = ERR("PCI: slot 0 function 0 not available for vfio-pci, in use by x")},
-                              FAKE_END,
-}
-;
-static const struct fake_step evdev_busy[] =
-        {LIST_PERIPHERALS, PORT("rp1", PORT_FREE), EVDEV_ADD("rp1"),
-         .reply = ERR("/dev/input/event3: failed to get exclusive access: Device or resource busy")},
-                              FAKE_END,
-}
-;
-static const struct fake_step evdev_ok[] = {LIST_PERIPHERALS, PORT("rp1", PORT_FREE), EVDEV_ADD("rp1"),
-                                            .reply = OK},
-                              FAKE_END,
-}
-;
+static const struct fake_step pci_second_free[] = {
+        LIST_PERIPHERALS,
+        PORT("rp1", PORT_BUSY),
+        PORT("rp2", PORT_FREE),
+        PCI_ADD("rp2", .reply = ERR("PCI: slot 0 function 0 already occupied by virtio-rng-pci, new "
+                                    "func vfio-pci cannot be exposed to guest.")),
+        PORT("rp10", PORT_FREE),
+        PCI_ADD("rp10", .reply = OK),
+        FAKE_END,
+};
+static const struct fake_step pci_refused[] = {
+        LIST_PERIPHERALS,
+        PORT("rp1", PORT_BUSY),
+        PORT("rp2", PORT_FREE),
+        PCI_ADD("rp2", .reply = ERR("vfio 0000:00:14.3: no such host device")),
+        FAKE_END,
+};
+static const struct fake_step pci_no_port[] = {
+        LIST_PERIPHERALS,
+        PORT("rp1", PORT_BUSY),
+        PORT("rp2", PORT_BUSY),
+        PORT("rp10", PORT_FREE),
+        PCI_ADD("rp10", .reply = ERR("PCI: slot 0 function 0 not available for vfio-pci, in use by x")),
+        FAKE_END,
+};
+static const struct fake_step evdev_busy[] = {
+        LIST_PERIPHERALS,
+        PORT("rp1", PORT_FREE),
+        EVDEV_ADD("rp1",
+                  .reply =
+                          ERR("/dev/input/event3: failed to get exclusive access: Device or resource busy")),
+        FAKE_END,
+};
+static const struct fake_step evdev_ok[] = {
+        LIST_PERIPHERALS,
+        PORT("rp1", PORT_FREE),
+        EVDEV_ADD("rp1", .reply = OK),
+        FAKE_END,
+};
 static const struct fake_step pci_root_bus[] = {
         {.command = "device_add",
          .expect = {"\"driver\":\"vfio-pci\",\"host\":\"0000:00:14.3\",\"id\":\"vhp-pci-0000-00-14.3\"}"},
@@ -211,29 +196,18 @@ static void test_attach_pci_evdev(void **state) {
         run_attach(&root, &pci_dev, true);
 }
 
-#define DEL(id)                                                                                             \
-        {                                                                                                   \
-                .command = "device_del", .expect = { "{\"id\":\"" id "\"}" }
+#define DEL(id, ...)                                                                                        \
+        { .command = "device_del", .expect = {"{\"id\":\"" id "\"}"}, __VA_ARGS__ }
 
-static const struct fake_step del_ok[] = {DEL("vhp-usb-001-005"), .reply = OK,
-                                          .after = DELETED("other") DELETED("vhp-usb-001-005")},
-                              FAKE_END,
-}
-;
-static const struct fake_step del_gone[] = {DEL("vhp-usb-001-005"), .reply = NOT_FOUND("vhp-usb-001-005")},
-                              FAKE_END,
-}
-;
-static const struct fake_step del_no_event[] = {DEL("vhp-usb-001-005"), .reply = OK,
-                                                .after = DELETED("other")},
-                              FAKE_END,
-}
-;
-static const struct fake_step del_pending[] =
-        {DEL("vhp-usb-001-005"), .reply = ERR("Device vhp-usb-001-005 is already in the process of unplug")},
-                              FAKE_END,
-}
-;
+static const struct fake_step del_ok[] = {
+        DEL("vhp-usb-001-005", .reply = OK, .after = DELETED("other") DELETED("vhp-usb-001-005")), FAKE_END};
+static const struct fake_step del_gone[] = {DEL("vhp-usb-001-005", .reply = NOT_FOUND("vhp-usb-001-005")),
+                                            FAKE_END};
+static const struct fake_step del_no_event[] = {
+        DEL("vhp-usb-001-005", .reply = OK, .after = DELETED("other")), FAKE_END};
+static const struct fake_step del_pending[] = {
+        DEL("vhp-usb-001-005", .reply = ERR("Device vhp-usb-001-005 is already in the process of unplug")),
+        FAKE_END};
 
 static void test_detach(void **state) {
         static const struct {

@@ -20,20 +20,17 @@
 
 #define OK "\"return\": {}"
 #define ERR(desc) "\"error\": {\"class\": \"GenericError\", \"desc\": \"" desc "\"}"
-#define USB_ADD                                                                                             \
+/* Each step macro takes the rest of the step (its reply) as arguments. */
+#define USB_ADD(...)                                                                                        \
         {                                                                                                   \
-                .command = "device_add", .expect = {                                                        \
-                        "\"driver\":\"usb-host\"",                                                          \
-                        "\"id\":\"vhp-usb-001-005\""                                                        \
-                }
-#define NOT_YET                                                                                             \
-        .reply = ERR("failed to find host usb device 1:5")                                                  \
+                .command = "device_add",                                                                    \
+                .expect = {"\"driver\":\"usb-host\"", "\"id\":\"vhp-usb-001-005\""}, __VA_ARGS__            \
         }
+#define NOT_YET ERR("failed to find host usb device 1:5")
 #define RECONNECT_LOCK_FREE                                                                                 \
         { .command = NULL, .lock_free = true }
-#define DEL                                                                                                 \
-        {                                                                                                   \
-                .command = "device_del", .expect = { "\"id\":\"vhp-usb-001-005\"" }
+#define DEL(...)                                                                                            \
+        { .command = "device_del", .expect = {"\"id\":\"vhp-usb-001-005\""}, __VA_ARGS__ }
 #define STILL_THERE                                                                                         \
         {                                                                                                   \
                 .command = "qom-list", .expect = {"\"path\":\"/machine/peripheral/vhp-usb-001-005\""},      \
@@ -148,36 +145,36 @@ static char *history(const struct env *e) {
         return out;
 }
 
-static void test_usb_retry_leaves_vm_lock_free(void **state){
-        static const struct fake_step steps[] = {USB_ADD, NOT_YET, RECONNECT_LOCK_FREE, USB_ADD, NOT_YET,
-                                                 RECONNECT_LOCK_FREE, USB_ADD, .reply = OK},
-        FAKE_END,
-};
-struct env *e = *state;
-struct xact_result res;
-struct db_attachment a = {0};
-_cleanup_free_ char *h = NULL;
+static void test_usb_retry_leaves_vm_lock_free(void **state) {
+        static const struct fake_step steps[] = {
+                USB_ADD(.reply = NOT_YET), RECONNECT_LOCK_FREE,  USB_ADD(.reply = NOT_YET),
+                RECONNECT_LOCK_FREE,       USB_ADD(.reply = OK), FAKE_END,
+        };
+        struct env *e = *state;
+        struct xact_result res;
+        struct db_attachment a = {0};
+        _cleanup_free_ char *h = NULL;
 
-fake_qmp_start(&e->f, fake_qmp_script, steps);
-configure(e, "vm1", e->f.path, 3);
-xact_result_init(&res, DEV_USB);
-struct xact_ctx ctx = ctx_of(e);
-assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
-/* The fake QEMU took the VM lock itself between the attempts. */
-assert_int_equal(fake_qmp_finish(&e->f), 0);
-assert_int_equal(res.outcome, XACT_DONE);
-assert_string_equal(res.vmm_id, "vhp-usb-001-005");
-assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
-assert_int_equal(a.state, DB_ATTACHED);
-db_attachment_clear(&a);
-h = history(e);
-assert_string_equal(h, "attach started|\nattach attached|\n");
+        fake_qmp_start(&e->f, fake_qmp_script, steps);
+        configure(e, "vm1", e->f.path, 3);
+        xact_result_init(&res, DEV_USB);
+        struct xact_ctx ctx = ctx_of(e);
+        assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
+        /* The fake QEMU took the VM lock itself between the attempts. */
+        assert_int_equal(fake_qmp_finish(&e->f), 0);
+        assert_int_equal(res.outcome, XACT_DONE);
+        assert_string_equal(res.vmm_id, "vhp-usb-001-005");
+        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+        assert_int_equal(a.state, DB_ATTACHED);
+        db_attachment_clear(&a);
+        h = history(e);
+        assert_string_equal(h, "attach started|\nattach attached|\n");
 }
 
 static void test_usb_retries_used_up(void **state) {
         static const struct fake_step steps[] = {
-                USB_ADD,        NOT_YET, FAKE_RECONNECT, USB_ADD,  NOT_YET,
-                FAKE_RECONNECT, USB_ADD, NOT_YET,        FAKE_END,
+                USB_ADD(.reply = NOT_YET), FAKE_RECONNECT, USB_ADD(.reply = NOT_YET), FAKE_RECONNECT,
+                USB_ADD(.reply = NOT_YET), FAKE_END,
         };
         struct env *e = *state;
         struct xact_result res;
@@ -222,30 +219,30 @@ static void test_vm_not_running(void **state) {
 
 /* device_del is answered at once, the guest lets go later: the release is confirmed on new
  * connections, the lock free in between (the fake takes it), and only then is the record closed. */
-static void test_detach_confirms_release(void **state){
-        static const struct fake_step steps[] = {USB_ADD, .reply = OK}, FAKE_RECONNECT, DEL, .reply = OK},
-        RECONNECT_LOCK_FREE, STILL_THERE, RECONNECT_LOCK_FREE, GONE, FAKE_END,
-}
-;
-struct env *e = *state;
-struct xact_result res;
-struct db_attachment a = {0};
-_cleanup_free_ char *h = NULL;
+static void test_detach_confirms_release(void **state) {
+        static const struct fake_step steps[] = {
+                USB_ADD(.reply = OK), FAKE_RECONNECT, DEL(.reply = OK), RECONNECT_LOCK_FREE, STILL_THERE,
+                RECONNECT_LOCK_FREE,  GONE,           FAKE_END,
+        };
+        struct env *e = *state;
+        struct xact_result res;
+        struct db_attachment a = {0};
+        _cleanup_free_ char *h = NULL;
 
-fake_qmp_start(&e->f, fake_qmp_script, steps);
-configure(e, "vm1", e->f.path, 0);
-xact_result_init(&res, DEV_USB);
-struct xact_ctx ctx = ctx_of(e);
-assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
-assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
-xact_result_init(&res, DEV_USB);
-assert_int_equal(xact_detach(&ctx, e->db_conn, &a, "device removed from the host", &res), 0);
-db_attachment_clear(&a);
-assert_int_equal(fake_qmp_finish(&e->f), 0);
-assert_int_equal(res.outcome, XACT_DONE);
-assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 0);
-h = history(e);
-assert_string_equal(h, "attach started|\nattach attached|\ndetach detaching|\ndetach detached|\n");
+        fake_qmp_start(&e->f, fake_qmp_script, steps);
+        configure(e, "vm1", e->f.path, 0);
+        xact_result_init(&res, DEV_USB);
+        struct xact_ctx ctx = ctx_of(e);
+        assert_int_equal(xact_attach(&ctx, e->db_conn, &e->dev, &e->dec, &res), 0);
+        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 1);
+        xact_result_init(&res, DEV_USB);
+        assert_int_equal(xact_detach(&ctx, e->db_conn, &a, "device removed from the host", &res), 0);
+        db_attachment_clear(&a);
+        assert_int_equal(fake_qmp_finish(&e->f), 0);
+        assert_int_equal(res.outcome, XACT_DONE);
+        assert_int_equal(db_attachment_get(e->db_conn, e->dev.devpath, &a), 0);
+        h = history(e);
+        assert_string_equal(h, "attach started|\nattach attached|\ndetach detaching|\ndetach detached|\n");
 }
 
 static void test_vm_lock_cannot_be_had(void **state) {
